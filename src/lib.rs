@@ -1,1 +1,1 @@
-pub mod pmem; pub mod log;
+pub mod log; pub mod pmem;

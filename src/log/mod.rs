@@ -1,0 +1,504 @@
+//! The persistent event log: superblock, sections, slots, group commit, release by
+//! durable cursors, and the recovery scanner. See `FORMAT.md` for the byte layout.
+//!
+//! Order of durability for an append (one group commit):
+//! 1. each record (header + body) is stored into its slots and its lines flushed;
+//! 2. one fence makes the whole group durable;
+//! 3. only then does [`Batch::commit`] return, and the caller may say `stored(seq)`.
+//!
+//! Head and tail are kept in memory only; after a restart [`scan`] rebuilds them.
+
+pub mod cursors;
+pub mod event;
+pub mod format;
+pub mod layout;
+pub mod scan;
+mod store;
+
+pub use cursors::{Subscription, SubscriptionError, SubscriptionId, SubscriptionMode};
+pub use event::{now_unix_ns, EventRef, EventView, Seq, Severity};
+pub use format::{FormatError, Geometry, LogConfig};
+pub use scan::{LiveEvents, RecoveryReport, SlotOutcome};
+pub use store::{create_file, open_path, OpenError, StoreOptions};
+
+use crate::pmem::Medium;
+use layout::*;
+
+/// Failures of log operations other than appends.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The region's format is unusable.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// A fence or sync failed; the log accepts no more writes.
+    #[error("persistent region failed: {0}; herald stops writing to it (restart to recover)")]
+    Failed(String),
+    /// Subscription table problem.
+    #[error(transparent)]
+    Subscription(#[from] SubscriptionError),
+    /// No such subscription.
+    #[error("no durable subscription with id {0:?}")]
+    UnknownSubscription(SubscriptionId),
+    /// A cursor that would move backwards, beyond the tail, or into an event.
+    #[error("invalid cursor {cursor} for subscription {id:?}: {reason}")]
+    BadCursor {
+        /// The subscription.
+        id: SubscriptionId,
+        /// The cursor asked for.
+        cursor: u64,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+}
+
+/// Why an event was not appended. Nothing was stored for it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppendError {
+    /// Not enough free slots: unconfirmed events hold the ring.
+    #[error("ring full: {needed_slots} slots needed, {free_slots} free ({reserve_slots} kept for crit and above)")]
+    Full {
+        /// Slots the event needs (with padding).
+        needed_slots: u64,
+        /// Slots free in total.
+        free_slots: u64,
+        /// Slots of the critical reserve.
+        reserve_slots: u64,
+    },
+    /// Payload over the configured limit.
+    #[error("payload of {bytes} bytes exceeds the limit of {max_bytes}")]
+    TooLarge {
+        /// Payload size.
+        bytes: usize,
+        /// Limit.
+        max_bytes: u64,
+    },
+    /// A field is out of range.
+    #[error("invalid event: {0}")]
+    Invalid(&'static str),
+    /// The region failed earlier.
+    #[error("persistent region failed: {0}")]
+    Failed(String),
+}
+
+/// The persistent event log over a [`Medium`].
+pub struct Log<M: Medium> {
+    medium: M,
+    geometry: Geometry,
+    /// Lowest unreleased position (equals the lowest durable cursor).
+    head: u64,
+    /// Next position to write.
+    tail: u64,
+    subscriptions: Vec<Option<Subscription>>,
+    next_uid: u64,
+    failed: Option<String>,
+}
+
+/// What a group commit made durable.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Committed {
+    /// First event's sequence number.
+    pub first: Seq,
+    /// Last event's sequence number.
+    pub last: Seq,
+    /// Events in the group.
+    pub count: u32,
+}
+
+impl<M: Medium> Log<M> {
+    /// Formats `medium` with `config` and opens it. The medium's previous contents are
+    /// overwritten: callers decide when that is allowed (herald never does it to an
+    /// existing file).
+    pub fn format(mut medium: M, config: &LogConfig, node_id: u64) -> Result<Log<M>, LogError> {
+        let len = medium.bytes().len() as u64;
+        let geometry = format::plan(len, config, node_id, now_unix_ns())?;
+        format::format(&mut medium, &geometry).map_err(|e| LogError::Failed(e.to_string()))?;
+        let (log, _) = Log::open(medium, &mut |_, _| {})?;
+        Ok(log)
+    }
+
+    /// Opens a formatted medium: checks the superblock and sections, runs the recovery
+    /// scanner, and seals the holes of a torn last group with padding so that later
+    /// scans do not mistake them for damage.
+    pub fn open(medium: M, progress: scan::Progress<'_>) -> Result<(Log<M>, RecoveryReport), LogError> {
+        let geometry = format::read_geometry(medium.bytes())?;
+        let mut subscriptions = cursors::load(medium.bytes(), &geometry);
+        let (report, hole_runs) = scan::scan(medium.bytes(), &geometry, &mut subscriptions, progress);
+        let next_uid = subscriptions.iter().flatten().map(|s| s.uid).max().unwrap_or(0) + 1;
+        let mut log = Log {
+            head: report.head,
+            tail: report.tail,
+            geometry,
+            medium,
+            subscriptions,
+            next_uid,
+            failed: None,
+        };
+        if !hole_runs.is_empty() {
+            for run in hole_runs {
+                log.seal(run.first, run.slots);
+            }
+            log.fence()?;
+        }
+        Ok((log, report))
+    }
+
+    fn seal(&mut self, mut first: u64, mut slots: u64) {
+        let n = self.geometry.ring.slot_count;
+        while slots > 0 {
+            let to_ring_end = n - first % n;
+            let span = slots.min(to_ring_end).min(u16::MAX as u64);
+            self.write_pad(first, span, 0);
+            first += span;
+            slots -= span;
+        }
+    }
+
+    fn fence(&mut self) -> Result<(), LogError> {
+        if let Some(reason) = &self.failed {
+            return Err(LogError::Failed(reason.clone()));
+        }
+        self.medium.fence().map_err(|e| {
+            let reason = e.to_string();
+            self.failed = Some(reason.clone());
+            LogError::Failed(reason)
+        })
+    }
+
+    /// The geometry read at open.
+    pub fn geometry(&self) -> &Geometry {
+        &self.geometry
+    }
+
+    /// The underlying medium (read access, e.g. for tests and `inspect`).
+    pub fn medium(&self) -> &M {
+        &self.medium
+    }
+
+    /// Mutable access to the medium, for tests that record its operations.
+    pub fn medium_mut(&mut self) -> &mut M {
+        &mut self.medium
+    }
+
+    /// Gives the medium back.
+    pub fn into_medium(self) -> M {
+        self.medium
+    }
+
+    /// Lowest unreleased sequence number.
+    pub fn head(&self) -> Seq {
+        Seq(self.head)
+    }
+
+    /// The sequence number the next event will get (if it needs no padding).
+    pub fn tail(&self) -> Seq {
+        Seq(self.tail)
+    }
+
+    /// Slots between head and tail.
+    pub fn used_slots(&self) -> u64 {
+        self.tail - self.head
+    }
+
+    /// Reads the event at `seq`, if a valid event is stored there.
+    pub fn read(&self, seq: Seq) -> Option<EventView<'_>> {
+        if seq.0 < self.tail.saturating_sub(self.geometry.ring.slot_count) || seq.0 >= self.tail {
+            return None;
+        }
+        scan::read_event(self.medium.bytes(), &self.geometry, seq)
+    }
+
+    /// The valid events from `from` (clamped to head) up to the tail, in order.
+    pub fn events_from(&self, from: Seq) -> LiveEvents<'_> {
+        LiveEvents::new(self.medium.bytes(), &self.geometry, from.0.max(self.head), self.tail)
+    }
+
+    /// Starts a group commit.
+    pub fn batch(&mut self) -> Batch<'_, M> {
+        let start = self.tail;
+        Batch {
+            log: self,
+            start,
+            first: None,
+            last: 0,
+            count: 0,
+            committed: false,
+        }
+    }
+
+    /// Appends one event with its own fence.
+    pub fn append(&mut self, event: &EventRef<'_>) -> Result<Seq, AppendError> {
+        let mut batch = self.batch();
+        let seq = batch.push(event)?;
+        batch.commit().map_err(|e| AppendError::Failed(e.to_string()))?;
+        Ok(seq)
+    }
+
+    /// Active durable subscriptions.
+    pub fn subscriptions(&self) -> impl Iterator<Item = &Subscription> {
+        self.subscriptions.iter().flatten()
+    }
+
+    /// One subscription by id.
+    pub fn subscription(&self, id: SubscriptionId) -> Option<&Subscription> {
+        self.subscriptions.get(id.0 as usize).and_then(|s| s.as_ref())
+    }
+
+    /// Finds a subscription by name.
+    pub fn subscription_by_name(&self, name: &[u8]) -> Option<&Subscription> {
+        self.subscriptions().find(|s| s.name() == name)
+    }
+
+    /// Creates a durable subscription whose cursor starts at the tail (it receives
+    /// events stored from now on).
+    pub fn create_subscription(&mut self, name: &[u8], spec: &[u8]) -> Result<SubscriptionId, LogError> {
+        if name.is_empty() || name.len() > SUBSCRIPTION_NAME_BYTES_MAX {
+            return Err(SubscriptionError::BadName.into());
+        }
+        if spec.len() > SUBSCRIPTION_SPEC_BYTES_MAX {
+            return Err(SubscriptionError::SpecTooLarge.into());
+        }
+        if self.subscription_by_name(name).is_some() {
+            return Err(SubscriptionError::Exists.into());
+        }
+        let index = self
+            .subscriptions
+            .iter()
+            .position(|s| s.is_none())
+            .ok_or(SubscriptionError::TableFull(self.geometry.subscriptions.entry_count))?;
+        if let Some(reason) = &self.failed {
+            return Err(LogError::Failed(reason.clone()));
+        }
+        let uid = self.next_uid;
+        let created = cursors::create(&mut self.medium, &self.geometry, index as u32, uid, name, spec, self.tail, now_unix_ns())
+            .map_err(|e| {
+                self.failed = Some(e.to_string());
+                LogError::Failed(e.to_string())
+            })?;
+        self.next_uid += 1;
+        self.subscriptions[index] = Some(created);
+        self.recompute_head();
+        Ok(SubscriptionId(index as u32))
+    }
+
+    /// Deletes a durable subscription: it no longer holds any event.
+    pub fn delete_subscription(&mut self, id: SubscriptionId) -> Result<(), LogError> {
+        self.subscription(id).ok_or(LogError::UnknownSubscription(id))?;
+        if let Some(reason) = &self.failed {
+            return Err(LogError::Failed(reason.clone()));
+        }
+        cursors::delete(&mut self.medium, &self.geometry, id.0).map_err(|e| LogError::Failed(e.to_string()))?;
+        self.subscriptions[id.0 as usize] = None;
+        self.recompute_head();
+        Ok(())
+    }
+
+    /// Advances the durable cursors of several subscriptions with one fence, then
+    /// releases every slot below the lowest cursor. A cursor must not move backwards,
+    /// must not pass the tail, and must point at an event boundary (or the tail).
+    pub fn release(&mut self, updates: &[(SubscriptionId, Seq)]) -> Result<(), LogError> {
+        for &(id, cursor) in updates {
+            let s = self.subscription(id).ok_or(LogError::UnknownSubscription(id))?;
+            let bad = |reason| LogError::BadCursor { id, cursor: cursor.0, reason };
+            if cursor.0 < s.cursor {
+                return Err(bad("cursors only move forward"));
+            }
+            if cursor.0 > self.tail {
+                return Err(bad("beyond the tail"));
+            }
+            if cursor.0 < self.tail && !self.is_record_start(cursor.0) {
+                return Err(bad("not the start of a record"));
+            }
+        }
+        self.update_cursors(updates.iter().map(|&(id, c)| (id, c.0, None)))
+    }
+
+    /// Persists a subscription's mode (normal or recovering), cursor unchanged.
+    pub fn set_mode(&mut self, id: SubscriptionId, mode: SubscriptionMode) -> Result<(), LogError> {
+        let cursor = self.subscription(id).ok_or(LogError::UnknownSubscription(id))?.cursor;
+        self.update_cursors(std::iter::once((id, cursor, Some(mode))))
+    }
+
+    fn update_cursors(&mut self, updates: impl Iterator<Item = (SubscriptionId, u64, Option<SubscriptionMode>)>) -> Result<(), LogError> {
+        if let Some(reason) = &self.failed {
+            return Err(LogError::Failed(reason.clone()));
+        }
+        for (id, cursor, mode) in updates {
+            let s = self.subscriptions[id.0 as usize].as_mut().expect("validated by caller");
+            let mode = mode.unwrap_or(s.mode);
+            cursors::stage_cursor(&mut self.medium, &self.geometry, s, cursor, mode);
+        }
+        self.fence()?;
+        self.recompute_head();
+        Ok(())
+    }
+
+    fn is_record_start(&self, position: u64) -> bool {
+        let n = self.geometry.ring.slot_count;
+        scan::valid_record(self.medium.bytes(), &self.geometry, position % n).is_some_and(|h| h.seq == position)
+    }
+
+    fn recompute_head(&mut self) {
+        self.head = self.subscriptions().map(|s| s.cursor).min().unwrap_or(self.tail);
+    }
+
+    fn write_pad(&mut self, seq: u64, span: u64, group_offset: u32) {
+        let mut h: SlotHeader = bytemuck::Zeroable::zeroed();
+        h.magic = SLOT_MAGIC;
+        h.kind = SLOT_KIND_PAD;
+        h.seq = seq;
+        h.span = span as u16;
+        h.group_offset = group_offset;
+        h.checksum = crc_append(self.geometry.checksum_seed(), &bytemuck::bytes_of(&h)[4..]);
+        let at = self.geometry.slot_offset(seq % self.geometry.ring.slot_count);
+        self.medium.write(at, bytemuck::bytes_of(&h));
+        self.medium.flush(at, SLOT_HEADER_BYTES);
+    }
+}
+
+/// A group commit in progress: events pushed into it are stored and flushed but not
+/// durable until [`Batch::commit`] fences them all at once. Dropping it uncommitted
+/// rolls the tail back and invalidates what it wrote.
+pub struct Batch<'l, M: Medium> {
+    log: &'l mut Log<M>,
+    start: u64,
+    first: Option<u64>,
+    last: u64,
+    count: u32,
+    committed: bool,
+}
+
+impl<M: Medium> Batch<'_, M> {
+    /// Stores one event into the ring (not yet durable). Allocates nothing.
+    pub fn push(&mut self, event: &EventRef<'_>) -> Result<Seq, AppendError> {
+        let log = &mut *self.log;
+        if let Some(reason) = &log.failed {
+            return Err(AppendError::Failed(reason.clone()));
+        }
+        check_event(event, log.geometry.ring.payload_bytes_max)?;
+        let body = event.topic.len() + event.source.len() + event.key.len() + event.payload.len();
+        let n = log.geometry.ring.slot_count;
+        let span = log.geometry.span_for_body(body);
+        let index = log.tail % n;
+        let pad = if index + span > n { n - index } else { 0 };
+        let used = log.tail - log.head;
+        let limit = if event.severity.may_use_reserve() {
+            n
+        } else {
+            n - log.geometry.ring.reserve_slots
+        };
+        if used + pad + span > limit {
+            return Err(AppendError::Full {
+                needed_slots: pad + span,
+                free_slots: n - used,
+                reserve_slots: log.geometry.ring.reserve_slots,
+            });
+        }
+        if pad > 0 {
+            log.write_pad(log.tail, pad, (log.tail - self.start) as u32);
+            log.tail += pad;
+        }
+        let seq = log.tail;
+        write_event(log, seq, span, (seq - self.start) as u32, event);
+        log.tail += span;
+        self.first.get_or_insert(seq);
+        self.last = seq;
+        self.count += 1;
+        Ok(Seq(seq))
+    }
+
+    /// Events pushed so far.
+    pub fn len(&self) -> u32 {
+        self.count
+    }
+
+    /// Whether nothing was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Makes every pushed event durable with one fence. Only after this returns may
+    /// the producer be told `stored`.
+    pub fn commit(mut self) -> Result<Option<Committed>, LogError> {
+        self.committed = true;
+        if self.log.tail == self.start {
+            return Ok(None);
+        }
+        self.log.fence()?;
+        Ok(self.first.map(|first| Committed {
+            first: Seq(first),
+            last: Seq(self.last),
+            count: self.count,
+        }))
+    }
+}
+
+impl<M: Medium> Drop for Batch<'_, M> {
+    fn drop(&mut self) {
+        if self.committed || self.log.tail == self.start {
+            return;
+        }
+        // Invalidate every record this batch wrote, so that a later fence cannot make
+        // an event durable that its producer was told failed.
+        let n = self.log.geometry.ring.slot_count;
+        let mut p = self.start;
+        while p < self.log.tail {
+            let at = self.log.geometry.slot_offset(p % n);
+            let header: SlotHeader = bytemuck::pod_read_unaligned(&self.log.medium.bytes()[at..at + SLOT_HEADER_BYTES]);
+            self.log.medium.write(at, &[0u8; 8]);
+            self.log.medium.flush(at, 8);
+            p += (header.span as u64).max(1);
+        }
+        self.log.tail = self.start;
+    }
+}
+
+fn check_event(e: &EventRef<'_>, payload_max: u64) -> Result<(), AppendError> {
+    if e.topic.is_empty() || e.topic.len() > event::TOPIC_BYTES_MAX {
+        return Err(AppendError::Invalid("topic must be 1..=255 bytes"));
+    }
+    if e.source.len() > event::SOURCE_BYTES_MAX {
+        return Err(AppendError::Invalid("source must be at most 255 bytes"));
+    }
+    if e.key.len() > event::KEY_BYTES_MAX {
+        return Err(AppendError::Invalid("idempotency key must be at most 64 bytes"));
+    }
+    if e.payload.len() as u64 > payload_max {
+        return Err(AppendError::TooLarge {
+            bytes: e.payload.len(),
+            max_bytes: payload_max,
+        });
+    }
+    Ok(())
+}
+
+fn write_event<M: Medium>(log: &mut Log<M>, seq: u64, span: u64, group_offset: u32, e: &EventRef<'_>) {
+    let mut h: SlotHeader = bytemuck::Zeroable::zeroed();
+    h.magic = SLOT_MAGIC;
+    h.kind = SLOT_KIND_EVENT;
+    h.severity = e.severity as u8;
+    h.seq = seq;
+    h.timestamp_ns = e.timestamp_ns;
+    h.payload_len = e.payload.len() as u32;
+    h.flags = e.flags;
+    h.topic_len = e.topic.len() as u8;
+    h.source_len = e.source.len() as u8;
+    h.key_len = e.key.len() as u8;
+    h.span = span as u16;
+    h.group_offset = group_offset;
+    let mut sum = crc_append(log.geometry.checksum_seed(), &bytemuck::bytes_of(&h)[4..]);
+    for part in [e.topic, e.source, e.key, e.payload] {
+        sum = crc_append(sum, part);
+    }
+    h.checksum = sum;
+    let start = log.geometry.slot_offset(seq % log.geometry.ring.slot_count);
+    let mut at = start;
+    log.medium.write(at, bytemuck::bytes_of(&h));
+    at += SLOT_HEADER_BYTES;
+    for part in [e.topic, e.source, e.key, e.payload] {
+        log.medium.write(at, part);
+        at += part.len();
+    }
+    // Paired assertion: what we flush must be what recovery will accept.
+    debug_assert!(scan::valid_record(log.medium.bytes(), &log.geometry, seq % log.geometry.ring.slot_count).is_some());
+    log.medium.flush(start, at - start);
+}

@@ -159,7 +159,8 @@ pub enum RegionError {
 pub const REGION_BYTES_MIN: u64 = 64 * 1024;
 
 enum Mapping {
-    Memmap(memmap2::MmapRaw),
+    /// Held for its `Drop`, which unmaps.
+    Memmap { _raw: memmap2::MmapRaw },
     /// Mapped with `libc::mmap` because memmap2 cannot pass `MAP_SYNC` or map devices.
     Libc,
 }
@@ -296,7 +297,7 @@ impl MappedRegion {
                     }
                     let raw = map_memmap(path, &file, len, options)?;
                     let ptr = NonNull::new(raw.as_mut_ptr()).expect("mmap never returns null");
-                    (len, RegionKind::File, ptr, Mapping::Memmap(raw))
+                    (len, RegionKind::File, ptr, Mapping::Memmap { _raw: raw })
                 }
             }
         } else {

@@ -1,0 +1,230 @@
+//! The subscription table: durable cursors, one entry per durable subscription.
+//!
+//! Order of durability:
+//! - creation writes the static part and cursor record A, flushes, fences, and only
+//!   then stores `state = ACTIVE` (one aligned 8-byte word) and fences again, so a
+//!   crash mid-creation leaves a free entry, never a half-made one;
+//! - a cursor update writes the record *not* holding the newest generation, so a
+//!   torn update leaves the previous cursor readable; recovery takes the valid record
+//!   with the highest generation.
+
+use super::format::Geometry;
+use super::layout::*;
+use crate::pmem::Medium;
+use bytemuck::Zeroable;
+
+/// Index of a subscription entry in the table.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct SubscriptionId(pub u32);
+
+/// Persistent mode of a durable subscription.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionMode {
+    /// Events flow normally.
+    Normal,
+    /// The subscription is replaying after a failure.
+    Recovering,
+}
+
+impl SubscriptionMode {
+    fn to_u32(self) -> u32 {
+        match self {
+            SubscriptionMode::Normal => 0,
+            SubscriptionMode::Recovering => 1,
+        }
+    }
+    fn from_u32(v: u32) -> Option<SubscriptionMode> {
+        match v {
+            0 => Some(SubscriptionMode::Normal),
+            1 => Some(SubscriptionMode::Recovering),
+            _ => None,
+        }
+    }
+}
+
+/// The in-memory copy of one active entry. Fixed-size: loading the table allocates
+/// once, at open.
+#[derive(Copy, Clone, Debug)]
+pub struct Subscription {
+    /// Where it lives.
+    pub id: SubscriptionId,
+    /// Creation counter (distinguishes reuse of an entry).
+    pub uid: u64,
+    name: [u8; SUBSCRIPTION_NAME_BYTES_MAX],
+    name_len: u8,
+    spec: [u8; SUBSCRIPTION_SPEC_BYTES_MAX],
+    spec_len: u16,
+    /// Every event below this is handled for the subscription.
+    pub cursor: u64,
+    /// Persistent mode.
+    pub mode: SubscriptionMode,
+    generation: u64,
+    /// Set when the entry failed a consistency check at load; the cursor is then a
+    /// conservative stand-in chosen by the log.
+    pub damage: Option<&'static str>,
+}
+
+impl Subscription {
+    /// The subscription's name.
+    pub fn name(&self) -> &[u8] {
+        &self.name[..self.name_len as usize]
+    }
+    /// The opaque spec stored with it.
+    pub fn spec(&self) -> &[u8] {
+        &self.spec[..self.spec_len as usize]
+    }
+}
+
+/// Why a subscription could not be created.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubscriptionError {
+    /// Name empty or too long.
+    #[error("subscription name must be 1..={SUBSCRIPTION_NAME_BYTES_MAX} bytes")]
+    BadName,
+    /// Spec too long.
+    #[error("subscription spec exceeds {SUBSCRIPTION_SPEC_BYTES_MAX} bytes")]
+    SpecTooLarge,
+    /// Name already taken.
+    #[error("a subscription with this name exists")]
+    Exists,
+    /// No free entry.
+    #[error("the subscription table is full ({0} entries)")]
+    TableFull(u64),
+}
+
+/// Reads every entry. Returns active entries (damaged ones flagged, cursor 0) in a
+/// vector of `entry_count` options.
+pub fn load(bytes: &[u8], g: &Geometry) -> Vec<Option<Subscription>> {
+    let seed = g.checksum_seed();
+    (0..g.subscriptions.entry_count as u32)
+        .map(|i| {
+            let at = g.subscription_offset(i);
+            let e: SubscriptionEntry = bytemuck::pod_read_unaligned(&bytes[at..at + SUBSCRIPTION_ENTRY_BYTES]);
+            if e.state == SUBSCRIPTION_FREE {
+                return None;
+            }
+            Some(decode_entry(&bytes[at..at + SUBSCRIPTION_ENTRY_BYTES], &e, i, seed))
+        })
+        .collect()
+}
+
+fn decode_entry(raw: &[u8], e: &SubscriptionEntry, index: u32, seed: u32) -> Subscription {
+    let mut s = Subscription {
+        id: SubscriptionId(index),
+        uid: e.id,
+        name: e.name,
+        name_len: (e.name_len as usize).min(SUBSCRIPTION_NAME_BYTES_MAX) as u8,
+        spec: e.spec,
+        spec_len: (e.spec_len as usize).min(SUBSCRIPTION_SPEC_BYTES_MAX) as u16,
+        cursor: 0,
+        mode: SubscriptionMode::Recovering,
+        generation: 0,
+        damage: None,
+    };
+    if e.state != SUBSCRIPTION_ACTIVE {
+        s.damage = Some("entry state word is neither free nor active");
+        return s;
+    }
+    let static_sum = crate::log::layout::crc_append(seed, &raw[4..SUBSCRIPTION_STATIC_CHECKSUM_OFFSET]);
+    if static_sum != e.static_checksum
+        || e.name_len as usize > SUBSCRIPTION_NAME_BYTES_MAX
+        || e.spec_len as usize > SUBSCRIPTION_SPEC_BYTES_MAX
+    {
+        s.damage = Some("entry checksum mismatch (name or spec damaged)");
+        return s;
+    }
+    let best = e
+        .cursors
+        .iter()
+        .filter(|r| cursor_record_valid(r, seed))
+        .max_by_key(|r| r.generation);
+    match best {
+        Some(r) => {
+            s.cursor = r.cursor;
+            s.generation = r.generation;
+            s.mode = SubscriptionMode::from_u32(r.mode).expect("validated by cursor_record_valid");
+        }
+        None => s.damage = Some("both cursor records fail their checksum"),
+    }
+    s
+}
+
+fn cursor_record_valid(r: &CursorRecord, seed: u32) -> bool {
+    r.generation != 0
+        && SubscriptionMode::from_u32(r.mode).is_some()
+        && crate::log::layout::crc_append(seed, &bytemuck::bytes_of(r)[..CURSOR_CHECKSUM_OFFSET]) == r.checksum
+}
+
+fn cursor_record(generation: u64, cursor: u64, mode: SubscriptionMode, seed: u32) -> CursorRecord {
+    let mut r = CursorRecord::zeroed();
+    r.generation = generation;
+    r.cursor = cursor;
+    r.mode = mode.to_u32();
+    r.checksum = crate::log::layout::crc_append(seed, &bytemuck::bytes_of(&r)[..CURSOR_CHECKSUM_OFFSET]);
+    r
+}
+
+/// Creates an entry at `index` (which must be free), durably, with its cursor at `cursor`.
+pub fn create<M: Medium>(
+    medium: &mut M,
+    g: &Geometry,
+    index: u32,
+    uid: u64,
+    name: &[u8],
+    spec: &[u8],
+    cursor: u64,
+    now_ns: u64,
+) -> std::io::Result<Subscription> {
+    assert!(!name.is_empty() && name.len() <= SUBSCRIPTION_NAME_BYTES_MAX);
+    assert!(spec.len() <= SUBSCRIPTION_SPEC_BYTES_MAX);
+    let seed = g.checksum_seed();
+    let mut e = SubscriptionEntry::zeroed();
+    e.name_len = name.len() as u32;
+    e.id = uid;
+    e.created_unix_ns = now_ns;
+    e.spec_len = spec.len() as u32;
+    e.name[..name.len()].copy_from_slice(name);
+    e.spec[..spec.len()].copy_from_slice(spec);
+    e.static_checksum = crate::log::layout::crc_append(seed, &bytemuck::bytes_of(&e)[4..SUBSCRIPTION_STATIC_CHECKSUM_OFFSET]);
+    // Generation g lives in record g % 2, so the next update writes the other one.
+    e.cursors[1] = cursor_record(1, cursor, SubscriptionMode::Normal, seed);
+    let at = g.subscription_offset(index);
+    // Phase 1: everything but the state word (still FREE from format or deletion).
+    medium.write(at + 4, &bytemuck::bytes_of(&e)[4..]);
+    medium.flush(at, SUBSCRIPTION_ENTRY_BYTES);
+    medium.fence()?;
+    // Phase 2: the state word alone makes the entry exist.
+    medium.write(at, &SUBSCRIPTION_ACTIVE.to_le_bytes());
+    medium.flush(at, 4);
+    medium.fence()?;
+    Ok(decode_entry(
+        &medium.bytes()[at..at + SUBSCRIPTION_ENTRY_BYTES],
+        &bytemuck::pod_read_unaligned(&medium.bytes()[at..at + SUBSCRIPTION_ENTRY_BYTES]),
+        index,
+        seed,
+    ))
+}
+
+/// Frees an entry durably.
+pub fn delete<M: Medium>(medium: &mut M, g: &Geometry, index: u32) -> std::io::Result<()> {
+    let at = g.subscription_offset(index);
+    medium.write(at, &SUBSCRIPTION_FREE.to_le_bytes());
+    medium.flush(at, 4);
+    medium.fence()
+}
+
+/// Stages a cursor update: writes and flushes the alternate record. Durable after the
+/// caller's next fence; until then recovery may find either cursor.
+pub fn stage_cursor<M: Medium>(medium: &mut M, g: &Geometry, s: &mut Subscription, cursor: u64, mode: SubscriptionMode) {
+    let generation = s.generation + 1;
+    let record = cursor_record(generation, cursor, mode, g.checksum_seed());
+    let slot = (generation % 2) as usize;
+    let at = g.subscription_offset(s.id.0) + SUBSCRIPTION_CURSORS_OFFSET + slot * std::mem::size_of::<CursorRecord>();
+    medium.write(at, bytemuck::bytes_of(&record));
+    medium.flush(at, std::mem::size_of::<CursorRecord>());
+    s.generation = generation;
+    s.cursor = cursor;
+    s.mode = mode;
+}

@@ -1,0 +1,473 @@
+//! Formatting a region and reading its geometry back, with every check that tells a
+//! herald region from anything else.
+
+use super::event::{KEY_BYTES_MAX, PAYLOAD_BYTES_MAX_DEFAULT, SOURCE_BYTES_MAX, TOPIC_BYTES_MAX};
+use super::layout::*;
+use crate::pmem::Medium;
+use bytemuck::Zeroable;
+
+/// Everything chosen when a region is formatted.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Bytes per slot: a multiple of 64, at least 64.
+    pub slot_bytes: u32,
+    /// Slots reserved for `crit` and more severe events; `None` = 1% of the ring,
+    /// and at least enough for two events of the largest size.
+    pub reserve_slots: Option<u64>,
+    /// Durable subscriptions the region can hold.
+    pub subscription_entries: u32,
+    /// Largest event payload.
+    pub payload_bytes_max: u32,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            slot_bytes: 128,
+            reserve_slots: None,
+            subscription_entries: 64,
+            payload_bytes_max: PAYLOAD_BYTES_MAX_DEFAULT,
+        }
+    }
+}
+
+/// Limits on configuration, in one place.
+pub const SLOT_BYTES_MIN: u32 = 64;
+/// Largest slot.
+pub const SLOT_BYTES_MAX: u32 = 64 * 1024;
+/// Most subscription entries a region may hold.
+pub const SUBSCRIPTION_ENTRIES_MAX: u32 = 4096;
+/// Largest payload a region may be formatted for.
+pub const PAYLOAD_BYTES_MAX_LIMIT: u32 = 16 * 1024 * 1024;
+const _: () = assert!(SLOT_BYTES_MIN as usize >= SLOT_HEADER_BYTES);
+const _: () = assert!(PAYLOAD_BYTES_MAX_DEFAULT <= PAYLOAD_BYTES_MAX_LIMIT);
+
+/// A region's geometry as read from (or written to) its superblock and sections.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Bytes of the formatted region.
+    pub region_bytes: u64,
+    /// Layout version found.
+    pub layout_version: u32,
+    /// Random node identity fixed at format time.
+    pub node_id: u64,
+    /// Format time.
+    pub created_unix_ns: u64,
+    /// Ring geometry.
+    pub ring: RingParams,
+    /// Offset of slot 0.
+    pub ring_data_offset: u64,
+    /// Subscription table geometry.
+    pub subscriptions: SubscriptionParams,
+    /// Offset of subscription entry 0.
+    pub subscriptions_data_offset: u64,
+}
+
+impl Geometry {
+    /// Seed of every slot and cursor checksum: derived from the node id, so records
+    /// left by an earlier format of the same device never validate.
+    pub fn checksum_seed(&self) -> u32 {
+        (self.node_id as u32) ^ ((self.node_id >> 32) as u32)
+    }
+
+    /// Byte offset of slot `index`.
+    pub fn slot_offset(&self, index: u64) -> usize {
+        debug_assert!(index < self.ring.slot_count);
+        (self.ring_data_offset + index * self.ring.slot_bytes) as usize
+    }
+
+    /// Byte offset of subscription entry `index`.
+    pub fn subscription_offset(&self, index: u32) -> usize {
+        debug_assert!((index as u64) < self.subscriptions.entry_count);
+        (self.subscriptions_data_offset + index as u64 * self.subscriptions.entry_bytes) as usize
+    }
+
+    /// Slots an event with this many body bytes occupies.
+    pub fn span_for_body(&self, body_bytes: usize) -> u64 {
+        (SLOT_HEADER_BYTES + body_bytes).div_ceil(self.ring.slot_bytes as usize) as u64
+    }
+
+    /// The most slots any valid event can occupy.
+    pub fn span_max(&self) -> u64 {
+        self.span_for_body(
+            TOPIC_BYTES_MAX + SOURCE_BYTES_MAX + KEY_BYTES_MAX + self.ring.payload_bytes_max as usize,
+        )
+    }
+}
+
+/// Why bytes are not a usable herald region. The caller adds the path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    /// Shorter than a superblock, or than the superblock says.
+    #[error("truncated: {actual_bytes} bytes, but the region needs {expected_bytes}; the file was cut short (restore it from a copy)")]
+    Truncated {
+        /// Bytes the superblock (or the minimum) requires.
+        expected_bytes: u64,
+        /// Bytes present.
+        actual_bytes: u64,
+    },
+    /// No herald magic.
+    #[error("not a herald region (bad magic {found:02x?}); herald never reformats an existing file: move it away or choose another --data-dir")]
+    NotHerald {
+        /// The first 8 bytes found.
+        found: [u8; 8],
+    },
+    /// Written by another layout version.
+    #[error("layout version {found}, but this herald reads version {LAYOUT_VERSION}; use a herald release that matches the region")]
+    UnsupportedVersion {
+        /// The version found.
+        found: u32,
+    },
+    /// Superblock checksum mismatch.
+    #[error("superblock checksum mismatch; the file is damaged or was not written by herald; run `herald inspect` for details")]
+    SuperblockChecksum,
+    /// A section header or the section table is damaged.
+    #[error("section {kind}: {reason}")]
+    Section {
+        /// The section kind number.
+        kind: u32,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The requested configuration cannot be formatted.
+    #[error("cannot format: {0}")]
+    Config(String),
+}
+
+/// Computes the geometry `config` gives in a region of `region_bytes`.
+pub fn plan(region_bytes: u64, config: &LogConfig, node_id: u64, now_ns: u64) -> Result<Geometry, FormatError> {
+    let bad = |m: String| Err(FormatError::Config(m));
+    if config.slot_bytes < SLOT_BYTES_MIN
+        || config.slot_bytes > SLOT_BYTES_MAX
+        || config.slot_bytes % 64 != 0
+    {
+        return bad(format!(
+            "slot size {} must be a multiple of 64 between {SLOT_BYTES_MIN} and {SLOT_BYTES_MAX}",
+            config.slot_bytes
+        ));
+    }
+    if config.subscription_entries == 0 || config.subscription_entries > SUBSCRIPTION_ENTRIES_MAX {
+        return bad(format!(
+            "subscription entries {} must be 1..={SUBSCRIPTION_ENTRIES_MAX}",
+            config.subscription_entries
+        ));
+    }
+    if config.payload_bytes_max > PAYLOAD_BYTES_MAX_LIMIT {
+        return bad(format!(
+            "payload limit {} exceeds {PAYLOAD_BYTES_MAX_LIMIT}",
+            config.payload_bytes_max
+        ));
+    }
+    let subs_bytes = (config.subscription_entries as u64 * SUBSCRIPTION_ENTRY_BYTES as u64)
+        .next_multiple_of(4096);
+    let subs_offset = SUPERBLOCK_PAGE_BYTES;
+    let ring_offset = subs_offset + SECTION_HEADER_PAGE_BYTES + subs_bytes;
+    let ring_data_offset = ring_offset + SECTION_HEADER_PAGE_BYTES;
+    let slot_bytes = config.slot_bytes as u64;
+    let slot_count = region_bytes.saturating_sub(ring_data_offset) / slot_bytes;
+    let mut geometry = Geometry {
+        region_bytes,
+        layout_version: LAYOUT_VERSION,
+        node_id,
+        created_unix_ns: now_ns,
+        ring: RingParams {
+            slot_bytes,
+            slot_count,
+            reserve_slots: 0,
+            payload_bytes_max: config.payload_bytes_max as u64,
+        },
+        ring_data_offset,
+        subscriptions: SubscriptionParams {
+            entry_bytes: SUBSCRIPTION_ENTRY_BYTES as u64,
+            entry_count: config.subscription_entries as u64,
+        },
+        subscriptions_data_offset: subs_offset + SECTION_HEADER_PAGE_BYTES,
+    };
+    let span_max = geometry.span_max();
+    if span_max > u16::MAX as u64 {
+        return bad(format!(
+            "the largest event would span {span_max} slots (at most {}); use larger slots",
+            u16::MAX
+        ));
+    }
+    let reserve = config
+        .reserve_slots
+        .unwrap_or_else(|| (slot_count / 100).max(2 * span_max));
+    // The ring must hold the reserve and, beside it, at least four of the largest
+    // events, or a single large event could make the ring look permanently full.
+    if slot_count < reserve + 4 * span_max {
+        return bad(format!(
+            "region of {region_bytes} bytes holds {slot_count} slots of {slot_bytes} bytes; \
+             it needs at least {} (reserve {reserve} + 4 events of {span_max} slots); \
+             use a larger region or a smaller payload limit",
+            reserve + 4 * span_max
+        ));
+    }
+    geometry.ring.reserve_slots = reserve;
+    Ok(geometry)
+}
+
+/// Writes a fresh superblock, section headers and an empty subscription table. The
+/// superblock is written last and fenced separately: a crash mid-format leaves no magic.
+pub fn format<M: Medium>(medium: &mut M, geometry: &Geometry) -> std::io::Result<()> {
+    let subs_offset = geometry.subscriptions_data_offset - SECTION_HEADER_PAGE_BYTES;
+    let subs_len = geometry.ring_data_offset - SECTION_HEADER_PAGE_BYTES - subs_offset;
+    let ring_offset = geometry.ring_data_offset - SECTION_HEADER_PAGE_BYTES;
+    let ring_len = SECTION_HEADER_PAGE_BYTES + geometry.ring.slot_count * geometry.ring.slot_bytes;
+    let sections = [
+        (SECTION_SUBSCRIPTIONS, subs_offset, subs_len, geometry.subscriptions.to_params()),
+        (SECTION_EVENT_RING, ring_offset, ring_len, geometry.ring.to_params()),
+    ];
+    // A reused device may hold an old table; free entries must read as free.
+    let table_bytes = (geometry.subscriptions.entry_count * geometry.subscriptions.entry_bytes) as usize;
+    let zeros = [0u8; 4096];
+    let mut at = geometry.subscriptions_data_offset as usize;
+    let end = at + table_bytes;
+    while at < end {
+        let n = (end - at).min(zeros.len());
+        medium.write(at, &zeros[..n]);
+        at += n;
+    }
+    medium.flush(geometry.subscriptions_data_offset as usize, table_bytes);
+    let mut superblock = Superblock::zeroed();
+    for (i, (kind, offset, len_bytes, params)) in sections.into_iter().enumerate() {
+        let mut header = SectionHeader::zeroed();
+        header.magic = SECTION_MAGIC;
+        header.kind = kind;
+        header.version = 1;
+        header.offset = offset;
+        header.len_bytes = len_bytes;
+        header.params = params;
+        header.checksum = crc(&bytemuck::bytes_of(&header)[..SECTION_CHECKSUM_OFFSET]);
+        medium.write(offset as usize, bytemuck::bytes_of(&header));
+        medium.flush(offset as usize, std::mem::size_of::<SectionHeader>());
+        superblock.sections[i] = SectionEntry {
+            kind,
+            version: 1,
+            offset,
+            len_bytes,
+            reserved: 0,
+        };
+    }
+    medium.fence()?;
+    superblock.magic = REGION_MAGIC;
+    superblock.layout_version = LAYOUT_VERSION;
+    superblock.section_count = sections.len() as u32;
+    superblock.region_bytes = geometry.region_bytes;
+    superblock.node_id = geometry.node_id;
+    superblock.created_unix_ns = geometry.created_unix_ns;
+    superblock.checksum = crc(&bytemuck::bytes_of(&superblock)[..SUPERBLOCK_CHECKSUM_OFFSET]);
+    medium.write(0, bytemuck::bytes_of(&superblock));
+    medium.flush(0, std::mem::size_of::<Superblock>());
+    medium.fence()
+}
+
+/// Reads and checks the superblock and section headers.
+pub fn read_geometry(bytes: &[u8]) -> Result<Geometry, FormatError> {
+    let sb_len = std::mem::size_of::<Superblock>();
+    if bytes.len() < SUPERBLOCK_PAGE_BYTES as usize {
+        return Err(FormatError::Truncated {
+            expected_bytes: SUPERBLOCK_PAGE_BYTES,
+            actual_bytes: bytes.len() as u64,
+        });
+    }
+    let sb: Superblock = bytemuck::pod_read_unaligned(&bytes[..sb_len]);
+    if sb.magic != REGION_MAGIC {
+        return Err(FormatError::NotHerald { found: sb.magic });
+    }
+    if sb.layout_version != LAYOUT_VERSION {
+        return Err(FormatError::UnsupportedVersion {
+            found: sb.layout_version,
+        });
+    }
+    if crc(&bytes[..SUPERBLOCK_CHECKSUM_OFFSET]) != sb.checksum {
+        return Err(FormatError::SuperblockChecksum);
+    }
+    if sb.region_bytes > bytes.len() as u64 {
+        return Err(FormatError::Truncated {
+            expected_bytes: sb.region_bytes,
+            actual_bytes: bytes.len() as u64,
+        });
+    }
+    if sb.section_count as usize > SECTIONS_MAX {
+        return Err(FormatError::Section {
+            kind: 0,
+            reason: format!("section count {} exceeds {SECTIONS_MAX}", sb.section_count),
+        });
+    }
+    let mut ring = None;
+    let mut subs = None;
+    for entry in &sb.sections[..sb.section_count as usize] {
+        let header = read_section(bytes, &sb, entry)?;
+        match entry.kind {
+            SECTION_EVENT_RING => ring = Some((header, RingParams::from_params(header.params))),
+            SECTION_SUBSCRIPTIONS => {
+                subs = Some((header, SubscriptionParams::from_params(header.params)))
+            }
+            // Unknown kinds are sections a later minor version added: skip them.
+            _ => {}
+        }
+    }
+    let missing = |kind: u32| FormatError::Section {
+        kind,
+        reason: "missing from the section table".into(),
+    };
+    let (ring_header, ring) = ring.ok_or_else(|| missing(SECTION_EVENT_RING))?;
+    let (subs_header, subscriptions) = subs.ok_or_else(|| missing(SECTION_SUBSCRIPTIONS))?;
+    let geometry = Geometry {
+        region_bytes: sb.region_bytes,
+        layout_version: sb.layout_version,
+        node_id: sb.node_id,
+        created_unix_ns: sb.created_unix_ns,
+        ring,
+        ring_data_offset: ring_header.offset + SECTION_HEADER_PAGE_BYTES,
+        subscriptions,
+        subscriptions_data_offset: subs_header.offset + SECTION_HEADER_PAGE_BYTES,
+    };
+    check_ring(&geometry, &ring_header)?;
+    check_subscriptions(&geometry, &subs_header)?;
+    Ok(geometry)
+}
+
+fn read_section(bytes: &[u8], sb: &Superblock, entry: &SectionEntry) -> Result<SectionHeader, FormatError> {
+    let fail = |reason: String| FormatError::Section {
+        kind: entry.kind,
+        reason,
+    };
+    let end = entry.offset.checked_add(entry.len_bytes);
+    if entry.offset < SUPERBLOCK_PAGE_BYTES
+        || end.is_none_or(|e| e > sb.region_bytes)
+        || entry.len_bytes < SECTION_HEADER_PAGE_BYTES
+    {
+        return Err(fail(format!(
+            "offset {} + length {} lies outside the region of {} bytes",
+            entry.offset, entry.len_bytes, sb.region_bytes
+        )));
+    }
+    let at = entry.offset as usize;
+    let header: SectionHeader =
+        bytemuck::pod_read_unaligned(&bytes[at..at + std::mem::size_of::<SectionHeader>()]);
+    if header.magic != SECTION_MAGIC {
+        return Err(fail("bad section magic".into()));
+    }
+    if crc(&bytes[at..at + SECTION_CHECKSUM_OFFSET]) != header.checksum {
+        return Err(fail("section header checksum mismatch".into()));
+    }
+    if header.kind != entry.kind || header.offset != entry.offset || header.len_bytes != entry.len_bytes {
+        return Err(fail("section header disagrees with the superblock's section table".into()));
+    }
+    Ok(header)
+}
+
+fn check_ring(g: &Geometry, header: &SectionHeader) -> Result<(), FormatError> {
+    let fail = |reason: String| FormatError::Section {
+        kind: SECTION_EVENT_RING,
+        reason,
+    };
+    let r = g.ring;
+    if r.slot_bytes < SLOT_BYTES_MIN as u64 || r.slot_bytes > SLOT_BYTES_MAX as u64 || r.slot_bytes % 64 != 0 {
+        return Err(fail(format!("slot size {} is invalid", r.slot_bytes)));
+    }
+    if r.payload_bytes_max > PAYLOAD_BYTES_MAX_LIMIT as u64 || g.span_max() > u16::MAX as u64 {
+        return Err(fail(format!("payload limit {} is invalid", r.payload_bytes_max)));
+    }
+    let needed = r.slot_count.checked_mul(r.slot_bytes).and_then(|b| b.checked_add(SECTION_HEADER_PAGE_BYTES));
+    if needed.is_none_or(|n| n > header.len_bytes) {
+        return Err(fail(format!("{} slots of {} bytes do not fit the section", r.slot_count, r.slot_bytes)));
+    }
+    if r.slot_count < r.reserve_slots + 4 * g.span_max() {
+        return Err(fail(format!("{} slots cannot hold the reserve of {}", r.slot_count, r.reserve_slots)));
+    }
+    Ok(())
+}
+
+fn check_subscriptions(g: &Geometry, header: &SectionHeader) -> Result<(), FormatError> {
+    let s = g.subscriptions;
+    if s.entry_bytes != SUBSCRIPTION_ENTRY_BYTES as u64
+        || s.entry_count == 0
+        || s.entry_count > SUBSCRIPTION_ENTRIES_MAX as u64
+        || SECTION_HEADER_PAGE_BYTES + s.entry_bytes * s.entry_count > header.len_bytes
+    {
+        return Err(FormatError::Section {
+            kind: SECTION_SUBSCRIPTIONS,
+            reason: format!("{} entries of {} bytes are invalid here", s.entry_count, s.entry_bytes),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pmem::sim::SimMedium;
+
+    fn formatted() -> (SimMedium, Geometry) {
+        let mut m = SimMedium::new(1 << 20);
+        let g = plan(1 << 20, &LogConfig::default(), 0xfeed_beef_1234_5678, 7).unwrap();
+        format(&mut m, &g).unwrap();
+        (m, g)
+    }
+
+    #[test]
+    fn a_formatted_region_reads_back_the_same_geometry() {
+        let (m, g) = formatted();
+        assert_eq!(read_geometry(m.bytes()).unwrap(), g);
+    }
+
+    #[test]
+    fn a_crash_before_the_superblock_fence_leaves_no_region() {
+        let (m, _) = formatted();
+        // Everything but the last fence is durable: the superblock is not.
+        let mut state = SimMedium::new(1 << 20);
+        let _ = &mut state;
+        let image = m.state().durable_image();
+        assert!(read_geometry(&image).is_ok());
+        let mut m2 = SimMedium::new(1 << 20);
+        let g = plan(1 << 20, &LogConfig::default(), 1, 7).unwrap();
+        m2.start_recording();
+        format(&mut m2, &g).unwrap();
+        let ops = m2.take_recording();
+        let last_fence = ops.iter().rposition(|o| matches!(o, crate::pmem::sim::SimOp::Fence)).unwrap();
+        let mut before = SimMedium::new(1 << 20).state().clone();
+        for op in &ops[..last_fence] {
+            before.apply(op);
+        }
+        let err = read_geometry(&before.durable_image()).unwrap_err();
+        assert!(matches!(err, FormatError::NotHerald { .. }), "{err}");
+    }
+
+    #[test]
+    fn damaged_superblocks_are_refused_with_the_reason() {
+        let (m, _) = formatted();
+        let good = m.bytes().to_vec();
+        let mut bad_magic = good.clone();
+        bad_magic[0] = b'X';
+        assert!(matches!(read_geometry(&bad_magic), Err(FormatError::NotHerald { .. })));
+        let mut bad_version = good.clone();
+        bad_version[8] = 9;
+        assert_eq!(read_geometry(&bad_version), Err(FormatError::UnsupportedVersion { found: 9 }));
+        let mut bad_sum = good.clone();
+        bad_sum[30] ^= 1;
+        assert_eq!(read_geometry(&bad_sum), Err(FormatError::SuperblockChecksum));
+        let truncated = &good[..good.len() / 2];
+        assert!(matches!(read_geometry(truncated), Err(FormatError::Truncated { .. })));
+        let mut bad_section = good.clone();
+        bad_section[SUPERBLOCK_PAGE_BYTES as usize + 20] ^= 1;
+        assert!(matches!(read_geometry(&bad_section), Err(FormatError::Section { .. })));
+        assert!(matches!(read_geometry(&[0u8; 100]), Err(FormatError::Truncated { .. })));
+    }
+
+    #[test]
+    fn impossible_configurations_are_refused_before_anything_is_written() {
+        let c = |slot_bytes, payload| LogConfig {
+            slot_bytes,
+            payload_bytes_max: payload,
+            ..LogConfig::default()
+        };
+        assert!(plan(1 << 20, &c(100, 1024), 1, 0).is_err());
+        assert!(plan(1 << 20, &c(32, 1024), 1, 0).is_err());
+        assert!(plan(64 * 1024, &c(128, 64 * 1024), 1, 0).is_err());
+        assert!(plan(1 << 20, &c(64, PAYLOAD_BYTES_MAX_LIMIT), 1, 0).is_err());
+        assert!(plan(1 << 20, &c(128, 1024), 1, 0).is_ok());
+    }
+}

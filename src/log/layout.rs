@@ -1,0 +1,307 @@
+//! The on-media format: superblock, section headers, slot headers, subscription
+//! entries. `FORMAT.md` at the repository root has the byte diagrams; this file is the
+//! source of truth and the compile-time checks below keep the two honest.
+//!
+//! Every integer is little-endian (herald refuses to build on big-endian targets), and
+//! every struct is `bytemuck::Pod` so it is read and written by copying bytes, never by
+//! casting a pointer into the mapping.
+
+use bytemuck::{Pod, Zeroable};
+
+#[cfg(not(target_endian = "little"))]
+compile_error!("herald's persistent format is little-endian and is read by plain copies");
+
+/// First 8 bytes of every herald region.
+pub const REGION_MAGIC: [u8; 8] = *b"HERALDPM";
+/// The layout version this code writes and reads.
+pub const LAYOUT_VERSION: u32 = 1;
+/// Bytes reserved for the superblock page at offset 0; sections start after it.
+pub const SUPERBLOCK_PAGE_BYTES: u64 = 4096;
+/// Bytes reserved at the start of each section for its header; data follows.
+pub const SECTION_HEADER_PAGE_BYTES: u64 = 4096;
+/// Entries in the superblock's section table (room for sections added later).
+pub const SECTIONS_MAX: usize = 8;
+/// Magic at the start of each section header.
+pub const SECTION_MAGIC: [u8; 4] = *b"HSEC";
+
+/// Section kind: the event ring.
+pub const SECTION_EVENT_RING: u32 = 1;
+/// Section kind: the subscription table (durable cursors).
+pub const SECTION_SUBSCRIPTIONS: u32 = 2;
+
+/// One entry of the superblock's section table.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Pod, Zeroable, PartialEq, Eq)]
+pub struct SectionEntry {
+    /// `SECTION_*` kind; 0 marks an unused entry.
+    pub kind: u32,
+    /// The section's own format version.
+    pub version: u32,
+    /// Byte offset of the section header from the start of the region.
+    pub offset: u64,
+    /// Bytes of the whole section, header page included.
+    pub len_bytes: u64,
+    /// Zero.
+    pub reserved: u64,
+}
+
+/// The superblock, at offset 0.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Pod, Zeroable)]
+pub struct Superblock {
+    /// [`REGION_MAGIC`].
+    pub magic: [u8; 8],
+    /// [`LAYOUT_VERSION`] of the code that formatted the region.
+    pub layout_version: u32,
+    /// Used entries in `sections`.
+    pub section_count: u32,
+    /// Bytes of the region as formatted; the file or device must be at least this long.
+    pub region_bytes: u64,
+    /// Random identity of this node's region, fixed at format time.
+    pub node_id: u64,
+    /// Wall-clock time of formatting, nanoseconds since the Unix epoch.
+    pub created_unix_ns: u64,
+    /// Zero.
+    pub reserved: [u64; 3],
+    /// The section table.
+    pub sections: [SectionEntry; SECTIONS_MAX],
+    /// Zero.
+    pub reserved_tail: u32,
+    /// CRC32C of every byte before this field.
+    pub checksum: u32,
+}
+
+/// Offset of `Superblock::checksum`: everything before it is checksummed.
+pub const SUPERBLOCK_CHECKSUM_OFFSET: usize = std::mem::size_of::<Superblock>() - 4;
+
+/// The header at the start of each section.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Pod, Zeroable)]
+pub struct SectionHeader {
+    /// [`SECTION_MAGIC`].
+    pub magic: [u8; 4],
+    /// `SECTION_*` kind; must equal the superblock's entry.
+    pub kind: u32,
+    /// The section's own format version.
+    pub version: u32,
+    /// Zero.
+    pub reserved: u32,
+    /// Byte offset of this header in the region (self-describing).
+    pub offset: u64,
+    /// Bytes of the whole section, header page included.
+    pub len_bytes: u64,
+    /// Kind-specific geometry: see [`RingParams`] and [`SubscriptionParams`].
+    pub params: [u64; 4],
+    /// Zero.
+    pub reserved_tail: u32,
+    /// CRC32C of every byte before this field.
+    pub checksum: u32,
+}
+
+/// Offset of `SectionHeader::checksum`.
+pub const SECTION_CHECKSUM_OFFSET: usize = std::mem::size_of::<SectionHeader>() - 4;
+
+/// `SlotHeader::magic` of a written slot.
+pub const SLOT_MAGIC: u16 = 0x4845; // "EH" little-endian
+/// Slot kind: an event record.
+pub const SLOT_KIND_EVENT: u8 = 1;
+/// Slot kind: padding that fills the ring up to its end (or seals a torn hole).
+pub const SLOT_KIND_PAD: u8 = 2;
+
+/// The header at the start of the first slot of every record.
+///
+/// A record is this header followed by its body (topic, source, key, payload, in that
+/// order, unpadded) and occupies `span` contiguous slots. The checksum covers the
+/// header from `magic` on and the whole body, so a record is valid only if every line
+/// of it reached the medium.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Pod, Zeroable, PartialEq, Eq)]
+pub struct SlotHeader {
+    /// CRC32C over header bytes `4..40` and the body.
+    pub checksum: u32,
+    /// [`SLOT_MAGIC`].
+    pub magic: u16,
+    /// `SLOT_KIND_*`.
+    pub kind: u8,
+    /// Syslog severity 0..=7.
+    pub severity: u8,
+    /// Sequence number = ring position of this record's first slot.
+    pub seq: u64,
+    /// Store time, nanoseconds since the Unix epoch.
+    pub timestamp_ns: u64,
+    /// Payload bytes.
+    pub payload_len: u32,
+    /// Producer-defined flags.
+    pub flags: u16,
+    /// Topic bytes.
+    pub topic_len: u8,
+    /// Source bytes.
+    pub source_len: u8,
+    /// Idempotency key bytes (0 = none).
+    pub key_len: u8,
+    /// Zero.
+    pub reserved: u8,
+    /// Slots the record occupies (at least 1).
+    pub span: u16,
+    /// `seq` minus the seq of the first record of its group commit: the recovery
+    /// scanner uses it to tell a torn last group (holes) from damaged older data.
+    pub group_offset: u32,
+}
+
+/// Bytes of [`SlotHeader`].
+pub const SLOT_HEADER_BYTES: usize = std::mem::size_of::<SlotHeader>();
+
+impl SlotHeader {
+    /// Body bytes that follow the header.
+    pub fn body_len(&self) -> usize {
+        self.topic_len as usize + self.source_len as usize + self.key_len as usize
+            + self.payload_len as usize
+    }
+}
+
+/// Geometry of the event ring, stored in its section header's `params`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct RingParams {
+    /// Bytes per slot (a multiple of 64).
+    pub slot_bytes: u64,
+    /// Slots in the ring.
+    pub slot_count: u64,
+    /// Slots only events of severity `crit` or higher may use.
+    pub reserve_slots: u64,
+    /// Largest payload an event may carry.
+    pub payload_bytes_max: u64,
+}
+
+impl RingParams {
+    /// Packs into section-header params.
+    pub fn to_params(self) -> [u64; 4] {
+        [
+            self.slot_bytes,
+            self.slot_count,
+            self.reserve_slots,
+            self.payload_bytes_max,
+        ]
+    }
+    /// Unpacks from section-header params.
+    pub fn from_params(p: [u64; 4]) -> RingParams {
+        RingParams {
+            slot_bytes: p[0],
+            slot_count: p[1],
+            reserve_slots: p[2],
+            payload_bytes_max: p[3],
+        }
+    }
+}
+
+/// Geometry of the subscription table, stored in its section header's `params`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct SubscriptionParams {
+    /// Bytes per entry ([`SUBSCRIPTION_ENTRY_BYTES`]).
+    pub entry_bytes: u64,
+    /// Entries in the table.
+    pub entry_count: u64,
+}
+
+impl SubscriptionParams {
+    /// Packs into section-header params.
+    pub fn to_params(self) -> [u64; 4] {
+        [self.entry_bytes, self.entry_count, 0, 0]
+    }
+    /// Unpacks from section-header params.
+    pub fn from_params(p: [u64; 4]) -> SubscriptionParams {
+        SubscriptionParams {
+            entry_bytes: p[0],
+            entry_count: p[1],
+        }
+    }
+}
+
+/// Longest subscription name.
+pub const SUBSCRIPTION_NAME_BYTES_MAX: usize = 64;
+/// Bytes of opaque subscription spec (filters, window, flags) kept with the entry.
+pub const SUBSCRIPTION_SPEC_BYTES_MAX: usize = 348;
+/// `SubscriptionEntry::state` of a free entry.
+pub const SUBSCRIPTION_FREE: u32 = 0;
+/// `SubscriptionEntry::state` of an entry in use.
+pub const SUBSCRIPTION_ACTIVE: u32 = 1;
+
+/// One of the two alternating cursor records of a subscription entry. A cursor update
+/// writes the record not holding the newest generation, so a torn update leaves the
+/// previous record intact.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Pod, Zeroable, PartialEq, Eq)]
+pub struct CursorRecord {
+    /// Increases by one with every update; 0 = never written.
+    pub generation: u64,
+    /// Every event with seq below this is handled for this subscription.
+    pub cursor: u64,
+    /// 0 = normal, 1 = recovering.
+    pub mode: u32,
+    /// Zero.
+    pub flags: u32,
+    /// Zero.
+    pub reserved: u32,
+    /// CRC32C of the bytes before this field.
+    pub checksum: u32,
+}
+
+/// Offset of `CursorRecord::checksum`.
+pub const CURSOR_CHECKSUM_OFFSET: usize = std::mem::size_of::<CursorRecord>() - 4;
+
+/// A durable subscription: static part (written at creation) plus two cursor records.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Pod, Zeroable)]
+pub struct SubscriptionEntry {
+    /// `SUBSCRIPTION_FREE` or `SUBSCRIPTION_ACTIVE`; written last at creation, alone.
+    pub state: u32,
+    /// Name bytes.
+    pub name_len: u32,
+    /// Creation counter, distinguishing reuse of the same entry.
+    pub id: u64,
+    /// Creation time, nanoseconds since the Unix epoch.
+    pub created_unix_ns: u64,
+    /// Spec bytes.
+    pub spec_len: u32,
+    /// Zero.
+    pub reserved: u32,
+    /// The name.
+    pub name: [u8; SUBSCRIPTION_NAME_BYTES_MAX],
+    /// Opaque spec owned by the subscription layer.
+    pub spec: [u8; SUBSCRIPTION_SPEC_BYTES_MAX],
+    /// CRC32C of bytes `4..` up to this field (everything static except `state`).
+    pub static_checksum: u32,
+    /// The two alternating cursor records.
+    pub cursors: [CursorRecord; 2],
+}
+
+/// Bytes of one subscription entry.
+pub const SUBSCRIPTION_ENTRY_BYTES: usize = std::mem::size_of::<SubscriptionEntry>();
+/// Offset of `SubscriptionEntry::static_checksum`.
+pub const SUBSCRIPTION_STATIC_CHECKSUM_OFFSET: usize = 4 + 4 + 8 + 8 + 4 + 4
+    + SUBSCRIPTION_NAME_BYTES_MAX
+    + SUBSCRIPTION_SPEC_BYTES_MAX;
+/// Offset of `SubscriptionEntry::cursors`.
+pub const SUBSCRIPTION_CURSORS_OFFSET: usize = SUBSCRIPTION_STATIC_CHECKSUM_OFFSET + 4;
+
+const _: () = assert!(std::mem::size_of::<SectionEntry>() == 32);
+const _: () = assert!(std::mem::size_of::<Superblock>() == 64 + 32 * SECTIONS_MAX + 8);
+const _: () = assert!(std::mem::size_of::<Superblock>() as u64 <= SUPERBLOCK_PAGE_BYTES);
+const _: () = assert!(std::mem::size_of::<SectionHeader>() == 72);
+const _: () = assert!(SLOT_HEADER_BYTES == 40);
+const _: () = assert!(std::mem::size_of::<CursorRecord>() == 32);
+const _: () = assert!(SUBSCRIPTION_ENTRY_BYTES == 512);
+const _: () = assert!(SUBSCRIPTION_CURSORS_OFFSET == 448);
+// Both cursor records share the entry's last cache line: one flush covers an update.
+const _: () = assert!(SUBSCRIPTION_CURSORS_OFFSET % 64 == 0);
+
+/// CRC32C (hardware accelerated where the CPU has SSE4.2).
+#[inline]
+pub fn crc(bytes: &[u8]) -> u32 {
+    crc32c::crc32c(bytes)
+}
+
+/// Continues a CRC32C over more bytes.
+#[inline]
+pub fn crc_append(crc: u32, bytes: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc, bytes)
+}

@@ -1,0 +1,92 @@
+//! Opening and creating a log stored in a file or device, with the path in every error.
+
+use super::format::{self, FormatError, LogConfig};
+use super::scan::{Progress, RecoveryReport};
+use super::{Log, LogError};
+use crate::pmem::{MappedRegion, RegionError, RegionOptions};
+use std::path::{Path, PathBuf};
+
+/// Options for [`open_path`] and [`create_file`].
+#[derive(Clone, Debug, Default)]
+pub struct StoreOptions {
+    /// How the region is mapped.
+    pub region: RegionOptions,
+    /// Geometry for a region that is created.
+    pub config: LogConfig,
+}
+
+/// A failure to open or create a log, naming the path.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The region could not be mapped.
+    #[error(transparent)]
+    Region(#[from] RegionError),
+    /// The region's contents are not a usable herald log.
+    #[error("region {path}: {source}")]
+    Format {
+        /// The region path.
+        path: PathBuf,
+        /// What is wrong.
+        source: FormatError,
+    },
+    /// A write during open or format failed.
+    #[error("region {path}: {source}")]
+    Log {
+        /// The region path.
+        path: PathBuf,
+        /// What failed.
+        source: LogError,
+    },
+}
+
+fn with_path(path: &Path) -> impl Fn(LogError) -> OpenError + '_ {
+    move |e| match e {
+        LogError::Format(source) => OpenError::Format {
+            path: path.to_owned(),
+            source,
+        },
+        other => OpenError::Log {
+            path: path.to_owned(),
+            source: other,
+        },
+    }
+}
+
+/// Opens an existing region (file or device-DAX node) and recovers it.
+pub fn open_path(path: &Path, options: &RegionOptions, progress: Progress<'_>) -> Result<(Log<MappedRegion>, RecoveryReport), OpenError> {
+    let region = MappedRegion::open(path, options)?;
+    Log::open(region, progress).map_err(with_path(path))
+}
+
+/// Creates a new region file of `region_bytes` and formats it. The file appears at
+/// `path` only once fully formatted and synced (it is built under a temporary name and
+/// renamed), so a crash during creation never leaves a half-formatted region behind.
+pub fn create_file(path: &Path, region_bytes: u64, options: &StoreOptions, node_id: u64) -> Result<Log<MappedRegion>, OpenError> {
+    if path.exists() {
+        return Err(RegionError::Exists { path: path.to_owned() }.into());
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".creating");
+    let tmp = PathBuf::from(tmp);
+    // A leftover from a crash during an earlier creation holds nothing acknowledged.
+    let _ = std::fs::remove_file(&tmp);
+    format::plan(region_bytes, &options.config, node_id, 0).map_err(|source| OpenError::Format {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut region = MappedRegion::create(&tmp, region_bytes, &options.region)?;
+    let geometry = format::plan(region_bytes, &options.config, node_id, super::now_unix_ns()).expect("planned above");
+    let io = |source: std::io::Error| OpenError::Log {
+        path: path.to_owned(),
+        source: LogError::Failed(source.to_string()),
+    };
+    format::format(&mut region, &geometry).map_err(io)?;
+    region.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    if let Some(dir) = path.parent() {
+        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    }
+    let (log, _) = Log::open(region, &mut |_, _| {}).map_err(with_path(path))?;
+    Ok(log)
+}

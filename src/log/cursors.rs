@@ -215,6 +215,26 @@ pub fn delete<M: Medium>(medium: &mut M, g: &Geometry, index: u32) -> std::io::R
     medium.fence()
 }
 
+/// Zeroes the record slot that does not hold the newest generation (no fence).
+///
+/// Why: after a crash that tore the write of generation G+1, the next update writes
+/// generation G+1 again into the same slot. Words of the lost first attempt (its
+/// cursor, its checksum) are still there, and a torn second attempt could combine
+/// with them into a valid record of the *first* attempt, resurrecting a cursor whose
+/// release never returned. Scrubbing the slot at open removes that old attempt.
+pub fn scrub_stale_record<M: Medium>(medium: &mut M, g: &Geometry, s: &Subscription) {
+    if s.damage.is_some() {
+        return;
+    }
+    let stale = ((s.generation + 1) % 2) as usize;
+    let at = g.subscription_offset(s.id.0) + SUBSCRIPTION_CURSORS_OFFSET + stale * std::mem::size_of::<CursorRecord>();
+    let zero = [0u8; std::mem::size_of::<CursorRecord>()];
+    if medium.bytes()[at..at + zero.len()] != zero {
+        medium.write(at, &zero);
+        medium.flush(at, zero.len());
+    }
+}
+
 /// Stages a cursor update: writes and flushes the alternate record. Durable after the
 /// caller's next fence; until then recovery may find either cursor.
 pub fn stage_cursor<M: Medium>(medium: &mut M, g: &Geometry, s: &mut Subscription, cursor: u64, mode: SubscriptionMode) {

@@ -39,6 +39,8 @@ pub const SLOT_BYTES_MAX: u32 = 64 * 1024;
 pub const SUBSCRIPTION_ENTRIES_MAX: u32 = 4096;
 /// Largest payload a region may be formatted for.
 pub const PAYLOAD_BYTES_MAX_LIMIT: u32 = 16 * 1024 * 1024;
+/// Lower bound of the slots one group commit may write (see `Geometry::group_slots_max`).
+pub const GROUP_SLOTS_MIN: u64 = 4096;
 const _: () = assert!(SLOT_BYTES_MIN as usize >= SLOT_HEADER_BYTES);
 const _: () = assert!(PAYLOAD_BYTES_MAX_DEFAULT <= PAYLOAD_BYTES_MAX_LIMIT);
 
@@ -85,6 +87,12 @@ impl Geometry {
     /// Slots an event with this many body bytes occupies.
     pub fn span_for_body(&self, body_bytes: usize) -> u64 {
         (SLOT_HEADER_BYTES + body_bytes).div_ceil(self.ring.slot_bytes as usize) as u64
+    }
+
+    /// The most slots one group commit may write: bounded so that recovery knows how
+    /// far past the tail a lost group can reach (it scrubs that far at open).
+    pub fn group_slots_max(&self) -> u64 {
+        GROUP_SLOTS_MIN.max(2 * self.span_max())
     }
 
     /// The most slots any valid event can occupy.

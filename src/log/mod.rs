@@ -54,6 +54,12 @@ pub enum LogError {
 /// Why an event was not appended. Nothing was stored for it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AppendError {
+    /// The group commit reached its slot limit: commit it and start another.
+    #[error("group commit is full ({slots_max} slots); commit and start a new batch")]
+    GroupFull {
+        /// The limit.
+        slots_max: u64,
+    },
     /// Not enough free slots: unconfirmed events hold the ring.
     #[error("ring full: {needed_slots} slots needed, {free_slots} free ({reserve_slots} kept for crit and above)")]
     Full {
@@ -133,12 +139,14 @@ impl<M: Medium> Log<M> {
             next_uid,
             failed: None,
         };
-        if !hole_runs.is_empty() {
-            for run in hole_runs {
-                log.seal(run.first, run.slots);
-            }
-            log.fence()?;
+        for run in hole_runs {
+            log.seal(run.first, run.slots);
         }
+        log.scrub_beyond_tail(report.newest_record);
+        for s in log.subscriptions.iter().flatten() {
+            cursors::scrub_stale_record(&mut log.medium, &log.geometry, s);
+        }
+        log.fence()?;
         Ok((log, report))
     }
 
@@ -150,6 +158,25 @@ impl<M: Medium> Log<M> {
             self.write_pad(first, span, 0);
             first += span;
             slots -= span;
+        }
+    }
+
+    /// Invalidates every free slot a lost (torn, never acknowledged) group could have
+    /// written. Why: a later torn write of the same position could otherwise complete
+    /// the lost attempt's leftover words into a valid record of an event whose producer
+    /// never got `stored`. Zeroing each slot's first word removes the lost checksums.
+    /// The newest record is spared even when released: the tail is rebuilt from it.
+    fn scrub_beyond_tail(&mut self, newest_record: Option<u64>) {
+        let n = self.geometry.ring.slot_count;
+        let end = (self.tail + self.geometry.group_slots_max())
+            .min(self.head + n)
+            .min(newest_record.map_or(u64::MAX, |p| p + n));
+        for p in self.tail..end {
+            let at = self.geometry.slot_offset(p % n);
+            if self.medium.bytes()[at..at + 8] != [0u8; 8] {
+                self.medium.write(at, &[0u8; 8]);
+                self.medium.flush(at, 8);
+            }
         }
     }
 
@@ -393,6 +420,12 @@ impl<M: Medium> Batch<'_, M> {
                 reserve_slots: log.geometry.ring.reserve_slots,
             });
         }
+        let group_slots_max = log.geometry.group_slots_max();
+        if log.tail + pad + span - self.start > group_slots_max {
+            return Err(AppendError::GroupFull {
+                slots_max: group_slots_max,
+            });
+        }
         if pad > 0 {
             log.write_pad(log.tail, pad, (log.tail - self.start) as u32);
             log.tail += pad;
@@ -449,6 +482,9 @@ impl<M: Medium> Drop for Batch<'_, M> {
             p += (header.span as u64).max(1);
         }
         self.log.tail = self.start;
+        // Fenced, so the producer's "not stored" stays true across a crash. A failure
+        // here marks the log failed (it is recorded by `fence`).
+        let _ = self.log.fence();
     }
 }
 

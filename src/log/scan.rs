@@ -177,6 +177,8 @@ pub struct RecoveryReport {
     pub head: u64,
     /// Next position to write.
     pub tail: u64,
+    /// Position of the newest valid record (the one that defines the tail), if any.
+    pub newest_record: Option<u64>,
     /// Valid unreleased events.
     pub live_events: u64,
     /// Slots they occupy.
@@ -288,6 +290,7 @@ pub fn scan(
     let head = subscriptions.iter().flatten().map(|s| s.cursor).min().unwrap_or(tail_end);
     report.head = head;
     report.tail = tail_end;
+    report.newest_record = newest.map(|h| h.seq);
     report.released_slots = head - window_start;
     report.unused_slots = n - (tail_end - window_start);
 

@@ -1,0 +1,300 @@
+//! Power-cut exploration, shared by `tests/power_cut.rs` (bounded) and
+//! `tools/powercut.rs` (as long as asked).
+//!
+//! A seeded workload of appends (group commits, multi-slot events, ring wrap),
+//! releases, abandoned batches and crash-restarts runs on the simulated medium. Every
+//! operation's store/flush/fence trace is recorded; the explorer then rebuilds the
+//! state at every fence (just before and just after it) and at random points in
+//! between, produces several crash images at each (each unfenced 8-byte word kept or
+//! lost at random), recovers each image, and checks:
+//! - every event whose append returned is recovered intact and in order;
+//! - nothing else is returned except events of the interrupted operation, intact;
+//! - released events stay released unless their release had not returned;
+//! - a power cut never makes recovery report damage (`corrupt`).
+//! Every failure message starts with the seed that reproduces it.
+
+use herald::log::{EventRef, Log, LogConfig, Seq, Severity, SubscriptionId};
+use herald::pmem::sim::{SimMedium, SimOp, SimState};
+use herald::pmem::Medium;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+
+/// Bytes of the simulated region: small, so the ring wraps often.
+pub const REGION_BYTES: usize = 4096 * 4 + 256 * 64;
+
+/// What one exploration covered.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    /// Crash images recovered and checked.
+    pub crash_states: u64,
+    /// Cut points taken at fences.
+    pub fence_points: u64,
+    /// Cut points taken at random between fences.
+    pub random_points: u64,
+    /// Workload operations run.
+    pub operations: u64,
+    /// Events appended and acknowledged.
+    pub events_acked: u64,
+    /// Restarts from a crash image in the middle of the workload.
+    pub restarts: u64,
+}
+
+impl Stats {
+    /// Adds another run's counts.
+    pub fn add(&mut self, o: &Stats) {
+        self.crash_states += o.crash_states;
+        self.fence_points += o.fence_points;
+        self.random_points += o.random_points;
+        self.operations += o.operations;
+        self.events_acked += o.events_acked;
+        self.restarts += o.restarts;
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ModelEvent {
+    topic: Vec<u8>,
+    severity: u8,
+    key: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Model {
+    /// Acknowledged (or recovered, hence durable) events by seq.
+    acked: BTreeMap<u64, ModelEvent>,
+    /// The subscription cursor whose release returned.
+    cursor: u64,
+}
+
+/// What the interrupted operation may or may not have done.
+#[derive(Default)]
+struct InFlight {
+    events: BTreeMap<u64, ModelEvent>,
+    /// Whether the batch was committed (false: abandoned, rolled back).
+    committed: bool,
+    cursor: Option<u64>,
+}
+
+fn config() -> LogConfig {
+    LogConfig {
+        slot_bytes: 64,
+        reserve_slots: Some(8),
+        subscription_entries: 8,
+        payload_bytes_max: 600,
+    }
+}
+
+const TOPICS: [&[u8]; 4] = [b"fs.disk.error", b"fs.quota", b"net.link.down", b"a"];
+
+fn random_event(rng: &mut SmallRng) -> ModelEvent {
+    // Mostly small events, some that span many slots.
+    let len = if rng.gen_bool(0.8) { rng.gen_range(0..100) } else { rng.gen_range(100..=600) };
+    ModelEvent {
+        topic: TOPICS[rng.gen_range(0..TOPICS.len())].to_vec(),
+        severity: rng.gen_range(0..8),
+        key: if rng.gen_bool(0.2) { vec![b'k'; rng.gen_range(1..=64)] } else { Vec::new() },
+        payload: (0..len).map(|_| rng.gen()).collect(),
+    }
+}
+
+fn event_ref(e: &ModelEvent) -> EventRef<'_> {
+    EventRef {
+        topic: &e.topic,
+        severity: Severity::from_u8(e.severity).unwrap(),
+        source: b"powercut",
+        flags: 0,
+        key: &e.key,
+        payload: &e.payload,
+        timestamp_ns: 1,
+    }
+}
+
+/// Recovers `image` and checks it against the model. Returns the recovered log.
+fn check_image(image: Vec<u8>, sub: SubscriptionId, before: &Model, inflight: &InFlight, finished: bool) -> Result<Log<SimMedium>, String> {
+    let (log, report) = Log::open(SimMedium::from_image(image), &mut |_, _| {}).map_err(|e| format!("recovery failed: {e}"))?;
+    if report.corrupt_slots != 0 {
+        return Err(format!("a power cut produced corrupt slots: {report:?}"));
+    }
+    let cursor = log.subscription(sub).ok_or("subscription lost")?.cursor;
+    let allowed_cursor = match (inflight.cursor, finished) {
+        (Some(c), true) => cursor == c,
+        (Some(c), false) => cursor == c || cursor == before.cursor,
+        (None, _) => cursor == before.cursor,
+    };
+    if !allowed_cursor {
+        let at = log.geometry().subscription_offset(sub.0) + herald::log::layout::SUBSCRIPTION_CURSORS_OFFSET;
+        let records: [herald::log::layout::CursorRecord; 2] = bytemuck::pod_read_unaligned(&log.medium().bytes()[at..at + 64]);
+        eprintln!("cursor records: {records:?}");
+        return Err(format!("recovered cursor {cursor}, model {} (in flight {:?}, finished {finished}); report {report:?}", before.cursor, inflight.cursor));
+    }
+    let recovered: Vec<(u64, ModelEvent)> = log
+        .events_from(Seq(cursor))
+        .map(|e| {
+            (e.seq.0, ModelEvent { topic: e.topic.to_vec(), severity: e.severity as u8, key: e.key.to_vec(), payload: e.payload.to_vec() })
+        })
+        .collect();
+    if recovered.windows(2).any(|w| w[0].0 >= w[1].0) {
+        return Err("events recovered out of order".into());
+    }
+    let by_seq: BTreeMap<u64, &ModelEvent> = recovered.iter().map(|(s, e)| (*s, e)).collect();
+    for (seq, expected) in before.acked.range(cursor..) {
+        match by_seq.get(seq) {
+            Some(got) if *got == expected => {}
+            Some(_) => return Err(format!("acknowledged event {seq} recovered with different content")),
+            None => return Err(format!("acknowledged event {seq} lost (cursor {cursor}, report {report:?})")),
+        }
+    }
+    // Once an abandoned batch's rollback returned, its events must be gone.
+    let inflight_may_appear = !finished || inflight.committed;
+    for (seq, got) in &recovered {
+        let known = before
+            .acked
+            .get(seq)
+            .or_else(|| inflight.events.get(seq).filter(|_| inflight_may_appear));
+        match known {
+            Some(e) if e == got => {}
+            Some(_) => return Err(format!("event {seq} recovered with different content")),
+            None if inflight.events.contains_key(seq) => {
+                return Err(format!("event {seq} of an abandoned batch survived its rollback"))
+            }
+            None => return Err(format!("event {seq} recovered that was never written")),
+        }
+    }
+    if finished && inflight.committed {
+        for seq in inflight.events.keys() {
+            if *seq >= cursor && !by_seq.contains_key(seq) {
+                return Err(format!("event {seq} acknowledged by a finished append is missing"));
+            }
+        }
+    }
+    Ok(log)
+}
+
+/// Runs one seeded workload of `operations` steps, exploring crash states at each.
+/// `images_per_point` crash images are checked at each cut point; `random_points`
+/// extra cut points are chosen per operation.
+pub fn explore(seed: u64, operations: u64, images_per_point: u32, random_points: u32) -> Result<Stats, String> {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let fail = |step: u64, msg: String| format!("seed {seed} operation {step}: {msg}");
+    let mut stats = Stats::default();
+    let mut log = Log::format(SimMedium::new(REGION_BYTES), &config(), seed | 1).map_err(|e| fail(0, e.to_string()))?;
+    let sub = log.create_subscription(b"checker", b"").map_err(|e| fail(0, e.to_string()))?;
+    let mut model = Model { acked: BTreeMap::new(), cursor: log.tail().0 };
+
+    for step in 0..operations {
+        stats.operations += 1;
+        let before_state: SimState = log.medium().state().clone();
+        log.medium_mut().start_recording();
+        let mut inflight = InFlight::default();
+        let mut acked_now: BTreeMap<u64, ModelEvent> = BTreeMap::new();
+        let roll = rng.gen_range(0..100);
+        if roll < 60 {
+            // A group commit of 1..8 events; on `full`, the prefix is committed.
+            let events: Vec<ModelEvent> = (0..rng.gen_range(1..=8)).map(|_| random_event(&mut rng)).collect();
+            let abandon = rng.gen_bool(0.05);
+            let mut batch = log.batch();
+            for e in &events {
+                match batch.push(&event_ref(e)) {
+                    Ok(seq) => {
+                        inflight.events.insert(seq.0, e.clone());
+                    }
+                    Err(herald::log::AppendError::Full { .. }) => break,
+                    Err(other) => return Err(fail(step, format!("append failed: {other}"))),
+                }
+            }
+            if abandon {
+                drop(batch);
+            } else {
+                batch.commit().map_err(|e| fail(step, e.to_string()))?;
+                inflight.committed = true;
+                acked_now = inflight.events.clone();
+            }
+        } else {
+            // Release up to some acknowledged event, or everything.
+            let candidates: Vec<u64> = model.acked.range(model.cursor..).map(|(s, _)| *s).collect();
+            let target = if candidates.is_empty() || rng.gen_bool(0.3) {
+                log.tail().0
+            } else {
+                candidates[rng.gen_range(0..candidates.len())]
+            };
+            inflight.cursor = Some(target);
+            log.release(&[(sub, Seq(target))]).map_err(|e| fail(step, format!("release to {target}: {e}")))?;
+        }
+        let ops = log.medium_mut().take_recording();
+
+        // Cut points: just before and just after every fence, plus random ones; the
+        // point `ops.len()` is "after the operation returned".
+        let mut points: Vec<(usize, bool)> = Vec::new();
+        for (i, op) in ops.iter().enumerate() {
+            if matches!(op, SimOp::Fence) {
+                points.push((i, true));
+                points.push((i + 1, true));
+            }
+        }
+        for _ in 0..random_points {
+            points.push((rng.gen_range(0..=ops.len()), false));
+        }
+        points.push((ops.len(), true));
+        points.sort_unstable();
+        points.dedup_by_key(|p| p.0);
+
+        let mut state = before_state;
+        let mut applied = 0;
+        let mut restart_image: Option<(Vec<u8>, bool)> = None;
+        let restart_here = rng.gen_bool(0.1);
+        for &(point, at_fence) in &points {
+            while applied < point {
+                state.apply(&ops[applied]);
+                applied += 1;
+            }
+            if at_fence {
+                stats.fence_points += 1;
+            } else {
+                stats.random_points += 1;
+            }
+            let finished = point == ops.len();
+            for _ in 0..images_per_point {
+                let keep = match rng.gen_range(0..4) {
+                    0 => 0.0,
+                    1 => 1.0,
+                    _ => rng.gen(),
+                };
+                let image = state.crash_image(&mut rng, keep);
+                if restart_here && restart_image.is_none() && rng.gen_bool(0.3) {
+                    restart_image = Some((image.clone(), finished));
+                }
+                check_image(image, sub, &model, &inflight, finished).map_err(|m| fail(step, format!("cut at op {point}/{}: {m}", ops.len())))?;
+                stats.crash_states += 1;
+            }
+        }
+
+        if let Some((image, finished)) = restart_image {
+            // Continue the workload from a crashed state: whatever recovery found is
+            // now durable and becomes the model.
+            stats.restarts += 1;
+            log = check_image(image, sub, &model, &inflight, finished).map_err(|m| fail(step, m))?;
+            model.cursor = log.subscription(sub).unwrap().cursor;
+            model.acked = log
+                .events_from(Seq(model.cursor))
+                .map(|e| (e.seq.0, ModelEvent { topic: e.topic.to_vec(), severity: e.severity as u8, key: e.key.to_vec(), payload: e.payload.to_vec() }))
+                .collect();
+            continue;
+        }
+        stats.events_acked += acked_now.len() as u64;
+        model.acked.extend(acked_now);
+        if let Some(c) = inflight.cursor {
+            model.cursor = c;
+        }
+        let cursor = model.cursor;
+        model.acked.retain(|s, _| *s >= cursor);
+        // The live log must agree with the model without any crash too.
+        let live: Vec<u64> = log.events_from(Seq(cursor)).map(|e| e.seq.0).collect();
+        let expected: Vec<u64> = model.acked.keys().copied().collect();
+        if live != expected {
+            return Err(fail(step, format!("live log {live:?} differs from model {expected:?}")));
+        }
+    }
+    Ok(stats)
+}

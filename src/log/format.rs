@@ -45,7 +45,7 @@ const _: () = assert!(SLOT_BYTES_MIN as usize >= SLOT_HEADER_BYTES);
 const _: () = assert!(PAYLOAD_BYTES_MAX_DEFAULT <= PAYLOAD_BYTES_MAX_LIMIT);
 
 /// A region's geometry as read from (or written to) its superblock and sections.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Geometry {
     /// Bytes of the formatted region.
     pub region_bytes: u64,

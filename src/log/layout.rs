@@ -160,7 +160,7 @@ impl SlotHeader {
 }
 
 /// Geometry of the event ring, stored in its section header's `params`.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct RingParams {
     /// Bytes per slot (a multiple of 64).
     pub slot_bytes: u64,
@@ -194,7 +194,7 @@ impl RingParams {
 }
 
 /// Geometry of the subscription table, stored in its section header's `params`.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct SubscriptionParams {
     /// Bytes per entry ([`SUBSCRIPTION_ENTRY_BYTES`]).
     pub entry_bytes: u64,

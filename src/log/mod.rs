@@ -86,6 +86,32 @@ pub enum AppendError {
     Failed(String),
 }
 
+/// What a read-only recovery scan of a region found.
+pub struct Analysis {
+    /// Geometry from the superblock and sections.
+    pub geometry: Geometry,
+    /// The subscription table (cursors fixed up where they failed checks).
+    pub subscriptions: Vec<Option<Subscription>>,
+    /// What the scanner found.
+    pub report: RecoveryReport,
+    /// Every run of holes (torn last group).
+    pub hole_runs: Vec<scan::PositionRun>,
+}
+
+/// Runs the recovery scan without writing anything (`herald inspect` uses this on a
+/// live daemon's region; [`Log::open`] uses it and then repairs).
+pub fn analyze(bytes: &[u8], progress: scan::Progress<'_>) -> Result<Analysis, FormatError> {
+    let geometry = format::read_geometry(bytes)?;
+    let mut subscriptions = cursors::load(bytes, &geometry);
+    let (report, hole_runs) = scan::scan(bytes, &geometry, &mut subscriptions, progress);
+    Ok(Analysis {
+        geometry,
+        subscriptions,
+        report,
+        hole_runs,
+    })
+}
+
 /// The persistent event log over a [`Medium`].
 pub struct Log<M: Medium> {
     medium: M,
@@ -126,9 +152,12 @@ impl<M: Medium> Log<M> {
     /// scanner, and seals the holes of a torn last group with padding so that later
     /// scans do not mistake them for damage.
     pub fn open(medium: M, progress: scan::Progress<'_>) -> Result<(Log<M>, RecoveryReport), LogError> {
-        let geometry = format::read_geometry(medium.bytes())?;
-        let mut subscriptions = cursors::load(medium.bytes(), &geometry);
-        let (report, hole_runs) = scan::scan(medium.bytes(), &geometry, &mut subscriptions, progress);
+        let Analysis {
+            geometry,
+            subscriptions,
+            report,
+            hole_runs,
+        } = analyze(medium.bytes(), progress)?;
         let next_uid = subscriptions.iter().flatten().map(|s| s.uid).max().unwrap_or(0) + 1;
         let mut log = Log {
             head: report.head,

@@ -1,1 +1,47 @@
-fn main() {}
+//! The `herald` command line: parses, calls the library, reports.
+//!
+//! Exit codes (stable, for scripts):
+//! - 0: success
+//! - 1: the operation failed (a region could not be opened, a socket refused, …)
+//! - 2: usage error (bad flags or arguments)
+//! - 3: `inspect` found damage (corrupt slots or subscriptions that failed checks)
+
+mod inspect;
+mod output;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// herald: persistent, reliable delivery of event messages.
+///
+/// Events are recorded in a persistent-memory region (a /dev/dax device, a DAX file,
+/// or an ordinary file as emulated pmem) before producers are told they are stored,
+/// and kept until every intended subscriber has confirmed them.
+#[derive(Parser)]
+#[command(name = "herald", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show a region's superblock, backend, geometry, head/tail and slot counts,
+    /// without modifying it (safe on a running daemon's region).
+    #[command(after_help = "Examples:\n  herald inspect                         # ./herald-data/region.pmem\n  herald inspect /dev/dax0.0 --events\n  herald inspect region.pmem --events --json | jq .\n\nExit status: 0 clean, 1 cannot open, 3 damage found.")]
+    Inspect(inspect::InspectArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect(args) => inspect::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("herald: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

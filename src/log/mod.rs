@@ -112,10 +112,36 @@ pub fn analyze(bytes: &[u8], progress: scan::Progress<'_>) -> Result<Analysis, F
     })
 }
 
+/// Ring figures the append path needs, computed once at open so that it does no
+/// division but the unavoidable one.
+#[derive(Copy, Clone, Debug)]
+struct RingConsts {
+    slot_count: u64,
+    slot_bytes: u64,
+    reserve_slots: u64,
+    payload_bytes_max: u64,
+    group_slots_max: u64,
+    checksum_seed: u32,
+}
+
+impl RingConsts {
+    fn new(g: &Geometry) -> RingConsts {
+        RingConsts {
+            slot_count: g.ring.slot_count,
+            slot_bytes: g.ring.slot_bytes,
+            reserve_slots: g.ring.reserve_slots,
+            payload_bytes_max: g.ring.payload_bytes_max,
+            group_slots_max: g.group_slots_max(),
+            checksum_seed: g.checksum_seed(),
+        }
+    }
+}
+
 /// The persistent event log over a [`Medium`].
 pub struct Log<M: Medium> {
     medium: M,
     geometry: Geometry,
+    consts: RingConsts,
     /// Lowest unreleased position (equals the lowest durable cursor).
     head: u64,
     /// Next position to write.
@@ -162,6 +188,7 @@ impl<M: Medium> Log<M> {
         let mut log = Log {
             head: report.head,
             tail: report.tail,
+            consts: RingConsts::new(&geometry),
             geometry,
             medium,
             subscriptions,
@@ -430,29 +457,29 @@ impl<M: Medium> Batch<'_, M> {
         if let Some(reason) = &log.failed {
             return Err(AppendError::Failed(reason.clone()));
         }
-        check_event(event, log.geometry.ring.payload_bytes_max)?;
+        let c = log.consts;
+        check_event(event, c.payload_bytes_max)?;
         let body = event.topic.len() + event.source.len() + event.key.len() + event.payload.len();
-        let n = log.geometry.ring.slot_count;
-        let span = log.geometry.span_for_body(body);
+        let n = c.slot_count;
+        let span = (SLOT_HEADER_BYTES + body).div_ceil(c.slot_bytes as usize) as u64;
         let index = log.tail % n;
         let pad = if index + span > n { n - index } else { 0 };
         let used = log.tail - log.head;
         let limit = if event.severity.may_use_reserve() {
             n
         } else {
-            n - log.geometry.ring.reserve_slots
+            n - c.reserve_slots
         };
         if used + pad + span > limit {
             return Err(AppendError::Full {
                 needed_slots: pad + span,
                 free_slots: n - used,
-                reserve_slots: log.geometry.ring.reserve_slots,
+                reserve_slots: c.reserve_slots,
             });
         }
-        let group_slots_max = log.geometry.group_slots_max();
-        if log.tail + pad + span - self.start > group_slots_max {
+        if log.tail + pad + span - self.start > c.group_slots_max {
             return Err(AppendError::GroupFull {
-                slots_max: group_slots_max,
+                slots_max: c.group_slots_max,
             });
         }
         if pad > 0 {
@@ -460,7 +487,8 @@ impl<M: Medium> Batch<'_, M> {
             log.tail += pad;
         }
         let seq = log.tail;
-        write_event(log, seq, span, (seq - self.start) as u32, event);
+        let index = if pad > 0 { 0 } else { index };
+        write_event(log, seq, index, span, (seq - self.start) as u32, event);
         log.tail += span;
         self.first.get_or_insert(seq);
         self.last = seq;
@@ -536,7 +564,7 @@ fn check_event(e: &EventRef<'_>, payload_max: u64) -> Result<(), AppendError> {
     Ok(())
 }
 
-fn write_event<M: Medium>(log: &mut Log<M>, seq: u64, span: u64, group_offset: u32, e: &EventRef<'_>) {
+fn write_event<M: Medium>(log: &mut Log<M>, seq: u64, index: u64, span: u64, group_offset: u32, e: &EventRef<'_>) {
     let mut h: SlotHeader = bytemuck::Zeroable::zeroed();
     h.magic = SLOT_MAGIC;
     h.kind = SLOT_KIND_EVENT;
@@ -550,12 +578,8 @@ fn write_event<M: Medium>(log: &mut Log<M>, seq: u64, span: u64, group_offset: u
     h.key_len = e.key.len() as u8;
     h.span = span as u16;
     h.group_offset = group_offset;
-    let mut sum = crc_append(log.geometry.checksum_seed(), &bytemuck::bytes_of(&h)[4..]);
-    for part in [e.topic, e.source, e.key, e.payload] {
-        sum = crc_append(sum, part);
-    }
-    h.checksum = sum;
-    let start = log.geometry.slot_offset(seq % log.geometry.ring.slot_count);
+    debug_assert_eq!(index, seq % log.consts.slot_count);
+    let start = (log.geometry.ring_data_offset + index * log.consts.slot_bytes) as usize;
     let mut at = start;
     log.medium.write(at, bytemuck::bytes_of(&h));
     at += SLOT_HEADER_BYTES;
@@ -563,7 +587,11 @@ fn write_event<M: Medium>(log: &mut Log<M>, seq: u64, span: u64, group_offset: u
         log.medium.write(at, part);
         at += part.len();
     }
+    // One checksum pass over the record's contiguous bytes, just written (still in
+    // cache), instead of one call per field.
+    let sum = crc_append(log.consts.checksum_seed, &log.medium.bytes()[start + 4..at]);
+    log.medium.write(start, &sum.to_le_bytes());
     // Paired assertion: what we flush must be what recovery will accept.
-    debug_assert!(scan::valid_record(log.medium.bytes(), &log.geometry, seq % log.geometry.ring.slot_count).is_some());
+    debug_assert!(scan::valid_record(log.medium.bytes(), &log.geometry, index).is_some());
     log.medium.flush(start, at - start);
 }

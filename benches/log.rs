@@ -18,7 +18,15 @@ use std::time::{Duration, Instant};
 const PAYLOAD: [u8; 64] = [0x5a; 64];
 
 fn event(ts: u64) -> EventRef<'static> {
-    EventRef { topic: b"bench.e", severity: Severity::Info, source: b"bench", flags: 0, key: b"", payload: &PAYLOAD, timestamp_ns: ts }
+    EventRef {
+        topic: b"bench.e",
+        severity: Severity::Info,
+        source: b"bench",
+        flags: 0,
+        key: b"",
+        payload: &PAYLOAD,
+        timestamp_ns: ts,
+    }
 }
 
 fn bench_dir() -> PathBuf {
@@ -38,10 +46,16 @@ impl Fixture {
     fn new(region_bytes: u64) -> Fixture {
         let dir = bench_dir();
         let path = dir.join(format!("region-{}.pmem", rand::random::<u32>()));
-        let mut log = herald::log::create_file(&path, region_bytes, &StoreOptions::default(), 1).unwrap();
+        let mut log =
+            herald::log::create_file(&path, region_bytes, &StoreOptions::default(), 1).unwrap();
         let _ = std::fs::remove_file(&path); // the mapping keeps it alive
         let sub = log.create_subscription(b"bench", b"").unwrap();
-        Fixture { log, sub, appended: 0, _dir: dir }
+        Fixture {
+            log,
+            sub,
+            appended: 0,
+            _dir: dir,
+        }
     }
 
     /// Releases everything now and then so the ring never fills; amortised to one
@@ -49,7 +63,7 @@ impl Fixture {
     #[inline]
     fn maybe_release(&mut self) {
         self.appended += 1;
-        if self.appended % 4096 == 0 {
+        if self.appended.is_multiple_of(4096) {
             let tail = self.log.tail();
             self.log.release(&[(self.sub, tail)]).unwrap();
         }
@@ -75,7 +89,12 @@ impl RawFloor {
         let fixture = Fixture::new(64 << 20);
         let g = *fixture.log.geometry();
         let start = g.ring_data_offset as usize;
-        RawFloor { start, offset: start, end: start + (g.ring.slot_count * g.ring.slot_bytes) as usize, fixture }
+        RawFloor {
+            start,
+            offset: start,
+            end: start + (g.ring.slot_count * g.ring.slot_bytes) as usize,
+            fixture,
+        }
     }
 
     /// `bytes` of the 128-byte record image: 64 is the floor; 128 is the two
@@ -114,14 +133,27 @@ fn commit_latency(c: &mut Criterion) {
     let new = || hdrhistogram::Histogram::<u64>::new(3).unwrap();
     let (mut floor_h, mut floor2_h, mut log_h) = (new(), new(), new());
     for _ in 0..20 {
-        floor_h.add(percentiles(|| floor.store_flush_fence(64), 25_000)).unwrap();
-        floor2_h.add(percentiles(|| floor.store_flush_fence(128), 25_000)).unwrap();
+        floor_h
+            .add(percentiles(|| floor.store_flush_fence(64), 25_000))
+            .unwrap();
+        floor2_h
+            .add(percentiles(|| floor.store_flush_fence(128), 25_000))
+            .unwrap();
         log_h.add(percentiles(|| log.append_one(), 25_000)).unwrap();
     }
     let q = |h: &hdrhistogram::Histogram<u64>, p: f64| h.value_at_quantile(p);
     println!("commit latency per operation (ns, includes ~20 ns of clock reads in each):");
-    for (name, h) in [("raw 64 B store+flush+fence (floor)", &floor_h), ("raw 128 B store+2 flushes+fence", &floor2_h), ("log append 64 B payload (1 fence)", &log_h)] {
-        println!("  {name:<36} p50 {:>6}  p99 {:>6}  p99.9 {:>6}", q(h, 0.5), q(h, 0.99), q(h, 0.999));
+    for (name, h) in [
+        ("raw 64 B store+flush+fence (floor)", &floor_h),
+        ("raw 128 B store+2 flushes+fence", &floor2_h),
+        ("log append 64 B payload (1 fence)", &log_h),
+    ] {
+        println!(
+            "  {name:<36} p50 {:>6}  p99 {:>6}  p99.9 {:>6}",
+            q(h, 0.5),
+            q(h, 0.99),
+            q(h, 0.999)
+        );
     }
     println!(
         "  ratio log/floor p50 {:.2}x p99 {:.2}x; log/two-line floor p50 {:.2}x",
@@ -131,8 +163,12 @@ fn commit_latency(c: &mut Criterion) {
     );
 
     let mut group = c.benchmark_group("commit_latency");
-    group.bench_function("raw_store_flush_fence_64B", |b| b.iter(|| floor.store_flush_fence(64)));
-    group.bench_function("raw_store_flush_fence_128B", |b| b.iter(|| floor.store_flush_fence(128)));
+    group.bench_function("raw_store_flush_fence_64B", |b| {
+        b.iter(|| floor.store_flush_fence(64))
+    });
+    group.bench_function("raw_store_flush_fence_128B", |b| {
+        b.iter(|| floor.store_flush_fence(128))
+    });
     group.bench_function("log_append_64B", |b| b.iter(|| log.append_one()));
     group.finish();
 }
@@ -142,24 +178,31 @@ fn group_commit(c: &mut Criterion) {
     for batch_size in [1u64, 16, 256] {
         let mut f = Fixture::new(64 << 20);
         group.throughput(Throughput::Elements(batch_size));
-        group.bench_with_input(BenchmarkId::from_parameter(batch_size), &batch_size, |b, &n| {
-            b.iter(|| {
-                let mut batch = f.log.batch();
-                for i in 0..n {
-                    batch.push(&event(i)).unwrap();
-                }
-                black_box(batch.commit().unwrap());
-                for _ in 0..n {
-                    f.maybe_release();
-                }
-            })
-        });
+        group.bench_with_input(
+            BenchmarkId::from_parameter(batch_size),
+            &batch_size,
+            |b, &n| {
+                b.iter(|| {
+                    let mut batch = f.log.batch();
+                    for i in 0..n {
+                        batch.push(&event(i)).unwrap();
+                    }
+                    black_box(batch.commit().unwrap());
+                    for _ in 0..n {
+                        f.maybe_release();
+                    }
+                })
+            },
+        );
     }
     group.finish();
 }
 
 fn recovery_scan(c: &mut Criterion) {
-    let gib: u64 = std::env::var("HERALD_BENCH_SCAN_GIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let gib: u64 = std::env::var("HERALD_BENCH_SCAN_GIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     let region_bytes = gib << 30;
     let mut f = Fixture::new(region_bytes);
     // Fill the ring with live (unreleased) 64-byte events, as a crash with a stuck
@@ -180,7 +223,11 @@ fn recovery_scan(c: &mut Criterion) {
         }
     }
     let g = *f.log.geometry();
-    println!("recovery scan: filled {} slots in {:.1} s", f.log.used_slots(), started.elapsed().as_secs_f64());
+    println!(
+        "recovery scan: filled {} slots in {:.1} s",
+        f.log.used_slots(),
+        started.elapsed().as_secs_f64()
+    );
     let bytes = f.log.medium().bytes();
     let scanned = g.ring.slot_count * g.ring.slot_bytes;
     let t = Instant::now();
@@ -194,9 +241,20 @@ fn recovery_scan(c: &mut Criterion) {
         scanned as f64 / secs / 1e9
     );
     let mut group = c.benchmark_group("recovery_scan");
-    group.sample_size(10).measurement_time(Duration::from_secs(20));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20));
     group.throughput(Throughput::Bytes(scanned));
-    group.bench_function(format!("{gib}GiB_full_ring_64B_events"), |b| b.iter(|| black_box(herald::log::analyze(bytes, &mut |_, _| {}).unwrap().report.live_events)));
+    group.bench_function(format!("{gib}GiB_full_ring_64B_events"), |b| {
+        b.iter(|| {
+            black_box(
+                herald::log::analyze(bytes, &mut |_, _| {})
+                    .unwrap()
+                    .report
+                    .live_events,
+            )
+        })
+    });
     group.finish();
 }
 

@@ -1,1 +1,2 @@
-pub mod log; pub mod pmem;
+pub mod log;
+pub mod pmem;

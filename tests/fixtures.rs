@@ -12,11 +12,15 @@ fn open(name: &str) -> Result<(Log<SimMedium>, herald::log::RecoveryReport), Log
 }
 
 fn payloads(log: &Log<SimMedium>) -> Vec<String> {
-    log.events_from(Seq::FIRST).map(|e| String::from_utf8(e.payload.to_vec()).unwrap()).collect()
+    log.events_from(Seq::FIRST)
+        .map(|e| String::from_utf8(e.payload.to_vec()).unwrap())
+        .collect()
 }
 
 fn numbered(range: impl Iterator<Item = u32>) -> Vec<String> {
-    range.map(|i| format!("event {i}: disk sda reports {} reallocated sectors", i * 3)).collect()
+    range
+        .map(|i| format!("event {i}: disk sda reports {} reallocated sectors", i * 3))
+        .collect()
 }
 
 #[test]
@@ -35,19 +39,39 @@ fn torn_last_slot_fixture_drops_only_the_unacknowledged_event() {
     assert_eq!(log.tail(), clean.tail());
     assert_eq!(payloads(&log), numbered(5..20));
     // The next append reuses the torn event's position.
-    let e = herald::log::EventRef { topic: b"t", severity: herald::log::Severity::Info, source: b"", flags: 0, key: b"", payload: b"after", timestamp_ns: 0 };
+    let e = herald::log::EventRef {
+        topic: b"t",
+        severity: herald::log::Severity::Info,
+        source: b"",
+        flags: 0,
+        key: b"",
+        payload: b"after",
+        timestamp_ns: 0,
+    };
     assert_eq!(log.append(&e).unwrap(), clean.tail());
 }
 
 #[test]
 fn torn_group_fixture_has_one_hole_that_a_writable_open_seals() {
     let (log, r) = open("torn-group-hole.pmem").unwrap();
-    assert_eq!((r.live_events, r.hole_slots, r.corrupt_slots), (17, 2, 0), "the torn 2-slot event");
+    assert_eq!(
+        (r.live_events, r.hole_slots, r.corrupt_slots),
+        (17, 2, 0),
+        "the torn 2-slot event"
+    );
     let mut expected = numbered(5..20);
     expected.extend(numbered([21, 23].into_iter()));
     assert_eq!(payloads(&log), expected);
     let (_, again) = Log::open(log.into_medium(), &mut |_, _| {}).unwrap();
-    assert_eq!((again.live_events, again.hole_slots, again.padding_slots, again.corrupt_slots), (17, 0, 2, 0));
+    assert_eq!(
+        (
+            again.live_events,
+            again.hole_slots,
+            again.padding_slots,
+            again.corrupt_slots
+        ),
+        (17, 0, 2, 0)
+    );
 }
 
 #[test]
@@ -58,8 +82,14 @@ fn wrapped_ring_fixture_keeps_order_across_the_ring_end() {
     assert!(r.tail > 2 * slots);
     let seqs: Vec<u64> = log.events_from(Seq::FIRST).map(|e| e.seq.0).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]));
-    assert!(seqs.first().unwrap() % slots > seqs.last().unwrap() % slots, "live events straddle the ring's end");
-    let numbers: Vec<u32> = payloads(&log).iter().map(|p| p.split([' ', ':']).nth(1).unwrap().parse().unwrap()).collect();
+    assert!(
+        seqs.first().unwrap() % slots > seqs.last().unwrap() % slots,
+        "live events straddle the ring's end"
+    );
+    let numbers: Vec<u32> = payloads(&log)
+        .iter()
+        .map(|p| p.split([' ', ':']).nth(1).unwrap().parse().unwrap())
+        .collect();
     assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1));
 }
 
@@ -77,12 +107,21 @@ fn corrupt_slot_fixture_reports_damage_and_keeps_every_other_event() {
 #[test]
 fn corrupt_superblock_fixture_is_refused() {
     let err = open("corrupt-superblock.pmem").err().unwrap();
-    assert!(matches!(err, LogError::Format(FormatError::SuperblockChecksum)), "{err}");
+    assert!(
+        matches!(err, LogError::Format(FormatError::SuperblockChecksum)),
+        "{err}"
+    );
 }
 
 #[test]
 fn older_layout_version_fixture_is_refused_with_the_version() {
     let err = open("older-layout-version.pmem").err().unwrap();
-    assert!(matches!(err, LogError::Format(FormatError::UnsupportedVersion { found: 0 })), "{err}");
+    assert!(
+        matches!(
+            err,
+            LogError::Format(FormatError::UnsupportedVersion { found: 0 })
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("layout version 0"));
 }

@@ -2,7 +2,6 @@
 
 use herald::log::{AppendError, EventRef, Log, LogConfig, LogError, Seq, Severity, StoreOptions};
 use herald::pmem::sim::SimMedium;
-use herald::pmem::Medium;
 
 fn small_config() -> LogConfig {
     LogConfig {
@@ -81,7 +80,10 @@ fn a_group_commit_fences_once_for_many_events() {
     let committed = batch.commit().unwrap().unwrap();
     assert_eq!(committed.count, 10);
     assert_eq!(log.medium().fence_count() - fences_before, 1);
-    let payloads: Vec<u8> = log.events_from(committed.first).map(|e| e.payload[0]).collect();
+    let payloads: Vec<u8> = log
+        .events_from(committed.first)
+        .map(|e| e.payload[0])
+        .collect();
     assert_eq!(payloads, (0..10).collect::<Vec<_>>());
 }
 
@@ -96,11 +98,26 @@ fn a_full_ring_refuses_ordinary_events_but_keeps_the_reserve_for_critical_ones()
             Err(e) => break e,
         }
     };
-    assert!(matches!(err, AppendError::Full { reserve_slots: 16, .. }), "{err}");
-    assert_eq!(log.used_slots(), 256 - 16, "ordinary events fill all but the reserve");
+    assert!(
+        matches!(
+            err,
+            AppendError::Full {
+                reserve_slots: 16,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        log.used_slots(),
+        256 - 16,
+        "ordinary events fill all but the reserve"
+    );
     assert_eq!(stored, 240);
     // Critical events still get in, until the reserve is gone too.
-    let crit = log.append(&event("resources.exhausted", Severity::Crit, b"ring full")).unwrap();
+    let crit = log
+        .append(&event("resources.exhausted", Severity::Crit, b"ring full"))
+        .unwrap();
     assert_eq!(log.read(crit).unwrap().severity, Severity::Crit);
     let last_err = loop {
         if let Err(e) = log.append(&event("x", Severity::Alert, b"")) {
@@ -126,7 +143,9 @@ fn the_ring_wraps_with_padding_and_released_slots_are_reused() {
     let payload = vec![1u8; 300]; // 6 slots each: 256 is not a multiple, so padding appears
     let mut last = Seq(0);
     for _ in 0..200 {
-        let seq = log.append(&event("wrap", Severity::Info, &payload)).unwrap();
+        let seq = log
+            .append(&event("wrap", Severity::Info, &payload))
+            .unwrap();
         assert!(seq > last);
         last = seq;
         log.release(&[(sub, log.tail())]).unwrap();
@@ -153,7 +172,10 @@ fn release_keeps_events_until_every_subscription_has_passed_them() {
     let (reopened, report) = Log::open(log.into_medium(), &mut |_, _| {}).unwrap();
     assert_eq!(report.live_events, 1);
     assert_eq!(reopened.head(), s2);
-    assert_eq!(reopened.subscription_by_name(b"a").unwrap().cursor, reopened.tail().0);
+    assert_eq!(
+        reopened.subscription_by_name(b"a").unwrap().cursor,
+        reopened.tail().0
+    );
 }
 
 #[test]
@@ -164,17 +186,38 @@ fn invalid_cursors_and_events_are_errors_not_panics() {
     let s1 = log.append(&event("t", Severity::Info, &big)).unwrap();
     log.append(&event("t", Severity::Info, b"")).unwrap();
     let inside = Seq(s1.0 + 1);
-    assert!(matches!(log.release(&[(sub, inside)]), Err(LogError::BadCursor { .. })));
-    assert!(matches!(log.release(&[(sub, Seq(10_000))]), Err(LogError::BadCursor { .. })));
+    assert!(matches!(
+        log.release(&[(sub, inside)]),
+        Err(LogError::BadCursor { .. })
+    ));
+    assert!(matches!(
+        log.release(&[(sub, Seq(10_000))]),
+        Err(LogError::BadCursor { .. })
+    ));
     log.release(&[(sub, log.tail())]).unwrap();
-    assert!(matches!(log.release(&[(sub, s1)]), Err(LogError::BadCursor { .. })));
+    assert!(matches!(
+        log.release(&[(sub, s1)]),
+        Err(LogError::BadCursor { .. })
+    ));
     let too_big = vec![0u8; 1025];
-    assert!(matches!(log.append(&event("t", Severity::Info, &too_big)), Err(AppendError::TooLarge { .. })));
-    assert!(matches!(log.append(&event("", Severity::Info, b"")), Err(AppendError::Invalid(_))));
+    assert!(matches!(
+        log.append(&event("t", Severity::Info, &too_big)),
+        Err(AppendError::TooLarge { .. })
+    ));
+    assert!(matches!(
+        log.append(&event("", Severity::Info, b"")),
+        Err(AppendError::Invalid(_))
+    ));
     let long_key = [b'k'; 65];
-    let e = EventRef { key: &long_key, ..event("t", Severity::Info, b"") };
+    let e = EventRef {
+        key: &long_key,
+        ..event("t", Severity::Info, b"")
+    };
     assert!(matches!(log.append(&e), Err(AppendError::Invalid(_))));
-    assert!(log.create_subscription(b"s", b"").is_err(), "duplicate name");
+    assert!(
+        log.create_subscription(b"s", b"").is_err(),
+        "duplicate name"
+    );
     assert!(log.create_subscription(b"", b"").is_err());
 }
 
@@ -200,7 +243,8 @@ fn recovery_reports_what_it_found_on_a_region_file() {
     let mut log = herald::log::create_file(&path, 1 << 20, &StoreOptions::default(), 7).unwrap();
     log.create_subscription(b"s", b"").unwrap();
     for i in 0..100u32 {
-        log.append(&event("fs.disk.error", Severity::Err, &i.to_le_bytes())).unwrap();
+        log.append(&event("fs.disk.error", Severity::Err, &i.to_le_bytes()))
+            .unwrap();
     }
     drop(log);
     let (log, report) = herald::log::open_path(&path, &Default::default(), &mut |_, _| {}).unwrap();
@@ -211,7 +255,9 @@ fn recovery_reports_what_it_found_on_a_region_file() {
     assert_eq!(last.payload, 99u32.to_le_bytes());
     // A region is never reformatted silently.
     drop(log);
-    let err = herald::log::create_file(&path, 1 << 20, &StoreOptions::default(), 7).err().unwrap();
+    let err = herald::log::create_file(&path, 1 << 20, &StoreOptions::default(), 7)
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("already exists"), "{err}");
 }
 
@@ -220,8 +266,17 @@ fn garbage_files_are_refused_with_the_path_and_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("notes.txt");
     std::fs::write(&path, vec![b'x'; 128 * 1024]).unwrap();
-    let err = herald::log::open_path(&path, &Default::default(), &mut |_, _| {}).err().unwrap();
+    let err = herald::log::open_path(&path, &Default::default(), &mut |_, _| {})
+        .err()
+        .unwrap();
     let text = err.to_string();
-    assert!(text.contains("notes.txt") && text.contains("not a herald region"), "{text}");
-    assert_eq!(std::fs::read(&path).unwrap(), vec![b'x'; 128 * 1024], "never modified");
+    assert!(
+        text.contains("notes.txt") && text.contains("not a herald region"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        vec![b'x'; 128 * 1024],
+        "never modified"
+    );
 }

@@ -50,7 +50,10 @@ fn counted<T>(f: impl FnOnce() -> T) -> (T, u64) {
 fn the_counter_sees_allocations_on_this_thread() {
     let (v, n) = counted(|| vec![1u8; 100]);
     assert_eq!(v.len(), 100);
-    assert!(n >= 1, "the allocator must count, or the next test proves nothing");
+    assert!(
+        n >= 1,
+        "the allocator must count, or the next test proves nothing"
+    );
 }
 
 #[test]
@@ -71,7 +74,11 @@ fn appending_and_releasing_allocate_nothing_after_start_up() {
                     source: b"raid0",
                     flags: 0,
                     key: b"",
-                    payload: if (round + i) % 50 == 0 { &big } else { &payload },
+                    payload: if (round + i) % 50 == 0 {
+                        &big
+                    } else {
+                        &payload
+                    },
                     timestamp_ns: round as u64,
                 };
                 batch.push(&e).unwrap();
@@ -82,5 +89,8 @@ fn appending_and_releasing_allocate_nothing_after_start_up() {
         }
     });
     assert_eq!(allocations, 0, "the append/release path allocated");
-    assert!(log.tail().0 > log.geometry().ring.slot_count, "the ring wrapped during the test");
+    assert!(
+        log.tail().0 > log.geometry().ring.slot_count,
+        "the ring wrapped during the test"
+    );
 }

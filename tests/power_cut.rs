@@ -12,7 +12,10 @@ fn stored_events_survive_power_cut_at_every_fence_and_between() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x5eed_0001);
-    let seeds: u64 = std::env::var("HERALD_POWERCUT_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(12);
+    let seeds: u64 = std::env::var("HERALD_POWERCUT_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(12);
     let mut total = powercut::Stats::default();
     for i in 0..seeds {
         let seed = base + i;
@@ -31,6 +34,9 @@ fn stored_events_survive_power_cut_at_every_fence_and_between() {
         total.restarts,
         base + seeds
     );
-    assert!(total.crash_states >= 100_000, "explored too little: {total:?}");
+    assert!(
+        total.crash_states >= 100_000,
+        "explored too little: {total:?}"
+    );
     assert!(total.restarts > 0 && total.events_acked > 1000, "{total:?}");
 }

@@ -24,20 +24,34 @@ fn payload_for(counter: u64) -> Vec<u8> {
 }
 
 fn child(region: &Path, seed: u64) {
-    let (mut log, _) = herald::log::open_path(region, &Default::default(), &mut |_, _| {}).expect("child opens region");
+    let (mut log, _) = herald::log::open_path(region, &Default::default(), &mut |_, _| {})
+        .expect("child opens region");
     let sub = SubscriptionId(0);
     let mut rng = SmallRng::seed_from_u64(seed);
-    let mut counter: u64 = std::env::var("HERALD_KILL_COUNTER").unwrap().parse().unwrap();
+    let mut counter: u64 = std::env::var("HERALD_KILL_COUNTER")
+        .unwrap()
+        .parse()
+        .unwrap();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     loop {
         let n = rng.gen_range(1..=32);
-        let payloads: Vec<(u64, Vec<u8>)> = (0..n).map(|i| (counter + i, payload_for(counter + i))).collect();
+        let payloads: Vec<(u64, Vec<u8>)> = (0..n)
+            .map(|i| (counter + i, payload_for(counter + i)))
+            .collect();
         counter += n;
         let mut batch = log.batch();
         let mut seqs = Vec::new();
         for (c, p) in &payloads {
-            let e = EventRef { topic: b"kill.test", severity: Severity::Info, source: b"child", flags: 0, key: b"", payload: p, timestamp_ns: *c };
+            let e = EventRef {
+                topic: b"kill.test",
+                severity: Severity::Info,
+                source: b"child",
+                flags: 0,
+                key: b"",
+                payload: p,
+                timestamp_ns: *c,
+            };
             match batch.push(&e) {
                 Ok(seq) => seqs.push((seq, *c)),
                 Err(AppendError::Full { .. }) => break,
@@ -64,8 +78,14 @@ fn main() {
         child(Path::new(&region), seed);
         return;
     }
-    let seed: u64 = std::env::var("HERALD_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
-    let cycles: u64 = std::env::var("HERALD_KILL_CYCLES").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
+    let seed: u64 = std::env::var("HERALD_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    let cycles: u64 = std::env::var("HERALD_KILL_CYCLES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
     match run(seed, cycles) {
         Ok(summary) => {
             println!("process_kill: {summary}");
@@ -73,7 +93,9 @@ fn main() {
         }
         Err(message) => {
             eprintln!("process_kill FAILED (seed {seed}; reproduce with HERALD_KILL_SEED={seed}): {message}");
-            println!("test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out");
+            println!(
+                "test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out"
+            );
             std::process::exit(1);
         }
     }
@@ -82,8 +104,11 @@ fn main() {
 fn run(seed: u64, cycles: u64) -> Result<String, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let region = dir.path().join("region.pmem");
-    let mut log = herald::log::create_file(&region, 1 << 20, &Default::default(), seed | 1).map_err(|e| e.to_string())?;
-    let sub = log.create_subscription(b"checker", b"").map_err(|e| e.to_string())?;
+    let mut log = herald::log::create_file(&region, 1 << 20, &Default::default(), seed | 1)
+        .map_err(|e| e.to_string())?;
+    let sub = log
+        .create_subscription(b"checker", b"")
+        .map_err(|e| e.to_string())?;
     assert_eq!(sub, SubscriptionId(0));
     drop(log);
     let mut rng = SmallRng::seed_from_u64(seed);
@@ -135,25 +160,37 @@ fn run(seed: u64, cycles: u64) -> Result<String, String> {
             return Err(format!("cycle {cycle}: child exited by itself: {status}"));
         }
         // Reopen and check.
-        let (log, report) = herald::log::open_path(&region, &Default::default(), &mut |_, _| {}).map_err(|e| format!("cycle {cycle}: reopen: {e}"))?;
+        let (log, report) = herald::log::open_path(&region, &Default::default(), &mut |_, _| {})
+            .map_err(|e| format!("cycle {cycle}: reopen: {e}"))?;
         let recovered_cursor = log.subscription(sub).unwrap().cursor;
         if recovered_cursor < cursor {
-            return Err(format!("cycle {cycle}: cursor went back from {cursor} to {recovered_cursor}"));
+            return Err(format!(
+                "cycle {cycle}: cursor went back from {cursor} to {recovered_cursor}"
+            ));
         }
         if report.corrupt_slots > 0 {
-            return Err(format!("cycle {cycle}: a kill produced corrupt slots: {report:?}"));
+            return Err(format!(
+                "cycle {cycle}: a kill produced corrupt slots: {report:?}"
+            ));
         }
         let recovered: BTreeMap<u64, u64> = log
             .events_from(Seq(recovered_cursor))
             .map(|e| {
                 let c = u64::from_le_bytes(e.payload[..8].try_into().unwrap());
-                assert_eq!(e.payload, payload_for(c), "payload of event {} is not the one written", e.seq);
+                assert_eq!(
+                    e.payload,
+                    payload_for(c),
+                    "payload of event {} is not the one written",
+                    e.seq
+                );
                 (e.seq.0, c)
             })
             .collect();
         for (seq, c) in acked.range(recovered_cursor..) {
             if recovered.get(seq) != Some(c) {
-                return Err(format!("cycle {cycle}: acknowledged event {seq} (counter {c}) lost; report {report:?}"));
+                return Err(format!(
+                    "cycle {cycle}: acknowledged event {seq} (counter {c}) lost; report {report:?}"
+                ));
             }
         }
         // Unacknowledged survivors are allowed; adopt them, they are durable now.
@@ -167,7 +204,9 @@ fn run(seed: u64, cycles: u64) -> Result<String, String> {
     }
     let slots = 1u64 << 20 >> 7;
     if max_tail < slots {
-        return Err(format!("the ring never wrapped (tail {max_tail}); the test is too short"));
+        return Err(format!(
+            "the ring never wrapped (tail {max_tail}); the test is too short"
+        ));
     }
     Ok(format!("{cycles} SIGKILL cycles, {total_acked} acknowledged events checked, ring tail reached {max_tail}, seed {seed}"))
 }

@@ -3,7 +3,7 @@
 //! `cargo run --example make_fixtures -- fixtures` — only when the format changes on
 //! purpose; the images are frozen so that tests catch accidental format drift.
 
-use herald::log::layout::{SUPERBLOCK_CHECKSUM_OFFSET, SLOT_HEADER_BYTES};
+use herald::log::layout::{SLOT_HEADER_BYTES, SUPERBLOCK_CHECKSUM_OFFSET};
 use herald::log::{EventRef, Log, LogConfig, Seq, Severity};
 use herald::pmem::sim::SimMedium;
 use herald::pmem::Medium;
@@ -13,13 +13,22 @@ const REGION_BYTES: usize = 64 * 1024;
 const NODE_ID: u64 = 0x4845_5241_4c44_0001;
 
 fn config() -> LogConfig {
-    LogConfig { slot_bytes: 64, reserve_slots: Some(16), subscription_entries: 4, payload_bytes_max: 256 }
+    LogConfig {
+        slot_bytes: 64,
+        reserve_slots: Some(16),
+        subscription_entries: 4,
+        payload_bytes_max: 256,
+    }
 }
 
 fn event(i: u32, payload: &[u8]) -> EventRef<'_> {
     EventRef {
         topic: b"fs.disk.error",
-        severity: if i % 5 == 0 { Severity::Crit } else { Severity::Err },
+        severity: if i.is_multiple_of(5) {
+            Severity::Crit
+        } else {
+            Severity::Err
+        },
         source: b"fixture",
         flags: 0,
         key: b"",
@@ -77,7 +86,9 @@ fn main() {
     }
     let mut image = state.durable_image();
     let live = state.live();
-    let slot0 = log.geometry().slot_offset(seq.0 % log.geometry().ring.slot_count);
+    let slot0 = log
+        .geometry()
+        .slot_offset(seq.0 % log.geometry().ring.slot_count);
     // The record's first two slots reached the medium, its last two did not.
     image[slot0..slot0 + 128].copy_from_slice(&live[slot0..slot0 + 128]);
     write(dir, "torn-last-slot.pmem", &image);
@@ -88,17 +99,24 @@ fn main() {
     let before = log.medium().state().clone();
     log.medium_mut().start_recording();
     let mut batch = log.batch();
-    let seqs: Vec<Seq> = (21..24).map(|i| batch.push(&event(i, &payload(i))).unwrap()).collect();
+    let seqs: Vec<Seq> = (21..24)
+        .map(|i| batch.push(&event(i, &payload(i))).unwrap())
+        .collect();
     batch.commit().unwrap();
     let ops = log.medium_mut().take_recording();
     let mut state = before;
-    for op in ops.iter().take_while(|o| !matches!(o, herald::pmem::sim::SimOp::Fence)) {
+    for op in ops
+        .iter()
+        .take_while(|o| !matches!(o, herald::pmem::sim::SimOp::Fence))
+    {
         state.apply(op);
     }
     let mut image = state.durable_image();
     let live = state.live();
     for (k, s) in seqs.iter().enumerate() {
-        let at = log.geometry().slot_offset(s.0 % log.geometry().ring.slot_count);
+        let at = log
+            .geometry()
+            .slot_offset(s.0 % log.geometry().ring.slot_count);
         let len = if k == 1 { SLOT_HEADER_BYTES } else { 128 };
         image[at..at + len].copy_from_slice(&live[at..at + len]);
     }
@@ -126,7 +144,11 @@ fn main() {
     let log = clean();
     let mut image = log.medium().bytes().to_vec();
     let tenth = log.events_from(Seq::FIRST).nth(4).unwrap().seq;
-    let at = log.geometry().slot_offset(tenth.0 % log.geometry().ring.slot_count) + SLOT_HEADER_BYTES + 30;
+    let at = log
+        .geometry()
+        .slot_offset(tenth.0 % log.geometry().ring.slot_count)
+        + SLOT_HEADER_BYTES
+        + 30;
     image[at] ^= 0x01;
     write(dir, "corrupt-slot-checksum.pmem", &image);
 
@@ -140,6 +162,7 @@ fn main() {
     let mut image = clean().medium().bytes().to_vec();
     image[8..12].copy_from_slice(&0u32.to_le_bytes());
     let sum = crc32c::crc32c(&image[..SUPERBLOCK_CHECKSUM_OFFSET]);
-    image[SUPERBLOCK_CHECKSUM_OFFSET..SUPERBLOCK_CHECKSUM_OFFSET + 4].copy_from_slice(&sum.to_le_bytes());
+    image[SUPERBLOCK_CHECKSUM_OFFSET..SUPERBLOCK_CHECKSUM_OFFSET + 4]
+        .copy_from_slice(&sum.to_le_bytes());
     write(dir, "older-layout-version.pmem", &image);
 }

@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 fn arg(name: &str) -> Option<u64> {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
 }
 
 fn main() {
@@ -38,7 +41,10 @@ fn main() {
         seed = seed.wrapping_add(1);
         seeds += 1;
         if last_print.elapsed() > Duration::from_secs(10) {
-            println!("{seeds} seeds, {} crash states, {} restarts", total.crash_states, total.restarts);
+            println!(
+                "{seeds} seeds, {} crash states, {} restarts",
+                total.crash_states, total.restarts
+            );
             last_print = Instant::now();
         }
     }

@@ -101,11 +101,17 @@ pub fn load(bytes: &[u8], g: &Geometry) -> Vec<Option<Subscription>> {
     (0..g.subscriptions.entry_count as u32)
         .map(|i| {
             let at = g.subscription_offset(i);
-            let e: SubscriptionEntry = bytemuck::pod_read_unaligned(&bytes[at..at + SUBSCRIPTION_ENTRY_BYTES]);
+            let e: SubscriptionEntry =
+                bytemuck::pod_read_unaligned(&bytes[at..at + SUBSCRIPTION_ENTRY_BYTES]);
             if e.state == SUBSCRIPTION_FREE {
                 return None;
             }
-            Some(decode_entry(&bytes[at..at + SUBSCRIPTION_ENTRY_BYTES], &e, i, seed))
+            Some(decode_entry(
+                &bytes[at..at + SUBSCRIPTION_ENTRY_BYTES],
+                &e,
+                i,
+                seed,
+            ))
         })
         .collect()
 }
@@ -127,7 +133,8 @@ fn decode_entry(raw: &[u8], e: &SubscriptionEntry, index: u32, seed: u32) -> Sub
         s.damage = Some("entry state word is neither free nor active");
         return s;
     }
-    let static_sum = crate::log::layout::crc_append(seed, &raw[4..SUBSCRIPTION_STATIC_CHECKSUM_OFFSET]);
+    let static_sum =
+        crate::log::layout::crc_append(seed, &raw[4..SUBSCRIPTION_STATIC_CHECKSUM_OFFSET]);
     if static_sum != e.static_checksum
         || e.name_len as usize > SUBSCRIPTION_NAME_BYTES_MAX
         || e.spec_len as usize > SUBSCRIPTION_SPEC_BYTES_MAX
@@ -154,7 +161,8 @@ fn decode_entry(raw: &[u8], e: &SubscriptionEntry, index: u32, seed: u32) -> Sub
 fn cursor_record_valid(r: &CursorRecord, seed: u32) -> bool {
     r.generation != 0
         && SubscriptionMode::from_u32(r.mode).is_some()
-        && crate::log::layout::crc_append(seed, &bytemuck::bytes_of(r)[..CURSOR_CHECKSUM_OFFSET]) == r.checksum
+        && crate::log::layout::crc_append(seed, &bytemuck::bytes_of(r)[..CURSOR_CHECKSUM_OFFSET])
+            == r.checksum
 }
 
 fn cursor_record(generation: u64, cursor: u64, mode: SubscriptionMode, seed: u32) -> CursorRecord {
@@ -162,21 +170,42 @@ fn cursor_record(generation: u64, cursor: u64, mode: SubscriptionMode, seed: u32
     r.generation = generation;
     r.cursor = cursor;
     r.mode = mode.to_u32();
-    r.checksum = crate::log::layout::crc_append(seed, &bytemuck::bytes_of(&r)[..CURSOR_CHECKSUM_OFFSET]);
+    r.checksum =
+        crate::log::layout::crc_append(seed, &bytemuck::bytes_of(&r)[..CURSOR_CHECKSUM_OFFSET]);
     r
 }
 
-/// Creates an entry at `index` (which must be free), durably, with its cursor at `cursor`.
+/// What a new entry holds.
+#[derive(Copy, Clone, Debug)]
+pub struct NewEntry<'a> {
+    /// Entry index (must be free).
+    pub index: u32,
+    /// Creation counter.
+    pub uid: u64,
+    /// Name, 1..=64 bytes.
+    pub name: &'a [u8],
+    /// Spec, up to `SUBSCRIPTION_SPEC_BYTES_MAX` bytes.
+    pub spec: &'a [u8],
+    /// Initial cursor.
+    pub cursor: u64,
+    /// Creation time.
+    pub now_ns: u64,
+}
+
+/// Creates an entry durably, with its cursor at `new.cursor`.
 pub fn create<M: Medium>(
     medium: &mut M,
     g: &Geometry,
-    index: u32,
-    uid: u64,
-    name: &[u8],
-    spec: &[u8],
-    cursor: u64,
-    now_ns: u64,
+    new: &NewEntry<'_>,
 ) -> std::io::Result<Subscription> {
+    let NewEntry {
+        index,
+        uid,
+        name,
+        spec,
+        cursor,
+        now_ns,
+    } = *new;
     assert!(!name.is_empty() && name.len() <= SUBSCRIPTION_NAME_BYTES_MAX);
     assert!(spec.len() <= SUBSCRIPTION_SPEC_BYTES_MAX);
     let seed = g.checksum_seed();
@@ -187,7 +216,10 @@ pub fn create<M: Medium>(
     e.spec_len = spec.len() as u32;
     e.name[..name.len()].copy_from_slice(name);
     e.spec[..spec.len()].copy_from_slice(spec);
-    e.static_checksum = crate::log::layout::crc_append(seed, &bytemuck::bytes_of(&e)[4..SUBSCRIPTION_STATIC_CHECKSUM_OFFSET]);
+    e.static_checksum = crate::log::layout::crc_append(
+        seed,
+        &bytemuck::bytes_of(&e)[4..SUBSCRIPTION_STATIC_CHECKSUM_OFFSET],
+    );
     // Generation g lives in record g % 2, so the next update writes the other one.
     e.cursors[1] = cursor_record(1, cursor, SubscriptionMode::Normal, seed);
     let at = g.subscription_offset(index);
@@ -227,7 +259,9 @@ pub fn scrub_stale_record<M: Medium>(medium: &mut M, g: &Geometry, s: &Subscript
         return;
     }
     let stale = ((s.generation + 1) % 2) as usize;
-    let at = g.subscription_offset(s.id.0) + SUBSCRIPTION_CURSORS_OFFSET + stale * std::mem::size_of::<CursorRecord>();
+    let at = g.subscription_offset(s.id.0)
+        + SUBSCRIPTION_CURSORS_OFFSET
+        + stale * std::mem::size_of::<CursorRecord>();
     let zero = [0u8; std::mem::size_of::<CursorRecord>()];
     if medium.bytes()[at..at + zero.len()] != zero {
         medium.write(at, &zero);
@@ -237,11 +271,19 @@ pub fn scrub_stale_record<M: Medium>(medium: &mut M, g: &Geometry, s: &Subscript
 
 /// Stages a cursor update: writes and flushes the alternate record. Durable after the
 /// caller's next fence; until then recovery may find either cursor.
-pub fn stage_cursor<M: Medium>(medium: &mut M, g: &Geometry, s: &mut Subscription, cursor: u64, mode: SubscriptionMode) {
+pub fn stage_cursor<M: Medium>(
+    medium: &mut M,
+    g: &Geometry,
+    s: &mut Subscription,
+    cursor: u64,
+    mode: SubscriptionMode,
+) {
     let generation = s.generation + 1;
     let record = cursor_record(generation, cursor, mode, g.checksum_seed());
     let slot = (generation % 2) as usize;
-    let at = g.subscription_offset(s.id.0) + SUBSCRIPTION_CURSORS_OFFSET + slot * std::mem::size_of::<CursorRecord>();
+    let at = g.subscription_offset(s.id.0)
+        + SUBSCRIPTION_CURSORS_OFFSET
+        + slot * std::mem::size_of::<CursorRecord>();
     medium.write(at, bytemuck::bytes_of(&record));
     medium.flush(at, std::mem::size_of::<CursorRecord>());
     s.generation = generation;

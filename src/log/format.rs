@@ -98,7 +98,10 @@ impl Geometry {
     /// The most slots any valid event can occupy.
     pub fn span_max(&self) -> u64 {
         self.span_for_body(
-            TOPIC_BYTES_MAX + SOURCE_BYTES_MAX + KEY_BYTES_MAX + self.ring.payload_bytes_max as usize,
+            TOPIC_BYTES_MAX
+                + SOURCE_BYTES_MAX
+                + KEY_BYTES_MAX
+                + self.ring.payload_bytes_max as usize,
         )
     }
 }
@@ -143,11 +146,16 @@ pub enum FormatError {
 }
 
 /// Computes the geometry `config` gives in a region of `region_bytes`.
-pub fn plan(region_bytes: u64, config: &LogConfig, node_id: u64, now_ns: u64) -> Result<Geometry, FormatError> {
+pub fn plan(
+    region_bytes: u64,
+    config: &LogConfig,
+    node_id: u64,
+    now_ns: u64,
+) -> Result<Geometry, FormatError> {
     let bad = |m: String| Err(FormatError::Config(m));
     if config.slot_bytes < SLOT_BYTES_MIN
         || config.slot_bytes > SLOT_BYTES_MAX
-        || config.slot_bytes % 64 != 0
+        || !config.slot_bytes.is_multiple_of(64)
     {
         return bad(format!(
             "slot size {} must be a multiple of 64 between {SLOT_BYTES_MIN} and {SLOT_BYTES_MAX}",
@@ -223,11 +231,22 @@ pub fn format<M: Medium>(medium: &mut M, geometry: &Geometry) -> std::io::Result
     let ring_offset = geometry.ring_data_offset - SECTION_HEADER_PAGE_BYTES;
     let ring_len = SECTION_HEADER_PAGE_BYTES + geometry.ring.slot_count * geometry.ring.slot_bytes;
     let sections = [
-        (SECTION_SUBSCRIPTIONS, subs_offset, subs_len, geometry.subscriptions.to_params()),
-        (SECTION_EVENT_RING, ring_offset, ring_len, geometry.ring.to_params()),
+        (
+            SECTION_SUBSCRIPTIONS,
+            subs_offset,
+            subs_len,
+            geometry.subscriptions.to_params(),
+        ),
+        (
+            SECTION_EVENT_RING,
+            ring_offset,
+            ring_len,
+            geometry.ring.to_params(),
+        ),
     ];
     // A reused device may hold an old table; free entries must read as free.
-    let table_bytes = (geometry.subscriptions.entry_count * geometry.subscriptions.entry_bytes) as usize;
+    let table_bytes =
+        (geometry.subscriptions.entry_count * geometry.subscriptions.entry_bytes) as usize;
     let zeros = [0u8; 4096];
     let mut at = geometry.subscriptions_data_offset as usize;
     let end = at + table_bytes;
@@ -337,7 +356,11 @@ pub fn read_geometry(bytes: &[u8]) -> Result<Geometry, FormatError> {
     Ok(geometry)
 }
 
-fn read_section(bytes: &[u8], sb: &Superblock, entry: &SectionEntry) -> Result<SectionHeader, FormatError> {
+fn read_section(
+    bytes: &[u8],
+    sb: &Superblock,
+    entry: &SectionEntry,
+) -> Result<SectionHeader, FormatError> {
     let fail = |reason: String| FormatError::Section {
         kind: entry.kind,
         reason,
@@ -361,8 +384,13 @@ fn read_section(bytes: &[u8], sb: &Superblock, entry: &SectionEntry) -> Result<S
     if crc(&bytes[at..at + SECTION_CHECKSUM_OFFSET]) != header.checksum {
         return Err(fail("section header checksum mismatch".into()));
     }
-    if header.kind != entry.kind || header.offset != entry.offset || header.len_bytes != entry.len_bytes {
-        return Err(fail("section header disagrees with the superblock's section table".into()));
+    if header.kind != entry.kind
+        || header.offset != entry.offset
+        || header.len_bytes != entry.len_bytes
+    {
+        return Err(fail(
+            "section header disagrees with the superblock's section table".into(),
+        ));
     }
     Ok(header)
 }
@@ -373,18 +401,33 @@ fn check_ring(g: &Geometry, header: &SectionHeader) -> Result<(), FormatError> {
         reason,
     };
     let r = g.ring;
-    if r.slot_bytes < SLOT_BYTES_MIN as u64 || r.slot_bytes > SLOT_BYTES_MAX as u64 || r.slot_bytes % 64 != 0 {
+    if r.slot_bytes < SLOT_BYTES_MIN as u64
+        || r.slot_bytes > SLOT_BYTES_MAX as u64
+        || !r.slot_bytes.is_multiple_of(64)
+    {
         return Err(fail(format!("slot size {} is invalid", r.slot_bytes)));
     }
     if r.payload_bytes_max > PAYLOAD_BYTES_MAX_LIMIT as u64 || g.span_max() > u16::MAX as u64 {
-        return Err(fail(format!("payload limit {} is invalid", r.payload_bytes_max)));
+        return Err(fail(format!(
+            "payload limit {} is invalid",
+            r.payload_bytes_max
+        )));
     }
-    let needed = r.slot_count.checked_mul(r.slot_bytes).and_then(|b| b.checked_add(SECTION_HEADER_PAGE_BYTES));
+    let needed = r
+        .slot_count
+        .checked_mul(r.slot_bytes)
+        .and_then(|b| b.checked_add(SECTION_HEADER_PAGE_BYTES));
     if needed.is_none_or(|n| n > header.len_bytes) {
-        return Err(fail(format!("{} slots of {} bytes do not fit the section", r.slot_count, r.slot_bytes)));
+        return Err(fail(format!(
+            "{} slots of {} bytes do not fit the section",
+            r.slot_count, r.slot_bytes
+        )));
     }
     if r.slot_count < r.reserve_slots + 4 * g.span_max() {
-        return Err(fail(format!("{} slots cannot hold the reserve of {}", r.slot_count, r.reserve_slots)));
+        return Err(fail(format!(
+            "{} slots cannot hold the reserve of {}",
+            r.slot_count, r.reserve_slots
+        )));
     }
     Ok(())
 }
@@ -398,7 +441,10 @@ fn check_subscriptions(g: &Geometry, header: &SectionHeader) -> Result<(), Forma
     {
         return Err(FormatError::Section {
             kind: SECTION_SUBSCRIPTIONS,
-            reason: format!("{} entries of {} bytes are invalid here", s.entry_count, s.entry_bytes),
+            reason: format!(
+                "{} entries of {} bytes are invalid here",
+                s.entry_count, s.entry_bytes
+            ),
         });
     }
     Ok(())
@@ -435,7 +481,10 @@ mod tests {
         m2.start_recording();
         format(&mut m2, &g).unwrap();
         let ops = m2.take_recording();
-        let last_fence = ops.iter().rposition(|o| matches!(o, crate::pmem::sim::SimOp::Fence)).unwrap();
+        let last_fence = ops
+            .iter()
+            .rposition(|o| matches!(o, crate::pmem::sim::SimOp::Fence))
+            .unwrap();
         let mut before = SimMedium::new(1 << 20).state().clone();
         for op in &ops[..last_fence] {
             before.apply(op);
@@ -450,19 +499,37 @@ mod tests {
         let good = m.bytes().to_vec();
         let mut bad_magic = good.clone();
         bad_magic[0] = b'X';
-        assert!(matches!(read_geometry(&bad_magic), Err(FormatError::NotHerald { .. })));
+        assert!(matches!(
+            read_geometry(&bad_magic),
+            Err(FormatError::NotHerald { .. })
+        ));
         let mut bad_version = good.clone();
         bad_version[8] = 9;
-        assert_eq!(read_geometry(&bad_version), Err(FormatError::UnsupportedVersion { found: 9 }));
+        assert_eq!(
+            read_geometry(&bad_version),
+            Err(FormatError::UnsupportedVersion { found: 9 })
+        );
         let mut bad_sum = good.clone();
         bad_sum[30] ^= 1;
-        assert_eq!(read_geometry(&bad_sum), Err(FormatError::SuperblockChecksum));
+        assert_eq!(
+            read_geometry(&bad_sum),
+            Err(FormatError::SuperblockChecksum)
+        );
         let truncated = &good[..good.len() / 2];
-        assert!(matches!(read_geometry(truncated), Err(FormatError::Truncated { .. })));
+        assert!(matches!(
+            read_geometry(truncated),
+            Err(FormatError::Truncated { .. })
+        ));
         let mut bad_section = good.clone();
         bad_section[SUPERBLOCK_PAGE_BYTES as usize + 20] ^= 1;
-        assert!(matches!(read_geometry(&bad_section), Err(FormatError::Section { .. })));
-        assert!(matches!(read_geometry(&[0u8; 100]), Err(FormatError::Truncated { .. })));
+        assert!(matches!(
+            read_geometry(&bad_section),
+            Err(FormatError::Section { .. })
+        ));
+        assert!(matches!(
+            read_geometry(&[0u8; 100]),
+            Err(FormatError::Truncated { .. })
+        ));
     }
 
     #[test]

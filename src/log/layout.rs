@@ -154,7 +154,9 @@ pub const SLOT_HEADER_BYTES: usize = std::mem::size_of::<SlotHeader>();
 impl SlotHeader {
     /// Body bytes that follow the header.
     pub fn body_len(&self) -> usize {
-        self.topic_len as usize + self.source_len as usize + self.key_len as usize
+        self.topic_len as usize
+            + self.source_len as usize
+            + self.key_len as usize
             + self.payload_len as usize
     }
 }
@@ -277,9 +279,8 @@ pub struct SubscriptionEntry {
 /// Bytes of one subscription entry.
 pub const SUBSCRIPTION_ENTRY_BYTES: usize = std::mem::size_of::<SubscriptionEntry>();
 /// Offset of `SubscriptionEntry::static_checksum`.
-pub const SUBSCRIPTION_STATIC_CHECKSUM_OFFSET: usize = 4 + 4 + 8 + 8 + 4 + 4
-    + SUBSCRIPTION_NAME_BYTES_MAX
-    + SUBSCRIPTION_SPEC_BYTES_MAX;
+pub const SUBSCRIPTION_STATIC_CHECKSUM_OFFSET: usize =
+    4 + 4 + 8 + 8 + 4 + 4 + SUBSCRIPTION_NAME_BYTES_MAX + SUBSCRIPTION_SPEC_BYTES_MAX;
 /// Offset of `SubscriptionEntry::cursors`.
 pub const SUBSCRIPTION_CURSORS_OFFSET: usize = SUBSCRIPTION_STATIC_CHECKSUM_OFFSET + 4;
 
@@ -292,7 +293,7 @@ const _: () = assert!(std::mem::size_of::<CursorRecord>() == 32);
 const _: () = assert!(SUBSCRIPTION_ENTRY_BYTES == 512);
 const _: () = assert!(SUBSCRIPTION_CURSORS_OFFSET == 448);
 // Both cursor records share the entry's last cache line: one flush covers an update.
-const _: () = assert!(SUBSCRIPTION_CURSORS_OFFSET % 64 == 0);
+const _: () = assert!(SUBSCRIPTION_CURSORS_OFFSET.is_multiple_of(64));
 
 /// CRC32C (hardware accelerated where the CPU has SSE4.2).
 #[inline]
@@ -326,7 +327,10 @@ fn crc_small_sse42(crc: u32, bytes: &[u8]) -> u32 {
     let mut state = !crc as u64;
     let mut words = bytes.chunks_exact(8);
     for w in &mut words {
-        state = _mm_crc32_u64(state, u64::from_le_bytes(w.try_into().expect("8-byte chunk")));
+        state = _mm_crc32_u64(
+            state,
+            u64::from_le_bytes(w.try_into().expect("8-byte chunk")),
+        );
     }
     let mut state = state as u32;
     for &b in words.remainder() {
@@ -346,7 +350,11 @@ mod tests {
         for len in 0..=CRC_SMALL_BYTES_MAX + 64 {
             let data: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
             let seed: u32 = rng.gen();
-            assert_eq!(crc_append(seed, &data), crc32c::crc32c_append(seed, &data), "length {len}");
+            assert_eq!(
+                crc_append(seed, &data),
+                crc32c::crc32c_append(seed, &data),
+                "length {len}"
+            );
         }
         assert_eq!(crc(b"123456789"), 0xe306_9283, "the CRC32C check value");
     }

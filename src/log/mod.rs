@@ -177,14 +177,23 @@ impl<M: Medium> Log<M> {
     /// Opens a formatted medium: checks the superblock and sections, runs the recovery
     /// scanner, and seals the holes of a torn last group with padding so that later
     /// scans do not mistake them for damage.
-    pub fn open(medium: M, progress: scan::Progress<'_>) -> Result<(Log<M>, RecoveryReport), LogError> {
+    pub fn open(
+        medium: M,
+        progress: scan::Progress<'_>,
+    ) -> Result<(Log<M>, RecoveryReport), LogError> {
         let Analysis {
             geometry,
             subscriptions,
             report,
             hole_runs,
         } = analyze(medium.bytes(), progress)?;
-        let next_uid = subscriptions.iter().flatten().map(|s| s.uid).max().unwrap_or(0) + 1;
+        let next_uid = subscriptions
+            .iter()
+            .flatten()
+            .map(|s| s.uid)
+            .max()
+            .unwrap_or(0)
+            + 1;
         let mut log = Log {
             head: report.head,
             tail: report.tail,
@@ -292,7 +301,12 @@ impl<M: Medium> Log<M> {
 
     /// The valid events from `from` (clamped to head) up to the tail, in order.
     pub fn events_from(&self, from: Seq) -> LiveEvents<'_> {
-        LiveEvents::new(self.medium.bytes(), &self.geometry, from.0.max(self.head), self.tail)
+        LiveEvents::new(
+            self.medium.bytes(),
+            &self.geometry,
+            from.0.max(self.head),
+            self.tail,
+        )
     }
 
     /// Starts a group commit.
@@ -312,7 +326,9 @@ impl<M: Medium> Log<M> {
     pub fn append(&mut self, event: &EventRef<'_>) -> Result<Seq, AppendError> {
         let mut batch = self.batch();
         let seq = batch.push(event)?;
-        batch.commit().map_err(|e| AppendError::Failed(e.to_string()))?;
+        batch
+            .commit()
+            .map_err(|e| AppendError::Failed(e.to_string()))?;
         Ok(seq)
     }
 
@@ -323,7 +339,9 @@ impl<M: Medium> Log<M> {
 
     /// One subscription by id.
     pub fn subscription(&self, id: SubscriptionId) -> Option<&Subscription> {
-        self.subscriptions.get(id.0 as usize).and_then(|s| s.as_ref())
+        self.subscriptions
+            .get(id.0 as usize)
+            .and_then(|s| s.as_ref())
     }
 
     /// Finds a subscription by name.
@@ -333,7 +351,11 @@ impl<M: Medium> Log<M> {
 
     /// Creates a durable subscription whose cursor starts at the tail (it receives
     /// events stored from now on).
-    pub fn create_subscription(&mut self, name: &[u8], spec: &[u8]) -> Result<SubscriptionId, LogError> {
+    pub fn create_subscription(
+        &mut self,
+        name: &[u8],
+        spec: &[u8],
+    ) -> Result<SubscriptionId, LogError> {
         if name.is_empty() || name.len() > SUBSCRIPTION_NAME_BYTES_MAX {
             return Err(SubscriptionError::BadName.into());
         }
@@ -343,20 +365,25 @@ impl<M: Medium> Log<M> {
         if self.subscription_by_name(name).is_some() {
             return Err(SubscriptionError::Exists.into());
         }
-        let index = self
-            .subscriptions
-            .iter()
-            .position(|s| s.is_none())
-            .ok_or(SubscriptionError::TableFull(self.geometry.subscriptions.entry_count))?;
+        let index = self.subscriptions.iter().position(|s| s.is_none()).ok_or(
+            SubscriptionError::TableFull(self.geometry.subscriptions.entry_count),
+        )?;
         if let Some(reason) = &self.failed {
             return Err(LogError::Failed(reason.clone()));
         }
         let uid = self.next_uid;
-        let created = cursors::create(&mut self.medium, &self.geometry, index as u32, uid, name, spec, self.tail, now_unix_ns())
-            .map_err(|e| {
-                self.failed = Some(e.to_string());
-                LogError::Failed(e.to_string())
-            })?;
+        let new = cursors::NewEntry {
+            index: index as u32,
+            uid,
+            name,
+            spec,
+            cursor: self.tail,
+            now_ns: now_unix_ns(),
+        };
+        let created = cursors::create(&mut self.medium, &self.geometry, &new).map_err(|e| {
+            self.failed = Some(e.to_string());
+            LogError::Failed(e.to_string())
+        })?;
         self.next_uid += 1;
         self.subscriptions[index] = Some(created);
         self.recompute_head();
@@ -365,11 +392,13 @@ impl<M: Medium> Log<M> {
 
     /// Deletes a durable subscription: it no longer holds any event.
     pub fn delete_subscription(&mut self, id: SubscriptionId) -> Result<(), LogError> {
-        self.subscription(id).ok_or(LogError::UnknownSubscription(id))?;
+        self.subscription(id)
+            .ok_or(LogError::UnknownSubscription(id))?;
         if let Some(reason) = &self.failed {
             return Err(LogError::Failed(reason.clone()));
         }
-        cursors::delete(&mut self.medium, &self.geometry, id.0).map_err(|e| LogError::Failed(e.to_string()))?;
+        cursors::delete(&mut self.medium, &self.geometry, id.0)
+            .map_err(|e| LogError::Failed(e.to_string()))?;
         self.subscriptions[id.0 as usize] = None;
         self.recompute_head();
         Ok(())
@@ -380,8 +409,14 @@ impl<M: Medium> Log<M> {
     /// must not pass the tail, and must point at an event boundary (or the tail).
     pub fn release(&mut self, updates: &[(SubscriptionId, Seq)]) -> Result<(), LogError> {
         for &(id, cursor) in updates {
-            let s = self.subscription(id).ok_or(LogError::UnknownSubscription(id))?;
-            let bad = |reason| LogError::BadCursor { id, cursor: cursor.0, reason };
+            let s = self
+                .subscription(id)
+                .ok_or(LogError::UnknownSubscription(id))?;
+            let bad = |reason| LogError::BadCursor {
+                id,
+                cursor: cursor.0,
+                reason,
+            };
             if cursor.0 < s.cursor {
                 return Err(bad("cursors only move forward"));
             }
@@ -397,16 +432,24 @@ impl<M: Medium> Log<M> {
 
     /// Persists a subscription's mode (normal or recovering), cursor unchanged.
     pub fn set_mode(&mut self, id: SubscriptionId, mode: SubscriptionMode) -> Result<(), LogError> {
-        let cursor = self.subscription(id).ok_or(LogError::UnknownSubscription(id))?.cursor;
+        let cursor = self
+            .subscription(id)
+            .ok_or(LogError::UnknownSubscription(id))?
+            .cursor;
         self.update_cursors(std::iter::once((id, cursor, Some(mode))))
     }
 
-    fn update_cursors(&mut self, updates: impl Iterator<Item = (SubscriptionId, u64, Option<SubscriptionMode>)>) -> Result<(), LogError> {
+    fn update_cursors(
+        &mut self,
+        updates: impl Iterator<Item = (SubscriptionId, u64, Option<SubscriptionMode>)>,
+    ) -> Result<(), LogError> {
         if let Some(reason) = &self.failed {
             return Err(LogError::Failed(reason.clone()));
         }
         for (id, cursor, mode) in updates {
-            let s = self.subscriptions[id.0 as usize].as_mut().expect("validated by caller");
+            let s = self.subscriptions[id.0 as usize]
+                .as_mut()
+                .expect("validated by caller");
             let mode = mode.unwrap_or(s.mode);
             cursors::stage_cursor(&mut self.medium, &self.geometry, s, cursor, mode);
         }
@@ -417,11 +460,16 @@ impl<M: Medium> Log<M> {
 
     fn is_record_start(&self, position: u64) -> bool {
         let n = self.geometry.ring.slot_count;
-        scan::valid_record(self.medium.bytes(), &self.geometry, position % n).is_some_and(|h| h.seq == position)
+        scan::valid_record(self.medium.bytes(), &self.geometry, position % n)
+            .is_some_and(|h| h.seq == position)
     }
 
     fn recompute_head(&mut self) {
-        self.head = self.subscriptions().map(|s| s.cursor).min().unwrap_or(self.tail);
+        self.head = self
+            .subscriptions()
+            .map(|s| s.cursor)
+            .min()
+            .unwrap_or(self.tail);
     }
 
     fn write_pad(&mut self, seq: u64, span: u64, group_offset: u32) {
@@ -432,7 +480,9 @@ impl<M: Medium> Log<M> {
         h.span = span as u16;
         h.group_offset = group_offset;
         h.checksum = crc_append(self.geometry.checksum_seed(), &bytemuck::bytes_of(&h)[4..]);
-        let at = self.geometry.slot_offset(seq % self.geometry.ring.slot_count);
+        let at = self
+            .geometry
+            .slot_offset(seq % self.geometry.ring.slot_count);
         self.medium.write(at, bytemuck::bytes_of(&h));
         self.medium.flush(at, SLOT_HEADER_BYTES);
     }
@@ -533,7 +583,8 @@ impl<M: Medium> Drop for Batch<'_, M> {
         let mut p = self.start;
         while p < self.log.tail {
             let at = self.log.geometry.slot_offset(p % n);
-            let header: SlotHeader = bytemuck::pod_read_unaligned(&self.log.medium.bytes()[at..at + SLOT_HEADER_BYTES]);
+            let header: SlotHeader =
+                bytemuck::pod_read_unaligned(&self.log.medium.bytes()[at..at + SLOT_HEADER_BYTES]);
             self.log.medium.write(at, &[0u8; 8]);
             self.log.medium.flush(at, 8);
             p += (header.span as u64).max(1);
@@ -553,7 +604,9 @@ fn check_event(e: &EventRef<'_>, payload_max: u64) -> Result<(), AppendError> {
         return Err(AppendError::Invalid("source must be at most 255 bytes"));
     }
     if e.key.len() > event::KEY_BYTES_MAX {
-        return Err(AppendError::Invalid("idempotency key must be at most 64 bytes"));
+        return Err(AppendError::Invalid(
+            "idempotency key must be at most 64 bytes",
+        ));
     }
     if e.payload.len() as u64 > payload_max {
         return Err(AppendError::TooLarge {
@@ -564,7 +617,14 @@ fn check_event(e: &EventRef<'_>, payload_max: u64) -> Result<(), AppendError> {
     Ok(())
 }
 
-fn write_event<M: Medium>(log: &mut Log<M>, seq: u64, index: u64, span: u64, group_offset: u32, e: &EventRef<'_>) {
+fn write_event<M: Medium>(
+    log: &mut Log<M>,
+    seq: u64,
+    index: u64,
+    span: u64,
+    group_offset: u32,
+    e: &EventRef<'_>,
+) {
     let mut h: SlotHeader = bytemuck::Zeroable::zeroed();
     h.magic = SLOT_MAGIC;
     h.kind = SLOT_KIND_EVENT;

@@ -63,11 +63,41 @@ pub struct RecoveryRule {
 /// The recovery decision table. Every combination of [`SlotFacts`] matches exactly
 /// one row (tested exhaustively).
 pub const RECOVERY_RULES: [RecoveryRule; 5] = [
-    RecoveryRule { released: Some(true), valid: None, padding: None, unfenced_group: None, outcome: SlotOutcome::Released },
-    RecoveryRule { released: Some(false), valid: Some(true), padding: Some(false), unfenced_group: None, outcome: SlotOutcome::Live },
-    RecoveryRule { released: Some(false), valid: Some(true), padding: Some(true), unfenced_group: None, outcome: SlotOutcome::Padding },
-    RecoveryRule { released: Some(false), valid: Some(false), padding: None, unfenced_group: Some(true), outcome: SlotOutcome::Hole },
-    RecoveryRule { released: Some(false), valid: Some(false), padding: None, unfenced_group: Some(false), outcome: SlotOutcome::Corrupt },
+    RecoveryRule {
+        released: Some(true),
+        valid: None,
+        padding: None,
+        unfenced_group: None,
+        outcome: SlotOutcome::Released,
+    },
+    RecoveryRule {
+        released: Some(false),
+        valid: Some(true),
+        padding: Some(false),
+        unfenced_group: None,
+        outcome: SlotOutcome::Live,
+    },
+    RecoveryRule {
+        released: Some(false),
+        valid: Some(true),
+        padding: Some(true),
+        unfenced_group: None,
+        outcome: SlotOutcome::Padding,
+    },
+    RecoveryRule {
+        released: Some(false),
+        valid: Some(false),
+        padding: None,
+        unfenced_group: Some(true),
+        outcome: SlotOutcome::Hole,
+    },
+    RecoveryRule {
+        released: Some(false),
+        valid: Some(false),
+        padding: None,
+        unfenced_group: Some(false),
+        outcome: SlotOutcome::Corrupt,
+    },
 ];
 
 impl RecoveryRule {
@@ -118,14 +148,18 @@ pub fn valid_record(bytes: &[u8], g: &Geometry, index: u64) -> Option<SlotHeader
         SLOT_KIND_PAD => 0,
         _ => return None,
     };
-    let sum = crc_append(g.checksum_seed(), &bytes[at + 4..at + SLOT_HEADER_BYTES + body]);
+    let sum = crc_append(
+        g.checksum_seed(),
+        &bytes[at + 4..at + SLOT_HEADER_BYTES + body],
+    );
     (sum == header.checksum).then_some(header)
 }
 
 /// Decodes the event at `seq`, or `None` if no valid event starts there.
 pub fn read_event<'a>(bytes: &'a [u8], g: &Geometry, seq: Seq) -> Option<EventView<'a>> {
     let index = seq.0 % g.ring.slot_count;
-    let h = valid_record(bytes, g, index).filter(|h| h.seq == seq.0 && h.kind == SLOT_KIND_EVENT)?;
+    let h =
+        valid_record(bytes, g, index).filter(|h| h.seq == seq.0 && h.kind == SLOT_KIND_EVENT)?;
     let mut at = g.slot_offset(index) + SLOT_HEADER_BYTES;
     let mut take = |n: usize| {
         let s = &bytes[at..at + n];
@@ -258,9 +292,16 @@ pub fn scan(
     let is_valid_at = |p: u64| {
         let i = p % n;
         valid[(i / 64) as usize] & (1 << (i % 64)) != 0
-            && bytemuck::pod_read_unaligned::<SlotHeader>(&bytes[g.slot_offset(i)..g.slot_offset(i) + SLOT_HEADER_BYTES]).seq == p
+            && bytemuck::pod_read_unaligned::<SlotHeader>(
+                &bytes[g.slot_offset(i)..g.slot_offset(i) + SLOT_HEADER_BYTES],
+            )
+            .seq == p
     };
-    let first_valid_from = |from: u64| (from..tail_end).find(|&p| is_valid_at(p)).unwrap_or(tail_end);
+    let first_valid_from = |from: u64| {
+        (from..tail_end)
+            .find(|&p| is_valid_at(p))
+            .unwrap_or(tail_end)
+    };
 
     let mut report = RecoveryReport::default();
     for s in subscriptions.iter_mut().flatten() {
@@ -270,7 +311,10 @@ pub fn scan(
         } else if s.cursor > tail_end {
             Some(format!("cursor {} is beyond the tail {tail_end}", s.cursor))
         } else if s.cursor < window_start {
-            Some(format!("cursor {} is older than the oldest slot {window_start}", s.cursor))
+            Some(format!(
+                "cursor {} is older than the oldest slot {window_start}",
+                s.cursor
+            ))
         } else {
             None
         };
@@ -278,7 +322,8 @@ pub fn scan(
             // Conservative: hold every event still in the ring for it, and replay.
             s.cursor = first_valid_from(window_start);
             s.mode = super::cursors::SubscriptionMode::Recovering;
-            s.damage.get_or_insert("durable state failed a consistency check");
+            s.damage
+                .get_or_insert("durable state failed a consistency check");
             report.subscription_problems.push(SubscriptionProblem {
                 index: s.id.0,
                 name: String::from_utf8_lossy(s.name()).into_owned(),
@@ -287,7 +332,12 @@ pub fn scan(
             });
         }
     }
-    let head = subscriptions.iter().flatten().map(|s| s.cursor).min().unwrap_or(tail_end);
+    let head = subscriptions
+        .iter()
+        .flatten()
+        .map(|s| s.cursor)
+        .min()
+        .unwrap_or(tail_end);
     report.head = head;
     report.tail = tail_end;
     report.newest_record = newest.map(|h| h.seq);
@@ -356,7 +406,12 @@ pub struct LiveEvents<'a> {
 impl<'a> LiveEvents<'a> {
     /// Events at positions `from..to`.
     pub fn new(bytes: &'a [u8], geometry: &'a Geometry, from: u64, to: u64) -> Self {
-        LiveEvents { bytes, geometry, next: from, to }
+        LiveEvents {
+            bytes,
+            geometry,
+            next: from,
+            to,
+        }
     }
 }
 
@@ -400,7 +455,14 @@ mod tests {
 
     #[test]
     fn the_table_says_what_recovery_promises() {
-        let f = |released, valid, padding, unfenced_group| classify(SlotFacts { released, valid, padding, unfenced_group });
+        let f = |released, valid, padding, unfenced_group| {
+            classify(SlotFacts {
+                released,
+                valid,
+                padding,
+                unfenced_group,
+            })
+        };
         assert_eq!(f(true, true, false, false), SlotOutcome::Released);
         assert_eq!(f(false, true, false, false), SlotOutcome::Live);
         assert_eq!(f(false, true, true, true), SlotOutcome::Padding);

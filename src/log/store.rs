@@ -53,7 +53,11 @@ fn with_path(path: &Path) -> impl Fn(LogError) -> OpenError + '_ {
 }
 
 /// Opens an existing region (file or device-DAX node) and recovers it.
-pub fn open_path(path: &Path, options: &RegionOptions, progress: Progress<'_>) -> Result<(Log<MappedRegion>, RecoveryReport), OpenError> {
+pub fn open_path(
+    path: &Path,
+    options: &RegionOptions,
+    progress: Progress<'_>,
+) -> Result<(Log<MappedRegion>, RecoveryReport), OpenError> {
     let region = MappedRegion::open(path, options)?;
     Log::open(region, progress).map_err(with_path(path))
 }
@@ -61,21 +65,32 @@ pub fn open_path(path: &Path, options: &RegionOptions, progress: Progress<'_>) -
 /// Creates a new region file of `region_bytes` and formats it. The file appears at
 /// `path` only once fully formatted and synced (it is built under a temporary name and
 /// renamed), so a crash during creation never leaves a half-formatted region behind.
-pub fn create_file(path: &Path, region_bytes: u64, options: &StoreOptions, node_id: u64) -> Result<Log<MappedRegion>, OpenError> {
+pub fn create_file(
+    path: &Path,
+    region_bytes: u64,
+    options: &StoreOptions,
+    node_id: u64,
+) -> Result<Log<MappedRegion>, OpenError> {
     if path.exists() {
-        return Err(RegionError::Exists { path: path.to_owned() }.into());
+        return Err(RegionError::Exists {
+            path: path.to_owned(),
+        }
+        .into());
     }
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".creating");
     let tmp = PathBuf::from(tmp);
     // A leftover from a crash during an earlier creation holds nothing acknowledged.
     let _ = std::fs::remove_file(&tmp);
-    format::plan(region_bytes, &options.config, node_id, 0).map_err(|source| OpenError::Format {
-        path: path.to_owned(),
-        source,
+    format::plan(region_bytes, &options.config, node_id, 0).map_err(|source| {
+        OpenError::Format {
+            path: path.to_owned(),
+            source,
+        }
     })?;
     let mut region = MappedRegion::create(&tmp, region_bytes, &options.region)?;
-    let geometry = format::plan(region_bytes, &options.config, node_id, super::now_unix_ns()).expect("planned above");
+    let geometry = format::plan(region_bytes, &options.config, node_id, super::now_unix_ns())
+        .expect("planned above");
     let io = |source: std::io::Error| OpenError::Log {
         path: path.to_owned(),
         source: LogError::Failed(source.to_string()),
@@ -84,8 +99,14 @@ pub fn create_file(path: &Path, region_bytes: u64, options: &StoreOptions, node_
     region.sync_all().map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)?;
     if let Some(dir) = path.parent() {
-        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
     }
     let (log, _) = Log::open(region, &mut |_, _| {}).map_err(with_path(path))?;
     Ok(log)

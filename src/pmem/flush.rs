@@ -123,7 +123,10 @@ mod tests {
 
     #[test]
     fn cpuid_bits_choose_the_strongest_available_flush() {
-        assert_eq!(FlushInstruction::from_leaf7_ebx(1 << 24), FlushInstruction::Clwb);
+        assert_eq!(
+            FlushInstruction::from_leaf7_ebx(1 << 24),
+            FlushInstruction::Clwb
+        );
         assert_eq!(
             FlushInstruction::from_leaf7_ebx((1 << 24) | (1 << 23)),
             FlushInstruction::Clwb
@@ -132,7 +135,10 @@ mod tests {
             FlushInstruction::from_leaf7_ebx(1 << 23),
             FlushInstruction::Clflushopt
         );
-        assert_eq!(FlushInstruction::from_leaf7_ebx(0), FlushInstruction::Clflush);
+        assert_eq!(
+            FlushInstruction::from_leaf7_ebx(0),
+            FlushInstruction::Clflush
+        );
     }
 
     #[test]
@@ -147,7 +153,10 @@ mod tests {
         if detected == FlushInstruction::Clwb {
             kinds.push(FlushInstruction::Clwb);
         }
-        if matches!(detected, FlushInstruction::Clwb | FlushInstruction::Clflushopt) {
+        if matches!(
+            detected,
+            FlushInstruction::Clwb | FlushInstruction::Clflushopt
+        ) {
             kinds.push(FlushInstruction::Clflushopt);
         }
         for kind in kinds {

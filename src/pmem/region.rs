@@ -516,7 +516,11 @@ impl Medium for MappedRegion {
             return;
         }
         // SAFETY: the range is within the mapping (checked above).
-        unsafe { self.info.flush.flush_range(self.ptr.as_ptr().add(offset), len) };
+        unsafe {
+            self.info
+                .flush
+                .flush_range(self.ptr.as_ptr().add(offset), len)
+        };
     }
 
     #[inline]

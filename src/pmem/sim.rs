@@ -57,7 +57,10 @@ pub struct SimState {
 impl SimState {
     /// A state whose live and durable copies are both `image`.
     pub fn from_image(image: Vec<u8>) -> SimState {
-        assert!(image.len() % WORD_BYTES == 0, "image length must be whole words");
+        assert!(
+            image.len().is_multiple_of(WORD_BYTES),
+            "image length must be whole words"
+        );
         SimState {
             durable: image.clone(),
             live: image,
@@ -242,7 +245,11 @@ mod tests {
         m.write(0, &[1u8; 16]); // words 0,1: stored, never flushed
         m.write(64, &[2u8; 8]); // word 8: flushed, not fenced
         m.flush(64, 8);
-        assert_eq!(&m.state().durable_image()[64..72], &[0u8; 8], "flushed, not fenced");
+        assert_eq!(
+            &m.state().durable_image()[64..72],
+            &[0u8; 8],
+            "flushed, not fenced"
+        );
         m.write(128, &[3u8; 8]); // word 16: flushed and fenced, with word 8
         m.flush(128, 8);
         m.fence().unwrap();

@@ -23,9 +23,7 @@ pub fn device_dax_geometry(
     major: u32,
     minor: u32,
 ) -> Result<DeviceDaxGeometry, String> {
-    let dir = sysfs_root
-        .join("dev/char")
-        .join(format!("{major}:{minor}"));
+    let dir = sysfs_root.join("dev/char").join(format!("{major}:{minor}"));
     let size_bytes = read_u64(&dir.join("size"))?;
     let align_candidates: [PathBuf; 2] = [dir.join("align"), dir.join("device/align")];
     let align_bytes = align_candidates

@@ -11,6 +11,7 @@
 //! - nothing else is returned except events of the interrupted operation, intact;
 //! - released events stay released unless their release had not returned;
 //! - a power cut never makes recovery report damage (`corrupt`).
+//!
 //! Every failure message starts with the seed that reproduces it.
 
 use herald::log::{EventRef, Log, LogConfig, Seq, Severity, SubscriptionId};
@@ -90,11 +91,19 @@ const TOPICS: [&[u8]; 4] = [b"fs.disk.error", b"fs.quota", b"net.link.down", b"a
 
 fn random_event(rng: &mut SmallRng) -> ModelEvent {
     // Mostly small events, some that span many slots.
-    let len = if rng.gen_bool(0.8) { rng.gen_range(0..100) } else { rng.gen_range(100..=600) };
+    let len = if rng.gen_bool(0.8) {
+        rng.gen_range(0..100)
+    } else {
+        rng.gen_range(100..=600)
+    };
     ModelEvent {
         topic: TOPICS[rng.gen_range(0..TOPICS.len())].to_vec(),
         severity: rng.gen_range(0..8),
-        key: if rng.gen_bool(0.2) { vec![b'k'; rng.gen_range(1..=64)] } else { Vec::new() },
+        key: if rng.gen_bool(0.2) {
+            vec![b'k'; rng.gen_range(1..=64)]
+        } else {
+            Vec::new()
+        },
         payload: (0..len).map(|_| rng.gen()).collect(),
     }
 }
@@ -112,8 +121,15 @@ fn event_ref(e: &ModelEvent) -> EventRef<'_> {
 }
 
 /// Recovers `image` and checks it against the model. Returns the recovered log.
-fn check_image(image: Vec<u8>, sub: SubscriptionId, before: &Model, inflight: &InFlight, finished: bool) -> Result<Log<SimMedium>, String> {
-    let (log, report) = Log::open(SimMedium::from_image(image), &mut |_, _| {}).map_err(|e| format!("recovery failed: {e}"))?;
+fn check_image(
+    image: Vec<u8>,
+    sub: SubscriptionId,
+    before: &Model,
+    inflight: &InFlight,
+    finished: bool,
+) -> Result<Log<SimMedium>, String> {
+    let (log, report) = Log::open(SimMedium::from_image(image), &mut |_, _| {})
+        .map_err(|e| format!("recovery failed: {e}"))?;
     if report.corrupt_slots != 0 {
         return Err(format!("a power cut produced corrupt slots: {report:?}"));
     }
@@ -124,15 +140,25 @@ fn check_image(image: Vec<u8>, sub: SubscriptionId, before: &Model, inflight: &I
         (None, _) => cursor == before.cursor,
     };
     if !allowed_cursor {
-        let at = log.geometry().subscription_offset(sub.0) + herald::log::layout::SUBSCRIPTION_CURSORS_OFFSET;
-        let records: [herald::log::layout::CursorRecord; 2] = bytemuck::pod_read_unaligned(&log.medium().bytes()[at..at + 64]);
+        let at = log.geometry().subscription_offset(sub.0)
+            + herald::log::layout::SUBSCRIPTION_CURSORS_OFFSET;
+        let records: [herald::log::layout::CursorRecord; 2] =
+            bytemuck::pod_read_unaligned(&log.medium().bytes()[at..at + 64]);
         eprintln!("cursor records: {records:?}");
         return Err(format!("recovered cursor {cursor}, model {} (in flight {:?}, finished {finished}); report {report:?}", before.cursor, inflight.cursor));
     }
     let recovered: Vec<(u64, ModelEvent)> = log
         .events_from(Seq(cursor))
         .map(|e| {
-            (e.seq.0, ModelEvent { topic: e.topic.to_vec(), severity: e.severity as u8, key: e.key.to_vec(), payload: e.payload.to_vec() })
+            (
+                e.seq.0,
+                ModelEvent {
+                    topic: e.topic.to_vec(),
+                    severity: e.severity as u8,
+                    key: e.key.to_vec(),
+                    payload: e.payload.to_vec(),
+                },
+            )
         })
         .collect();
     if recovered.windows(2).any(|w| w[0].0 >= w[1].0) {
@@ -142,8 +168,16 @@ fn check_image(image: Vec<u8>, sub: SubscriptionId, before: &Model, inflight: &I
     for (seq, expected) in before.acked.range(cursor..) {
         match by_seq.get(seq) {
             Some(got) if *got == expected => {}
-            Some(_) => return Err(format!("acknowledged event {seq} recovered with different content")),
-            None => return Err(format!("acknowledged event {seq} lost (cursor {cursor}, report {report:?})")),
+            Some(_) => {
+                return Err(format!(
+                    "acknowledged event {seq} recovered with different content"
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "acknowledged event {seq} lost (cursor {cursor}, report {report:?})"
+                ))
+            }
         }
     }
     // Once an abandoned batch's rollback returned, its events must be gone.
@@ -157,7 +191,9 @@ fn check_image(image: Vec<u8>, sub: SubscriptionId, before: &Model, inflight: &I
             Some(e) if e == got => {}
             Some(_) => return Err(format!("event {seq} recovered with different content")),
             None if inflight.events.contains_key(seq) => {
-                return Err(format!("event {seq} of an abandoned batch survived its rollback"))
+                return Err(format!(
+                    "event {seq} of an abandoned batch survived its rollback"
+                ))
             }
             None => return Err(format!("event {seq} recovered that was never written")),
         }
@@ -165,7 +201,9 @@ fn check_image(image: Vec<u8>, sub: SubscriptionId, before: &Model, inflight: &I
     if finished && inflight.committed {
         for seq in inflight.events.keys() {
             if *seq >= cursor && !by_seq.contains_key(seq) {
-                return Err(format!("event {seq} acknowledged by a finished append is missing"));
+                return Err(format!(
+                    "event {seq} acknowledged by a finished append is missing"
+                ));
             }
         }
     }
@@ -175,13 +213,24 @@ fn check_image(image: Vec<u8>, sub: SubscriptionId, before: &Model, inflight: &I
 /// Runs one seeded workload of `operations` steps, exploring crash states at each.
 /// `images_per_point` crash images are checked at each cut point; `random_points`
 /// extra cut points are chosen per operation.
-pub fn explore(seed: u64, operations: u64, images_per_point: u32, random_points: u32) -> Result<Stats, String> {
+pub fn explore(
+    seed: u64,
+    operations: u64,
+    images_per_point: u32,
+    random_points: u32,
+) -> Result<Stats, String> {
     let mut rng = SmallRng::seed_from_u64(seed);
     let fail = |step: u64, msg: String| format!("seed {seed} operation {step}: {msg}");
     let mut stats = Stats::default();
-    let mut log = Log::format(SimMedium::new(REGION_BYTES), &config(), seed | 1).map_err(|e| fail(0, e.to_string()))?;
-    let sub = log.create_subscription(b"checker", b"").map_err(|e| fail(0, e.to_string()))?;
-    let mut model = Model { acked: BTreeMap::new(), cursor: log.tail().0 };
+    let mut log = Log::format(SimMedium::new(REGION_BYTES), &config(), seed | 1)
+        .map_err(|e| fail(0, e.to_string()))?;
+    let sub = log
+        .create_subscription(b"checker", b"")
+        .map_err(|e| fail(0, e.to_string()))?;
+    let mut model = Model {
+        acked: BTreeMap::new(),
+        cursor: log.tail().0,
+    };
 
     for step in 0..operations {
         stats.operations += 1;
@@ -192,7 +241,9 @@ pub fn explore(seed: u64, operations: u64, images_per_point: u32, random_points:
         let roll = rng.gen_range(0..100);
         if roll < 60 {
             // A group commit of 1..8 events; on `full`, the prefix is committed.
-            let events: Vec<ModelEvent> = (0..rng.gen_range(1..=8)).map(|_| random_event(&mut rng)).collect();
+            let events: Vec<ModelEvent> = (0..rng.gen_range(1..=8))
+                .map(|_| random_event(&mut rng))
+                .collect();
             let abandon = rng.gen_bool(0.05);
             let mut batch = log.batch();
             for e in &events {
@@ -220,7 +271,8 @@ pub fn explore(seed: u64, operations: u64, images_per_point: u32, random_points:
                 candidates[rng.gen_range(0..candidates.len())]
             };
             inflight.cursor = Some(target);
-            log.release(&[(sub, Seq(target))]).map_err(|e| fail(step, format!("release to {target}: {e}")))?;
+            log.release(&[(sub, Seq(target))])
+                .map_err(|e| fail(step, format!("release to {target}: {e}")))?;
         }
         let ops = log.medium_mut().take_recording();
 
@@ -265,7 +317,8 @@ pub fn explore(seed: u64, operations: u64, images_per_point: u32, random_points:
                 if restart_here && restart_image.is_none() && rng.gen_bool(0.3) {
                     restart_image = Some((image.clone(), finished));
                 }
-                check_image(image, sub, &model, &inflight, finished).map_err(|m| fail(step, format!("cut at op {point}/{}: {m}", ops.len())))?;
+                check_image(image, sub, &model, &inflight, finished)
+                    .map_err(|m| fail(step, format!("cut at op {point}/{}: {m}", ops.len())))?;
                 stats.crash_states += 1;
             }
         }
@@ -274,11 +327,22 @@ pub fn explore(seed: u64, operations: u64, images_per_point: u32, random_points:
             // Continue the workload from a crashed state: whatever recovery found is
             // now durable and becomes the model.
             stats.restarts += 1;
-            log = check_image(image, sub, &model, &inflight, finished).map_err(|m| fail(step, m))?;
+            log =
+                check_image(image, sub, &model, &inflight, finished).map_err(|m| fail(step, m))?;
             model.cursor = log.subscription(sub).unwrap().cursor;
             model.acked = log
                 .events_from(Seq(model.cursor))
-                .map(|e| (e.seq.0, ModelEvent { topic: e.topic.to_vec(), severity: e.severity as u8, key: e.key.to_vec(), payload: e.payload.to_vec() }))
+                .map(|e| {
+                    (
+                        e.seq.0,
+                        ModelEvent {
+                            topic: e.topic.to_vec(),
+                            severity: e.severity as u8,
+                            key: e.key.to_vec(),
+                            payload: e.payload.to_vec(),
+                        },
+                    )
+                })
                 .collect();
             continue;
         }
@@ -293,7 +357,10 @@ pub fn explore(seed: u64, operations: u64, images_per_point: u32, random_points:
         let live: Vec<u64> = log.events_from(Seq(cursor)).map(|e| e.seq.0).collect();
         let expected: Vec<u64> = model.acked.keys().copied().collect();
         if live != expected {
-            return Err(fail(step, format!("live log {live:?} differs from model {expected:?}")));
+            return Err(fail(
+                step,
+                format!("live log {live:?} differs from model {expected:?}"),
+            ));
         }
     }
     Ok(stats)

@@ -28,7 +28,9 @@ pub struct InspectArgs {
 const PROGRESS_AFTER: Duration = Duration::from_millis(300);
 
 pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
-    let path = args.path.unwrap_or_else(|| PathBuf::from("herald-data/region.pmem"));
+    let path = args
+        .path
+        .unwrap_or_else(|| PathBuf::from("herald-data/region.pmem"));
     let options = RegionOptions {
         read_only: true,
         populate: true,
@@ -44,22 +46,28 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         }
         let b = bar.get_or_insert_with(|| {
             let b = indicatif::ProgressBar::new(total);
-            b.set_style(indicatif::ProgressStyle::with_template("scanning {bar:40} {percent}% {eta}").expect("static template"));
+            b.set_style(
+                indicatif::ProgressStyle::with_template("scanning {bar:40} {percent}% {eta}")
+                    .expect("static template"),
+            );
             b
         });
         b.set_position(done);
     };
-    let analysis = log::analyze(region.bytes(), &mut progress).map_err(|source| log::OpenError::Format {
-        path: path.clone(),
-        source,
-    })?;
+    let analysis =
+        log::analyze(region.bytes(), &mut progress).map_err(|source| log::OpenError::Format {
+            path: path.clone(),
+            source,
+        })?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let damaged = analysis.report.corrupt_slots > 0 || !analysis.report.subscription_problems.is_empty();
+    let damaged =
+        analysis.report.corrupt_slots > 0 || !analysis.report.subscription_problems.is_empty();
     let head = analysis.report.head;
     let tail = analysis.report.tail;
-    let events = LiveEvents::new(region.bytes(), &analysis.geometry, head, tail).take(args.limit.unwrap_or(usize::MAX));
+    let events = LiveEvents::new(region.bytes(), &analysis.geometry, head, tail)
+        .take(args.limit.unwrap_or(usize::MAX));
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if args.json {
@@ -73,7 +81,12 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
                 obj.insert("severity".into(), e.severity.name().into());
                 obj.insert("flags".into(), e.flags.into());
                 obj.insert("slots".into(), e.span.into());
-                for (key, data) in [("topic", e.topic), ("source", e.source), ("key", e.key), ("payload", e.payload)] {
+                for (key, data) in [
+                    ("topic", e.topic),
+                    ("source", e.source),
+                    ("key", e.key),
+                    ("payload", e.payload),
+                ] {
                     let (k, v) = output::json_bytes(key, data);
                     obj.insert(k, v);
                 }
@@ -83,7 +96,11 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     } else {
         print_human(&mut out, &region, &analysis)?;
         if args.events {
-            writeln!(out, "\n{:>12}  {:<24}  {:<7}  {:<24}  {:<12}  payload", "seq", "stored", "sev", "topic", "source")?;
+            writeln!(
+                out,
+                "\n{:>12}  {:<24}  {:<7}  {:<24}  {:<12}  payload",
+                "seq", "stored", "sev", "topic", "source"
+            )?;
             for e in events {
                 writeln!(
                     out,
@@ -98,10 +115,18 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(if damaged { ExitCode::from(3) } else { ExitCode::SUCCESS })
+    Ok(if damaged {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
-fn print_json(out: &mut impl Write, region: &MappedRegion, a: &log::Analysis) -> anyhow::Result<()> {
+fn print_json(
+    out: &mut impl Write,
+    region: &MappedRegion,
+    a: &log::Analysis,
+) -> anyhow::Result<()> {
     let subscriptions: Vec<serde_json::Value> = a
         .subscriptions
         .iter()
@@ -127,16 +152,31 @@ fn print_json(out: &mut impl Write, region: &MappedRegion, a: &log::Analysis) ->
     Ok(())
 }
 
-fn print_human(out: &mut impl Write, region: &MappedRegion, a: &log::Analysis) -> anyhow::Result<()> {
+fn print_human(
+    out: &mut impl Write,
+    region: &MappedRegion,
+    a: &log::Analysis,
+) -> anyhow::Result<()> {
     let info = region.info();
     let g = &a.geometry;
     let r = &a.report;
     writeln!(out, "region         {}", info.path.display())?;
-    writeln!(out, "backend        {}, flush {} + sfence", info.kind.name(), info.flush.name())?;
+    writeln!(
+        out,
+        "backend        {}, flush {} + sfence",
+        info.kind.name(),
+        info.flush.name()
+    )?;
     for note in &info.notes {
         writeln!(out, "note           {note}")?;
     }
-    writeln!(out, "layout         version {}, node {:016x}, formatted {}", g.layout_version, g.node_id, output::timestamp(g.created_unix_ns))?;
+    writeln!(
+        out,
+        "layout         version {}, node {:016x}, formatted {}",
+        g.layout_version,
+        g.node_id,
+        output::timestamp(g.created_unix_ns)
+    )?;
     writeln!(
         out,
         "geometry       {} region; {} slots x {} B ({}); reserve {} slots for crit+; payload max {}; {} subscription entries",
@@ -149,17 +189,34 @@ fn print_human(out: &mut impl Write, region: &MappedRegion, a: &log::Analysis) -
         g.subscriptions.entry_count
     )?;
     let used = r.tail - r.head;
-    writeln!(out, "head / tail    {} / {} ({} slots in use, {:.1}%)", r.head, r.tail, used, 100.0 * used as f64 / g.ring.slot_count as f64)?;
+    writeln!(
+        out,
+        "head / tail    {} / {} ({} slots in use, {:.1}%)",
+        r.head,
+        r.tail,
+        used,
+        100.0 * used as f64 / g.ring.slot_count as f64
+    )?;
     writeln!(
         out,
         "slots          live {} ({} events), padding {}, holes {}, corrupt {}, released {}, never used {}",
         r.live_slots, r.live_events, r.padding_slots, r.hole_slots, r.corrupt_slots, r.released_slots, r.unused_slots
     )?;
     for run in &r.holes {
-        writeln!(out, "  hole         seq {}..{} (torn last group: never acknowledged)", run.first, run.first + run.slots)?;
+        writeln!(
+            out,
+            "  hole         seq {}..{} (torn last group: never acknowledged)",
+            run.first,
+            run.first + run.slots
+        )?;
     }
     for run in &r.corrupt {
-        writeln!(out, "  CORRUPT      seq {}..{} (acknowledged data that no longer checks)", run.first, run.first + run.slots)?;
+        writeln!(
+            out,
+            "  CORRUPT      seq {}..{} (acknowledged data that no longer checks)",
+            run.first,
+            run.first + run.slots
+        )?;
     }
     let secs = r.elapsed.as_secs_f64().max(1e-9);
     writeln!(
@@ -176,10 +233,20 @@ fn print_human(out: &mut impl Write, region: &MappedRegion, a: &log::Analysis) -
             SubscriptionMode::Normal => "normal",
             SubscriptionMode::Recovering => "recovering",
         };
-        writeln!(out, "  {:<24} cursor {:>12}  {:>10} slots pending  {mode}", output::printable(s.name(), 24), s.cursor, pending)?;
+        writeln!(
+            out,
+            "  {:<24} cursor {:>12}  {:>10} slots pending  {mode}",
+            output::printable(s.name(), 24),
+            s.cursor,
+            pending
+        )?;
     }
     for p in &r.subscription_problems {
-        writeln!(out, "  DAMAGED      entry {} ({}): {}; recovery holds from {}", p.index, p.name, p.problem, p.cursor_used)?;
+        writeln!(
+            out,
+            "  DAMAGED      entry {} ({}): {}; recovery holds from {}",
+            p.index, p.name, p.problem, p.cursor_used
+        )?;
     }
     Ok(())
 }

@@ -28,7 +28,9 @@ struct Cli {
 enum Command {
     /// Show a region's superblock, backend, geometry, head/tail and slot counts,
     /// without modifying it (safe on a running daemon's region).
-    #[command(after_help = "Examples:\n  herald inspect                         # ./herald-data/region.pmem\n  herald inspect /dev/dax0.0 --events\n  herald inspect region.pmem --events --json | jq .\n\nExit status: 0 clean, 1 cannot open, 3 damage found.")]
+    #[command(
+        after_help = "Examples:\n  herald inspect                         # ./herald-data/region.pmem\n  herald inspect /dev/dax0.0 --events\n  herald inspect region.pmem --events --json | jq .\n\nExit status: 0 clean, 1 cannot open, 3 damage found."
+    )]
     Inspect(inspect::InspectArgs),
 }
 

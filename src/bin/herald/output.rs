@@ -27,7 +27,10 @@ pub fn timestamp(ns: u64) -> String {
 /// anything else as hex; cut at `max_chars`.
 pub fn printable(data: &[u8], max_chars: usize) -> String {
     let text = match std::str::from_utf8(data) {
-        Ok(s) => s.chars().flat_map(|c| c.escape_default()).collect::<String>(),
+        Ok(s) => s
+            .chars()
+            .flat_map(|c| c.escape_default())
+            .collect::<String>(),
         Err(_) => data.iter().map(|b| format!("{b:02x}")).collect::<String>(),
     };
     if text.chars().count() > max_chars {

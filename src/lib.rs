@@ -1,1 +1,3 @@
-pub mod pmem; pub mod log;
+pub mod log;
+pub mod pmem;
+pub mod protocol;

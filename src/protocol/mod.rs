@@ -28,6 +28,7 @@ mod event;
 mod frame;
 pub mod limits;
 mod pattern;
+mod state;
 mod topic;
 
 pub use decode::{decode, decode_header, FrameHeader};
@@ -41,4 +42,9 @@ pub use frame::{
 };
 pub use limits::*;
 pub use pattern::{Pattern, PatternError};
+pub use state::{
+    client_rule, negotiate_version, server_rule, ClientMachine, ClientRejection, ClientRule,
+    ClientState, Rejection, Rule, ServerMachine, ServerState, Transition, CLIENT_STATES,
+    CLIENT_TABLE, SERVER_STATES, SERVER_TABLE,
+};
 pub use topic::{Topic, TopicError};

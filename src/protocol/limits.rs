@@ -1,0 +1,120 @@
+//! Every limit of the wire protocol, in one place.
+//!
+//! The daemon sizes its per-connection buffers from these constants at start-up, so a
+//! frame that respects them never needs memory allocated on the event path. Each
+//! constant's relation to the others and to the width of the wire field that carries it
+//! is checked at compile time at the bottom of this file.
+
+/// Oldest protocol version this build speaks.
+pub const PROTOCOL_VERSION_MIN: u16 = 1;
+/// Newest protocol version this build speaks. Version 1 is the only one so far.
+pub const PROTOCOL_VERSION_MAX: u16 = 1;
+
+/// The four bytes a `Hello` starts with.
+pub const HELLO_MAGIC: [u8; 4] = *b"HRLD";
+
+/// Bytes of the `u32` length field that starts every frame.
+pub const FRAME_LENGTH_BYTES: usize = 4;
+/// Bytes of `frame_type u8` + `reserved u8`, counted by the length field.
+pub const FRAME_TYPE_BYTES: usize = 2;
+/// Bytes before a frame's body.
+pub const FRAME_HEADER_BYTES: usize = FRAME_LENGTH_BYTES + FRAME_TYPE_BYTES;
+/// Largest frame, length field included: one maximal event plus every fixed field.
+pub const FRAME_BYTES_MAX: usize = 80 * 1024;
+/// Largest frame body (what follows the header).
+pub const FRAME_BODY_BYTES_MAX: usize = FRAME_BYTES_MAX - FRAME_HEADER_BYTES;
+
+/// Largest event payload.
+pub const EVENT_PAYLOAD_BYTES_MAX: usize = 64 * 1024;
+/// Longest topic. Topics are never empty.
+pub const TOPIC_BYTES_MAX: usize = 255;
+/// Longest event source (producer identity).
+pub const SOURCE_BYTES_MAX: usize = 255;
+/// Longest client name. An empty publish source is replaced by the client name, so the
+/// name must fit where a source fits.
+pub const CLIENT_NAME_BYTES_MAX: usize = SOURCE_BYTES_MAX;
+/// Longest idempotency key. Empty means "no key".
+pub const KEY_BYTES_MAX: usize = 64;
+/// Fixed part of an encoded event: severity, three `u8` lengths, flags, payload length.
+pub const EVENT_FIXED_BYTES: usize = 1 + 1 + 1 + 1 + 2 + 4;
+/// Largest encoded event.
+pub const EVENT_BYTES_MAX: usize = EVENT_FIXED_BYTES
+    + TOPIC_BYTES_MAX
+    + SOURCE_BYTES_MAX
+    + KEY_BYTES_MAX
+    + EVENT_PAYLOAD_BYTES_MAX;
+
+/// `Publish` body before its event: correlation.
+pub const PUBLISH_FIXED_BYTES: usize = 8;
+/// `PublishBatch` body before its events: correlation, count.
+pub const PUBLISH_BATCH_FIXED_BYTES: usize = 8 + 2;
+/// Most events in one `PublishBatch`.
+pub const BATCH_EVENTS_MAX: usize = 256;
+/// `Deliver` body before its event: seq, timestamp, delivery flags, delivery count.
+pub const DELIVER_FIXED_BYTES: usize = 8 + 8 + 2 + 2;
+
+/// `Hello` body before the client name: magic, version range, role, name length.
+pub const HELLO_FIXED_BYTES: usize = 4 + 2 + 2 + 1 + 1;
+
+/// `Subscribe` body before the name: flags, window, min severity, name length, pattern count.
+pub const SUBSCRIBE_FIXED_BYTES: usize = 4 + 4 + 1 + 1 + 1;
+/// Longest durable subscription name. Empty means a live-only subscription.
+pub const SUBSCRIPTION_NAME_BYTES_MAX: usize = 64;
+/// Longest topic pattern.
+pub const PATTERN_BYTES_MAX: usize = 255;
+/// Most patterns in one subscription (at least one is required).
+pub const SUBSCRIPTION_PATTERNS_MAX: usize = 16;
+/// Largest in-flight window of a subscription, in events (at least one).
+pub const WINDOW_EVENTS_MAX: u32 = 4096;
+
+/// Longest delay a `Nak` may ask for before redelivery: one hour.
+pub const NAK_DELAY_MS_MAX: u32 = 60 * 60 * 1000;
+
+/// `Error` body before the message: correlation, code, message length.
+pub const ERROR_FIXED_BYTES: usize = 8 + 2 + 2;
+/// Longest error message (UTF-8 bytes).
+pub const ERROR_MESSAGE_BYTES_MAX: usize = 1024;
+/// Longest `StatusReply` JSON document: the whole body.
+pub const STATUS_JSON_BYTES_MAX: usize = FRAME_BODY_BYTES_MAX;
+
+/// Highest (least severe) syslog severity: 7 = debug.
+pub const SEVERITY_MAX: u8 = 7;
+
+// Lengths are carried in fixed-width fields and converted to `usize`; a 16-bit target
+// could not hold a frame.
+const _: () = assert!(usize::BITS >= 32);
+// The length field is a u32, and HelloOk reports both maxima as u32.
+const _: () = assert!(FRAME_BYTES_MAX <= u32::MAX as usize);
+const _: () = assert!(EVENT_PAYLOAD_BYTES_MAX <= u32::MAX as usize);
+// The largest event fits in a frame whichever frame carries it.
+const _: () =
+    assert!(FRAME_HEADER_BYTES + PUBLISH_FIXED_BYTES + EVENT_BYTES_MAX <= FRAME_BYTES_MAX);
+const _: () =
+    assert!(FRAME_HEADER_BYTES + PUBLISH_BATCH_FIXED_BYTES + EVENT_BYTES_MAX <= FRAME_BYTES_MAX);
+const _: () =
+    assert!(FRAME_HEADER_BYTES + DELIVER_FIXED_BYTES + EVENT_BYTES_MAX <= FRAME_BYTES_MAX);
+// Fields whose length is carried in a u8.
+const _: () = assert!(TOPIC_BYTES_MAX <= u8::MAX as usize);
+const _: () = assert!(SOURCE_BYTES_MAX <= u8::MAX as usize);
+const _: () = assert!(CLIENT_NAME_BYTES_MAX <= SOURCE_BYTES_MAX);
+const _: () = assert!(KEY_BYTES_MAX <= u8::MAX as usize);
+const _: () = assert!(SUBSCRIPTION_NAME_BYTES_MAX <= u8::MAX as usize);
+const _: () = assert!(PATTERN_BYTES_MAX <= u8::MAX as usize);
+const _: () = assert!(SUBSCRIPTION_PATTERNS_MAX <= u8::MAX as usize);
+// Counts carried in a u16: the batch count and Stored's count.
+const _: () = assert!(BATCH_EVENTS_MAX <= u16::MAX as usize);
+const _: () = assert!(ERROR_MESSAGE_BYTES_MAX <= u16::MAX as usize);
+// The largest hello, subscribe and error frames fit.
+const _: () =
+    assert!(FRAME_HEADER_BYTES + HELLO_FIXED_BYTES + CLIENT_NAME_BYTES_MAX <= FRAME_BYTES_MAX);
+const _: () = assert!(
+    FRAME_HEADER_BYTES
+        + SUBSCRIBE_FIXED_BYTES
+        + SUBSCRIPTION_NAME_BYTES_MAX
+        + SUBSCRIPTION_PATTERNS_MAX * (1 + PATTERN_BYTES_MAX)
+        <= FRAME_BYTES_MAX
+);
+const _: () =
+    assert!(FRAME_HEADER_BYTES + ERROR_FIXED_BYTES + ERROR_MESSAGE_BYTES_MAX <= FRAME_BYTES_MAX);
+const _: () = assert!(SEVERITY_MAX == 7);
+const _: () = assert!(PROTOCOL_VERSION_MIN >= 1 && PROTOCOL_VERSION_MIN <= PROTOCOL_VERSION_MAX);

@@ -1,0 +1,209 @@
+//! Topic patterns for subscription filters (NATS style).
+//!
+//! A pattern is a topic whose segments may also be `*` (exactly one segment) or, as the
+//! last segment only, `>` (one or more segments): `fs.*.error`, `fs.>`, `>`.
+
+use super::limits::PATTERN_BYTES_MAX;
+use super::topic::{is_segment_byte, Topic};
+use thiserror::Error;
+
+/// Why a byte string is not a valid pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum PatternError {
+    /// A pattern has at least one segment.
+    #[error("pattern is empty")]
+    Empty,
+    /// Longer than [`PATTERN_BYTES_MAX`].
+    #[error("pattern is {bytes} bytes; the limit is {PATTERN_BYTES_MAX}")]
+    TooLong {
+        /// Length of the rejected pattern.
+        bytes: usize,
+    },
+    /// Two dots in a row, or a dot at the start or end.
+    #[error("pattern has an empty segment at byte {offset}")]
+    EmptySegment {
+        /// Byte offset where the empty segment starts.
+        offset: usize,
+    },
+    /// A byte outside `A-Z a-z 0-9 _ - . * >`.
+    #[error("pattern byte 0x{byte:02x} at offset {offset} is not one of A-Z a-z 0-9 _ - . * >")]
+    InvalidByte {
+        /// Offset of the byte.
+        offset: usize,
+        /// The byte.
+        byte: u8,
+    },
+    /// `*` or `>` inside a segment, such as `fs*`.
+    #[error("wildcard at offset {offset} is not a whole segment")]
+    WildcardInSegment {
+        /// Offset of the wildcard byte.
+        offset: usize,
+    },
+    /// `>` anywhere but the last segment, such as `a.>.b`.
+    #[error("'>' at offset {offset} is not the last segment")]
+    FullWildcardNotLast {
+        /// Offset of the `>`.
+        offset: usize,
+    },
+}
+
+/// A validated pattern, borrowed from the buffer it was found in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Pattern<'a>(&'a str);
+
+impl<'a> Pattern<'a> {
+    /// Validates `bytes` against the pattern grammar and borrows them.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, PatternError> {
+        if bytes.is_empty() {
+            return Err(PatternError::Empty);
+        }
+        if bytes.len() > PATTERN_BYTES_MAX {
+            return Err(PatternError::TooLong { bytes: bytes.len() });
+        }
+        let mut offset = 0;
+        let mut segments = bytes.split(|&byte| byte == b'.').peekable();
+        while let Some(segment) = segments.next() {
+            let is_last = segments.peek().is_none();
+            validate_segment(segment, offset, is_last)?;
+            offset += segment.len() + 1;
+        }
+        // Every byte was checked to be ASCII above.
+        match core::str::from_utf8(bytes) {
+            Ok(text) => Ok(Pattern(text)),
+            Err(error) => Err(PatternError::InvalidByte {
+                offset: error.valid_up_to(),
+                byte: bytes[error.valid_up_to()],
+            }),
+        }
+    }
+
+    /// Whether `topic` matches this pattern. Never allocates. `topic` is assumed to be a
+    /// valid topic; for anything else the answer is unspecified (but never a panic).
+    pub fn matches(&self, topic: &[u8]) -> bool {
+        let mut pattern_segments = self.0.as_bytes().split(|&byte| byte == b'.');
+        let mut topic_segments = topic.split(|&byte| byte == b'.');
+        loop {
+            match (pattern_segments.next(), topic_segments.next()) {
+                (None, None) => return true,
+                // Validation put `>` last, and a topic segment is there: it matches all
+                // that remains.
+                (Some(b">"), Some(_)) => return true,
+                (Some(b"*"), Some(_)) => {}
+                (Some(literal), Some(segment)) if literal == segment => {}
+                _ => return false,
+            }
+        }
+    }
+
+    /// Whether `topic` matches this pattern.
+    pub fn matches_topic(&self, topic: Topic<'_>) -> bool {
+        self.matches(topic.as_bytes())
+    }
+
+    /// The pattern as text.
+    pub fn as_str(&self) -> &'a str {
+        self.0
+    }
+
+    /// The pattern's bytes, as they appear on the wire.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.0.as_bytes()
+    }
+}
+
+fn validate_segment(segment: &[u8], offset: usize, is_last: bool) -> Result<(), PatternError> {
+    match segment {
+        [] => Err(PatternError::EmptySegment { offset }),
+        b"*" => Ok(()),
+        b">" if is_last => Ok(()),
+        b">" => Err(PatternError::FullWildcardNotLast { offset }),
+        literal => {
+            for (index, &byte) in literal.iter().enumerate() {
+                if byte == b'*' || byte == b'>' {
+                    return Err(PatternError::WildcardInSegment {
+                        offset: offset + index,
+                    });
+                }
+                if !is_segment_byte(byte) {
+                    return Err(PatternError::InvalidByte {
+                        offset: offset + index,
+                        byte,
+                    });
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+impl core::fmt::Display for Pattern<'_> {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        formatter.write_str(self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matches(pattern: &str, topic: &str) -> bool {
+        Pattern::parse(pattern.as_bytes())
+            .unwrap()
+            .matches(topic.as_bytes())
+    }
+
+    #[test]
+    fn star_matches_exactly_one_segment() {
+        assert!(matches("fs.*.error", "fs.vol1.error"));
+        assert!(!matches("fs.*.error", "fs.error"));
+        assert!(!matches("fs.*.error", "fs.a.b.error"));
+        assert!(matches("*", "fs"));
+        assert!(!matches("*", "fs.a"));
+    }
+
+    #[test]
+    fn greater_than_matches_one_or_more_trailing_segments() {
+        assert!(matches("fs.>", "fs.a"));
+        assert!(matches("fs.>", "fs.a.b.c"));
+        assert!(!matches("fs.>", "fs"));
+        assert!(!matches("fs.>", "net.a"));
+        assert!(matches(">", "anything.at.all"));
+        assert!(matches("*.>", "a.b"));
+        assert!(!matches("*.>", "a"));
+    }
+
+    #[test]
+    fn literal_segments_match_only_themselves() {
+        assert!(matches("fs.vol1", "fs.vol1"));
+        assert!(!matches("fs.vol1", "fs.vol10"));
+        assert!(!matches("fs.vol1", "fs.vol1.x"));
+        assert!(!matches("fs.vol1.x", "fs.vol1"));
+    }
+
+    #[test]
+    fn malformed_patterns_are_rejected_with_the_offending_offset() {
+        let cases: [(&[u8], PatternError); 7] = [
+            (b"", PatternError::Empty),
+            (b"a.>.b", PatternError::FullWildcardNotLast { offset: 2 }),
+            (b">.a", PatternError::FullWildcardNotLast { offset: 0 }),
+            (b"a..b", PatternError::EmptySegment { offset: 2 }),
+            (b"a.", PatternError::EmptySegment { offset: 2 }),
+            (b"fs*", PatternError::WildcardInSegment { offset: 2 }),
+            (
+                b"a.b c",
+                PatternError::InvalidByte {
+                    offset: 3,
+                    byte: b' ',
+                },
+            ),
+        ];
+        for (bytes, expected) in cases {
+            assert_eq!(Pattern::parse(bytes), Err(expected), "{bytes:?}");
+        }
+        let long = "x".repeat(256);
+        assert_eq!(
+            Pattern::parse(long.as_bytes()),
+            Err(PatternError::TooLong { bytes: 256 })
+        );
+    }
+}

@@ -7,3 +7,4 @@
 pub mod log;
 pub mod pmem;
 pub mod protocol;
+pub mod subscription;

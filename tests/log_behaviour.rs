@@ -280,3 +280,30 @@ fn garbage_files_are_refused_with_the_path_and_the_problem() {
         "never modified"
     );
 }
+
+#[test]
+fn rolling_back_to_a_mark_undoes_only_the_pushes_after_it() {
+    let mut log = small_log();
+    log.create_subscription(b"s", b"").unwrap();
+    let mut batch = log.batch();
+    let kept = batch.push(&event("t", Severity::Info, b"kept")).unwrap();
+    let mark = batch.mark();
+    batch
+        .push(&event("t", Severity::Info, b"undone 1"))
+        .unwrap();
+    batch
+        .push(&event("t", Severity::Info, &[1u8; 300]))
+        .unwrap();
+    batch.rollback_to(mark);
+    let after = batch.push(&event("t", Severity::Info, b"after")).unwrap();
+    let committed = batch.commit().unwrap().unwrap();
+    assert_eq!(
+        (committed.first, committed.last, committed.count),
+        (kept, after, 2)
+    );
+    let payloads: Vec<&[u8]> = log.events_from(Seq::FIRST).map(|e| e.payload).collect();
+    assert_eq!(payloads, vec![&b"kept"[..], &b"after"[..]]);
+    let (reopened, report) = Log::open(log.into_medium(), &mut |_, _| {}).unwrap();
+    assert_eq!(report.live_events, 2);
+    assert_eq!(reopened.tail().0, after.0 + 1);
+}

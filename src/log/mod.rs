@@ -488,6 +488,15 @@ impl<M: Medium> Log<M> {
     }
 }
 
+/// A savepoint inside a [`Batch`].
+#[derive(Copy, Clone, Debug)]
+pub struct BatchMark {
+    tail: u64,
+    first: Option<u64>,
+    last: u64,
+    count: u32,
+}
+
 /// A group commit in progress: events pushed into it are stored and flushed but not
 /// durable until [`Batch::commit`] fences them all at once. Dropping it uncommitted
 /// rolls the tail back and invalidates what it wrote.
@@ -546,6 +555,37 @@ impl<M: Medium> Batch<'_, M> {
         Ok(Seq(seq))
     }
 
+    /// A savepoint: [`Batch::rollback_to`] undoes every push after it. Lets a caller
+    /// store a group of events all or nothing inside a larger group commit.
+    pub fn mark(&self) -> BatchMark {
+        BatchMark {
+            tail: self.log.tail,
+            first: self.first,
+            last: self.last,
+            count: self.count,
+        }
+    }
+
+    /// Undoes every push since `mark`: the records are invalidated (their first word
+    /// zeroed and flushed, made durable by this batch's fence or its rollback's) and
+    /// the tail moves back.
+    pub fn rollback_to(&mut self, mark: BatchMark) {
+        let n = self.log.consts.slot_count;
+        let mut p = mark.tail;
+        while p < self.log.tail {
+            let at = self.log.geometry.slot_offset(p % n);
+            let header: SlotHeader =
+                bytemuck::pod_read_unaligned(&self.log.medium.bytes()[at..at + SLOT_HEADER_BYTES]);
+            self.log.medium.write(at, &[0u8; 8]);
+            self.log.medium.flush(at, 8);
+            p += (header.span as u64).max(1);
+        }
+        self.log.tail = mark.tail;
+        self.first = mark.first;
+        self.last = mark.last;
+        self.count = mark.count;
+    }
+
     /// Events pushed so far.
     pub fn len(&self) -> u32 {
         self.count
@@ -577,19 +617,12 @@ impl<M: Medium> Drop for Batch<'_, M> {
         if self.committed || self.log.tail == self.start {
             return;
         }
-        // Invalidate every record this batch wrote, so that a later fence cannot make
-        // an event durable that its producer was told failed.
-        let n = self.log.geometry.ring.slot_count;
-        let mut p = self.start;
-        while p < self.log.tail {
-            let at = self.log.geometry.slot_offset(p % n);
-            let header: SlotHeader =
-                bytemuck::pod_read_unaligned(&self.log.medium.bytes()[at..at + SLOT_HEADER_BYTES]);
-            self.log.medium.write(at, &[0u8; 8]);
-            self.log.medium.flush(at, 8);
-            p += (header.span as u64).max(1);
-        }
-        self.log.tail = self.start;
+        self.rollback_to(BatchMark {
+            tail: self.start,
+            first: None,
+            last: 0,
+            count: 0,
+        });
         // Fenced, so the producer's "not stored" stays true across a crash. A failure
         // here marks the log failed (it is recorded by `fence`).
         let _ = self.log.fence();

@@ -75,6 +75,8 @@ struct InFlight {
     events: BTreeMap<u64, ModelEvent>,
     /// Whether the batch was committed (false: abandoned, rolled back).
     committed: bool,
+    /// Events pushed and then undone by `rollback_to` within the batch.
+    rolled_back: BTreeMap<u64, ModelEvent>,
     cursor: Option<u64>,
 }
 
@@ -183,20 +185,23 @@ fn check_image(
     // Once an abandoned batch's rollback returned, its events must be gone.
     let inflight_may_appear = !finished || inflight.committed;
     for (seq, got) in &recovered {
-        let known = before
-            .acked
-            .get(seq)
-            .or_else(|| inflight.events.get(seq).filter(|_| inflight_may_appear));
-        match known {
-            Some(e) if e == got => {}
-            Some(_) => return Err(format!("event {seq} recovered with different content")),
-            None if inflight.events.contains_key(seq) => {
-                return Err(format!(
-                    "event {seq} of an abandoned batch survived its rollback"
-                ))
-            }
-            None => return Err(format!("event {seq} recovered that was never written")),
+        // Every version that may legitimately sit at this position now.
+        let candidates = [
+            before.acked.get(seq),
+            inflight.events.get(seq).filter(|_| inflight_may_appear),
+            // A rolled-back record is invalidated before the batch's fence.
+            inflight.rolled_back.get(seq).filter(|_| !finished),
+        ];
+        if candidates.iter().flatten().any(|e| *e == got) {
+            continue;
         }
+        if candidates.iter().any(|c| c.is_some()) {
+            return Err(format!("event {seq} recovered with different content"));
+        }
+        if inflight.events.contains_key(seq) || inflight.rolled_back.contains_key(seq) {
+            return Err(format!("event {seq} survived its rollback"));
+        }
+        return Err(format!("event {seq} recovered that was never written"));
     }
     if finished && inflight.committed {
         for seq in inflight.events.keys() {
@@ -245,14 +250,38 @@ pub fn explore(
                 .map(|_| random_event(&mut rng))
                 .collect();
             let abandon = rng.gen_bool(0.05);
+            let mark_at = if rng.gen_bool(0.1) {
+                Some(rng.gen_range(0..events.len()))
+            } else {
+                None
+            };
             let mut batch = log.batch();
-            for e in &events {
+            let mut mark = None;
+            for (i, e) in events.iter().enumerate() {
+                if mark_at == Some(i) {
+                    mark = Some((batch.mark(), inflight.events.clone()));
+                }
                 match batch.push(&event_ref(e)) {
                     Ok(seq) => {
                         inflight.events.insert(seq.0, e.clone());
                     }
                     Err(herald::log::AppendError::Full { .. }) => break,
                     Err(other) => return Err(fail(step, format!("append failed: {other}"))),
+                }
+            }
+            if let Some((mark, kept)) = mark {
+                batch.rollback_to(mark);
+                for (seq, e) in std::mem::replace(&mut inflight.events, kept) {
+                    if !inflight.events.contains_key(&seq) {
+                        inflight.rolled_back.insert(seq, e);
+                    }
+                }
+                // Push one more after the rollback, reusing the undone positions.
+                let e = random_event(&mut rng);
+                // The undone version at the same position stays possible until the
+                // fence, so it stays in `rolled_back`.
+                if let Ok(seq) = batch.push(&event_ref(&e)) {
+                    inflight.events.insert(seq.0, e);
                 }
             }
             if abandon {

@@ -1,0 +1,193 @@
+//! The durable part of a subscription, encoded into the log entry's spec bytes.
+//!
+//! Encoding (version 1, little-endian): `version u8 = 1`, `min_severity u8`,
+//! `flags u8` (bit 0: automatic recovery), `pattern_count u8`, `window_events u32`,
+//! then each pattern as `len u8` + bytes.
+
+use crate::log::layout::SUBSCRIPTION_SPEC_BYTES_MAX;
+
+/// Most topic patterns one subscription may have.
+pub const PATTERNS_MAX: usize = 16;
+const HEADER_BYTES: usize = 8;
+/// Total pattern bytes (with their length bytes) a durable spec can hold.
+pub const SPEC_PATTERN_BYTES_MAX: usize = SUBSCRIPTION_SPEC_BYTES_MAX - HEADER_BYTES;
+const VERSION: u8 = 1;
+
+/// Why a spec cannot be built or read back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// Patterns too long in total for the durable table.
+    #[error("topic patterns take {0} bytes; a durable subscription holds at most {SPEC_PATTERN_BYTES_MAX}")]
+    TooLarge(usize),
+    /// Too many or no patterns.
+    #[error("a subscription needs 1..={PATTERNS_MAX} patterns, got {0}")]
+    PatternCount(usize),
+    /// Stored bytes that do not decode (damaged or from another version).
+    #[error("stored subscription spec is unreadable: {0}")]
+    Damaged(&'static str),
+}
+
+/// Filters and settings of one subscription, fixed-size (no heap).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubscriptionSpec {
+    /// Events with severity <= this pass (syslog order: 0 is most severe).
+    pub min_severity: u8,
+    /// Most events in flight.
+    pub window_events: u32,
+    /// Leave recovery mode once the replay is confirmed, without `Recovered`.
+    pub automatic_recovery: bool,
+    pattern_count: u8,
+    pattern_bytes: [u8; SPEC_PATTERN_BYTES_MAX],
+    pattern_used: u16,
+}
+
+impl SubscriptionSpec {
+    /// Builds a spec from already-validated patterns.
+    pub fn new<'a>(
+        min_severity: u8,
+        window_events: u32,
+        automatic_recovery: bool,
+        patterns: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<SubscriptionSpec, SpecError> {
+        let mut spec = SubscriptionSpec {
+            min_severity,
+            window_events,
+            automatic_recovery,
+            pattern_count: 0,
+            pattern_bytes: [0; SPEC_PATTERN_BYTES_MAX],
+            pattern_used: 0,
+        };
+        let mut count = 0usize;
+        let mut needed = 0usize;
+        for p in patterns {
+            count += 1;
+            needed += 1 + p.len();
+            if needed > SPEC_PATTERN_BYTES_MAX || p.len() > u8::MAX as usize {
+                continue;
+            }
+            let at = spec.pattern_used as usize;
+            spec.pattern_bytes[at] = p.len() as u8;
+            spec.pattern_bytes[at + 1..at + 1 + p.len()].copy_from_slice(p);
+            spec.pattern_used += 1 + p.len() as u16;
+        }
+        if needed > SPEC_PATTERN_BYTES_MAX {
+            return Err(SpecError::TooLarge(needed));
+        }
+        if count == 0 || count > PATTERNS_MAX {
+            return Err(SpecError::PatternCount(count));
+        }
+        spec.pattern_count = count as u8;
+        Ok(spec)
+    }
+
+    /// The patterns, as stored.
+    pub fn patterns(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let mut at = 0usize;
+        (0..self.pattern_count).map(move |_| {
+            let len = self.pattern_bytes[at] as usize;
+            let p = &self.pattern_bytes[at + 1..at + 1 + len];
+            at += 1 + len;
+            p
+        })
+    }
+
+    /// Encodes into `out`; returns the bytes used.
+    pub fn encode(&self, out: &mut [u8; SUBSCRIPTION_SPEC_BYTES_MAX]) -> usize {
+        out[0] = VERSION;
+        out[1] = self.min_severity;
+        out[2] = self.automatic_recovery as u8;
+        out[3] = self.pattern_count;
+        out[4..8].copy_from_slice(&self.window_events.to_le_bytes());
+        let used = self.pattern_used as usize;
+        out[HEADER_BYTES..HEADER_BYTES + used].copy_from_slice(&self.pattern_bytes[..used]);
+        HEADER_BYTES + used
+    }
+
+    /// Decodes stored bytes, checking every length.
+    pub fn decode(bytes: &[u8]) -> Result<SubscriptionSpec, SpecError> {
+        if bytes.len() < HEADER_BYTES {
+            return Err(SpecError::Damaged("shorter than its header"));
+        }
+        if bytes[0] != VERSION {
+            return Err(SpecError::Damaged("unknown spec version"));
+        }
+        if bytes[1] > 7 || bytes[2] > 1 {
+            return Err(SpecError::Damaged("severity or flags out of range"));
+        }
+        let count = bytes[3] as usize;
+        let mut rest = &bytes[HEADER_BYTES..];
+        let mut patterns: [&[u8]; PATTERNS_MAX] = [&[]; PATTERNS_MAX];
+        if count == 0 || count > PATTERNS_MAX {
+            return Err(SpecError::Damaged("pattern count out of range"));
+        }
+        for slot in patterns.iter_mut().take(count) {
+            let (&len, tail) = rest
+                .split_first()
+                .ok_or(SpecError::Damaged("pattern list cut short"))?;
+            if tail.len() < len as usize {
+                return Err(SpecError::Damaged("pattern cut short"));
+            }
+            *slot = &tail[..len as usize];
+            rest = &tail[len as usize..];
+        }
+        let window = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
+        SubscriptionSpec::new(
+            bytes[1],
+            window,
+            bytes[2] == 1,
+            patterns[..count].iter().copied(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_round_trip_through_their_stored_bytes() {
+        let spec = SubscriptionSpec::new(3, 64, true, [&b"fs.*.error"[..], b"net.>"]).unwrap();
+        let mut out = [0u8; SUBSCRIPTION_SPEC_BYTES_MAX];
+        let n = spec.encode(&mut out);
+        let back = SubscriptionSpec::decode(&out[..n]).unwrap();
+        assert_eq!(back, spec);
+        assert_eq!(
+            back.patterns().collect::<Vec<_>>(),
+            vec![&b"fs.*.error"[..], b"net.>"]
+        );
+    }
+
+    #[test]
+    fn oversized_or_empty_pattern_lists_are_refused() {
+        let long = [b'a'; 200];
+        assert!(matches!(
+            SubscriptionSpec::new(7, 1, false, [&long[..], &long[..]]),
+            Err(SpecError::TooLarge(402))
+        ));
+        assert!(matches!(
+            SubscriptionSpec::new(7, 1, false, std::iter::empty()),
+            Err(SpecError::PatternCount(0))
+        ));
+        let many = vec![&b"a"[..]; 17];
+        assert!(matches!(
+            SubscriptionSpec::new(7, 1, false, many),
+            Err(SpecError::PatternCount(17))
+        ));
+    }
+
+    #[test]
+    fn damaged_stored_specs_are_errors_for_every_truncation() {
+        let spec = SubscriptionSpec::new(3, 64, false, [&b"fs.>"[..], b"a.b"]).unwrap();
+        let mut out = [0u8; SUBSCRIPTION_SPEC_BYTES_MAX];
+        let n = spec.encode(&mut out);
+        for cut in 0..n {
+            assert!(
+                SubscriptionSpec::decode(&out[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let mut bad = out;
+        bad[0] = 9;
+        assert!(SubscriptionSpec::decode(&bad[..n]).is_err());
+    }
+}

@@ -413,6 +413,12 @@ impl<'a> LiveEvents<'a> {
             to,
         }
     }
+
+    /// The next position the iterator will examine (after the last event returned,
+    /// or `to` once exhausted).
+    pub fn next_position(&self) -> u64 {
+        self.next
+    }
 }
 
 impl<'a> Iterator for LiveEvents<'a> {

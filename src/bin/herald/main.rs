@@ -8,6 +8,7 @@
 
 mod inspect;
 mod output;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -26,6 +27,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the daemon: open (or create) the region, replay unconfirmed events, and
+    /// serve producers and subscribers on the Unix socket until SIGTERM/SIGINT.
+    #[command(
+        after_help = "Examples:\n  herald serve                              # ./herald-data, emulated pmem\n  herald serve --data-dir /var/lib/herald --sync msync\n  herald serve --region /dev/dax0.0 --socket /run/herald.sock\n\nPrints one line `ready: serving on SOCKET ...` on stdout when it accepts connections;\nlogs go to stderr (RUST_LOG=debug for more)."
+    )]
+    Serve(serve::ServeArgs),
     /// Show a region's superblock, backend, geometry, head/tail and slot counts,
     /// without modifying it (safe on a running daemon's region).
     #[command(
@@ -36,7 +43,14 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
     let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
         Command::Inspect(args) => inspect::run(args),
     };
     match result {

@@ -1,0 +1,129 @@
+//! `herald serve`: the daemon.
+
+use herald::delivery::{self, DaemonConfig};
+use herald::log::LogConfig;
+use herald::pmem::FileSync;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Durability mode for a region that is an ordinary file.
+#[derive(Copy, Clone, Debug, clap::ValueEnum)]
+pub enum SyncMode {
+    /// Cache-line flushes only: survives a process crash, not a power cut (fast).
+    Flush,
+    /// msync to disk at every group commit: survives a power cut.
+    Msync,
+}
+
+/// Arguments of `herald serve`.
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Directory for the region (DIR/region.pmem) and the socket (DIR/herald.sock);
+    /// created if missing.
+    #[arg(long, default_value = "herald-data", value_name = "DIR")]
+    data_dir: PathBuf,
+    /// Use this region instead of DIR/region.pmem: a file, a file on a DAX filesystem,
+    /// or a device-DAX node such as /dev/dax0.0 (which must already be formatted).
+    #[arg(long, value_name = "PATH")]
+    region: Option<PathBuf>,
+    /// Socket path instead of DIR/herald.sock.
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Size of a region file created on first use (K, M, G suffixes; binary units).
+    #[arg(long, default_value = "64M", value_parser = parse_size, value_name = "SIZE")]
+    region_size: u64,
+    /// Bytes per ring slot for a region created on first use (multiple of 64).
+    #[arg(long, default_value_t = 128, value_name = "BYTES")]
+    slot_bytes: u32,
+    /// How commits on an ordinary file are made durable.
+    #[arg(long, value_enum, default_value = "flush")]
+    sync: SyncMode,
+    /// Socket permissions, octal.
+    #[arg(long, default_value = "600", value_parser = parse_mode, value_name = "MODE")]
+    socket_mode: u32,
+    /// Connection slots, each with its buffers allocated at start.
+    #[arg(long, default_value_t = 128, value_name = "N")]
+    connections_max: usize,
+    /// Microseconds to poll for work before sleeping: lower latency for a busy
+    /// daemon at the cost of CPU (0 = always sleep).
+    #[arg(long, default_value_t = 50, value_name = "US")]
+    busy_poll_us: u64,
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text
+        .trim()
+        .trim_end_matches(['B', 'b'])
+        .trim_end_matches('i');
+    let (digits, shift) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 10),
+        Some('M' | 'm') => (&t[..t.len() - 1], 20),
+        Some('G' | 'g') => (&t[..t.len() - 1], 30),
+        _ => (t, 0),
+    };
+    let n: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 64M or 1G"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+fn parse_mode(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("{text:?} is not an octal mode like 600"))
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = DaemonConfig {
+        data_dir: args.data_dir,
+        region: args.region,
+        socket: args.socket,
+        region_bytes: args.region_size,
+        log: LogConfig {
+            slot_bytes: args.slot_bytes,
+            ..LogConfig::default()
+        },
+        file_sync: match args.sync {
+            SyncMode::Flush => FileSync::CacheFlush,
+            SyncMode::Msync => FileSync::Msync,
+        },
+        socket_mode: args.socket_mode,
+        connections_max: args.connections_max,
+        busy_poll_us: args.busy_poll_us,
+        ..DaemonConfig::default()
+    };
+    delivery::serve(config, |info| {
+        let replayed = info.recovery.as_ref().map_or(0, |r| r.live_events);
+        // One line on stdout, for scripts and tests to wait on.
+        println!(
+            "ready: serving on {} (region {}, {} unconfirmed events recovered, started in {} ms)",
+            info.socket.display(),
+            info.region.display(),
+            replayed,
+            info.started_in.as_millis()
+        );
+        let _ = std::io::stdout().flush();
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_modes_parse_like_an_operator_writes_them() {
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_size("100000"), Ok(100000));
+        assert!(parse_size("lots").is_err());
+        assert_eq!(parse_mode("600"), Ok(0o600));
+        assert_eq!(parse_mode("0o660"), Ok(0o660));
+        assert!(parse_mode("999").is_err());
+    }
+}

@@ -1,0 +1,94 @@
+//! The daemon's Unix socket: created with a restrictive mode, stale sockets removed,
+//! a live daemon on the same path detected.
+
+use std::io::ErrorKind;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+
+/// Why the socket could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenerError {
+    /// A daemon answers on the path already.
+    #[error("socket {0}: another herald is already serving here (it accepted a connection); stop it first")]
+    InUse(String),
+    /// Something that is not a socket is in the way.
+    #[error("socket {0}: exists and is not a socket; remove it or choose another --socket")]
+    NotASocket(String),
+    /// bind/chmod failed.
+    #[error("socket {path}: {source}")]
+    Io {
+        /// The socket path.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Binds `path` with permissions `mode` (e.g. `0o600`). A socket file left by a dead
+/// daemon (nobody accepts on it) is removed first.
+pub fn bind(path: &Path, mode: u32) -> Result<UnixListener, ListenerError> {
+    let shown = path.display().to_string();
+    let io = |source| ListenerError::Io {
+        path: shown.clone(),
+        source,
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_socket() => return Err(ListenerError::NotASocket(shown)),
+        Ok(_) => match UnixStream::connect(path) {
+            Ok(_) => return Err(ListenerError::InUse(shown)),
+            Err(e)
+                if e.kind() == ErrorKind::ConnectionRefused || e.kind() == ErrorKind::NotFound =>
+            {
+                tracing::info!(socket = %shown, "removing stale socket left by a previous daemon");
+                std::fs::remove_file(path).map_err(io)?;
+            }
+            Err(e) => return Err(io(e)),
+        },
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    // Bind under a umask that already excludes everything `mode` excludes, so the
+    // socket never exists with wider permissions, not even between bind and chmod.
+    // SAFETY: umask has no memory effects; it is process-wide, and the daemon binds
+    // before it starts any other thread.
+    let old = unsafe { libc::umask(!mode as libc::mode_t & 0o777) };
+    let bound = UnixListener::bind(path);
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    let listener = bound.map_err(io)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io)?;
+    Ok(listener)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn sockets_get_the_requested_mode_and_stale_ones_are_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.sock");
+        let first = bind(&path, 0o600).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        // A live listener is detected...
+        assert!(matches!(bind(&path, 0o600), Err(ListenerError::InUse(_))));
+        // ...and once it is gone, its socket file is stale and replaced.
+        drop(first);
+        let _second = bind(&path, 0o660).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o660);
+    }
+
+    #[test]
+    fn a_regular_file_in_the_way_is_refused_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.sock");
+        std::fs::write(&path, b"not mine").unwrap();
+        assert!(matches!(
+            bind(&path, 0o600),
+            Err(ListenerError::NotASocket(_))
+        ));
+        assert_eq!(std::fs::read(&path).unwrap(), b"not mine");
+    }
+}

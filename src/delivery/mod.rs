@@ -1,0 +1,174 @@
+//! The daemon: the indication queue, the io_uring loop that owns every socket, ack
+//! tracking and redelivery. `herald serve` is [`serve`].
+
+mod conn;
+mod daemon;
+pub mod listener;
+mod status;
+pub mod uring;
+
+use crate::log::{self, LogConfig, StoreOptions};
+use crate::pmem::{FileSync, RegionOptions};
+use std::path::PathBuf;
+
+/// Everything `herald serve` can be told.
+#[derive(Clone, Debug)]
+pub struct DaemonConfig {
+    /// Directory for the default region and socket.
+    pub data_dir: PathBuf,
+    /// Region file or device-DAX node (default `DATA_DIR/region.pmem`).
+    pub region: Option<PathBuf>,
+    /// Socket path (default `DATA_DIR/herald.sock`).
+    pub socket: Option<PathBuf>,
+    /// Size of a region file created on first use.
+    pub region_bytes: u64,
+    /// Geometry of a region created on first use.
+    pub log: LogConfig,
+    /// Durability mode for ordinary files.
+    pub file_sync: FileSync,
+    /// Permissions of the socket.
+    pub socket_mode: u32,
+    /// Connection slots (each with its buffers, allocated at start).
+    pub connections_max: usize,
+    /// Microseconds to poll for completions before sleeping in the kernel.
+    pub busy_poll_us: u64,
+    /// io_uring submission queue entries.
+    pub ring_entries: u32,
+    /// Capacity of the indication queue between ingest and delivery.
+    pub indication_queue_len: usize,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            data_dir: PathBuf::from("herald-data"),
+            region: None,
+            socket: None,
+            region_bytes: 64 << 20,
+            log: LogConfig::default(),
+            file_sync: FileSync::CacheFlush,
+            socket_mode: 0o600,
+            connections_max: 128,
+            busy_poll_us: 50,
+            ring_entries: 1024,
+            indication_queue_len: 4096,
+        }
+    }
+}
+
+impl DaemonConfig {
+    /// The region path in use.
+    pub fn region_path(&self) -> PathBuf {
+        self.region
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("region.pmem"))
+    }
+    /// The socket path in use.
+    pub fn socket_path(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("herald.sock"))
+    }
+}
+
+/// Why the daemon could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The region could not be opened or created.
+    #[error(transparent)]
+    Open(#[from] log::OpenError),
+    /// The socket could not be set up.
+    #[error(transparent)]
+    Listener(#[from] listener::ListenerError),
+    /// io_uring is not available.
+    #[error("{0}")]
+    IoUring(String),
+    /// A system call failed.
+    #[error("{0}: {1}")]
+    Io(&'static str, std::io::Error),
+    /// The log failed (the region stopped accepting writes).
+    #[error(transparent)]
+    Log(log::LogError),
+}
+
+/// Opens (or creates) the region, recovers it, binds the socket and runs until
+/// SIGTERM/SIGINT. `ready` is called once the socket accepts connections.
+pub fn serve(config: DaemonConfig, ready: impl FnOnce(&ServeInfo)) -> Result<(), DaemonError> {
+    let region_path = config.region_path();
+    let socket_path = config.socket_path();
+    if config.region.is_none() {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| DaemonError::Io("creating the data directory", e))?;
+    }
+    let region_options = RegionOptions {
+        file_sync: config.file_sync,
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let (log, report, created) = if region_path.exists() {
+        let (log, report) = log::open_path(&region_path, &region_options, &mut |_, _| {})?;
+        (log, Some(report), false)
+    } else {
+        let options = StoreOptions {
+            region: region_options,
+            config: config.log,
+        };
+        let node_id = rand::random::<u64>() | 1;
+        (
+            log::create_file(&region_path, config.region_bytes, &options, node_id)?,
+            None,
+            true,
+        )
+    };
+    let info = log.medium().info().clone();
+    tracing::info!(region = %info.path.display(), kind = info.kind.name(), flush = info.flush.name(), "region {}", if created { "created" } else { "opened" });
+    tracing::info!(durability = ?info.durability, "{}", info.durability.describe());
+    for note in &info.notes {
+        tracing::warn!("{note}");
+    }
+    if let Some(r) = &report {
+        tracing::info!(
+            live_events = r.live_events,
+            holes = r.hole_slots,
+            corrupt = r.corrupt_slots,
+            head = r.head,
+            tail = r.tail,
+            scan_ms = r.elapsed.as_millis() as u64,
+            "recovery scan done"
+        );
+        if r.corrupt_slots > 0 {
+            tracing::error!(
+                corrupt_slots = r.corrupt_slots,
+                "the region holds damaged events (run `herald inspect`); they are skipped"
+            );
+        }
+        for p in &r.subscription_problems {
+            tracing::error!(subscription = %p.name, problem = %p.problem, "durable subscription failed its checks; it replays everything still in the ring");
+        }
+    }
+    let listener = listener::bind(&socket_path, config.socket_mode)?;
+    let daemon = daemon::Daemon::new(config, log, listener)?;
+    let serve_info = ServeInfo {
+        socket: socket_path.clone(),
+        region: info.path.clone(),
+        recovery: report,
+        started_in: started.elapsed(),
+    };
+    ready(&serve_info);
+    let result = daemon.run();
+    let _ = std::fs::remove_file(&socket_path);
+    result
+}
+
+/// What `ready` learns.
+#[derive(Debug)]
+pub struct ServeInfo {
+    /// The socket clients connect to.
+    pub socket: PathBuf,
+    /// The region in use.
+    pub region: PathBuf,
+    /// What recovery found (None for a region created now).
+    pub recovery: Option<log::RecoveryReport>,
+    /// Time from start to ready.
+    pub started_in: std::time::Duration,
+}

@@ -1,0 +1,217 @@
+//! The daemon at the protocol level, with hand-made frames: what a client in another
+//! language would see.
+
+#[path = "support/daemon.rs"]
+mod daemon;
+
+use herald::protocol::{
+    self, decode, encode, Event, Frame, Hello, Pattern, Patterns, Role, Severity, Subscribe, Topic,
+};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+struct Raw {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl Raw {
+    fn connect(d: &daemon::Daemon) -> Raw {
+        let stream = UnixStream::connect(d.socket()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Raw {
+            stream,
+            buf: vec![0; 256 * 1024],
+            len: 0,
+        }
+    }
+
+    fn send(&mut self, frame: &Frame<'_>) {
+        let mut out = vec![0u8; protocol::FRAME_BYTES_MAX];
+        let n = encode(frame, &mut out).unwrap();
+        self.stream.write_all(&out[..n]).unwrap();
+    }
+
+    fn send_bytes(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// The next frame, as an owned debug string plus a closure-friendly copy of the
+    /// fields tests look at.
+    fn recv(&mut self) -> Option<Vec<u8>> {
+        loop {
+            if let Ok(Some((_, n))) = decode(&self.buf[..self.len]) {
+                let frame = self.buf[..n].to_vec();
+                self.buf.copy_within(n..self.len, 0);
+                self.len -= n;
+                return Some(frame);
+            }
+            let read = self.stream.read(&mut self.buf[self.len..]).unwrap();
+            if read == 0 {
+                return None;
+            }
+            self.len += read;
+        }
+    }
+
+    fn hello(&mut self, role: Role, name: &str) {
+        self.send(&Frame::Hello(Hello {
+            version_min: 1,
+            version_max: 1,
+            role,
+            client_name: name,
+        }));
+        let f = self.recv().unwrap();
+        assert!(matches!(decode(&f).unwrap().unwrap().0, Frame::HelloOk(_)));
+    }
+}
+
+fn event<'a>(topic: &'a str, payload: &'a [u8]) -> Event<'a> {
+    Event {
+        topic: Topic::new(topic.as_bytes()).unwrap(),
+        severity: Severity::Error,
+        source: "",
+        flags: 0,
+        key: b"",
+        payload,
+    }
+}
+
+#[test]
+fn publish_is_answered_with_stored_and_subscribers_receive_and_confirm() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon::Daemon::start(dir.path(), &[]);
+    let mut sub = Raw::connect(&d);
+    sub.hello(Role::Subscriber, "ops-console");
+    let patterns = [Pattern::parse(b"fs.>").unwrap()];
+    sub.send(&Frame::Subscribe(Subscribe {
+        name: "ops",
+        min_severity: Severity::Debug,
+        window_events: 8,
+        automatic_recovery: false,
+        patterns: Patterns::from_patterns(&patterns),
+    }));
+    let f = sub.recv().unwrap();
+    assert!(
+        matches!(
+            decode(&f).unwrap().unwrap().0,
+            Frame::Subscribed {
+                pending_events: 0,
+                ..
+            }
+        ),
+        "{:?}",
+        decode(&f)
+    );
+
+    let mut producer = Raw::connect(&d);
+    producer.hello(Role::Producer, "raid0");
+    producer.send(&Frame::Publish {
+        correlation: 7,
+        event: event("fs.disk.error", b"sda failing"),
+    });
+    producer.send(&Frame::Publish {
+        correlation: 8,
+        event: event("net.link.down", b"not for ops"),
+    });
+    producer.send(&Frame::Publish {
+        correlation: 9,
+        event: event("fs.quota", b"quota 90%"),
+    });
+    let mut stored = Vec::new();
+    for _ in 0..3 {
+        let f = producer.recv().unwrap();
+        match decode(&f).unwrap().unwrap().0 {
+            Frame::Stored {
+                correlation,
+                first_seq,
+                last_seq,
+                count,
+            } => {
+                assert_eq!((first_seq, count), (last_seq, 1));
+                stored.push((correlation, first_seq.0));
+            }
+            other => panic!("expected stored, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        stored.iter().map(|s| s.0).collect::<Vec<_>>(),
+        vec![7, 8, 9],
+        "replies in publish order"
+    );
+
+    for (expected_payload, expected_seq) in [
+        (&b"sda failing"[..], stored[0].1),
+        (&b"quota 90%"[..], stored[2].1),
+    ] {
+        let f = sub.recv().unwrap();
+        match decode(&f).unwrap().unwrap().0 {
+            Frame::Deliver(dl) => {
+                assert_eq!(dl.event.payload, expected_payload);
+                assert_eq!(dl.seq.0, expected_seq);
+                assert_eq!(
+                    dl.event.source, "raid0",
+                    "source defaults to the producer's hello name"
+                );
+                assert!(!dl.redelivered);
+                sub.send(&Frame::Confirm {
+                    first_seq: dl.seq,
+                    last_seq: dl.seq,
+                });
+            }
+            other => panic!("expected deliver, got {other:?}"),
+        }
+    }
+    assert_eq!(d.stop().code(), Some(0), "SIGTERM shuts down cleanly");
+}
+
+#[test]
+fn a_frame_out_of_state_gets_an_error_and_a_close_while_other_connections_carry_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon::Daemon::start(dir.path(), &[]);
+    let mut good = Raw::connect(&d);
+    good.hello(Role::Producer, "good");
+
+    // Publish before hello.
+    let mut rude = Raw::connect(&d);
+    rude.send(&Frame::Publish {
+        correlation: 1,
+        event: event("a.b", b"x"),
+    });
+    let f = rude.recv().unwrap();
+    assert!(matches!(
+        decode(&f).unwrap().unwrap().0,
+        Frame::Error {
+            code: protocol::ErrorCode::Unexpected,
+            ..
+        }
+    ));
+    assert!(
+        rude.recv().is_none(),
+        "the connection is closed after the error"
+    );
+
+    // Garbage bytes.
+    let mut garbage = Raw::connect(&d);
+    garbage.send_bytes(&[0xff; 64]);
+    let f = garbage.recv().unwrap();
+    assert!(matches!(
+        decode(&f).unwrap().unwrap().0,
+        Frame::Error { .. }
+    ));
+    assert!(garbage.recv().is_none());
+
+    good.send(&Frame::Publish {
+        correlation: 5,
+        event: event("a.b", b"still fine"),
+    });
+    let f = good.recv().unwrap();
+    assert!(matches!(
+        decode(&f).unwrap().unwrap().0,
+        Frame::Stored { correlation: 5, .. }
+    ));
+}

@@ -1,0 +1,64 @@
+//! Starts the real `herald serve` binary in a temporary data directory and waits for
+//! its `ready` line (no sleeping, no polling of the socket).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// A running daemon; killed (SIGKILL) when dropped unless stopped first.
+pub struct Daemon {
+    pub child: Child,
+    pub data_dir: PathBuf,
+    pub ready_line: String,
+}
+
+impl Daemon {
+    /// Starts `herald serve --data-dir DIR` with extra arguments.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn herald serve");
+        let mut line = String::new();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).expect("read ready line");
+        assert!(line.starts_with("ready:"), "daemon did not start: {line:?}");
+        Daemon {
+            child,
+            data_dir: data_dir.to_owned(),
+            ready_line: line,
+        }
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.data_dir.join("herald.sock")
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        // SAFETY: plain kill(2) on our child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -4,6 +4,7 @@
 //! `pmem` → `log` → `subscription` → `delivery`; `protocol` stands alone;
 //! `client` uses `protocol`.
 
+pub mod client;
 pub mod delivery;
 pub mod log;
 pub mod pmem;

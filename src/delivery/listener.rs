@@ -25,6 +25,37 @@ pub enum ListenerError {
     },
 }
 
+/// How long a live daemon has to answer the probe's hello.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn remove_stale(path: &Path, shown: &str) -> std::io::Result<()> {
+    tracing::info!(socket = %shown, "removing stale socket left by a previous daemon");
+    std::fs::remove_file(path)
+}
+
+/// Whether something on the socket answers a protocol hello (a live daemon does).
+fn answers_hello(mut stream: &UnixStream) -> bool {
+    use crate::protocol::{encode, Frame, Hello, Role, FRAME_HEADER_BYTES};
+    use std::io::{Read, Write};
+    let hello = Frame::Hello(Hello {
+        version_min: 1,
+        version_max: 1,
+        role: Role::Control,
+        client_name: "herald-probe",
+    });
+    let mut out = [0u8; 128];
+    let Ok(n) = encode(&hello, &mut out) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(PROBE_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(PROBE_TIMEOUT));
+    if stream.write_all(&out[..n]).is_err() {
+        return false;
+    }
+    let mut reply = [0u8; FRAME_HEADER_BYTES];
+    stream.read_exact(&mut reply).is_ok()
+}
+
 /// Binds `path` with permissions `mode` (e.g. `0o600`). A socket file left by a dead
 /// daemon (nobody accepts on it) is removed first.
 pub fn bind(path: &Path, mode: u32) -> Result<UnixListener, ListenerError> {
@@ -36,12 +67,14 @@ pub fn bind(path: &Path, mode: u32) -> Result<UnixListener, ListenerError> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if !meta.file_type().is_socket() => return Err(ListenerError::NotASocket(shown)),
         Ok(_) => match UnixStream::connect(path) {
-            Ok(_) => return Err(ListenerError::InUse(shown)),
+            Ok(stream) if answers_hello(&stream) => return Err(ListenerError::InUse(shown)),
+            // Accepted but silent: a daemon killed a moment ago whose io_uring still
+            // had an accept armed while the kernel tore it down.
+            Ok(_) => remove_stale(path, &shown).map_err(io)?,
             Err(e)
                 if e.kind() == ErrorKind::ConnectionRefused || e.kind() == ErrorKind::NotFound =>
             {
-                tracing::info!(socket = %shown, "removing stale socket left by a previous daemon");
-                std::fs::remove_file(path).map_err(io)?;
+                remove_stale(path, &shown).map_err(io)?
             }
             Err(e) => return Err(io(e)),
         },
@@ -72,12 +105,35 @@ mod tests {
         let path = dir.path().join("h.sock");
         let first = bind(&path, 0o600).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
-        // A live listener is detected...
-        assert!(matches!(bind(&path, 0o600), Err(ListenerError::InUse(_))));
+        // A listener that accepts but never answers a hello is not a live daemon.
+        let silent = std::thread::spawn({
+            let first = first.try_clone().unwrap();
+            move || first.accept().map(|(s, _)| s)
+        });
+        let _second = bind(&path, 0o600).unwrap();
+        drop(silent.join());
         // ...and once it is gone, its socket file is stale and replaced.
         drop(first);
-        let _second = bind(&path, 0o660).unwrap();
+        let _third = bind(&path, 0o660).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o660);
+    }
+
+    #[test]
+    fn a_listener_that_answers_hello_is_a_live_daemon() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.sock");
+        let live = bind(&path, 0o600).unwrap();
+        let answering = std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let (mut s, _) = live.accept().unwrap();
+            let mut buf = [0u8; 64];
+            let _ = s.read(&mut buf).unwrap();
+            s.write_all(&[9, 0, 0, 0, 0x81, 0, 0, 0, 0, 0, 0, 0, 0])
+                .unwrap();
+            live
+        });
+        assert!(matches!(bind(&path, 0o600), Err(ListenerError::InUse(_))));
+        drop(answering.join());
     }
 
     #[test]

@@ -98,6 +98,7 @@ pub fn create_file(
     format::format(&mut region, &geometry).map_err(io)?;
     region.sync_all().map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)?;
+    region.set_path(path);
     if let Some(dir) = path.parent() {
         let dir = if dir.as_os_str().is_empty() {
             Path::new(".")

@@ -330,6 +330,12 @@ impl MappedRegion {
         })
     }
 
+    /// Records that the file was renamed (after an atomic create-then-rename), so
+    /// reports name the path operators see.
+    pub fn set_path(&mut self, path: &Path) {
+        self.info.path = path.to_owned();
+    }
+
     /// What was opened.
     pub fn info(&self) -> &RegionInfo {
         &self.info

@@ -17,7 +17,7 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `herald serve --data-dir DIR` with extra arguments.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        let mut child = Command::new(herald_binary())
             .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
@@ -54,6 +54,22 @@ impl Daemon {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         self.child.wait().unwrap()
     }
+}
+
+/// The `herald` binary: cargo's path in integration tests; for tools, `HERALD_BIN` or
+/// the `herald` beside the tool's own directory (target/<profile>/examples/..).
+pub fn herald_binary() -> PathBuf {
+    if let Some(path) = option_env!("CARGO_BIN_EXE_herald") {
+        return PathBuf::from(path);
+    }
+    if let Ok(path) = std::env::var("HERALD_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>/examples")
+        .join("herald")
 }
 
 impl Drop for Daemon {

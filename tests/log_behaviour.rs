@@ -307,3 +307,14 @@ fn rolling_back_to_a_mark_undoes_only_the_pushes_after_it() {
     assert_eq!(report.live_events, 2);
     assert_eq!(reopened.tail().0, after.0 + 1);
 }
+
+#[test]
+fn without_subscriptions_events_are_released_once_stored_and_the_ring_never_fills() {
+    let mut log = small_log();
+    for i in 0..2000u32 {
+        log.append(&event("t", Severity::Info, &i.to_le_bytes()))
+            .unwrap();
+    }
+    assert_eq!(log.used_slots(), 0);
+    assert!(log.tail().0 > 256 * 5, "wrapped several times");
+}

@@ -421,14 +421,15 @@ impl Daemon {
             self.pending_subscribes = subscribes;
             self.pending_subscribes.clear();
             self.encode_replies();
-            progress?;
-            if !had_subscribes {
+            let group_full = progress?;
+            if !had_subscribes && !group_full {
                 return Ok(());
             }
         }
     }
 
-    fn ingest_round(&mut self) -> Result<(), DaemonError> {
+    /// One group commit. Returns whether it filled up (more input waits for a round).
+    fn ingest_round(&mut self) -> Result<bool, DaemonError> {
         let Daemon {
             log,
             conns,
@@ -441,11 +442,15 @@ impl Daemon {
         } = self;
         let mut batch = log.batch();
         let batch_replies_from = replies.len();
+        let mut group_full = false;
         for (slot, conn) in conns.iter_mut().enumerate() {
             if !conn.has_input || conn.closing || conn.blocked || conn.recv_in_flight {
                 continue;
             }
-            decode_frames(slot, conn, &mut batch, subs, replies, pending_subscribes);
+            if decode_frames(slot, conn, &mut batch, subs, replies, pending_subscribes) {
+                group_full = true;
+                break;
+            }
         }
         let committed = batch.commit();
         match committed {
@@ -454,9 +459,9 @@ impl Daemon {
                     // Delivery reads the log itself; the queue only says where to look.
                     *indication_overflow = true;
                 }
-                Ok(())
+                Ok(group_full)
             }
-            Ok(None) => Ok(()),
+            Ok(None) => Ok(group_full),
             Err(e) => {
                 // Nothing of this group may be acknowledged.
                 for (_, reply) in replies[batch_replies_from..].iter_mut() {
@@ -736,17 +741,18 @@ fn decode_frames(
     subs: &mut [Option<Sub>],
     replies: &mut Vec<(usize, Reply)>,
     pending_subscribes: &mut Vec<PendingSubscribe>,
-) {
+) -> bool {
     let mut consumed = 0;
+    let mut group_full = false;
     loop {
         // Keep room for this frame's reply, and bound the replies of one turn.
         if conn.send_free() < REPLY_RESERVE_BYTES || replies.len() >= REPLIES_MAX {
             break;
         }
-        let frame = match protocol::decode(&conn.recv[consumed..conn.recv_len]) {
+        let (frame, frame_bytes) = match protocol::decode(&conn.recv[consumed..conn.recv_len]) {
             Ok(Some((frame, n))) => {
                 consumed += n;
-                frame
+                (frame, n)
             }
             Ok(None) => {
                 conn.has_input = false;
@@ -801,6 +807,13 @@ fn decode_frames(
                         last: seq.0,
                         count: 1,
                     },
+                    Err(AppendError::GroupFull { .. }) => {
+                        // This group commit is as large as recovery allows: leave the
+                        // frame for the next group (its transition is a self-loop).
+                        consumed -= frame_bytes;
+                        group_full = true;
+                        break;
+                    }
                     Err(e) => append_error(correlation, &e),
                 };
                 replies.push((slot, reply));
@@ -824,6 +837,12 @@ fn decode_frames(
                             break;
                         }
                     }
+                }
+                if matches!(failure, Some(AppendError::GroupFull { .. })) {
+                    batch.rollback_to(mark);
+                    consumed -= frame_bytes;
+                    group_full = true;
+                    break;
                 }
                 let reply = match (failure, first) {
                     (None, Some(first)) => Reply::Stored {
@@ -904,6 +923,7 @@ fn decode_frames(
     if conn.machine.state() == ServerState::Closed {
         conn.close_after_flush = true;
     }
+    group_full
 }
 
 /// Applies a confirmation to the connection's subscription (the state machine admits
@@ -925,7 +945,9 @@ fn append_error(correlation: u64, e: &AppendError) -> Reply {
             "the event is larger than this region's payload limit",
         ),
         AppendError::Invalid(why) => (ErrorCode::Invalid, *why),
-        AppendError::GroupFull { .. } => (ErrorCode::Full, "too many events in one turn; retry"),
+        AppendError::GroupFull { .. } => {
+            unreachable!("a full group is committed and decoding resumes")
+        }
         AppendError::Failed(_) => (
             ErrorCode::Internal,
             "the persistent region failed; the event was not stored",
@@ -969,7 +991,7 @@ fn pump(log: &Log<MappedRegion>, sub: &mut Sub, conn: &mut Conn) {
         return;
     }
     let tail = log.tail().0;
-    let mut events = log.events_from(Seq(sub.tracker.next()));
+    let mut events = log.events_since(Seq(sub.tracker.next()));
     while sub.tracker.has_room() {
         let Some(e) = events.next() else {
             sub.tracker
@@ -1027,7 +1049,7 @@ fn hold(log: &Log<MappedRegion>, sub: &mut Sub) {
     if sub.tracker.in_flight() > 0 {
         return;
     }
-    let mut events = log.events_from(Seq(sub.tracker.next()));
+    let mut events = log.events_since(Seq(sub.tracker.next()));
     loop {
         match events.next() {
             Some(e) if matches(&sub.spec, &e) => return,

@@ -147,6 +147,8 @@ pub struct Log<M: Medium> {
     /// Next position to write.
     tail: u64,
     subscriptions: Vec<Option<Subscription>>,
+    /// Active entries in `subscriptions`.
+    subscription_count: usize,
     next_uid: u64,
     failed: Option<String>,
 }
@@ -198,6 +200,7 @@ impl<M: Medium> Log<M> {
             head: report.head,
             tail: report.tail,
             consts: RingConsts::new(&geometry),
+            subscription_count: subscriptions.iter().flatten().count(),
             geometry,
             medium,
             subscriptions,
@@ -305,6 +308,20 @@ impl<M: Medium> Log<M> {
             self.medium.bytes(),
             &self.geometry,
             from.0.max(self.head),
+            self.tail,
+        )
+    }
+
+    /// The valid events from `from` up to the tail, including released ones whose
+    /// slots have not been reused yet (a live-only reader holds nothing, so it may lag
+    /// behind the head). Every record is validated as it is read; one whose slot was
+    /// reused no longer matches its position and is skipped.
+    pub fn events_since(&self, from: Seq) -> LiveEvents<'_> {
+        let oldest = self.tail.saturating_sub(self.geometry.ring.slot_count);
+        LiveEvents::new(
+            self.medium.bytes(),
+            &self.geometry,
+            from.0.max(oldest),
             self.tail,
         )
     }
@@ -465,6 +482,7 @@ impl<M: Medium> Log<M> {
     }
 
     fn recompute_head(&mut self) {
+        self.subscription_count = self.subscriptions.iter().flatten().count();
         self.head = self
             .subscriptions()
             .map(|s| s.cursor)
@@ -604,6 +622,10 @@ impl<M: Medium> Batch<'_, M> {
             return Ok(None);
         }
         self.log.fence()?;
+        if self.log.subscription_count == 0 {
+            // No subscription means no intended recipient: released once stored.
+            self.log.head = self.log.tail;
+        }
         Ok(self.first.map(|first| Committed {
             first: Seq(first),
             last: Seq(self.last),

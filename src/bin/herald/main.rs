@@ -6,6 +6,7 @@
 //! - 2: usage error (bad flags or arguments)
 //! - 3: `inspect` found damage (corrupt slots or subscriptions that failed checks)
 
+mod bench;
 mod inspect;
 mod output;
 mod serve;
@@ -33,6 +34,12 @@ enum Command {
         after_help = "Examples:\n  herald serve                              # ./herald-data, emulated pmem\n  herald serve --data-dir /var/lib/herald --sync msync\n  herald serve --region /dev/dax0.0 --socket /run/herald.sock\n\nPrints one line `ready: serving on SOCKET ...` on stdout when it accepts connections;\nlogs go to stderr (RUST_LOG=debug for more)."
     )]
     Serve(serve::ServeArgs),
+    /// Measure durable publish latency, throughput and end-to-end latency against a
+    /// same-run baseline (a bare Unix-socket echo), on a throwaway daemon.
+    #[command(
+        after_help = "Examples:\n  herald bench              # a few minutes; table on stdout\n  herald bench --json > bench.json\n  herald bench --quick      # seconds: checks the harness, measures nothing useful"
+    )]
+    Bench(bench::BenchArgs),
     /// Show a region's superblock, backend, geometry, head/tail and slot counts,
     /// without modifying it (safe on a running daemon's region).
     #[command(
@@ -51,6 +58,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Inspect(args) => inspect::run(args),
     };
     match result {

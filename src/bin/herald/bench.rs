@@ -1,0 +1,372 @@
+//! `herald bench`: the daemon's speed beside a same-run baseline (a bare Unix-socket
+//! echo round trip), through the normal client library and daemon binary.
+
+use hdrhistogram::Histogram;
+use herald::client::Client;
+use herald::protocol::{Event, Role, Severity, Topic};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Arguments of `herald bench`.
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Round trips per latency measurement.
+    #[arg(long, default_value_t = 20_000, value_name = "N")]
+    latency_events: u64,
+    /// Seconds per throughput measurement.
+    #[arg(long, default_value_t = 2.0, value_name = "S")]
+    seconds: f64,
+    /// Small counts and short runs (a smoke test of the harness, not a measurement).
+    #[arg(long)]
+    quick: bool,
+    /// Print one JSON document instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+struct DaemonProcess {
+    child: Child,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl DaemonProcess {
+    fn start(busy_poll_us: u64) -> anyhow::Result<DaemonProcess> {
+        let dir = tempfile::tempdir()?;
+        let mut child = Command::new(std::env::current_exe()?)
+            .args([
+                "serve",
+                "--region-size",
+                "256M",
+                "--busy-poll-us",
+                &busy_poll_us.to_string(),
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+        anyhow::ensure!(
+            line.starts_with("ready:"),
+            "the daemon did not start: {line:?}"
+        );
+        Ok(DaemonProcess {
+            child,
+            socket: dir.path().join("herald.sock"),
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new(3).expect("3 significant digits is valid")
+}
+
+#[derive(serde::Serialize)]
+struct Latency {
+    name: String,
+    p50_us: f64,
+    p99_us: f64,
+    p999_us: f64,
+    count: u64,
+}
+
+fn latency(name: impl Into<String>, h: &Histogram<u64>) -> Latency {
+    let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    Latency {
+        name: name.into(),
+        p50_us: us(0.5),
+        p99_us: us(0.99),
+        p999_us: us(0.999),
+        count: h.len(),
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Throughput {
+    producers: usize,
+    batch: usize,
+    payload_bytes: usize,
+    events_per_second: f64,
+}
+
+/// A bare echo server on a Unix socket (blocking, one thread per connection), and a
+/// client timing write + read of the same bytes: the floor any request/reply over a
+/// Unix socket pays on this machine.
+fn echo_round_trips(dir: &Path, payload: usize, n: u64) -> anyhow::Result<Histogram<u64>> {
+    let path = dir.join(format!("echo-{payload}.sock"));
+    let listener = UnixListener::bind(&path)?;
+    let server = std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut s, _) = listener.accept()?;
+        let mut buf = vec![0u8; payload];
+        loop {
+            if s.read_exact(&mut buf).is_err() {
+                return Ok(());
+            }
+            s.write_all(&buf)?;
+        }
+    });
+    let mut c = UnixStream::connect(&path)?;
+    let mut buf = vec![7u8; payload];
+    let mut h = histogram();
+    for i in 0..n + n / 10 {
+        let t = Instant::now();
+        c.write_all(&buf)?;
+        c.read_exact(&mut buf)?;
+        if i >= n / 10 {
+            h.record(t.elapsed().as_nanos() as u64)?;
+        }
+    }
+    drop(c);
+    let _ = server.join();
+    Ok(h)
+}
+
+fn event(payload: &[u8]) -> Event<'_> {
+    Event {
+        topic: Topic::new(b"bench.event").expect("valid topic"),
+        severity: Severity::Info,
+        source: "",
+        flags: 0,
+        key: b"",
+        payload,
+    }
+}
+
+fn publish_latency(socket: &Path, payload: usize, n: u64) -> anyhow::Result<Histogram<u64>> {
+    let mut c = Client::connect(socket, Role::Producer, "bench")?;
+    let data = vec![0x5au8; payload];
+    let mut h = histogram();
+    for i in 0..n + n / 10 {
+        let t = Instant::now();
+        c.publish(&event(&data))?;
+        if i >= n / 10 {
+            h.record(t.elapsed().as_nanos() as u64)?;
+        }
+    }
+    Ok(h)
+}
+
+fn throughput(
+    socket: &Path,
+    producers: usize,
+    batch: usize,
+    payload: usize,
+    seconds: f64,
+) -> anyhow::Result<f64> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let total = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..producers)
+        .map(|p| {
+            let (socket, stop, total) = (socket.to_owned(), stop.clone(), total.clone());
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                let mut c = Client::connect(&socket, Role::Producer, &format!("bench-{p}"))?;
+                let data = vec![0x5au8; payload];
+                let events = vec![event(&data); batch];
+                // Keep the pipe full: this many events outstanding per producer.
+                let outstanding_max = (512 / batch).max(2) as u64;
+                let mut done = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    while c.outstanding() < outstanding_max {
+                        if batch == 1 {
+                            c.send_publish(&events[0])?;
+                        } else {
+                            c.send_publish_batch(&events)?;
+                        }
+                    }
+                    c.flush()?;
+                    done += c.recv_stored()?.count as u64;
+                }
+                while c.outstanding() > 0 {
+                    c.flush()?;
+                    done += c.recv_stored()?.count as u64;
+                }
+                total.fetch_add(done, Ordering::Relaxed);
+                Ok(())
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().expect("producer thread")?;
+    }
+    Ok(total.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Publish → delivered latency: a producer publishes at a steady rate well below
+/// saturation, each payload carrying its publish time; live subscribers record the
+/// difference on receipt and confirm.
+fn end_to_end(
+    socket: &Path,
+    subscribers: usize,
+    n: u64,
+    rate_per_second: u64,
+) -> anyhow::Result<Histogram<u64>> {
+    let base = Instant::now();
+    let subs: Vec<_> = (0..subscribers)
+        .map(|i| -> anyhow::Result<_> {
+            let mut c = Client::connect(socket, Role::Subscriber, &format!("bench-sub-{i}"))?;
+            c.subscribe("", &["bench.>"], Severity::Debug, 256, false)?;
+            Ok(std::thread::spawn(
+                move || -> anyhow::Result<Histogram<u64>> {
+                    let mut h = histogram();
+                    for _ in 0..n {
+                        let Some(d) = c.next_delivery(Some(Duration::from_secs(10)))? else {
+                            anyhow::bail!("delivery timed out")
+                        };
+                        let sent = u64::from_le_bytes(d.event.payload[..8].try_into()?);
+                        let seq = d.seq;
+                        h.record((base.elapsed().as_nanos() as u64).saturating_sub(sent))?;
+                        c.confirm(seq, seq)?;
+                    }
+                    Ok(h)
+                },
+            ))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let mut p = Client::connect(socket, Role::Producer, "bench-e2e")?;
+    let interval = Duration::from_nanos(1_000_000_000 / rate_per_second);
+    let mut next = Instant::now();
+    let mut payload = [0u8; 64];
+    for _ in 0..n {
+        while Instant::now() < next {
+            std::hint::spin_loop();
+        }
+        next += interval;
+        payload[..8].copy_from_slice(&(base.elapsed().as_nanos() as u64).to_le_bytes());
+        p.publish(&event(&payload))?;
+    }
+    let mut all = histogram();
+    for s in subs {
+        all.add(s.join().expect("subscriber thread")?)?;
+    }
+    Ok(all)
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let (n, seconds) = if args.quick {
+        (500, 0.1)
+    } else {
+        (args.latency_events, args.seconds)
+    };
+    let say = |line: String| {
+        if !args.json {
+            eprintln!("{line}");
+        }
+    };
+    let scratch = tempfile::tempdir()?;
+    let mut latencies = Vec::new();
+    let mut ratios = serde_json::Map::new();
+    let echo64 = echo_round_trips(scratch.path(), 64, n)?;
+    let echo1k = echo_round_trips(scratch.path(), 1024, n)?;
+    latencies.push(latency("echo round trip 64 B (baseline)", &echo64));
+    latencies.push(latency("echo round trip 1 KiB (baseline)", &echo1k));
+
+    for busy_poll_us in [50u64, 0] {
+        say(format!(
+            "publish latency, daemon polling {busy_poll_us} us before sleeping..."
+        ));
+        let d = DaemonProcess::start(busy_poll_us)?;
+        let p64 = publish_latency(&d.socket, 64, n)?;
+        let p1k = publish_latency(&d.socket, 1024, n)?;
+        let ratio = p64.value_at_quantile(0.5) as f64 / echo64.value_at_quantile(0.5) as f64;
+        ratios.insert(
+            format!("publish_64B_p50_over_echo_p50_busy_poll_{busy_poll_us}us"),
+            ratio.into(),
+        );
+        ratios.insert(
+            format!("publish_1KiB_p50_over_echo_p50_busy_poll_{busy_poll_us}us"),
+            (p1k.value_at_quantile(0.5) as f64 / echo1k.value_at_quantile(0.5) as f64).into(),
+        );
+        latencies.push(latency(
+            format!("durable publish 64 B (busy poll {busy_poll_us} us)"),
+            &p64,
+        ));
+        latencies.push(latency(
+            format!("durable publish 1 KiB (busy poll {busy_poll_us} us)"),
+            &p1k,
+        ));
+    }
+
+    let d = DaemonProcess::start(50)?;
+    let mut throughputs = Vec::new();
+    for payload in [64usize, 1024] {
+        for batch in [1usize, 64] {
+            for producers in [1usize, 4, 16] {
+                say(format!(
+                    "throughput: {producers} producers, batch {batch}, {payload} B..."
+                ));
+                let eps = throughput(&d.socket, producers, batch, payload, seconds)?;
+                throughputs.push(Throughput {
+                    producers,
+                    batch,
+                    payload_bytes: payload,
+                    events_per_second: eps,
+                });
+            }
+        }
+    }
+    for subscribers in [1usize, 4] {
+        say(format!("end to end, {subscribers} subscriber(s)..."));
+        let h = end_to_end(&d.socket, subscribers, n.min(20_000), 20_000)?;
+        latencies.push(latency(
+            format!("publish -> delivered, {subscribers} subscriber(s), 20k events/s"),
+            &h,
+        ));
+    }
+    let best = throughputs
+        .iter()
+        .map(|t| t.events_per_second)
+        .fold(0.0, f64::max);
+    ratios.insert("best_throughput_events_per_second".into(), best.into());
+
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({ "latency": latencies, "throughput": throughputs, "ratios": ratios })
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<58} {:>9} {:>9} {:>9}",
+        "latency (us)", "p50", "p99", "p99.9"
+    );
+    for l in &latencies {
+        println!(
+            "{:<58} {:>9.1} {:>9.1} {:>9.1}",
+            l.name, l.p50_us, l.p99_us, l.p999_us
+        );
+    }
+    println!(
+        "\n{:<10} {:>6} {:>9} {:>16}",
+        "producers", "batch", "payload", "events/s"
+    );
+    for t in &throughputs {
+        println!(
+            "{:<10} {:>6} {:>8}B {:>16.0}",
+            t.producers, t.batch, t.payload_bytes, t.events_per_second
+        );
+    }
+    println!("\nratios (same run):");
+    for (k, v) in &ratios {
+        println!("  {k:<58} {:.2}", v.as_f64().unwrap_or(0.0));
+    }
+    Ok(ExitCode::SUCCESS)
+}

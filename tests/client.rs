@@ -703,7 +703,9 @@ fn no_reply_within_the_reply_timeout_closes_the_connection() {
         peer.recv_until_end()
     });
     let mut client = connect(&server, Role::Producer);
-    client.set_reply_timeout(Some(Duration::from_millis(50)));
+    client
+        .set_reply_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
     let error = client.publish(&event("fs.a", b"1")).unwrap_err();
     assert!(
         matches!(
@@ -720,6 +722,36 @@ fn no_reply_within_the_reply_timeout_closes_the_connection() {
         server.finish().is_empty(),
         "the client closed without more frames"
     );
+}
+
+#[test]
+fn a_daemon_that_stops_reading_gives_stalled_instead_of_a_write_that_never_returns() {
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let server = FakeServer::start(move |peer| {
+        peer.accept_hello(Role::Producer);
+        // Read nothing more until the test is done, keeping the connection open.
+        released.recv().unwrap();
+    });
+    let mut client = connect(&server, Role::Producer);
+    client
+        .set_reply_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let payload = vec![b'x'; 60 * 1024];
+    let big = event("fs.a", &payload);
+    // The socket's buffers hold a bounded amount; well before this many bytes the
+    // writes must block and time out.
+    let mut result = Ok(0);
+    for _ in 0..1000 {
+        result = client.send_publish(&big);
+        if result.is_err() {
+            break;
+        }
+    }
+    let error = result.unwrap_err();
+    assert!(matches!(error, ClientError::Stalled { .. }), "{error:?}");
+    assert!(matches!(client.flush(), Err(ClientError::Closed)));
+    release.send(()).unwrap();
+    server.finish();
 }
 
 #[test]

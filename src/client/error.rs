@@ -142,6 +142,17 @@ pub enum ClientError {
         /// How long the client waited.
         waited: Duration,
     },
+    /// The daemon read nothing from the connection within the reply timeout while the
+    /// client was writing.
+    #[error(
+        "herald at {} stopped reading from the connection for longer than the reply timeout; \
+         the connection is closed. Is the daemon overloaded or stuck?",
+        socket.display()
+    )]
+    Stalled {
+        /// The daemon's socket.
+        socket: PathBuf,
+    },
     /// The connection is closed: after `goodbye`, or after an error that closed it.
     #[error("the connection to herald is closed; connect again")]
     Closed,

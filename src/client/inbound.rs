@@ -11,7 +11,7 @@
 use super::error::ClientError;
 use super::reply::{Stored, Subscribed};
 use super::Client;
-use crate::protocol::{decode, ClientMachine, ClientState, Frame, FrameType, HelloOk};
+use crate::protocol::{decode, ClientMachine, ClientState, ErrorCode, Frame, FrameType, HelloOk};
 use std::io::{self, Write};
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -158,12 +158,7 @@ impl Client {
 
     /// An `Error` frame, already consumed, as the caller's error. A refusal of the
     /// oldest outstanding publish answers it.
-    fn refused(
-        &mut self,
-        correlation: u64,
-        code: crate::protocol::ErrorCode,
-        message: String,
-    ) -> ClientError {
+    fn refused(&mut self, correlation: u64, code: ErrorCode, message: String) -> ClientError {
         if correlation != 0 && self.outstanding() > 0 && correlation == self.oldest_unanswered {
             self.oldest_unanswered += 1;
         }
@@ -251,6 +246,16 @@ impl Client {
     /// A write failed. A daemon that closes the connection on purpose sends an `Error`
     /// first; report that rather than the broken pipe it left behind.
     fn write_failed(&mut self, error: io::Error) -> ClientError {
+        if matches!(
+            error.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ) {
+            // Part of a frame may have been written: the stream cannot be resumed.
+            self.close();
+            return ClientError::Stalled {
+                socket: self.socket.clone(),
+            };
+        }
         if !matches!(
             error.kind(),
             io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
@@ -279,7 +284,7 @@ impl Client {
         }
     }
 
-    fn io_failed(&mut self, error: io::Error) -> ClientError {
+    pub(super) fn io_failed(&mut self, error: io::Error) -> ClientError {
         self.close();
         ClientError::Io {
             socket: self.socket.clone(),

@@ -68,7 +68,8 @@ pub use reply::{Delivery, Incoming, Stored, Subscribed};
 use crate::protocol::{
     encode_to_vec, ClientMachine, ClientState, EncodeError, Event, EventBatch, Frame, FrameType,
     Hello, HelloOk, Pattern, Patterns, Role, Seq, ServerMachine, Severity, Subscribe,
-    FRAME_BYTES_MAX, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, SUBSCRIPTION_PATTERNS_MAX,
+    EVENT_PAYLOAD_BYTES_MAX, FRAME_BYTES_MAX, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN,
+    SUBSCRIPTION_PATTERNS_MAX,
 };
 use inbound::{Head, Peeked};
 use receive::ReceiveBuffer;
@@ -128,6 +129,12 @@ impl Client {
     /// [`ClientError::Refused`].
     pub fn connect(socket: &Path, role: Role, client_name: &str) -> Result<Client, ClientError> {
         let stream = UnixStream::connect(socket).map_err(|error| connect_failed(socket, error))?;
+        stream
+            .set_write_timeout(Some(REPLY_TIMEOUT_DEFAULT))
+            .map_err(|error| ClientError::Io {
+                socket: socket.to_path_buf(),
+                error,
+            })?;
         let mut client = Client {
             stream,
             socket: socket.to_path_buf(),
@@ -139,7 +146,7 @@ impl Client {
                 version: PROTOCOL_VERSION_MIN,
                 node_id: 0,
                 frame_bytes_max: FRAME_BYTES_MAX as u32,
-                event_payload_bytes_max: crate::protocol::EVENT_PAYLOAD_BYTES_MAX as u32,
+                event_payload_bytes_max: EVENT_PAYLOAD_BYTES_MAX as u32,
             },
             send: Vec::with_capacity(SEND_BYTES),
             receive: ReceiveBuffer::new(),
@@ -199,8 +206,17 @@ impl Client {
     /// [`status`](Self::status), [`ping`](Self::ping), and the hello) wait for their
     /// reply before giving up and closing the connection; `None` waits forever.
     /// [`REPLY_TIMEOUT_DEFAULT`] until set.
-    pub fn set_reply_timeout(&mut self, timeout: Option<Duration>) {
+    ///
+    /// The same limit applies to writing: a daemon that reads nothing for that long
+    /// gives [`ClientError::Stalled`] (and the connection is closed) instead of a write,
+    /// or the flush on drop, that never returns.
+    pub fn set_reply_timeout(&mut self, timeout: Option<Duration>) -> Result<(), ClientError> {
         self.reply_timeout = timeout;
+        // std refuses a zero timeout; the smallest positive one means "do not wait".
+        let write_timeout = timeout.map(|timeout| timeout.max(Duration::from_micros(1)));
+        self.stream
+            .set_write_timeout(write_timeout)
+            .map_err(|error| self.io_failed(error))
     }
 
     /// Publishes one event and waits until the daemon has stored it durably.

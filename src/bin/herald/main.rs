@@ -2,14 +2,19 @@
 //!
 //! Exit codes (stable, for scripts):
 //! - 0: success
-//! - 1: the operation failed (a region could not be opened, a socket refused, …)
+//! - 1: the operation failed (a region could not be opened, the daemon is not running,
+//!   it refused an event, …)
 //! - 2: usage error (bad flags or arguments)
 //! - 3: `inspect` found damage (corrupt slots or subscriptions that failed checks)
 
 mod bench;
 mod inspect;
 mod output;
+mod parse;
+mod publish;
 mod serve;
+mod status;
+mod subscribe;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -46,6 +51,22 @@ enum Command {
         after_help = "Examples:\n  herald inspect                         # ./herald-data/region.pmem\n  herald inspect /dev/dax0.0 --events\n  herald inspect region.pmem --events --json | jq .\n\nExit status: 0 clean, 1 cannot open, 3 damage found."
     )]
     Inspect(inspect::InspectArgs),
+    /// Publish an event (MESSAGE) or one event per line of standard input, and print
+    /// `stored SEQ` for each once the daemon has stored it durably.
+    #[command(
+        after_help = "Examples:\n  herald publish --topic fs.vol1.error --severity err 'disk full'\n  herald publish --data-dir /var/lib/herald --topic shop.order --key order-17 'order 17 shipped'\n  tail -F app.log | herald publish --topic app.log --severity notice    # one event per line\n\nThe socket is DIR/herald.sock (--data-dir, default ./herald-data).\nExit status: 0 every event stored, 1 failure (daemon not running, event refused, log full), 2 usage."
+    )]
+    Publish(publish::PublishArgs),
+    /// Print events as they are delivered, one per line, confirming each once printed.
+    #[command(
+        after_help = "Examples:\n  herald subscribe                                      # every event, live-only\n  herald subscribe --name audit --filter 'fs.>' --min-severity warning\n  herald subscribe --filter 'fs.*.error' --count 10 --json | jq .\n\nHuman output: SEQ TIME SEVERITY TOPIC SOURCE PAYLOAD, then (redelivered) for an event\ndelivered before. --json: one object per line with seq, timestamp_ns, severity, topic,\nsource, key, payload (payload_hex when not UTF-8), flags, redelivered, delivery_count.\n\nThe socket is DIR/herald.sock (--data-dir, default ./herald-data).\nExit status: 0 done (--count reached, or output closed), 1 failure, 2 usage."
+    )]
+    Subscribe(subscribe::SubscribeArgs),
+    /// Show the running daemon's state: region, ring, connections, subscriptions.
+    #[command(
+        after_help = "Examples:\n  herald status\n  herald status --data-dir /var/lib/herald --json | jq .subscriptions\n\nThe socket is DIR/herald.sock (--data-dir, default ./herald-data).\nExit status: 0 ok, 1 failure (daemon not running), 2 usage."
+    )]
+    Status(status::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +81,9 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Publish(args) => publish::run(args),
+        Command::Subscribe(args) => subscribe::run(args),
+        Command::Status(args) => status::run(args),
     };
     match result {
         Ok(code) => code,

@@ -331,3 +331,21 @@ fn a_stuck_subscriber_holds_only_its_window_and_never_delays_the_others() {
     let fast_row = rows.iter().find(|r| r["name"] == "fast").unwrap();
     assert_eq!(fast_row["in_flight"], 0);
 }
+
+#[test]
+fn connections_that_say_goodbye_or_vanish_are_closed_and_their_slots_freed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon::Daemon::start(dir.path(), &["--connections-max", "4"]);
+    for i in 0..20 {
+        let mut p = Client::connect(&d.socket(), Role::Producer, "short-lived").unwrap();
+        p.publish(&event("a.b", Severity::Info, b"x")).unwrap();
+        if i % 2 == 0 {
+            p.goodbye().unwrap();
+        } // else: dropped without a goodbye
+    }
+    // Only 4 slots exist: 20 connections in a row work only if each was freed.
+    wait_for_status(&d, "closed connections to be freed", |s| {
+        s["connections"]["open"] == 1
+    });
+    assert_eq!(status(&d)["connections"]["refused_at_limit"], 0);
+}

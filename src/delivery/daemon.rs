@@ -374,6 +374,11 @@ impl Daemon {
                 }
                 continue;
             }
+            if conn.close_after_flush && !conn.send_in_flight && conn.send_start == conn.send_end {
+                // Nothing (left) to say: the goodbye or error is complete.
+                self.close(slot);
+                continue;
+            }
             let fd = conn.fd.as_ref().expect("in use").as_raw_fd();
             let generation = conn.generation;
             if conn.wants_send() {

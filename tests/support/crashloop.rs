@@ -51,7 +51,7 @@ pub struct Summary {
 }
 
 fn topic_for(counter: u64) -> &'static str {
-    if counter % 2 == 0 {
+    if counter.is_multiple_of(2) {
         "crash.even"
     } else {
         "crash.odd"
@@ -284,7 +284,7 @@ pub fn run(cycles: u64, seed: u64) -> Result<Summary, String> {
             }
         }
         for (seq, counter) in &stored {
-            if (name == "all" || counter % 2 == 0) && !delivered_before.contains(seq) {
+            if (name == "all" || counter.is_multiple_of(2)) && !delivered_before.contains(seq) {
                 return Err(fail(format!(
                     "{name}: stored event {seq} (counter {counter}) never delivered"
                 )));

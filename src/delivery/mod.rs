@@ -49,7 +49,7 @@ impl Default for DaemonConfig {
             file_sync: FileSync::CacheFlush,
             socket_mode: 0o600,
             connections_max: 128,
-            busy_poll_us: 50,
+            busy_poll_us: 0,
             ring_entries: 1024,
             indication_queue_len: 4096,
         }

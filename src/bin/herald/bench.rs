@@ -311,7 +311,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         ));
     }
 
-    let d = DaemonProcess::start(50)?;
+    let d = DaemonProcess::start(0)?;
     let mut throughputs = Vec::new();
     for payload in [64usize, 1024] {
         for batch in [1usize, 64] {

@@ -349,3 +349,46 @@ fn connections_that_say_goodbye_or_vanish_are_closed_and_their_slots_freed() {
     });
     assert_eq!(status(&d)["connections"]["refused_at_limit"], 0);
 }
+
+#[test]
+fn inspect_reads_a_live_daemons_region_without_disturbing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon::Daemon::start(dir.path(), &[]);
+    let mut sub = Client::connect(&d.socket(), Role::Subscriber, "ops").unwrap();
+    sub.subscribe("ops", &[">"], Severity::Debug, 8, false)
+        .unwrap();
+    let mut p = Client::connect(&d.socket(), Role::Producer, "p").unwrap();
+    for i in 0..5 {
+        p.publish(&event(
+            "fs.disk.error",
+            Severity::Error,
+            format!("e{i}").as_bytes(),
+        ))
+        .unwrap();
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["inspect", "--events", "--json"])
+        .arg(dir.path().join("region.pmem"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["recovery"]["live_events"], 5);
+    assert_eq!(lines.len(), 6);
+    // The daemon carries on.
+    p.publish(&event("fs.disk.error", Severity::Error, b"after inspect"))
+        .unwrap();
+    assert_eq!(
+        sub.next_delivery(WAIT).unwrap().unwrap().event.payload,
+        b"e0"
+    );
+}

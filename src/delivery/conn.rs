@@ -60,18 +60,25 @@ pub struct Conn {
 impl Conn {
     /// An empty slot with its buffers.
     pub fn new() -> Conn {
+        Conn::with_buffers(
+            vec![0; RECV_BYTES].into_boxed_slice(),
+            vec![0; SEND_BYTES].into_boxed_slice(),
+        )
+    }
+
+    fn with_buffers(recv: Box<[u8]>, send: Box<[u8]>) -> Conn {
         Conn {
             fd: None,
             generation: 0,
             machine: ServerMachine::new(),
             name: [0; SOURCE_BYTES_MAX],
             name_len: 0,
-            recv: vec![0; RECV_BYTES].into_boxed_slice(),
+            recv,
             recv_len: 0,
             recv_in_flight: false,
             has_input: false,
             blocked: false,
-            send: vec![0; SEND_BYTES].into_boxed_slice(),
+            send,
             send_start: 0,
             send_end: 0,
             send_in_flight: false,
@@ -82,29 +89,19 @@ impl Conn {
         }
     }
 
-    /// Takes a freshly accepted socket.
+    /// Takes a freshly accepted socket: every field back to its initial state, the
+    /// buffers kept.
     pub fn open(&mut self, fd: OwnedFd) {
         debug_assert!(self.fd.is_none() && !self.recv_in_flight && !self.send_in_flight);
         let generation = self.generation.wrapping_add(1);
+        let recv = std::mem::take(&mut self.recv);
+        let send = std::mem::take(&mut self.send);
         *self = Conn {
             fd: Some(fd),
             generation,
-            machine: ServerMachine::new(),
-            name_len: 0,
-            recv_len: 0,
-            recv_in_flight: false,
-            has_input: false,
-            blocked: false,
-            send_start: 0,
-            send_end: 0,
-            send_in_flight: false,
-            close_after_flush: false,
-            closing: false,
-            subscription: None,
-            status_requested: false,
-            name: self.name,
-            recv: std::mem::take(&mut self.recv),
-            send: std::mem::take(&mut self.send),
+            recv,
+            send,
+            ..Conn::with_buffers(Box::default(), Box::default())
         };
     }
 

@@ -110,6 +110,15 @@ fn random_event(rng: &mut SmallRng) -> ModelEvent {
     }
 }
 
+fn model_of(e: &herald::log::EventView<'_>) -> ModelEvent {
+    ModelEvent {
+        topic: e.topic.to_vec(),
+        severity: e.severity as u8,
+        key: e.key.to_vec(),
+        payload: e.payload.to_vec(),
+    }
+}
+
 fn event_ref(e: &ModelEvent) -> EventRef<'_> {
     EventRef {
         topic: &e.topic,
@@ -151,17 +160,7 @@ fn check_image(
     }
     let recovered: Vec<(u64, ModelEvent)> = log
         .events_from(Seq(cursor))
-        .map(|e| {
-            (
-                e.seq.0,
-                ModelEvent {
-                    topic: e.topic.to_vec(),
-                    severity: e.severity as u8,
-                    key: e.key.to_vec(),
-                    payload: e.payload.to_vec(),
-                },
-            )
-        })
+        .map(|e| (e.seq.0, model_of(&e)))
         .collect();
     if recovered.windows(2).any(|w| w[0].0 >= w[1].0) {
         return Err("events recovered out of order".into());
@@ -361,17 +360,7 @@ pub fn explore(
             model.cursor = log.subscription(sub).unwrap().cursor;
             model.acked = log
                 .events_from(Seq(model.cursor))
-                .map(|e| {
-                    (
-                        e.seq.0,
-                        ModelEvent {
-                            topic: e.topic.to_vec(),
-                            severity: e.severity as u8,
-                            key: e.key.to_vec(),
-                            payload: e.payload.to_vec(),
-                        },
-                    )
-                })
+                .map(|e| (e.seq.0, model_of(&e)))
                 .collect();
             continue;
         }

@@ -100,3 +100,53 @@ fn inspect_names_the_file_and_the_problem_when_it_refuses() {
         .unwrap()
         .contains("missing.pmem"));
 }
+
+#[test]
+fn format_creates_a_region_and_refuses_to_overwrite_one_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.pmem");
+    let p = path.to_str().unwrap();
+    let out = herald(&["format", p, "--size", "1M", "--slot-bytes", "256"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .contains("slots of 256 B"));
+    let inspected = herald(&["inspect", p, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    assert_eq!(v["geometry"]["ring"]["slot_bytes"], 256);
+    let before = std::fs::read(&path).unwrap();
+
+    let refused = herald(&["format", p]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8(refused.stderr)
+        .unwrap()
+        .contains("already holds a herald region"));
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "nothing written when refused"
+    );
+
+    let forced = herald(&["format", p, "--force"]);
+    assert_eq!(forced.status.code(), Some(0));
+    let v: serde_json::Value =
+        serde_json::from_slice(&herald(&["inspect", p, "--json"]).stdout).unwrap();
+    assert_eq!(
+        v["geometry"]["ring"]["slot_bytes"], 128,
+        "reformatted with the new geometry"
+    );
+
+    let data = dir.path().join("data.bin");
+    std::fs::write(&data, vec![1u8; 1 << 20]).unwrap();
+    let refused = herald(&["format", data.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8(refused.stderr)
+        .unwrap()
+        .contains("not empty"));
+    assert_eq!(std::fs::read(&data).unwrap(), vec![1u8; 1 << 20]);
+}

@@ -39,6 +39,9 @@ pub const SLOT_BYTES_MAX: u32 = 64 * 1024;
 pub const SUBSCRIPTION_ENTRIES_MAX: u32 = 4096;
 /// Largest payload a region may be formatted for.
 pub const PAYLOAD_BYTES_MAX_LIMIT: u32 = 16 * 1024 * 1024;
+/// Bytes `format_existing` inspects for data before it agrees to overwrite.
+pub const SUPERBLOCK_PROBE_BYTES: usize = 4096;
+
 /// Lower bound of the slots one group commit may write (see `Geometry::group_slots_max`).
 pub const GROUP_SLOTS_MIN: u64 = 4096;
 const _: () = assert!(SLOT_BYTES_MIN as usize >= SLOT_HEADER_BYTES);
@@ -118,7 +121,7 @@ pub enum FormatError {
         actual_bytes: u64,
     },
     /// No herald magic.
-    #[error("not a herald region (bad magic {found:02x?}); herald never reformats an existing file: move it away or choose another --data-dir")]
+    #[error("not a herald region (bad magic {found:02x?}); herald never reformats an existing file: move it away or choose another --data-dir, or format it on purpose with `herald format PATH`")]
     NotHerald {
         /// The first 8 bytes found.
         found: [u8; 8],

@@ -19,7 +19,7 @@ pub use cursors::{Subscription, SubscriptionError, SubscriptionId, SubscriptionM
 pub use event::{now_unix_ns, EventRef, EventView, Seq, Severity};
 pub use format::{FormatError, Geometry, LogConfig};
 pub use scan::{LiveEvents, RecoveryReport, SlotOutcome};
-pub use store::{create_file, open_path, OpenError, StoreOptions};
+pub use store::{create_file, format_existing, open_path, OpenError, StoreOptions};
 
 use crate::pmem::Medium;
 use layout::*;

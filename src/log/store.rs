@@ -29,6 +29,14 @@ pub enum OpenError {
         /// What is wrong.
         source: FormatError,
     },
+    /// Formatting was refused to protect what is there.
+    #[error("region {path}: {reason}; nothing was written (add --force to format it anyway)")]
+    Refused {
+        /// The region path.
+        path: PathBuf,
+        /// What is there.
+        reason: &'static str,
+    },
     /// A write during open or format failed.
     #[error("region {path}: {source}")]
     Log {
@@ -110,5 +118,40 @@ pub fn create_file(
             .map_err(io)?;
     }
     let (log, _) = Log::open(region, &mut |_, _| {}).map_err(with_path(path))?;
+    Ok(log)
+}
+
+/// Formats an existing file or device (a device-DAX node must be formatted before its
+/// first use). Refuses, writing nothing, if it holds a herald region or any non-zero
+/// byte in its first page, unless `force`.
+pub fn format_existing(
+    path: &Path,
+    options: &StoreOptions,
+    node_id: u64,
+    force: bool,
+) -> Result<Log<MappedRegion>, OpenError> {
+    use crate::pmem::Medium;
+    let region = MappedRegion::open(path, &options.region)?;
+    if !force {
+        let bytes = region.bytes();
+        let first_page = &bytes[..bytes.len().min(format::SUPERBLOCK_PROBE_BYTES)];
+        if format::read_geometry(bytes).is_ok() {
+            return Err(OpenError::Refused {
+                path: path.to_owned(),
+                reason: "it already holds a herald region (formatting would discard its events)",
+            });
+        }
+        if first_page.iter().any(|b| *b != 0) {
+            return Err(OpenError::Refused {
+                path: path.to_owned(),
+                reason: "it is not empty (its first page holds data that is not a herald region)",
+            });
+        }
+    }
+    let mut log = Log::format(region, &options.config, node_id).map_err(with_path(path))?;
+    log.medium_mut().sync_all().map_err(|e| OpenError::Log {
+        path: path.to_owned(),
+        source: LogError::Failed(e.to_string()),
+    })?;
     Ok(log)
 }

@@ -8,6 +8,7 @@
 //! - 3: `inspect` found damage (corrupt slots or subscriptions that failed checks)
 
 mod bench;
+mod format;
 mod inspect;
 mod output;
 mod parse;
@@ -51,6 +52,12 @@ enum Command {
         after_help = "Examples:\n  herald inspect                         # ./herald-data/region.pmem\n  herald inspect /dev/dax0.0 --events\n  herald inspect region.pmem --events --json | jq .\n\nExit status: 0 clean, 1 cannot open, 3 damage found."
     )]
     Inspect(inspect::InspectArgs),
+    /// Format a region on purpose: a device-DAX node before its first use, or a file
+    /// with a chosen size and geometry. Refuses to overwrite anything without --force.
+    #[command(
+        after_help = "Examples:\n  herald format /dev/dax0.0 && herald serve --region /dev/dax0.0\n  herald format /srv/herald/region.pmem --size 1G --slot-bytes 256\n\nExit status: 0 formatted, 1 refused or failed, 2 usage."
+    )]
+    Format(format::FormatArgs),
     /// Publish an event (MESSAGE) or one event per line of standard input, and print
     /// `stored SEQ` for each once the daemon has stored it durably.
     #[command(
@@ -81,6 +88,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Format(args) => format::run(args),
         Command::Publish(args) => publish::run(args),
         Command::Subscribe(args) => subscribe::run(args),
         Command::Status(args) => status::run(args),

@@ -53,7 +53,7 @@ pub struct ServeArgs {
     busy_poll_us: u64,
 }
 
-fn parse_size(text: &str) -> Result<u64, String> {
+pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text
         .trim()
         .trim_end_matches(['B', 'b'])

@@ -2,7 +2,6 @@
 //! or a file at a chosen size and geometry).
 
 use herald::log::{self, LogConfig, StoreOptions};
-use herald::pmem::Medium;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

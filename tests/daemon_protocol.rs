@@ -215,3 +215,69 @@ fn a_frame_out_of_state_gets_an_error_and_a_close_while_other_connections_carry_
         Frame::Stored { correlation: 5, .. }
     ));
 }
+
+#[test]
+fn thousands_of_pipelined_publishes_into_a_full_ring_are_each_answered_and_the_daemon_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon::Daemon::start(dir.path(), &["--region-size", "1M"]);
+    // A durable subscriber that never confirms holds everything: the ring fills.
+    let mut stuck = Raw::connect(&d);
+    stuck.hello(Role::Subscriber, "stuck");
+    let patterns = [Pattern::parse(b">").unwrap()];
+    stuck.send(&Frame::Subscribe(Subscribe {
+        name: "stuck",
+        min_severity: Severity::Debug,
+        window_events: 1,
+        automatic_recovery: false,
+        patterns: Patterns::from_patterns(&patterns),
+    }));
+    stuck.recv().unwrap();
+
+    let mut p = Raw::connect(&d);
+    p.hello(Role::Producer, "flood");
+    // Minimal frames (25 bytes), so one receive holds thousands of them.
+    let payload = [0u8; 0];
+    let mut wire = Vec::new();
+    let mut frame = vec![0u8; 256];
+    let total = 40_000u64;
+    for correlation in 1..=total {
+        let n = encode(
+            &Frame::Publish {
+                correlation,
+                event: event("a", &payload),
+            },
+            &mut frame,
+        )
+        .unwrap();
+        wire.extend_from_slice(&frame[..n]);
+    }
+    // One write: many frames arrive in the same turn of the daemon's loop.
+    let writer = {
+        let mut stream = p.stream.try_clone().unwrap();
+        std::thread::spawn(move || stream.write_all(&wire).unwrap())
+    };
+    let (mut stored, mut full) = (0u64, 0u64);
+    for expected in 1..=total {
+        let f = p.recv().expect("every publish is answered");
+        match decode(&f).unwrap().unwrap().0 {
+            Frame::Stored { correlation, .. } => {
+                assert_eq!(correlation, expected);
+                stored += 1;
+            }
+            Frame::Error {
+                correlation,
+                code: protocol::ErrorCode::Full,
+                ..
+            } => {
+                assert_eq!(correlation, expected);
+                full += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    writer.join().unwrap();
+    assert!(stored > 0 && full > 1000, "stored {stored}, full {full}");
+    // Still alive and serving.
+    let mut again = Raw::connect(&d);
+    again.hello(Role::Producer, "after");
+}

@@ -498,49 +498,23 @@ impl Daemon {
             if !conn.in_use() || conn.closing {
                 continue;
             }
-            let frame = match reply {
-                Reply::HelloOk => Frame::HelloOk(HelloOk {
-                    version: conn.machine.version().unwrap_or(1),
-                    node_id,
-                    frame_bytes_max: FRAME_BYTES_MAX as u32,
-                    event_payload_bytes_max: payload_max,
-                }),
-                Reply::Stored {
-                    correlation,
-                    first,
-                    last,
-                    count,
-                } => Frame::Stored {
-                    correlation,
-                    first_seq: protocol::Seq(first),
-                    last_seq: protocol::Seq(last),
-                    count,
-                },
-                Reply::Error {
-                    correlation,
-                    code,
-                    message,
-                } => {
-                    if code.closes_connection() {
-                        conn.close_after_flush = true;
-                    }
-                    Frame::Error {
-                        correlation,
-                        code,
-                        message,
-                    }
+            if let Reply::Error { code, .. } = reply {
+                if code.closes_connection() {
+                    conn.close_after_flush = true;
                 }
-                Reply::Subscribed { mode, pending } => Frame::Subscribed {
-                    mode,
-                    pending_events: pending,
-                },
-                Reply::Pong { token } => Frame::Pong { token },
-            };
+            }
+            let frame = reply_frame(
+                reply,
+                conn.machine.version().unwrap_or(1),
+                node_id,
+                payload_max,
+            );
             conn.send_free();
             match encode(&frame, conn.send_tail()) {
                 Ok(n) => conn.send_end += n,
-                // Decoding keeps REPLY_RESERVE_BYTES free, so this is a broken invariant.
-                Err(e) => panic!("reply reserve violated on connection {slot}: {e}"),
+                // Decoding counts every reply it owes against the free space, so this
+                // is a broken invariant, not bad input.
+                Err(e) => panic!("reply space accounting violated on connection {slot}: {e}"),
             }
         }
         self.replies.clear();
@@ -738,6 +712,48 @@ impl Daemon {
     }
 }
 
+/// The frame that carries `reply`.
+fn reply_frame(reply: Reply, version: u16, node_id: u64, payload_max: u32) -> Frame<'static> {
+    match reply {
+        Reply::HelloOk => Frame::HelloOk(HelloOk {
+            version,
+            node_id,
+            frame_bytes_max: FRAME_BYTES_MAX as u32,
+            event_payload_bytes_max: payload_max,
+        }),
+        Reply::Stored {
+            correlation,
+            first,
+            last,
+            count,
+        } => Frame::Stored {
+            correlation,
+            first_seq: protocol::Seq(first),
+            last_seq: protocol::Seq(last),
+            count,
+        },
+        Reply::Error {
+            correlation,
+            code,
+            message,
+        } => Frame::Error {
+            correlation,
+            code,
+            message,
+        },
+        Reply::Subscribed { mode, pending } => Frame::Subscribed {
+            mode,
+            pending_events: pending,
+        },
+        Reply::Pong { token } => Frame::Pong { token },
+    }
+}
+
+/// Bytes `reply` will take in the send buffer.
+fn reply_bytes(reply: Reply) -> usize {
+    encoded_len(&reply_frame(reply, 1, 0, 0)).expect("replies are valid frames")
+}
+
 /// Decodes the complete frames in one connection's buffer.
 fn decode_frames(
     slot: usize,
@@ -749,9 +765,18 @@ fn decode_frames(
 ) -> bool {
     let mut consumed = 0;
     let mut group_full = false;
+    // Replies are encoded after the group commit: count the bytes already owed to this
+    // connection in this turn, so every one of them will have room.
+    let mut owed_bytes = 0;
+    let mut counted = replies.len();
     loop {
-        // Keep room for this frame's reply, and bound the replies of one turn.
-        if conn.send_free() < REPLY_RESERVE_BYTES || replies.len() >= REPLIES_MAX {
+        owed_bytes += replies[counted..]
+            .iter()
+            .map(|(_, r)| reply_bytes(*r))
+            .sum::<usize>();
+        counted = replies.len();
+        // Keep room for this frame's reply too, and bound the replies of one turn.
+        if conn.send_free() < owed_bytes + REPLY_RESERVE_BYTES || replies.len() >= REPLIES_MAX {
             break;
         }
         let (frame, frame_bytes) = match protocol::decode(&conn.recv[consumed..conn.recv_len]) {

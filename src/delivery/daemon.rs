@@ -100,6 +100,8 @@ pub struct Daemon {
     cursor_updates: Vec<(SubscriptionId, Seq)>,
     indications: ArrayQueue<(u64, u64)>,
     indication_overflow: bool,
+    /// End of what the indication queue has announced: delivery reads up to here.
+    indicated_end: u64,
     /// Everything below this position existed before the restart.
     recovered_tail: u64,
     shutting_down: bool,
@@ -128,6 +130,7 @@ impl Daemon {
             completions: Vec::with_capacity(config.ring_entries as usize * 2),
             cursor_updates: Vec::with_capacity(subscriptions),
             indication_overflow: false,
+            indicated_end: recovered_tail,
             signal_buf: Box::new([0; 128]),
             recovered_tail,
             shutting_down: false,
@@ -460,7 +463,9 @@ impl Daemon {
         let committed = batch.commit();
         match committed {
             Ok(Some(c)) => {
-                if indications.push((c.first.0, c.last.0)).is_err() {
+                // The range a group commit made durable: first seq, and the end of
+                // the ring positions it wrote.
+                if indications.push((c.first.0, log.tail().0)).is_err() {
                     // Delivery reads the log itself; the queue only says where to look.
                     *indication_overflow = true;
                 }
@@ -626,15 +631,24 @@ impl Daemon {
     }
 
     fn deliver(&mut self) {
-        while self.indications.pop().is_some() {}
-        self.indication_overflow = false;
+        while let Some((_, end)) = self.indications.pop() {
+            self.indicated_end = self.indicated_end.max(end);
+        }
+        if std::mem::take(&mut self.indication_overflow) {
+            // Announcements were dropped for lack of room; the log itself is the truth.
+            self.indicated_end = self.log.tail().0;
+        }
         let Daemon {
-            log, subs, conns, ..
+            log,
+            subs,
+            conns,
+            indicated_end,
+            ..
         } = self;
         for sub in subs.iter_mut().flatten() {
             match sub.conn {
-                Some(slot) => pump(log, sub, &mut conns[slot]),
-                None if sub.durable.is_some() => hold(log, sub),
+                Some(slot) => pump(log, *indicated_end, sub, &mut conns[slot]),
+                None if sub.durable.is_some() => hold(log, *indicated_end, sub),
                 None => {}
             }
         }
@@ -1016,12 +1030,11 @@ fn matches(spec: &SubscriptionSpec, e: &EventView<'_>) -> bool {
 
 /// Sends a connected subscription the events after its position, within its window
 /// and its connection's buffer.
-fn pump(log: &Log<MappedRegion>, sub: &mut Sub, conn: &mut Conn) {
+fn pump(log: &Log<MappedRegion>, end: u64, sub: &mut Sub, conn: &mut Conn) {
     if conn.closing || conn.close_after_flush {
         return;
     }
-    let tail = log.tail().0;
-    let mut events = log.events_since(Seq(sub.tracker.next()));
+    let mut events = log.events_since(Seq(sub.tracker.next()), end);
     while sub.tracker.has_room() {
         let Some(e) = events.next() else {
             sub.tracker
@@ -1070,16 +1083,15 @@ fn pump(log: &Log<MappedRegion>, sub: &mut Sub, conn: &mut Conn) {
         let n = encode(&Frame::Deliver(deliver), conn.send_tail()).expect("space checked above");
         conn.send_end += n;
     }
-    debug_assert!(sub.tracker.next() <= tail.max(sub.tracker.next()));
 }
 
 /// A durable subscription without a connection holds the first event meant for it;
 /// events before that, not meant for it, are passed so they can be released.
-fn hold(log: &Log<MappedRegion>, sub: &mut Sub) {
+fn hold(log: &Log<MappedRegion>, end: u64, sub: &mut Sub) {
     if sub.tracker.in_flight() > 0 {
         return;
     }
-    let mut events = log.events_since(Seq(sub.tracker.next()));
+    let mut events = log.events_since(Seq(sub.tracker.next()), end);
     loop {
         match events.next() {
             Some(e) if matches(&sub.spec, &e) => return,

@@ -315,14 +315,15 @@ impl<M: Medium> Log<M> {
     /// The valid events from `from` up to the tail, including released ones whose
     /// slots have not been reused yet (a live-only reader holds nothing, so it may lag
     /// behind the head). Every record is validated as it is read; one whose slot was
-    /// reused no longer matches its position and is skipped.
-    pub fn events_since(&self, from: Seq) -> LiveEvents<'_> {
+    /// reused no longer matches its position and is skipped. `end` bounds the read
+    /// (clamped to the tail): a reader reads what it was told was committed.
+    pub fn events_since(&self, from: Seq, end: u64) -> LiveEvents<'_> {
         let oldest = self.tail.saturating_sub(self.geometry.ring.slot_count);
         LiveEvents::new(
             self.medium.bytes(),
             &self.geometry,
             from.0.max(oldest),
-            self.tail,
+            end.min(self.tail),
         )
     }
 

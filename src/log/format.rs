@@ -473,17 +473,15 @@ mod tests {
 
     #[test]
     fn a_crash_before_the_superblock_fence_leaves_no_region() {
-        let (m, _) = formatted();
-        // Everything but the last fence is durable: the superblock is not.
-        let mut state = SimMedium::new(1 << 20);
-        let _ = &mut state;
-        let image = m.state().durable_image();
-        assert!(read_geometry(&image).is_ok());
-        let mut m2 = SimMedium::new(1 << 20);
+        let mut m = SimMedium::new(1 << 20);
         let g = plan(1 << 20, &LogConfig::default(), 1, 7).unwrap();
-        m2.start_recording();
-        format(&mut m2, &g).unwrap();
-        let ops = m2.take_recording();
+        m.start_recording();
+        format(&mut m, &g).unwrap();
+        let ops = m.take_recording();
+        assert!(
+            read_geometry(&m.state().durable_image()).is_ok(),
+            "complete after the last fence"
+        );
         let last_fence = ops
             .iter()
             .rposition(|o| matches!(o, crate::pmem::sim::SimOp::Fence))

@@ -605,16 +605,6 @@ impl<M: Medium> Batch<'_, M> {
         self.count = mark.count;
     }
 
-    /// Events pushed so far.
-    pub fn len(&self) -> u32 {
-        self.count
-    }
-
-    /// Whether nothing was pushed.
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
     /// Makes every pushed event durable with one fence. Only after this returns may
     /// the producer be told `stored`.
     pub fn commit(mut self) -> Result<Option<Committed>, LogError> {

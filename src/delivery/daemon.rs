@@ -73,15 +73,13 @@ struct PendingSubscribe {
     spec: SubscriptionSpec,
 }
 
-/// A subscription known to the delivery stage.
+/// A subscription known to the delivery stage. A durable one's name and persisted
+/// cursor live in the log's entry (`durable`), not here.
 struct Sub {
     durable: Option<SubscriptionId>,
-    name: [u8; 64],
-    name_len: usize,
     spec: SubscriptionSpec,
     tracker: Tracker,
     conn: Option<usize>,
-    persisted_cursor: u64,
 }
 
 /// The running daemon.
@@ -157,16 +155,11 @@ impl Daemon {
                     SubscriptionSpec::new(7, 64, false, [&b">"[..]]).expect("static spec")
                 }
             };
-            let mut name = [0u8; 64];
-            name[..s.name().len()].copy_from_slice(s.name());
             loaded.push(Sub {
                 durable: Some(s.id),
-                name,
-                name_len: s.name().len(),
                 tracker: Tracker::new(s.cursor, spec.window_events, self.recovered_tail),
                 spec,
                 conn: None,
-                persisted_cursor: s.cursor,
             });
         }
         for (slot, sub) in loaded.into_iter().enumerate() {
@@ -537,12 +530,9 @@ impl Daemon {
                     let tail = self.log.tail().0;
                     self.subs[i] = Some(Sub {
                         durable: None,
-                        name: p.name,
-                        name_len: 0,
                         spec: p.spec,
                         tracker: Tracker::new(tail, p.spec.window_events, 0),
                         conn: None,
-                        persisted_cursor: tail,
                     });
                     i
                 }
@@ -555,10 +545,16 @@ impl Daemon {
                     return;
                 }
             }
-        } else if let Some(i) = self.subs.iter().position(|s| {
-            s.as_ref()
-                .is_some_and(|s| s.durable.is_some() && &s.name[..s.name_len] == name)
-        }) {
+        } else if let Some(i) = self
+            .log
+            .subscription_by_name(name)
+            .map(|entry| entry.id)
+            .and_then(|id| {
+                self.subs
+                    .iter()
+                    .position(|s| s.as_ref().is_some_and(|s| s.durable == Some(id)))
+            })
+        {
             let sub = self.subs[i].as_mut().expect("found");
             if sub.conn.is_some() {
                 self.replies.push(reply(Reply::Error {
@@ -607,12 +603,9 @@ impl Daemon {
             let cursor = self.log.subscription(id).expect("just created").cursor;
             self.subs[i] = Some(Sub {
                 durable: Some(id),
-                name: p.name,
-                name_len: p.name_len,
                 spec: p.spec,
                 tracker: Tracker::new(cursor, p.spec.window_events, 0),
                 conn: None,
-                persisted_cursor: cursor,
             });
             i
         };
@@ -656,12 +649,16 @@ impl Daemon {
 
     fn release(&mut self) -> Result<(), DaemonError> {
         self.cursor_updates.clear();
-        for sub in self.subs.iter_mut().flatten() {
+        for sub in self.subs.iter().flatten() {
             let Some(id) = sub.durable else { continue };
             let cursor = sub.tracker.cursor();
-            if cursor > sub.persisted_cursor {
+            let persisted = self
+                .log
+                .subscription(id)
+                .expect("durable subscriptions stay in the log")
+                .cursor;
+            if cursor > persisted {
                 self.cursor_updates.push((id, Seq(cursor)));
-                sub.persisted_cursor = cursor;
             }
         }
         if self.cursor_updates.is_empty() {
@@ -701,12 +698,13 @@ impl Daemon {
     ) -> impl Iterator<Item = (String, bool, bool, u64, u64, usize, SubscriptionMode)> + '_ {
         let tail = self.log.tail().0;
         self.subs.iter().flatten().map(move |s| {
-            let mode = s
-                .durable
-                .and_then(|id| self.log.subscription(id))
-                .map_or(SubscriptionMode::Normal, |e| e.mode);
+            let entry = s.durable.and_then(|id| self.log.subscription(id));
+            let mode = entry.map_or(SubscriptionMode::Normal, |e| e.mode);
             (
-                String::from_utf8_lossy(&s.name[..s.name_len]).into_owned(),
+                // Live-only subscriptions have no name.
+                entry.map_or(String::new(), |e| {
+                    String::from_utf8_lossy(e.name()).into_owned()
+                }),
                 s.durable.is_some(),
                 s.conn.is_some(),
                 s.tracker.cursor(),

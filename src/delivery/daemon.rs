@@ -147,7 +147,17 @@ impl Daemon {
     fn load_durable_subscriptions(&mut self) {
         let mut loaded = Vec::new();
         for s in self.log.subscriptions() {
-            let spec = match SubscriptionSpec::decode(s.spec()) {
+            // Stored patterns are checked against the grammar once, here; matching
+            // then skips validation (`matches_validated`).
+            let spec = SubscriptionSpec::decode(s.spec())
+                .map_err(|e| e.to_string())
+                .and_then(
+                    |spec| match spec.patterns().find_map(|p| Pattern::parse(p).err()) {
+                        Some(e) => Err(format!("stored pattern invalid: {e}")),
+                        None => Ok(spec),
+                    },
+                );
+            let spec = match spec {
                 Ok(spec) => spec,
                 Err(e) => {
                     // Hold everything for it rather than guess its filters.
@@ -1018,12 +1028,13 @@ fn to_log_event<'a>(e: &Event<'a>, connection_name: &'a [u8]) -> EventRef<'a> {
     }
 }
 
-/// Whether `e` is meant for a subscription with `spec`.
+/// Whether `e` is meant for a subscription with `spec`. Its patterns were validated
+/// when the subscription was made (decoded from a frame) or loaded (checked above).
 fn matches(spec: &SubscriptionSpec, e: &EventView<'_>) -> bool {
     e.severity as u8 <= spec.min_severity
         && spec
             .patterns()
-            .any(|p| Pattern::parse(p).is_ok_and(|p| p.matches(e.topic)))
+            .any(|p| protocol::matches_validated(p, e.topic))
 }
 
 /// Sends a connected subscription the events after its position, within its window

@@ -41,7 +41,7 @@ pub use frame::{
     SERVER_FRAME_TYPES, SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY,
 };
 pub use limits::*;
-pub use pattern::{Pattern, PatternError};
+pub use pattern::{matches_validated, Pattern, PatternError};
 pub use state::{
     client_rule, negotiate_version, server_rule, ClientMachine, ClientRejection, ClientRule,
     ClientState, Rejection, Rule, ServerMachine, ServerState, Transition, CLIENT_STATES,

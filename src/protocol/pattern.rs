@@ -47,6 +47,26 @@ pub enum PatternError {
     },
 }
 
+/// Whether `topic` matches `pattern`, where `pattern` already passed
+/// [`Pattern::parse`] (kept as bytes by a holder that cannot keep the borrow): the
+/// matching step alone, without validating again. For bytes that never passed
+/// `parse` the answer is unspecified, but never a panic.
+pub fn matches_validated(pattern: &[u8], topic: &[u8]) -> bool {
+    let mut pattern_segments = pattern.split(|&byte| byte == b'.');
+    let mut topic_segments = topic.split(|&byte| byte == b'.');
+    loop {
+        match (pattern_segments.next(), topic_segments.next()) {
+            (None, None) => return true,
+            // Validation put `>` last, and a topic segment is there: it matches all
+            // that remains.
+            (Some(b">"), Some(_)) => return true,
+            (Some(b"*"), Some(_)) => {}
+            (Some(literal), Some(segment)) if literal == segment => {}
+            _ => return false,
+        }
+    }
+}
+
 /// A validated pattern, borrowed from the buffer it was found in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Pattern<'a>(&'a str);
@@ -80,19 +100,7 @@ impl<'a> Pattern<'a> {
     /// Whether `topic` matches this pattern. Never allocates. `topic` is assumed to be a
     /// valid topic; for anything else the answer is unspecified (but never a panic).
     pub fn matches(&self, topic: &[u8]) -> bool {
-        let mut pattern_segments = self.0.as_bytes().split(|&byte| byte == b'.');
-        let mut topic_segments = topic.split(|&byte| byte == b'.');
-        loop {
-            match (pattern_segments.next(), topic_segments.next()) {
-                (None, None) => return true,
-                // Validation put `>` last, and a topic segment is there: it matches all
-                // that remains.
-                (Some(b">"), Some(_)) => return true,
-                (Some(b"*"), Some(_)) => {}
-                (Some(literal), Some(segment)) if literal == segment => {}
-                _ => return false,
-            }
-        }
+        matches_validated(self.0.as_bytes(), topic)
     }
 
     /// Whether `topic` matches this pattern.

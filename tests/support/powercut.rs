@@ -14,7 +14,7 @@
 //!
 //! Every failure message starts with the seed that reproduces it.
 
-use herald::log::{EventRef, Log, LogConfig, Seq, Severity, SubscriptionId};
+use herald::log::{EventRef, Log, LogConfig, Seq, Severity, SubscriptionId, SubscriptionMode};
 use herald::pmem::sim::{SimMedium, SimOp, SimState};
 use herald::pmem::Medium;
 use rand::rngs::SmallRng;
@@ -61,12 +61,16 @@ struct ModelEvent {
     payload: Vec<u8>,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 struct Model {
     /// Acknowledged (or recovered, hence durable) events by seq.
     acked: BTreeMap<u64, ModelEvent>,
     /// The subscription cursor whose release returned.
     cursor: u64,
+    /// The checker's persistent mode, as last set.
+    mode: SubscriptionMode,
+    /// Whether the second subscription, `extra`, exists.
+    extra: bool,
 }
 
 /// What the interrupted operation may or may not have done.
@@ -78,7 +82,23 @@ struct InFlight {
     /// Events pushed and then undone by `rollback_to` within the batch.
     rolled_back: BTreeMap<u64, ModelEvent>,
     cursor: Option<u64>,
+    /// A `set_mode` of the checker to this mode.
+    mode: Option<SubscriptionMode>,
+    /// Creation (true) or deletion (false) of `extra`.
+    extra: Option<bool>,
 }
+
+/// What recovery may find for a state the interrupted operation was changing: the
+/// new value once it returned; before that, the old or the new one.
+fn allowed<T: PartialEq>(found: T, before: T, changing_to: Option<T>, finished: bool) -> bool {
+    match changing_to {
+        Some(new) if finished => found == new,
+        Some(new) => found == new || found == before,
+        None => found == before,
+    }
+}
+
+const EXTRA: &[u8] = b"extra";
 
 fn config() -> LogConfig {
     LogConfig {
@@ -143,6 +163,23 @@ fn check_image(
         .map_err(|e| format!("recovery failed: {e}"))?;
     if report.corrupt_slots != 0 {
         return Err(format!("a power cut produced corrupt slots: {report:?}"));
+    }
+    if !report.subscription_problems.is_empty() {
+        return Err(format!(
+            "a power cut damaged a subscription: {:?}",
+            report.subscription_problems
+        ));
+    }
+    let mode = log.subscription(sub).ok_or("subscription lost")?.mode;
+    if !allowed(mode, before.mode, inflight.mode, finished) {
+        return Err(format!(
+            "recovered mode {mode:?}, model {:?} (changing to {:?}, finished {finished})",
+            before.mode, inflight.mode
+        ));
+    }
+    let extra = log.subscription_by_name(EXTRA).is_some();
+    if !allowed(extra, before.extra, inflight.extra, finished) {
+        return Err(format!("subscription `extra` exists: {extra}, model {} (changing to {:?}, finished {finished})", before.extra, inflight.extra));
     }
     let cursor = log.subscription(sub).ok_or("subscription lost")?.cursor;
     let allowed_cursor = match (inflight.cursor, finished) {
@@ -234,6 +271,8 @@ pub fn explore(
     let mut model = Model {
         acked: BTreeMap::new(),
         cursor: log.tail().0,
+        mode: SubscriptionMode::Normal,
+        extra: false,
     };
 
     for step in 0..operations {
@@ -290,6 +329,31 @@ pub fn explore(
                 inflight.committed = true;
                 acked_now = inflight.events.clone();
             }
+        } else if roll < 70 {
+            // Subscription table changes: create or delete `extra`, or flip the
+            // checker's persistent mode.
+            let extra = log.subscription_by_name(EXTRA).map(|e| e.id);
+            match extra {
+                None => {
+                    inflight.extra = Some(true);
+                    log.create_subscription(EXTRA, b"spec")
+                        .map_err(|e| fail(step, format!("create: {e}")))?;
+                }
+                Some(id) if rng.gen_bool(0.5) => {
+                    inflight.extra = Some(false);
+                    log.delete_subscription(id)
+                        .map_err(|e| fail(step, format!("delete: {e}")))?;
+                }
+                Some(_) => {
+                    let mode = match model.mode {
+                        SubscriptionMode::Normal => SubscriptionMode::Recovering,
+                        SubscriptionMode::Recovering => SubscriptionMode::Normal,
+                    };
+                    inflight.mode = Some(mode);
+                    log.set_mode(sub, mode)
+                        .map_err(|e| fail(step, format!("set_mode: {e}")))?;
+                }
+            }
         } else {
             // Release up to some acknowledged event, or everything.
             let candidates: Vec<u64> = model.acked.range(model.cursor..).map(|(s, _)| *s).collect();
@@ -299,7 +363,12 @@ pub fn explore(
                 candidates[rng.gen_range(0..candidates.len())]
             };
             inflight.cursor = Some(target);
-            log.release(&[(sub, Seq(target))])
+            // `extra` moves along (never backwards), in the same fence.
+            let mut updates = vec![(sub, Seq(target))];
+            if let Some(e) = log.subscription_by_name(EXTRA) {
+                updates.push((e.id, Seq(target.max(e.cursor))));
+            }
+            log.release(&updates)
                 .map_err(|e| fail(step, format!("release to {target}: {e}")))?;
         }
         let ops = log.medium_mut().take_recording();
@@ -358,6 +427,8 @@ pub fn explore(
             log =
                 check_image(image, sub, &model, &inflight, finished).map_err(|m| fail(step, m))?;
             model.cursor = log.subscription(sub).unwrap().cursor;
+            model.mode = log.subscription(sub).unwrap().mode;
+            model.extra = log.subscription_by_name(EXTRA).is_some();
             model.acked = log
                 .events_from(Seq(model.cursor))
                 .map(|e| (e.seq.0, model_of(&e)))
@@ -368,6 +439,12 @@ pub fn explore(
         model.acked.extend(acked_now);
         if let Some(c) = inflight.cursor {
             model.cursor = c;
+        }
+        if let Some(m) = inflight.mode {
+            model.mode = m;
+        }
+        if let Some(x) = inflight.extra {
+            model.extra = x;
         }
         let cursor = model.cursor;
         model.acked.retain(|s, _| *s >= cursor);

@@ -112,14 +112,10 @@ pub fn analyze(bytes: &[u8], progress: scan::Progress<'_>) -> Result<Analysis, F
     })
 }
 
-/// Ring figures the append path needs, computed once at open so that it does no
-/// division but the unavoidable one.
+/// Figures the append path would otherwise recompute on every push (one involves a
+/// division per call), computed once at open.
 #[derive(Copy, Clone, Debug)]
 struct RingConsts {
-    slot_count: u64,
-    slot_bytes: u64,
-    reserve_slots: u64,
-    payload_bytes_max: u64,
     group_slots_max: u64,
     checksum_seed: u32,
 }
@@ -127,10 +123,6 @@ struct RingConsts {
 impl RingConsts {
     fn new(g: &Geometry) -> RingConsts {
         RingConsts {
-            slot_count: g.ring.slot_count,
-            slot_bytes: g.ring.slot_bytes,
-            reserve_slots: g.ring.reserve_slots,
-            payload_bytes_max: g.ring.payload_bytes_max,
             group_slots_max: g.group_slots_max(),
             checksum_seed: g.checksum_seed(),
         }
@@ -536,23 +528,24 @@ impl<M: Medium> Batch<'_, M> {
             return Err(AppendError::Failed(reason.clone()));
         }
         let c = log.consts;
-        check_event(event, c.payload_bytes_max)?;
+        let ring = log.geometry.ring;
+        check_event(event, ring.payload_bytes_max)?;
         let body = event.topic.len() + event.source.len() + event.key.len() + event.payload.len();
-        let n = c.slot_count;
-        let span = (SLOT_HEADER_BYTES + body).div_ceil(c.slot_bytes as usize) as u64;
+        let n = ring.slot_count;
+        let span = (SLOT_HEADER_BYTES + body).div_ceil(ring.slot_bytes as usize) as u64;
         let index = log.tail % n;
         let pad = if index + span > n { n - index } else { 0 };
         let used = log.tail - log.head;
         let limit = if event.severity.may_use_reserve() {
             n
         } else {
-            n - c.reserve_slots
+            n - ring.reserve_slots
         };
         if used + pad + span > limit {
             return Err(AppendError::Full {
                 needed_slots: pad + span,
                 free_slots: n - used,
-                reserve_slots: c.reserve_slots,
+                reserve_slots: ring.reserve_slots,
             });
         }
         if log.tail + pad + span - self.start > c.group_slots_max {
@@ -589,7 +582,7 @@ impl<M: Medium> Batch<'_, M> {
     /// zeroed and flushed, made durable by this batch's fence or its rollback's) and
     /// the tail moves back.
     pub fn rollback_to(&mut self, mark: BatchMark) {
-        let n = self.log.consts.slot_count;
+        let n = self.log.geometry.ring.slot_count;
         let mut p = mark.tail;
         while p < self.log.tail {
             let at = self.log.geometry.slot_offset(p % n);
@@ -684,8 +677,8 @@ fn write_event<M: Medium>(
     h.key_len = e.key.len() as u8;
     h.span = span as u16;
     h.group_offset = group_offset;
-    debug_assert_eq!(index, seq % log.consts.slot_count);
-    let start = (log.geometry.ring_data_offset + index * log.consts.slot_bytes) as usize;
+    debug_assert_eq!(index, seq % log.geometry.ring.slot_count);
+    let start = (log.geometry.ring_data_offset + index * log.geometry.ring.slot_bytes) as usize;
     let mut at = start;
     log.medium.write(at, bytemuck::bytes_of(&h));
     at += SLOT_HEADER_BYTES;

@@ -318,3 +318,65 @@ fn without_subscriptions_events_are_released_once_stored_and_the_ring_never_fill
     assert_eq!(log.used_slots(), 0);
     assert!(log.tail().0 > 256 * 5, "wrapped several times");
 }
+
+/// The simulated medium with a fence that fails once told to (an msync EIO, say).
+struct FailingFence {
+    inner: SimMedium,
+    fail: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl herald::pmem::Medium for FailingFence {
+    fn bytes(&self) -> &[u8] {
+        self.inner.bytes()
+    }
+    fn write(&mut self, offset: usize, data: &[u8]) {
+        self.inner.write(offset, data)
+    }
+    fn flush(&mut self, offset: usize, len: usize) {
+        self.inner.flush(offset, len)
+    }
+    fn fence(&mut self) -> std::io::Result<()> {
+        if self.fail.get() {
+            return Err(std::io::Error::other("injected EIO"));
+        }
+        self.inner.fence()
+    }
+    fn durability(&self) -> herald::pmem::Durability {
+        self.inner.durability()
+    }
+}
+
+#[test]
+fn after_a_failed_fence_the_log_stays_failed_and_acknowledges_nothing() {
+    let fail = std::rc::Rc::new(std::cell::Cell::new(false));
+    let medium = FailingFence {
+        inner: SimMedium::new(4096 * 4 + 256 * 64),
+        fail: fail.clone(),
+    };
+    let mut log = Log::format(medium, &small_config(), 42).unwrap();
+    let sub = log.create_subscription(b"s", b"").unwrap();
+    let kept = log.append(&event("t", Severity::Info, b"before")).unwrap();
+    fail.set(true);
+    assert!(matches!(
+        log.append(&event("t", Severity::Info, b"lost")),
+        Err(AppendError::Failed(_))
+    ));
+    // Even once the medium would work again, the log refuses: its state is unknown.
+    fail.set(false);
+    assert!(matches!(
+        log.append(&event("t", Severity::Info, b"later")),
+        Err(AppendError::Failed(_))
+    ));
+    assert!(matches!(
+        log.release(&[(sub, log.tail())]),
+        Err(LogError::Failed(_))
+    ));
+    assert!(matches!(
+        log.create_subscription(b"t", b""),
+        Err(LogError::Failed(_))
+    ));
+    // What was acknowledged before the failure is still there after a restart.
+    let image = log.into_medium().inner.state().durable_image();
+    let (reopened, _) = Log::open(SimMedium::from_image(image), &mut |_, _| {}).unwrap();
+    assert_eq!(reopened.read(kept).unwrap().payload, b"before");
+}

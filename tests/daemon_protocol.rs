@@ -93,6 +93,8 @@ fn publish_is_answered_with_stored_and_subscribers_receive_and_confirm() {
         min_severity: Severity::Debug,
         window_events: 8,
         automatic_recovery: false,
+        ack_deadline_ms: 0,
+        max_deliveries: 0,
         patterns: Patterns::from_patterns(&patterns),
     }));
     let f = sub.recv().unwrap();
@@ -229,6 +231,8 @@ fn thousands_of_pipelined_publishes_into_a_full_ring_are_each_answered_and_the_d
         min_severity: Severity::Debug,
         window_events: 1,
         automatic_recovery: false,
+        ack_deadline_ms: 0,
+        max_deliveries: 0,
         patterns: Patterns::from_patterns(&patterns),
     }));
     stuck.recv().unwrap();

@@ -243,6 +243,8 @@ fn subscription_limits_are_refused() {
         min_severity: Severity::Debug,
         window_events: 1,
         automatic_recovery: false,
+        ack_deadline_ms: 0,
+        max_deliveries: 0,
         patterns: Patterns::from_patterns(&patterns[..1]),
     };
     let cases = [
@@ -263,6 +265,10 @@ fn subscription_limits_are_refused() {
             ..base
         },
         Subscribe {
+            ack_deadline_ms: ACK_DEADLINE_MS_MAX + 1,
+            ..base
+        },
+        Subscribe {
             name: "has space",
             ..base
         },
@@ -280,6 +286,11 @@ fn subscription_limits_are_refused() {
     // Unknown subscribe flags are refused on the wire.
     let mut bytes = encoded(&Frame::Subscribe(base));
     bytes[FRAME_HEADER_BYTES] = 0b10;
+    assert_eq!(decode_error(&bytes).code(), ErrorCode::Invalid);
+    // So is a deadline beyond the limit, even from a client that skips validation.
+    let mut bytes = encoded(&Frame::Subscribe(base));
+    bytes[FRAME_HEADER_BYTES + 8..FRAME_HEADER_BYTES + 12]
+        .copy_from_slice(&(ACK_DEADLINE_MS_MAX + 1).to_le_bytes());
     assert_eq!(decode_error(&bytes).code(), ErrorCode::Invalid);
 }
 

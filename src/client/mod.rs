@@ -119,6 +119,33 @@ pub struct Client {
     next_ping_token: u64,
 }
 
+/// How a subscription wants its events delivered (see [`Client::subscribe_with`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct SubscribeOptions {
+    /// Least severe level delivered.
+    pub min_severity: Severity,
+    /// Most events in flight, 1..=4096.
+    pub window_events: u32,
+    /// Leave recovery mode once the replay is settled, without `Recovered`.
+    pub automatic_recovery: bool,
+    /// Milliseconds before an unsettled event is redelivered; 0 = the daemon's default.
+    pub ack_deadline_ms: u32,
+    /// Deliveries before an event is dead-lettered; 0 = the daemon's default.
+    pub max_deliveries: u16,
+}
+
+impl Default for SubscribeOptions {
+    fn default() -> SubscribeOptions {
+        SubscribeOptions {
+            min_severity: Severity::Debug,
+            window_events: 64,
+            automatic_recovery: false,
+            ack_deadline_ms: 0,
+            max_deliveries: 0,
+        }
+    }
+}
+
 impl Client {
     /// Connects to the daemon at `socket`, says hello as `client_name` (the default
     /// `source` of published events, up to 255 bytes) with `role`, and waits for the
@@ -312,6 +339,9 @@ impl Client {
     /// in flight, delivered but not settled. With `automatic_recovery`, a recovering
     /// subscription returns to normal once its replayed events are settled; without it,
     /// only after [`recovered`](Self::recovered).
+    ///
+    /// The acknowledgement deadline and maximum delivery count are the daemon's
+    /// defaults; [`subscribe_with`](Self::subscribe_with) sets them.
     pub fn subscribe(
         &mut self,
         name: &str,
@@ -320,6 +350,33 @@ impl Client {
         window_events: u32,
         automatic_recovery: bool,
     ) -> Result<Subscribed, ClientError> {
+        self.subscribe_with(
+            name,
+            patterns,
+            &SubscribeOptions {
+                min_severity,
+                window_events,
+                automatic_recovery,
+                ..SubscribeOptions::default()
+            },
+        )
+    }
+
+    /// [`subscribe`](Self::subscribe) with every option, including the redelivery
+    /// policy.
+    pub fn subscribe_with(
+        &mut self,
+        name: &str,
+        patterns: &[&str],
+        options: &SubscribeOptions,
+    ) -> Result<Subscribed, ClientError> {
+        let SubscribeOptions {
+            min_severity,
+            window_events,
+            automatic_recovery,
+            ack_deadline_ms,
+            max_deliveries,
+        } = *options;
         self.require_no_outstanding()?;
         if patterns.is_empty() || patterns.len() > SUBSCRIPTION_PATTERNS_MAX {
             return Err(ClientError::PatternCount {
@@ -341,6 +398,8 @@ impl Client {
             min_severity,
             window_events,
             automatic_recovery,
+            ack_deadline_ms,
+            max_deliveries,
             patterns: Patterns::from_patterns(&parsed[..patterns.len()]),
         }))?;
         match self.wait_reply("Subscribed")? {

@@ -10,8 +10,9 @@ use super::frame::{
     DELIVER_FLAG_REDELIVERED, SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY,
 };
 use super::limits::{
-    BATCH_EVENTS_MAX, EVENT_PAYLOAD_BYTES_MAX, FRAME_BYTES_MAX, FRAME_HEADER_BYTES,
-    FRAME_LENGTH_BYTES, FRAME_TYPE_BYTES, HELLO_MAGIC, KEY_BYTES_MAX, SUBSCRIPTION_PATTERNS_MAX,
+    ACK_DEADLINE_MS_MAX, BATCH_EVENTS_MAX, EVENT_PAYLOAD_BYTES_MAX, FRAME_BYTES_MAX,
+    FRAME_HEADER_BYTES, FRAME_LENGTH_BYTES, FRAME_TYPE_BYTES, HELLO_MAGIC, KEY_BYTES_MAX,
+    SUBSCRIPTION_PATTERNS_MAX,
 };
 use super::pattern::Pattern;
 use super::topic::Topic;
@@ -200,6 +201,15 @@ fn read_subscribe<'a>(reader: &mut Reader<'a>) -> Result<Subscribe<'a>, DecodeEr
         .into());
     }
     let window_events = reader.u32("subscribe.window_events")?;
+    let ack_deadline_ms = reader.u32("subscribe.ack_deadline_ms")?;
+    let max_deliveries = reader.u16("subscribe.max_deliveries")?;
+    if ack_deadline_ms > ACK_DEADLINE_MS_MAX {
+        return Err(FieldError::InvalidValue {
+            field: "subscribe.ack_deadline_ms",
+            value: u64::from(ack_deadline_ms),
+        }
+        .into());
+    }
     let min_severity = read_enum(reader, "subscribe.min_severity", Severity::from_u8)?;
     let name_len = reader.u8("subscribe.name_len")?;
     let pattern_count = reader.u8("subscribe.pattern_count")?;
@@ -231,6 +241,8 @@ fn read_subscribe<'a>(reader: &mut Reader<'a>) -> Result<Subscribe<'a>, DecodeEr
         min_severity,
         window_events,
         automatic_recovery: flags & SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY != 0,
+        ack_deadline_ms,
+        max_deliveries,
         patterns: Patterns::from_wire(pattern_count, patterns_bytes),
     })
 }

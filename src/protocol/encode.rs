@@ -262,6 +262,8 @@ fn write_subscribe(writer: &mut Writer<'_>, subscribe: &Subscribe<'_>) {
         0
     });
     writer.u32(subscribe.window_events);
+    writer.u32(subscribe.ack_deadline_ms);
+    writer.u16(subscribe.max_deliveries);
     writer.u8(subscribe.min_severity.as_u8());
     writer.u8(subscribe.name.len() as u8);
     writer.u8(subscribe.patterns.len() as u8);

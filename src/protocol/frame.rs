@@ -4,8 +4,8 @@ use super::decode::{read_pattern, Reader};
 use super::error::FieldError;
 use super::event::{check_len, Event, EventBatch, Seq, Severity};
 use super::limits::{
-    BATCH_EVENTS_MAX, CLIENT_NAME_BYTES_MAX, ERROR_MESSAGE_BYTES_MAX, NAK_DELAY_MS_MAX,
-    PATTERN_BYTES_MAX, STATUS_JSON_BYTES_MAX, SUBSCRIPTION_NAME_BYTES_MAX,
+    ACK_DEADLINE_MS_MAX, BATCH_EVENTS_MAX, CLIENT_NAME_BYTES_MAX, ERROR_MESSAGE_BYTES_MAX,
+    NAK_DELAY_MS_MAX, PATTERN_BYTES_MAX, STATUS_JSON_BYTES_MAX, SUBSCRIPTION_NAME_BYTES_MAX,
     SUBSCRIPTION_PATTERNS_MAX, WINDOW_EVENTS_MAX,
 };
 use super::pattern::Pattern;
@@ -293,6 +293,12 @@ pub struct Subscribe<'a> {
     /// Leave recovery mode by itself once the replay is confirmed, instead of waiting
     /// for `Recovered` (flags bit 0).
     pub automatic_recovery: bool,
+    /// Milliseconds a delivered event may stay unsettled before it is redelivered
+    /// (`Working` restarts it); 0 = the daemon's default, else 1..=[`ACK_DEADLINE_MS_MAX`].
+    pub ack_deadline_ms: u32,
+    /// Deliveries of one event before it goes to the subscription's dead letters;
+    /// 0 = the daemon's default.
+    pub max_deliveries: u16,
     /// Topic filters; an event passes if any matches. 1..=16 of them.
     pub patterns: Patterns<'a>,
 }
@@ -306,6 +312,12 @@ impl Subscribe<'_> {
     pub(crate) fn validate(&self) -> Result<(), FieldError> {
         validate_subscription_name(self.name.as_bytes())?;
         validate_window(self.window_events)?;
+        if self.ack_deadline_ms > ACK_DEADLINE_MS_MAX {
+            return Err(FieldError::InvalidValue {
+                field: "subscribe.ack_deadline_ms",
+                value: u64::from(self.ack_deadline_ms),
+            });
+        }
         self.patterns.validate_for_encode().map(|_| ())
     }
 }

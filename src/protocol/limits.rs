@@ -56,8 +56,11 @@ pub const DELIVER_FIXED_BYTES: usize = 8 + 8 + 2 + 2;
 /// `Hello` body before the client name: magic, version range, role, name length.
 pub const HELLO_FIXED_BYTES: usize = 4 + 2 + 2 + 1 + 1;
 
-/// `Subscribe` body before the name: flags, window, min severity, name length, pattern count.
-pub const SUBSCRIBE_FIXED_BYTES: usize = 4 + 4 + 1 + 1 + 1;
+/// `Subscribe` body before the name: flags, window, ack deadline, max deliveries, min
+/// severity, name length, pattern count.
+pub const SUBSCRIBE_FIXED_BYTES: usize = 4 + 4 + 4 + 2 + 1 + 1 + 1;
+/// Longest acknowledgement deadline a subscription may ask for: one hour.
+pub const ACK_DEADLINE_MS_MAX: u32 = 3_600_000;
 /// Longest durable subscription name. Empty means a live-only subscription.
 pub const SUBSCRIPTION_NAME_BYTES_MAX: usize = 64;
 /// Longest topic pattern.

@@ -82,6 +82,8 @@ pub fn one_of_each() -> Vec<Frame<'static>> {
             min_severity: Severity::Warning,
             window_events: 64,
             automatic_recovery: true,
+            ack_deadline_ms: 30_000,
+            max_deliveries: 5,
             patterns: Patterns::from_patterns(patterns),
         }),
         Frame::Confirm {
@@ -167,6 +169,8 @@ pub fn all_samples() -> Vec<Frame<'static>> {
             min_severity: Severity::Debug,
             window_events: WINDOW_EVENTS_MAX,
             automatic_recovery: false,
+            ack_deadline_ms: 3_600_000,
+            max_deliveries: u16::MAX,
             patterns: Patterns::from_patterns(leak(vec![pattern(">"); SUBSCRIPTION_PATTERNS_MAX])),
         }),
         Frame::Error {

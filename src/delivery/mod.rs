@@ -3,6 +3,7 @@
 
 mod conn;
 mod daemon;
+pub mod dedupe;
 pub mod listener;
 mod status;
 pub mod uring;

@@ -9,6 +9,7 @@ fn small_config() -> LogConfig {
         reserve_slots: Some(16),
         subscription_entries: 4,
         payload_bytes_max: 1024,
+        dead_letter_slots: Some(0),
     }
 }
 

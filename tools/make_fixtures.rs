@@ -18,6 +18,7 @@ fn config() -> LogConfig {
         reserve_slots: Some(16),
         subscription_entries: 4,
         payload_bytes_max: 256,
+        dead_letter_slots: Some(0),
     }
 }
 

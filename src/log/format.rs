@@ -18,6 +18,10 @@ pub struct LogConfig {
     pub subscription_entries: u32,
     /// Largest event payload.
     pub payload_bytes_max: u32,
+    /// Slots of the dead-letter area (same slot size as the ring). `None` = one ninth
+    /// of the space left for data (so the area holds 1/8 of the ring's bytes), and at
+    /// least one record of the largest event; `Some(0)` = no dead-letter area.
+    pub dead_letter_slots: Option<u64>,
 }
 
 impl Default for LogConfig {
@@ -27,6 +31,7 @@ impl Default for LogConfig {
             reserve_slots: None,
             subscription_entries: 64,
             payload_bytes_max: PAYLOAD_BYTES_MAX_DEFAULT,
+            dead_letter_slots: None,
         }
     }
 }
@@ -41,6 +46,9 @@ pub const SUBSCRIPTION_ENTRIES_MAX: u32 = 4096;
 pub const PAYLOAD_BYTES_MAX_LIMIT: u32 = 16 * 1024 * 1024;
 /// Bytes `format_existing` inspects for data before it agrees to overwrite.
 pub const SUPERBLOCK_PROBE_BYTES: usize = 4096;
+
+/// Most dead-letter slots (a record's id holds its slot index in 32 bits).
+pub const DEAD_LETTER_SLOTS_MAX: u64 = u32::MAX as u64;
 
 /// Lower bound of the slots one group commit may write (see `Geometry::group_slots_max`).
 pub const GROUP_SLOTS_MIN: u64 = 4096;
@@ -66,6 +74,10 @@ pub struct Geometry {
     pub subscriptions: SubscriptionParams,
     /// Offset of subscription entry 0.
     pub subscriptions_data_offset: u64,
+    /// Dead-letter area geometry (`slot_count == 0`: the region has none).
+    pub dead_letters: DeadLetterParams,
+    /// Offset of dead-letter slot 0 (0 when there is no area).
+    pub dead_letters_data_offset: u64,
 }
 
 impl Geometry {
@@ -100,13 +112,38 @@ impl Geometry {
 
     /// The most slots any valid event can occupy.
     pub fn span_max(&self) -> u64 {
-        self.span_for_body(
-            TOPIC_BYTES_MAX
-                + SOURCE_BYTES_MAX
-                + KEY_BYTES_MAX
-                + self.ring.payload_bytes_max as usize,
-        )
+        self.span_for_body(self.body_bytes_max())
     }
+
+    /// The most body bytes (topic, source, key, payload) a valid event can have.
+    pub fn body_bytes_max(&self) -> usize {
+        TOPIC_BYTES_MAX + SOURCE_BYTES_MAX + KEY_BYTES_MAX + self.ring.payload_bytes_max as usize
+    }
+
+    /// Whether the region has a dead-letter area.
+    pub fn has_dead_letters(&self) -> bool {
+        self.dead_letters.slot_count > 0
+    }
+
+    /// Byte offset of dead-letter slot `index`.
+    pub fn dead_slot_offset(&self, index: u64) -> usize {
+        debug_assert!(index < self.dead_letters.slot_count);
+        (self.dead_letters_data_offset + index * self.dead_letters.slot_bytes) as usize
+    }
+
+    /// Slots a dead-letter record with this many body bytes occupies.
+    pub fn dead_span_for_body(&self, body_bytes: usize) -> u64 {
+        dead_span(self.dead_letters.slot_bytes, body_bytes)
+    }
+
+    /// The most slots a dead-letter record can occupy (a copy of the largest event).
+    pub fn dead_span_max(&self) -> u64 {
+        self.dead_span_for_body(self.body_bytes_max())
+    }
+}
+
+fn dead_span(slot_bytes: u64, body_bytes: usize) -> u64 {
+    (DEAD_HEADER_BYTES as u64 + body_bytes as u64).div_ceil(slot_bytes)
 }
 
 /// Why bytes are not a usable herald region. The caller adds the path.
@@ -180,9 +217,37 @@ pub fn plan(
     let subs_bytes = (config.subscription_entries as u64 * SUBSCRIPTION_ENTRY_BYTES as u64)
         .next_multiple_of(4096);
     let subs_offset = SUPERBLOCK_PAGE_BYTES;
-    let ring_offset = subs_offset + SECTION_HEADER_PAGE_BYTES + subs_bytes;
-    let ring_data_offset = ring_offset + SECTION_HEADER_PAGE_BYTES;
+    let after_subs = subs_offset + SECTION_HEADER_PAGE_BYTES + subs_bytes;
     let slot_bytes = config.slot_bytes as u64;
+    let body_max = TOPIC_BYTES_MAX + SOURCE_BYTES_MAX + KEY_BYTES_MAX;
+    let dead_span_max = dead_span(slot_bytes, body_max + config.payload_bytes_max as usize);
+    let dead_slots = match config.dead_letter_slots {
+        Some(n) => n,
+        None => {
+            // Split what is left after both section header pages 1:8 between the
+            // dead-letter area and the ring.
+            let data = region_bytes.saturating_sub(after_subs + 2 * SECTION_HEADER_PAGE_BYTES);
+            (data / slot_bytes / 9).max(dead_span_max)
+        }
+    };
+    if dead_slots > 0 && dead_slots < dead_span_max {
+        return bad(format!(
+            "a dead-letter area of {dead_slots} slots cannot hold a copy of the largest \
+             event ({dead_span_max} slots); use at least that many, or 0 for none"
+        ));
+    }
+    if dead_slots > DEAD_LETTER_SLOTS_MAX {
+        return bad(format!(
+            "a dead-letter area of {dead_slots} slots exceeds {DEAD_LETTER_SLOTS_MAX}"
+        ));
+    }
+    let (dead_data_offset, ring_offset) = if dead_slots == 0 {
+        (0, after_subs)
+    } else {
+        let len = (SECTION_HEADER_PAGE_BYTES + dead_slots * slot_bytes).next_multiple_of(4096);
+        (after_subs + SECTION_HEADER_PAGE_BYTES, after_subs + len)
+    };
+    let ring_data_offset = ring_offset + SECTION_HEADER_PAGE_BYTES;
     let slot_count = region_bytes.saturating_sub(ring_data_offset) / slot_bytes;
     let mut geometry = Geometry {
         region_bytes,
@@ -201,6 +266,11 @@ pub fn plan(
             entry_count: config.subscription_entries as u64,
         },
         subscriptions_data_offset: subs_offset + SECTION_HEADER_PAGE_BYTES,
+        dead_letters: DeadLetterParams {
+            slot_bytes: if dead_slots == 0 { 0 } else { slot_bytes },
+            slot_count: dead_slots,
+        },
+        dead_letters_data_offset: dead_data_offset,
     };
     let span_max = geometry.span_max();
     if span_max > u16::MAX as u64 {
@@ -216,9 +286,10 @@ pub fn plan(
     // events, or a single large event could make the ring look permanently full.
     if slot_count < reserve + 4 * span_max {
         return bad(format!(
-            "region of {region_bytes} bytes holds {slot_count} slots of {slot_bytes} bytes; \
-             it needs at least {} (reserve {reserve} + 4 events of {span_max} slots); \
-             use a larger region or a smaller payload limit",
+            "region of {region_bytes} bytes holds {slot_count} ring slots of {slot_bytes} \
+             bytes (after a dead-letter area of {dead_slots} slots); it needs at least {} \
+             (reserve {reserve} + 4 events of {span_max} slots); use a larger region, a \
+             smaller payload limit or a smaller dead-letter area",
             reserve + 4 * span_max
         ));
     }
@@ -233,7 +304,10 @@ pub fn format<M: Medium>(medium: &mut M, geometry: &Geometry) -> std::io::Result
     let subs_len = geometry.ring_data_offset - SECTION_HEADER_PAGE_BYTES - subs_offset;
     let ring_offset = geometry.ring_data_offset - SECTION_HEADER_PAGE_BYTES;
     let ring_len = SECTION_HEADER_PAGE_BYTES + geometry.ring.slot_count * geometry.ring.slot_bytes;
-    let sections = [
+    let dead_offset = geometry
+        .dead_letters_data_offset
+        .saturating_sub(SECTION_HEADER_PAGE_BYTES);
+    let all_sections = [
         (
             SECTION_SUBSCRIPTIONS,
             subs_offset,
@@ -246,7 +320,16 @@ pub fn format<M: Medium>(medium: &mut M, geometry: &Geometry) -> std::io::Result
             ring_len,
             geometry.ring.to_params(),
         ),
+        (
+            SECTION_DEAD_LETTERS,
+            dead_offset,
+            ring_offset - dead_offset,
+            geometry.dead_letters.to_params(),
+        ),
     ];
+    // The dead-letter area is not zeroed: bytes left by an earlier format never pass
+    // its checks (every checksum and status check is seeded with the node id).
+    let sections = &all_sections[..if geometry.has_dead_letters() { 3 } else { 2 }];
     // A reused device may hold an old table; free entries must read as free.
     let table_bytes =
         (geometry.subscriptions.entry_count * geometry.subscriptions.entry_bytes) as usize;
@@ -260,7 +343,7 @@ pub fn format<M: Medium>(medium: &mut M, geometry: &Geometry) -> std::io::Result
     }
     medium.flush(geometry.subscriptions_data_offset as usize, table_bytes);
     let mut superblock = Superblock::zeroed();
-    for (i, (kind, offset, len_bytes, params)) in sections.into_iter().enumerate() {
+    for (i, &(kind, offset, len_bytes, params)) in sections.iter().enumerate() {
         let mut header = SectionHeader::zeroed();
         header.magic = SECTION_MAGIC;
         header.kind = kind;
@@ -289,6 +372,9 @@ pub fn format<M: Medium>(medium: &mut M, geometry: &Geometry) -> std::io::Result
     superblock.checksum = crc(&bytemuck::bytes_of(&superblock)[..SUPERBLOCK_CHECKSUM_OFFSET]);
     medium.write(0, bytemuck::bytes_of(&superblock));
     medium.flush(0, std::mem::size_of::<Superblock>());
+    // A fresh region counts as cleanly stopped (nothing ran on it yet).
+    medium.write(RUN_STATE_OFFSET, &RUN_STATE_CLEAN.to_le_bytes());
+    medium.flush(RUN_STATE_OFFSET, 8);
     medium.fence()
 }
 
@@ -327,12 +413,16 @@ pub fn read_geometry(bytes: &[u8]) -> Result<Geometry, FormatError> {
     }
     let mut ring = None;
     let mut subs = None;
+    let mut dead = None;
     for entry in &sb.sections[..sb.section_count as usize] {
         let header = read_section(bytes, &sb, entry)?;
         match entry.kind {
             SECTION_EVENT_RING => ring = Some((header, RingParams::from_params(header.params))),
             SECTION_SUBSCRIPTIONS => {
                 subs = Some((header, SubscriptionParams::from_params(header.params)))
+            }
+            SECTION_DEAD_LETTERS => {
+                dead = Some((header, DeadLetterParams::from_params(header.params)))
             }
             // Unknown kinds are sections a later minor version added: skip them.
             _ => {}
@@ -353,9 +443,14 @@ pub fn read_geometry(bytes: &[u8]) -> Result<Geometry, FormatError> {
         ring_data_offset: ring_header.offset + SECTION_HEADER_PAGE_BYTES,
         subscriptions,
         subscriptions_data_offset: subs_header.offset + SECTION_HEADER_PAGE_BYTES,
+        dead_letters: dead.map(|(_, p)| p).unwrap_or_default(),
+        dead_letters_data_offset: dead.map_or(0, |(h, _)| h.offset + SECTION_HEADER_PAGE_BYTES),
     };
     check_ring(&geometry, &ring_header)?;
     check_subscriptions(&geometry, &subs_header)?;
+    if let Some((header, _)) = dead {
+        check_dead_letters(&geometry, &header)?;
+    }
     Ok(geometry)
 }
 
@@ -449,6 +544,34 @@ fn check_subscriptions(g: &Geometry, header: &SectionHeader) -> Result<(), Forma
                 s.entry_count, s.entry_bytes
             ),
         });
+    }
+    Ok(())
+}
+
+fn check_dead_letters(g: &Geometry, header: &SectionHeader) -> Result<(), FormatError> {
+    let fail = |reason: String| FormatError::Section {
+        kind: SECTION_DEAD_LETTERS,
+        reason,
+    };
+    let d = g.dead_letters;
+    if d.slot_bytes < SLOT_BYTES_MIN as u64
+        || d.slot_bytes > SLOT_BYTES_MAX as u64
+        || !d.slot_bytes.is_multiple_of(64)
+    {
+        return Err(fail(format!("slot size {} is invalid", d.slot_bytes)));
+    }
+    if d.slot_count < g.dead_span_max() || d.slot_count > DEAD_LETTER_SLOTS_MAX {
+        return Err(fail(format!(
+            "{} slots cannot hold a copy of the largest event ({} slots) or exceed {DEAD_LETTER_SLOTS_MAX}",
+            d.slot_count,
+            g.dead_span_max()
+        )));
+    }
+    if SECTION_HEADER_PAGE_BYTES + d.slot_count * d.slot_bytes > header.len_bytes {
+        return Err(fail(format!(
+            "{} slots of {} bytes do not fit the section",
+            d.slot_count, d.slot_bytes
+        )));
     }
     Ok(())
 }

@@ -28,6 +28,9 @@ pub const SECTION_MAGIC: [u8; 4] = *b"HSEC";
 pub const SECTION_EVENT_RING: u32 = 1;
 /// Section kind: the subscription table (durable cursors).
 pub const SECTION_SUBSCRIPTIONS: u32 = 2;
+/// Section kind: the dead-letter area (optional; regions formatted without one, or by
+/// an earlier herald, lack it).
+pub const SECTION_DEAD_LETTERS: u32 = 3;
 
 /// One entry of the superblock's section table.
 #[repr(C)]
@@ -73,6 +76,16 @@ pub struct Superblock {
 
 /// Offset of `Superblock::checksum`: everything before it is checksummed.
 pub const SUPERBLOCK_CHECKSUM_OFFSET: usize = std::mem::size_of::<Superblock>() - 4;
+
+/// Offset of the run-state word: the first cache line after the superblock, inside the
+/// superblock page but outside every checksummed structure, so that it can change with
+/// one aligned 8-byte store.
+pub const RUN_STATE_OFFSET: usize = std::mem::size_of::<Superblock>().next_multiple_of(64);
+/// Run-state word: the last run ended with `Log::close_clean` (or the region was just
+/// formatted).
+pub const RUN_STATE_CLEAN: u64 = u64::from_le_bytes(*b"HRLDSTOP");
+/// Run-state word: a writable `Log::open` marked the region in use.
+pub const RUN_STATE_RUNNING: u64 = u64::from_le_bytes(*b"HRLDRUNS");
 
 /// The header at the start of each section.
 #[repr(C)]
@@ -218,6 +231,100 @@ impl SubscriptionParams {
     }
 }
 
+/// Geometry of the dead-letter area, stored in its section header's `params`.
+/// `slot_count == 0` means the region has no dead-letter area.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default, serde::Serialize)]
+pub struct DeadLetterParams {
+    /// Bytes per slot (a multiple of 64; the ring's slot size at format time).
+    pub slot_bytes: u64,
+    /// Slots in the area.
+    pub slot_count: u64,
+}
+
+impl DeadLetterParams {
+    /// Packs into section-header params.
+    pub fn to_params(self) -> [u64; 4] {
+        [self.slot_bytes, self.slot_count, 0, 0]
+    }
+    /// Unpacks from section-header params.
+    pub fn from_params(p: [u64; 4]) -> DeadLetterParams {
+        DeadLetterParams {
+            slot_bytes: p[0],
+            slot_count: p[1],
+        }
+    }
+}
+
+/// `DeadHeader::magic`.
+pub const DEAD_MAGIC: [u8; 4] = *b"HDLT";
+
+/// The header at the start of the first slot of every dead-letter record.
+///
+/// Two parts with different lives:
+/// - `status` (offset 0, one aligned 8-byte word) is the only field that changes after
+///   creation: free / dead / dead with replay requested, the delivery count, and a
+///   check binding it to this record's `checksum`. See `log::dead` for its encoding.
+/// - everything from `checksum` on, plus the body (topic, source, key, payload,
+///   unpadded, like a ring record), is the **static part**: written once, before the
+///   status word, and covered by `checksum`.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Pod, Zeroable, PartialEq, Eq)]
+pub struct DeadHeader {
+    /// The status word (0 = free).
+    pub status: u64,
+    /// CRC32C (seeded) over header bytes `12..72` and the body.
+    pub checksum: u32,
+    /// [`DEAD_MAGIC`].
+    pub magic: [u8; 4],
+    /// The event's original sequence number.
+    pub seq: u64,
+    /// `Subscription::uid` of the subscription it died for.
+    pub subscription_uid: u64,
+    /// When it was dead-lettered, nanoseconds since the Unix epoch.
+    pub dead_unix_ns: u64,
+    /// The event's original store time.
+    pub timestamp_ns: u64,
+    /// Payload bytes.
+    pub payload_len: u32,
+    /// Subscription table index of that subscription.
+    pub subscription_index: u32,
+    /// Slots the record occupies.
+    pub span: u32,
+    /// The event's flags.
+    pub flags: u16,
+    /// Topic bytes.
+    pub topic_len: u8,
+    /// Source bytes.
+    pub source_len: u8,
+    /// Idempotency key bytes.
+    pub key_len: u8,
+    /// The event's severity.
+    pub severity: u8,
+    /// 1 = rejected, 2 = maximum deliveries reached.
+    pub reason: u8,
+    /// Zero.
+    pub reserved: u8,
+    /// Zero.
+    pub reserved_tail: u32,
+}
+
+/// Bytes of [`DeadHeader`].
+pub const DEAD_HEADER_BYTES: usize = std::mem::size_of::<DeadHeader>();
+/// Offset of `DeadHeader::checksum`.
+pub const DEAD_CHECKSUM_OFFSET: usize = 8;
+/// Offset of `DeadHeader::magic`: the checksum covers everything from here on.
+pub const DEAD_MAGIC_OFFSET: usize = DEAD_CHECKSUM_OFFSET + 4;
+
+impl DeadHeader {
+    /// Body bytes that follow the header.
+    pub fn body_len(&self) -> usize {
+        self.topic_len as usize
+            + self.source_len as usize
+            + self.key_len as usize
+            + self.payload_len as usize
+    }
+}
+
 /// Longest subscription name.
 pub const SUBSCRIPTION_NAME_BYTES_MAX: usize = 64;
 /// Bytes of opaque subscription spec (filters, window, flags) kept with the entry.
@@ -289,6 +396,14 @@ const _: () = assert!(std::mem::size_of::<Superblock>() == 64 + 32 * SECTIONS_MA
 const _: () = assert!(std::mem::size_of::<Superblock>() as u64 <= SUPERBLOCK_PAGE_BYTES);
 const _: () = assert!(std::mem::size_of::<SectionHeader>() == 72);
 const _: () = assert!(SLOT_HEADER_BYTES == 40);
+const _: () = assert!(DEAD_HEADER_BYTES == 72);
+// The status word is the record's first aligned word; checksum and magic follow it.
+const _: () = assert!(std::mem::offset_of!(DeadHeader, checksum) == DEAD_CHECKSUM_OFFSET);
+const _: () = assert!(std::mem::offset_of!(DeadHeader, magic) == DEAD_MAGIC_OFFSET);
+// The run-state word is aligned, has a cache line of its own, and stays in the page.
+const _: () = assert!(RUN_STATE_OFFSET.is_multiple_of(64));
+const _: () = assert!(RUN_STATE_OFFSET >= std::mem::size_of::<Superblock>());
+const _: () = assert!(RUN_STATE_OFFSET as u64 + 8 <= SUPERBLOCK_PAGE_BYTES);
 const _: () = assert!(std::mem::size_of::<CursorRecord>() == 32);
 const _: () = assert!(SUBSCRIPTION_ENTRY_BYTES == 512);
 const _: () = assert!(SUBSCRIPTION_CURSORS_OFFSET == 448);

@@ -106,6 +106,7 @@ fn config() -> LogConfig {
         reserve_slots: Some(8),
         subscription_entries: 8,
         payload_bytes_max: 600,
+        dead_letter_slots: Some(0),
     }
 }
 

@@ -36,6 +36,7 @@ pub fn run(args: FormatArgs) -> anyhow::Result<ExitCode> {
             reserve_slots: None,
             subscription_entries: args.subscriptions,
             payload_bytes_max: args.payload_max,
+            dead_letter_slots: None,
         },
         ..Default::default()
     };

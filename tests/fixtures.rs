@@ -29,6 +29,8 @@ fn clean_fixture_recovers_fifteen_live_events() {
     assert_eq!((r.live_events, r.hole_slots, r.corrupt_slots), (15, 0, 0));
     assert_eq!(payloads(&log), numbered(5..20));
     assert_eq!(log.subscription_by_name(b"ops").unwrap().cursor, r.head);
+    // Made before the run-state word existed: unknown, which callers treat as unclean.
+    assert_eq!(r.previous_stop, herald::log::PreviousStop::Unknown);
 }
 
 #[test]

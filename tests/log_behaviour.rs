@@ -381,3 +381,46 @@ fn after_a_failed_fence_the_log_stays_failed_and_acknowledges_nothing() {
     let (reopened, _) = Log::open(SimMedium::from_image(image), &mut |_, _| {}).unwrap();
     assert_eq!(reopened.read(kept).unwrap().payload, b"before");
 }
+
+#[test]
+fn the_run_state_word_tells_a_clean_stop_from_a_crash() {
+    use herald::log::PreviousStop;
+    let log = small_log();
+    // `format` left it clean; the open inside `Log::format` marked it running.
+    let image = log.medium().state().durable_image();
+    let (_, report) = Log::open(SimMedium::from_image(image.clone()), &mut |_, _| {}).unwrap();
+    assert_eq!(report.previous_stop, PreviousStop::Unclean, "never closed");
+    let analysis = herald::log::analyze(&image, &mut |_, _| {}).unwrap();
+    assert_eq!(analysis.report.previous_stop, PreviousStop::Unclean);
+
+    let mut log = log;
+    let sub = log.create_subscription(b"s", b"").unwrap();
+    log.append(&event("t", Severity::Info, b"x")).unwrap();
+    log.close_clean().unwrap();
+    log.close_clean().unwrap();
+    // A closed log takes no more writes.
+    assert!(matches!(
+        log.append(&event("t", Severity::Info, b"late")),
+        Err(AppendError::Failed(_))
+    ));
+    assert!(matches!(
+        log.release(&[(sub, log.tail())]),
+        Err(LogError::Failed(_))
+    ));
+    let image = log.medium().state().durable_image();
+    let (log, report) = Log::open(SimMedium::from_image(image), &mut |_, _| {}).unwrap();
+    assert_eq!(report.previous_stop, PreviousStop::Clean);
+    // That open marked it running again: a crash now reads as unclean.
+    let image = log.medium().state().durable_image();
+    let (_, report) = Log::open(SimMedium::from_image(image), &mut |_, _| {}).unwrap();
+    assert_eq!(report.previous_stop, PreviousStop::Unclean);
+}
+
+#[test]
+fn a_region_that_never_had_a_run_state_word_reports_unknown() {
+    use herald::log::{layout::RUN_STATE_OFFSET, PreviousStop};
+    let mut image = small_log().medium().state().durable_image();
+    image[RUN_STATE_OFFSET..RUN_STATE_OFFSET + 8].fill(0);
+    let (_, report) = Log::open(SimMedium::from_image(image), &mut |_, _| {}).unwrap();
+    assert_eq!(report.previous_stop, PreviousStop::Unknown);
+}

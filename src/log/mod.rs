@@ -12,12 +12,14 @@ pub mod cursors;
 pub mod event;
 pub mod format;
 pub mod layout;
+pub mod run_state;
 pub mod scan;
 mod store;
 
 pub use cursors::{Subscription, SubscriptionError, SubscriptionId, SubscriptionMode};
 pub use event::{now_unix_ns, EventRef, EventView, Seq, Severity};
 pub use format::{FormatError, Geometry, LogConfig};
+pub use run_state::PreviousStop;
 pub use scan::{LiveEvents, RecoveryReport, SlotOutcome};
 pub use store::{create_file, format_existing, open_path, OpenError, StoreOptions};
 
@@ -103,7 +105,8 @@ pub struct Analysis {
 pub fn analyze(bytes: &[u8], progress: scan::Progress<'_>) -> Result<Analysis, FormatError> {
     let geometry = format::read_geometry(bytes)?;
     let mut subscriptions = cursors::load(bytes, &geometry);
-    let (report, hole_runs) = scan::scan(bytes, &geometry, &mut subscriptions, progress);
+    let (mut report, hole_runs) = scan::scan(bytes, &geometry, &mut subscriptions, progress);
+    report.previous_stop = run_state::read(bytes);
     Ok(Analysis {
         geometry,
         subscriptions,
@@ -142,8 +145,15 @@ pub struct Log<M: Medium> {
     /// Active entries in `subscriptions`.
     subscription_count: usize,
     next_uid: u64,
+    /// Why writes are refused: a fence failed, or the log was closed cleanly.
     failed: Option<String>,
+    /// `close_clean` completed: the region is marked clean and takes no more writes.
+    closed_clean: bool,
 }
+
+/// The reason writes are refused after [`Log::close_clean`].
+const CLOSED_CLEAN: &str =
+    "the log was closed cleanly (close_clean) and takes no more writes; open the region again";
 
 /// What a group commit made durable.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -170,7 +180,9 @@ impl<M: Medium> Log<M> {
 
     /// Opens a formatted medium: checks the superblock and sections, runs the recovery
     /// scanner, and seals the holes of a torn last group with padding so that later
-    /// scans do not mistake them for damage.
+    /// scans do not mistake them for damage. Reports how the previous run stopped
+    /// (`RecoveryReport::previous_stop`) and durably marks the region running, in the
+    /// same fence as the repairs.
     pub fn open(
         medium: M,
         progress: scan::Progress<'_>,
@@ -198,6 +210,7 @@ impl<M: Medium> Log<M> {
             subscriptions,
             next_uid,
             failed: None,
+            closed_clean: false,
         };
         for run in hole_runs {
             log.seal(run.first, run.slots);
@@ -206,8 +219,30 @@ impl<M: Medium> Log<M> {
         for s in log.subscriptions.iter().flatten() {
             cursors::scrub_stale_record(&mut log.medium, &log.geometry, s);
         }
+        run_state::stage(&mut log.medium, false);
         log.fence()?;
         Ok((log, report))
+    }
+
+    /// Durably marks the region cleanly stopped; the next open reports
+    /// [`PreviousStop::Clean`]. Call it after the final release; the log then refuses
+    /// every write (appends, releases, subscription and dead-letter changes) until the
+    /// region is opened again. Calling it again is a no-op.
+    ///
+    /// Order: a fence first (nothing earlier is left pending), then the run-state word
+    /// alone, flushed and fenced. Under the 8-byte word model the word may reach the
+    /// medium before that last fence; everything else is durable by then, so a region
+    /// read as clean never has anything of this run missing.
+    pub fn close_clean(&mut self) -> Result<(), LogError> {
+        if self.closed_clean {
+            return Ok(());
+        }
+        self.fence()?;
+        run_state::stage(&mut self.medium, true);
+        self.fence()?;
+        self.closed_clean = true;
+        self.failed = Some(CLOSED_CLEAN.to_string());
+        Ok(())
     }
 
     fn seal(&mut self, mut first: u64, mut slots: u64) {

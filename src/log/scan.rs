@@ -235,6 +235,9 @@ pub struct RecoveryReport {
     pub subscriptions: u64,
     /// Subscriptions whose durable state failed a check.
     pub subscription_problems: Vec<SubscriptionProblem>,
+    /// How the previous run stopped (the run-state word, read before a writable open
+    /// marks the region running).
+    pub previous_stop: super::run_state::PreviousStop,
     /// Bytes of ring read.
     pub bytes_scanned: u64,
     /// Wall time of the scan.

@@ -34,6 +34,19 @@ fn clean_fixture_recovers_fifteen_live_events() {
 }
 
 #[test]
+fn fixtures_made_before_the_dead_letter_area_open_and_refuse_dead_letters() {
+    let (mut log, r) = open("clean.pmem").unwrap();
+    assert_eq!((r.dead_letters, r.dead_letter_slots), (0, 0));
+    assert!(r.dead_letter_problems.is_empty());
+    let sub = log.subscription_by_name(b"ops").unwrap().id;
+    let seq = log.events_from(Seq::FIRST).next().unwrap().seq;
+    assert_eq!(
+        log.dead_letter(sub, seq, 1, herald::log::DeadReason::Rejected),
+        Err(herald::log::DeadLetterError::NoArea)
+    );
+}
+
+#[test]
 fn torn_last_slot_fixture_drops_only_the_unacknowledged_event() {
     let (clean, _) = open("clean.pmem").unwrap();
     let (mut log, r) = open("torn-last-slot.pmem").unwrap();

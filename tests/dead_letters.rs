@@ -455,3 +455,71 @@ fn a_failed_log_makes_no_dead_letters() {
     assert_eq!(report.previous_stop, PreviousStop::Clean);
     assert!(log.dead_letter_info(id).is_some());
 }
+
+/// The simulated medium with a fence that fails once told to (an msync EIO, say).
+struct FailingFence {
+    inner: SimMedium,
+    fail: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl herald::pmem::Medium for FailingFence {
+    fn bytes(&self) -> &[u8] {
+        self.inner.bytes()
+    }
+    fn write(&mut self, offset: usize, data: &[u8]) {
+        self.inner.write(offset, data)
+    }
+    fn flush(&mut self, offset: usize, len: usize) {
+        self.inner.flush(offset, len)
+    }
+    fn fence(&mut self) -> std::io::Result<()> {
+        if self.fail.get() {
+            return Err(std::io::Error::other("injected EIO"));
+        }
+        self.inner.fence()
+    }
+    fn durability(&self) -> herald::pmem::Durability {
+        self.inner.durability()
+    }
+}
+
+#[test]
+fn a_failed_fence_while_dead_lettering_leaves_the_log_failed_and_no_record() {
+    let fail = std::rc::Rc::new(std::cell::Cell::new(false));
+    let medium = FailingFence {
+        inner: SimMedium::new(4096 * 6 + 256 * 64),
+        fail: fail.clone(),
+    };
+    let mut log = Log::format(medium, &config(DEAD_SLOTS), 42).unwrap();
+    let sub = log.create_subscription(b"s", b"").unwrap();
+    let seq = log.append(&event("t", b"x")).unwrap();
+    let kept = log.dead_letter(sub, seq, 1, DeadReason::Rejected).unwrap();
+    fail.set(true);
+    let err = log
+        .dead_letter(sub, seq, 2, DeadReason::Rejected)
+        .unwrap_err();
+    assert!(
+        matches!(&err, DeadLetterError::Failed(why) if why.contains("injected EIO")),
+        "{err}"
+    );
+    fail.set(false);
+    // The log stays failed: nothing more is written, whatever the medium does now.
+    assert!(matches!(
+        log.dead_letter(sub, seq, 3, DeadReason::Rejected),
+        Err(DeadLetterError::Failed(_))
+    ));
+    assert!(matches!(log.purge_dead(&[kept]), Err(LogError::Failed(_))));
+    assert!(matches!(log.close_clean(), Err(LogError::Failed(_))));
+    assert_eq!(log.dead_letters().count(), 1);
+    let image = log.into_medium().inner.state().durable_image();
+    let (log, report) = Log::open(SimMedium::from_image(image), &mut |_, _| {}).unwrap();
+    assert_eq!(
+        log.dead_letters().map(|d| d.id).collect::<Vec<_>>(),
+        vec![kept]
+    );
+    assert_eq!(
+        report.previous_stop,
+        PreviousStop::Unclean,
+        "never closed cleanly"
+    );
+}

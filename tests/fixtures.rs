@@ -34,6 +34,19 @@ fn clean_fixture_recovers_fifteen_live_events() {
 }
 
 #[test]
+fn fixtures_made_before_the_dead_letter_area_open_and_refuse_dead_letters() {
+    let (mut log, r) = open("clean.pmem").unwrap();
+    assert_eq!((r.dead_letters, r.dead_letter_slots), (0, 0));
+    assert!(r.dead_letter_problems.is_empty());
+    let sub = log.subscription_by_name(b"ops").unwrap().id;
+    let seq = log.events_from(Seq::FIRST).next().unwrap().seq;
+    assert_eq!(
+        log.dead_letter(sub, seq, 1, herald::log::DeadReason::Rejected),
+        Err(herald::log::DeadLetterError::NoArea)
+    );
+}
+
+#[test]
 fn torn_last_slot_fixture_drops_only_the_unacknowledged_event() {
     let (clean, _) = open("clean.pmem").unwrap();
     let (mut log, r) = open("torn-last-slot.pmem").unwrap();
@@ -126,4 +139,46 @@ fn older_layout_version_fixture_is_refused_with_the_version() {
         "{err}"
     );
     assert!(err.to_string().contains("layout version 0"));
+}
+
+#[test]
+fn dead_letters_fixture_lists_its_letters_with_their_copies_and_a_clean_stop() {
+    use herald::log::{DeadReason, PreviousStop};
+    let (log, r) = open("dead-letters.pmem").unwrap();
+    assert_eq!(r.previous_stop, PreviousStop::Clean);
+    assert_eq!((r.dead_letters, r.dead_letter_slots), (2, 32));
+    assert!(r.dead_letter_problems.is_empty());
+    assert_eq!((r.live_events, r.corrupt_slots), (9, 0), "events 11..19");
+    let ops = log.subscription_by_name(b"ops").unwrap();
+    let letters: Vec<_> = log.dead_letters().copied().collect();
+    assert_eq!(letters.len(), 2);
+    for (d, (i, reason, count, replay)) in letters.iter().zip([
+        (5, DeadReason::Rejected, 3, false),
+        (9, DeadReason::Rejected, 4, true),
+    ]) {
+        assert_eq!((d.subscription, d.subscription_uid), (ops.id, ops.uid));
+        assert_eq!(
+            (d.reason, d.delivery_count, d.replay_requested),
+            (reason, count, replay)
+        );
+        assert!(
+            d.seq.0 < ops.cursor,
+            "released for ops: only the copy counts now"
+        );
+        assert!(!d.orphan);
+        let copy = log.dead_event(d.id).unwrap();
+        assert_eq!(copy.seq, d.seq);
+        assert_eq!(copy.topic, b"fs.disk.error");
+        assert_eq!(copy.source, b"fixture");
+        assert_eq!(copy.payload, numbered(i..i + 1)[0].as_bytes());
+        assert_eq!(
+            copy.timestamp_ns,
+            1_764_000_000_000_000_000 + i as u64 * 1_000_000
+        );
+    }
+    // The purged 3-slot letter's slots are free again.
+    assert_eq!(
+        log.dead_letter_slots().0,
+        32 - letters.iter().map(|d| d.slots).sum::<u64>()
+    );
 }

@@ -25,12 +25,14 @@ fn stored_events_survive_power_cut_at_every_fence_and_between() {
         }
     }
     println!(
-        "power-cut exploration: {} crash states checked ({} fence cut points, {} random cut points, {} operations, {} events acknowledged, {} restarts from crash images), seeds {base}..{}",
+        "power-cut exploration: {} crash states checked ({} fence cut points, {} random cut points, {} operations, {} events acknowledged, {} dead letters made, {} clean stops, {} restarts from crash images), seeds {base}..{}",
         total.crash_states,
         total.fence_points,
         total.random_points,
         total.operations,
         total.events_acked,
+        total.dead_letters,
+        total.clean_stops,
         total.restarts,
         base + seeds
     );
@@ -39,4 +41,8 @@ fn stored_events_survive_power_cut_at_every_fence_and_between() {
         "explored too little: {total:?}"
     );
     assert!(total.restarts > 0 && total.events_acked > 1000, "{total:?}");
+    assert!(
+        total.dead_letters > 100 && total.clean_stops > 10,
+        "{total:?}"
+    );
 }

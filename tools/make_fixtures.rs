@@ -4,7 +4,7 @@
 //! purpose; the images are frozen so that tests catch accidental format drift.
 
 use herald::log::layout::{SLOT_HEADER_BYTES, SUPERBLOCK_CHECKSUM_OFFSET};
-use herald::log::{EventRef, Log, LogConfig, Seq, Severity};
+use herald::log::{DeadReason, EventRef, Log, LogConfig, Seq, Severity};
 use herald::pmem::sim::SimMedium;
 use herald::pmem::Medium;
 use std::path::Path;
@@ -57,6 +57,42 @@ fn clean() -> Log<SimMedium> {
     log
 }
 
+/// Like `clean`, on a region with a dead-letter area of 32 slots: events 5, 7 (a
+/// 3-slot copy) and 9 dead-lettered for `ops`, 7 then purged, 9 with a replay
+/// requested (delivery count 4); `ops` released past event 10; stopped cleanly.
+fn dead_letters() -> Log<SimMedium> {
+    let config = LogConfig {
+        dead_letter_slots: Some(32),
+        ..config()
+    };
+    let mut log = Log::format(SimMedium::new(REGION_BYTES), &config, NODE_ID).unwrap();
+    let sub = log.create_subscription(b"ops", b"").unwrap();
+    let mut seqs = Vec::new();
+    for i in 0..20 {
+        let big = vec![b'z'; 150];
+        let p = if i == 7 { big } else { payload(i) };
+        seqs.push(log.append(&event(i, &p)).unwrap());
+    }
+    let d5 = log
+        .dead_letter(sub, seqs[5], 3, DeadReason::Rejected)
+        .unwrap();
+    let d7 = log
+        .dead_letter(sub, seqs[7], 5, DeadReason::MaxDeliveries)
+        .unwrap();
+    let d9 = log
+        .dead_letter(sub, seqs[9], 3, DeadReason::Rejected)
+        .unwrap();
+    log.purge_dead(&[d7]).unwrap();
+    log.set_dead_replay(d9, true, 4).unwrap();
+    log.release(&[(sub, seqs[11])]).unwrap();
+    assert_eq!(
+        log.dead_letters().map(|d| d.id).collect::<Vec<_>>(),
+        vec![d5, d9]
+    );
+    log.close_clean().unwrap();
+    log
+}
+
 fn write(dir: &Path, name: &str, image: &[u8]) {
     std::fs::write(dir.join(name), image).unwrap();
     println!("wrote {}", dir.join(name).display());
@@ -69,6 +105,8 @@ fn main() {
 
     let log = clean();
     write(dir, "clean.pmem", log.medium().bytes());
+
+    write(dir, "dead-letters.pmem", dead_letters().medium().bytes());
 
     // torn-last-slot: a final group of one 4-slot event whose last two slots never
     // reached the medium (the power cut came before the fence).

@@ -7,8 +7,13 @@
 //! 3. only then does [`Batch::commit`] return, and the caller may say `stored(seq)`.
 //!
 //! Head and tail are kept in memory only; after a restart [`scan`] rebuilds them.
+//!
+//! Beside the ring: the dead-letter area ([`dead`]), where rejected or exhausted events
+//! keep a copy of their own, and the run-state word ([`run_state`]), which tells the
+//! next open whether this run stopped cleanly.
 
 pub mod cursors;
+pub mod dead;
 pub mod event;
 pub mod format;
 pub mod layout;
@@ -17,6 +22,9 @@ pub mod scan;
 mod store;
 
 pub use cursors::{Subscription, SubscriptionError, SubscriptionId, SubscriptionMode};
+pub use dead::{
+    DeadLetter, DeadLetterError, DeadLetterId, DeadLetterProblem, DeadProblemKind, DeadReason,
+};
 pub use event::{now_unix_ns, EventRef, EventView, Seq, Severity};
 pub use format::{FormatError, Geometry, LogConfig};
 pub use run_state::PreviousStop;
@@ -41,6 +49,9 @@ pub enum LogError {
     /// No such subscription.
     #[error("no durable subscription with id {0:?}")]
     UnknownSubscription(SubscriptionId),
+    /// No such dead letter (never made, or purged already).
+    #[error("no dead letter with id {0}")]
+    UnknownDeadLetter(DeadLetterId),
     /// A cursor that would move backwards, beyond the tail, or into an event.
     #[error("invalid cursor {cursor} for subscription {id:?}: {reason}")]
     BadCursor {
@@ -98,6 +109,9 @@ pub struct Analysis {
     pub report: RecoveryReport,
     /// Every run of holes (torn last group).
     pub hole_runs: Vec<scan::PositionRun>,
+    /// The valid dead letters, by first slot (orphans flagged; damaged records are in
+    /// `report.dead_letter_problems` only).
+    pub dead_letters: Vec<DeadLetter>,
 }
 
 /// Runs the recovery scan without writing anything (`herald inspect` uses this on a
@@ -106,12 +120,22 @@ pub fn analyze(bytes: &[u8], progress: scan::Progress<'_>) -> Result<Analysis, F
     let geometry = format::read_geometry(bytes)?;
     let mut subscriptions = cursors::load(bytes, &geometry);
     let (mut report, hole_runs) = scan::scan(bytes, &geometry, &mut subscriptions, progress);
+    let (dead_letters, problems) = dead::scan(bytes, &geometry, &subscriptions);
     report.previous_stop = run_state::read(bytes);
+    report.dead_letters = dead_letters.len() as u64;
+    report.dead_letter_slots = geometry.dead_letters.slot_count;
+    report.dead_letter_slots_used = dead_letters.iter().map(|d| d.slots).sum::<u64>()
+        + problems
+            .iter()
+            .filter(|p| p.kind == DeadProblemKind::Damaged)
+            .count() as u64;
+    report.dead_letter_problems = problems;
     Ok(Analysis {
         geometry,
         subscriptions,
         report,
         hole_runs,
+        dead_letters,
     })
 }
 
@@ -149,6 +173,8 @@ pub struct Log<M: Medium> {
     failed: Option<String>,
     /// `close_clean` completed: the region is marked clean and takes no more writes.
     closed_clean: bool,
+    /// The dead-letter area (empty when the region has none).
+    dead: dead::DeadArea,
 }
 
 /// The reason writes are refused after [`Log::close_clean`].
@@ -192,7 +218,15 @@ impl<M: Medium> Log<M> {
             subscriptions,
             report,
             hole_runs,
+            dead_letters,
         } = analyze(medium.bytes(), progress)?;
+        let damaged = report
+            .dead_letter_problems
+            .iter()
+            .filter(|p| p.kind == DeadProblemKind::Damaged)
+            .map(|p| p.id)
+            .collect();
+        let dead = dead::DeadArea::new(&geometry, dead_letters, damaged);
         let next_uid = subscriptions
             .iter()
             .flatten()
@@ -211,6 +245,7 @@ impl<M: Medium> Log<M> {
             next_uid,
             failed: None,
             closed_clean: false,
+            dead,
         };
         for run in hole_runs {
             log.seal(run.first, run.slots);
@@ -442,10 +477,191 @@ impl<M: Medium> Log<M> {
         if let Some(reason) = &self.failed {
             return Err(LogError::Failed(reason.clone()));
         }
-        cursors::delete(&mut self.medium, &self.geometry, id.0)
-            .map_err(|e| LogError::Failed(e.to_string()))?;
+        let uid = self.subscriptions[id.0 as usize]
+            .as_ref()
+            .expect("checked above")
+            .uid;
+        cursors::delete(&mut self.medium, &self.geometry, id.0).map_err(|e| {
+            self.failed = Some(e.to_string());
+            LogError::Failed(e.to_string())
+        })?;
         self.subscriptions[id.0 as usize] = None;
         self.recompute_head();
+        // Its dead letters go with it, in a second fence: nothing could replay them.
+        // A crash between the two fences leaves them as orphans, which the next scan
+        // reports (and an operator purges); they are never dropped silently.
+        // (Deleting a subscription is rare; collecting the ids allocates.)
+        let mine: Vec<DeadLetterId> = self
+            .dead
+            .records()
+            .iter()
+            .filter(|d| d.subscription == id && d.subscription_uid == uid)
+            .map(|d| d.id)
+            .collect();
+        if mine.is_empty() {
+            return Ok(());
+        }
+        for &d in &mine {
+            self.dead.set_orphan(d);
+        }
+        self.purge_dead(&mine)
+    }
+
+    /// Copies the event at `seq` into a new dead-letter record for subscription `sub`
+    /// and makes it durable before returning. From then on the event may be released
+    /// for `sub` (its cursor may pass `seq`, its ring slots may be reused): the record
+    /// holds its own copy.
+    ///
+    /// Order of durability: phase 0 (stale words of the run zeroed; fenced only if any
+    /// were written), phase 1 (the static part: header and copy; fenced), phase 2 (the
+    /// status word; fenced). A power cut leaves no record or the complete one.
+    pub fn dead_letter(
+        &mut self,
+        sub: SubscriptionId,
+        seq: Seq,
+        delivery_count: u32,
+        reason: DeadReason,
+    ) -> Result<DeadLetterId, DeadLetterError> {
+        if !self.geometry.has_dead_letters() {
+            return Err(DeadLetterError::NoArea);
+        }
+        let subscription_uid = self
+            .subscription(sub)
+            .ok_or(DeadLetterError::UnknownSubscription(sub))?
+            .uid;
+        let event = self.read(seq).ok_or(DeadLetterError::NotFound(seq))?;
+        let new = dead::NewDeadLetter {
+            subscription: sub,
+            subscription_uid,
+            reason,
+            dead_unix_ns: now_unix_ns(),
+        };
+        let header = dead::header_for(&event, &new, &self.geometry);
+        let slots = header.span as u64;
+        let ring_body_offset = self
+            .geometry
+            .slot_offset(seq.0 % self.geometry.ring.slot_count)
+            + SLOT_HEADER_BYTES;
+        if let Some(reason) = &self.failed {
+            return Err(DeadLetterError::Failed(reason.clone()));
+        }
+        let slot = self.dead.first_fit(slots).ok_or(DeadLetterError::Full {
+            free_slots: self.dead.free_slots(),
+            needed: slots,
+        })?;
+        let failed = |e: LogError| match e {
+            LogError::Failed(reason) => DeadLetterError::Failed(reason),
+            other => DeadLetterError::Failed(other.to_string()),
+        };
+        if dead::stage_clear_run(&mut self.medium, &self.geometry, slot, slots) {
+            self.fence().map_err(failed)?;
+        }
+        let checksum = dead::stage_static(
+            &mut self.medium,
+            &self.geometry,
+            slot,
+            &header,
+            ring_body_offset,
+        );
+        self.fence().map_err(failed)?;
+        let status = Some((false, delivery_count));
+        dead::stage_status(&mut self.medium, &self.geometry, slot, checksum, status);
+        self.fence().map_err(failed)?;
+        let letter = DeadLetter {
+            id: dead::id_of(slot, checksum),
+            subscription: sub,
+            subscription_uid,
+            seq,
+            delivery_count,
+            reason,
+            dead_unix_ns: new.dead_unix_ns,
+            replay_requested: false,
+            slots,
+            orphan: false,
+        };
+        self.dead.insert(letter);
+        Ok(letter.id)
+    }
+
+    /// The dead letters, by position in the area (orphans included, flagged).
+    pub fn dead_letters(&self) -> impl Iterator<Item = &DeadLetter> {
+        self.dead.records().iter()
+    }
+
+    /// One dead letter's metadata.
+    pub fn dead_letter_info(&self, id: DeadLetterId) -> Option<&DeadLetter> {
+        self.dead.get(id)
+    }
+
+    /// Ids of damaged dead-letter records found at open (see the report's
+    /// `dead_letter_problems`); `purge_dead` accepts them.
+    pub fn damaged_dead_letters(&self) -> &[DeadLetterId] {
+        self.dead.damaged()
+    }
+
+    /// Free and total slots of the dead-letter area (0 and 0 when it has none).
+    pub fn dead_letter_slots(&self) -> (u64, u64) {
+        (self.dead.free_slots(), self.dead.slot_count())
+    }
+
+    /// The copy of a dead letter's event, with its original seq.
+    pub fn dead_event(&self, id: DeadLetterId) -> Option<EventView<'_>> {
+        let d = self.dead.get(id)?;
+        Some(dead::read_event(self.medium.bytes(), &self.geometry, d))
+    }
+
+    /// Purges dead letters (valid or damaged) with one fence: each status word goes
+    /// back to zero. Every id is checked before anything is written; an unknown id
+    /// (never made, or purged already) is an error and nothing is purged. A power cut
+    /// leaves each record present or gone.
+    pub fn purge_dead(&mut self, ids: &[DeadLetterId]) -> Result<(), LogError> {
+        if let Some(&unknown) = ids.iter().find(|&&id| !self.dead.contains(id)) {
+            return Err(LogError::UnknownDeadLetter(unknown));
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
+        if let Some(reason) = &self.failed {
+            return Err(LogError::Failed(reason.clone()));
+        }
+        for &id in ids {
+            let checksum = dead::checksum_of(id);
+            dead::stage_status(&mut self.medium, &self.geometry, id.slot(), checksum, None);
+        }
+        self.fence()?;
+        for &id in ids {
+            self.dead.remove(id);
+        }
+        Ok(())
+    }
+
+    /// Sets a dead letter's replay flag and delivery count with one aligned store and
+    /// a fence: a power cut leaves the old or the new status, never a mix. The daemon
+    /// sets `requested` when an operator asks for a replay, and clears it (raising the
+    /// count) when the replayed copy is rejected or exhausted again.
+    pub fn set_dead_replay(
+        &mut self,
+        id: DeadLetterId,
+        requested: bool,
+        delivery_count: u32,
+    ) -> Result<(), LogError> {
+        if self.dead.get(id).is_none() {
+            return Err(LogError::UnknownDeadLetter(id));
+        }
+        if let Some(reason) = &self.failed {
+            return Err(LogError::Failed(reason.clone()));
+        }
+        let status = Some((requested, delivery_count));
+        let checksum = dead::checksum_of(id);
+        dead::stage_status(
+            &mut self.medium,
+            &self.geometry,
+            id.slot(),
+            checksum,
+            status,
+        );
+        self.fence()?;
+        self.dead.set_status(id, requested, delivery_count);
         Ok(())
     }
 

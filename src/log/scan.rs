@@ -238,6 +238,15 @@ pub struct RecoveryReport {
     /// How the previous run stopped (the run-state word, read before a writable open
     /// marks the region running).
     pub previous_stop: super::run_state::PreviousStop,
+    /// Valid dead letters (orphans included).
+    pub dead_letters: u64,
+    /// Slots of the dead-letter area (0: the region has none).
+    pub dead_letter_slots: u64,
+    /// Slots held by dead letters and damaged dead-letter records.
+    pub dead_letter_slots_used: u64,
+    /// Damaged dead-letter records and orphans (dead letters whose subscription no
+    /// longer exists).
+    pub dead_letter_problems: Vec<super::dead::DeadLetterProblem>,
     /// Bytes of ring read.
     pub bytes_scanned: u64,
     /// Wall time of the scan.

@@ -2,7 +2,8 @@
 //! `tools/powercut.rs` (as long as asked).
 //!
 //! A seeded workload of appends (group commits, multi-slot events, ring wrap),
-//! releases, abandoned batches and crash-restarts runs on the simulated medium. Every
+//! releases, abandoned batches, subscription changes, dead letters (create, purge,
+//! replay status), clean stops and crash-restarts runs on the simulated medium. Every
 //! operation's store/flush/fence trace is recorded; the explorer then rebuilds the
 //! state at every fence (just before and just after it) and at random points in
 //! between, produces several crash images at each (each unfenced 8-byte word kept or
@@ -10,19 +11,30 @@
 //! - every event whose append returned is recovered intact and in order;
 //! - nothing else is returned except events of the interrupted operation, intact;
 //! - released events stay released unless their release had not returned;
-//! - a power cut never makes recovery report damage (`corrupt`).
+//! - a power cut never makes recovery report damage (`corrupt`, a damaged
+//!   subscription or dead letter);
+//! - every dead letter whose creation returned is there with the exact event bytes and
+//!   its latest acknowledged status, even once the cursor passed (and the ring reused)
+//!   the original; purged ones never come back; none appears that was not created;
+//!   orphans appear only while their subscription's deletion is in flight;
+//! - the previous stop reads `Clean` only once `close_clean` stored its word (and
+//!   always once it returned), `Unclean` otherwise, never `Unknown`.
 //!
 //! Every failure message starts with the seed that reproduces it.
 
-use herald::log::{EventRef, Log, LogConfig, Seq, Severity, SubscriptionId, SubscriptionMode};
+use herald::log::{
+    DeadLetterError, DeadLetterId, DeadProblemKind, DeadReason, EventRef, Log, LogConfig,
+    PreviousStop, Seq, Severity, SubscriptionId, SubscriptionMode,
+};
 use herald::pmem::sim::{SimMedium, SimOp, SimState};
 use herald::pmem::Medium;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 
-/// Bytes of the simulated region: small, so the ring wraps often.
-pub const REGION_BYTES: usize = 4096 * 4 + 256 * 64;
+/// Bytes of the simulated region: small, so the ring wraps often (256 ring slots) and
+/// the dead-letter area (64 slots) fills up.
+pub const REGION_BYTES: usize = 4096 * 6 + 256 * 64;
 
 /// What one exploration covered.
 #[derive(Debug, Default, Clone, Copy)]
@@ -39,6 +51,10 @@ pub struct Stats {
     pub events_acked: u64,
     /// Restarts from a crash image in the middle of the workload.
     pub restarts: u64,
+    /// Dead letters made (their creation returned).
+    pub dead_letters: u64,
+    /// Clean stops (`close_clean` returned, then a reopen).
+    pub clean_stops: u64,
 }
 
 impl Stats {
@@ -50,6 +66,8 @@ impl Stats {
         self.operations += o.operations;
         self.events_acked += o.events_acked;
         self.restarts += o.restarts;
+        self.dead_letters += o.dead_letters;
+        self.clean_stops += o.clean_stops;
     }
 }
 
@@ -59,6 +77,18 @@ struct ModelEvent {
     severity: u8,
     key: Vec<u8>,
     payload: Vec<u8>,
+    flags: u16,
+    timestamp_ns: u64,
+}
+
+/// A dead letter as the model knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ModelDead {
+    subscription_uid: u64,
+    seq: u64,
+    event: ModelEvent,
+    replay_requested: bool,
+    delivery_count: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -71,6 +101,8 @@ struct Model {
     mode: SubscriptionMode,
     /// Whether the second subscription, `extra`, exists.
     extra: bool,
+    /// Dead letters whose creation returned and that no returned purge removed.
+    dead: BTreeMap<DeadLetterId, ModelDead>,
 }
 
 /// What the interrupted operation may or may not have done.
@@ -86,6 +118,17 @@ struct InFlight {
     mode: Option<SubscriptionMode>,
     /// Creation (true) or deletion (false) of `extra`.
     extra: Option<bool>,
+    /// `extra`'s uid, when it is being deleted (its dead letters go with it).
+    extra_deleted_uid: Option<u64>,
+    /// A dead letter made, and the op index at which its creation returned (a release
+    /// may follow in the same step).
+    dead_created: Option<(DeadLetterId, ModelDead, usize)>,
+    /// Dead letters being purged.
+    dead_purged: Vec<DeadLetterId>,
+    /// A status change: id, replay requested, delivery count.
+    dead_status: Option<(DeadLetterId, bool, u32)>,
+    /// Op index of `close_clean`'s store of the run-state word.
+    close_clean_store: Option<usize>,
 }
 
 /// What recovery may find for a state the interrupted operation was changing: the
@@ -106,7 +149,7 @@ fn config() -> LogConfig {
         reserve_slots: Some(8),
         subscription_entries: 8,
         payload_bytes_max: 600,
-        dead_letter_slots: Some(0),
+        dead_letter_slots: Some(64),
     }
 }
 
@@ -128,6 +171,8 @@ fn random_event(rng: &mut SmallRng) -> ModelEvent {
             Vec::new()
         },
         payload: (0..len).map(|_| rng.gen()).collect(),
+        flags: rng.gen(),
+        timestamp_ns: rng.gen(),
     }
 }
 
@@ -137,6 +182,8 @@ fn model_of(e: &herald::log::EventView<'_>) -> ModelEvent {
         severity: e.severity as u8,
         key: e.key.to_vec(),
         payload: e.payload.to_vec(),
+        flags: e.flags,
+        timestamp_ns: e.timestamp_ns,
     }
 }
 
@@ -145,11 +192,113 @@ fn event_ref(e: &ModelEvent) -> EventRef<'_> {
         topic: &e.topic,
         severity: Severity::from_u8(e.severity).unwrap(),
         source: b"powercut",
-        flags: 0,
+        flags: e.flags,
         key: &e.key,
         payload: &e.payload,
-        timestamp_ns: 1,
+        timestamp_ns: e.timestamp_ns,
     }
+}
+
+/// Checks the recovered run-state word and dead letters against the model, for a cut
+/// after `point` ops of the interrupted step.
+fn check_dead_and_stop(
+    log: &Log<SimMedium>,
+    report: &herald::log::RecoveryReport,
+    before: &Model,
+    inflight: &InFlight,
+    point: usize,
+    finished: bool,
+) -> Result<(), String> {
+    let stop = report.previous_stop;
+    let store_applied = inflight.close_clean_store.is_some_and(|at| point > at);
+    let stop_ok = match stop {
+        PreviousStop::Unknown => false,
+        PreviousStop::Clean => store_applied,
+        PreviousStop::Unclean => !(finished && inflight.close_clean_store.is_some()),
+    };
+    if !stop_ok {
+        return Err(format!(
+            "previous stop {stop:?} (close_clean's store at op {:?}, cut at op {point}, finished {finished})",
+            inflight.close_clean_store
+        ));
+    }
+    // While `extra` is being deleted, its letters may be orphans (deleted entry, purge
+    // not yet durable); nothing else may be reported, ever.
+    let deleting = |uid: u64| !finished && inflight.extra_deleted_uid == Some(uid);
+    for p in &report.dead_letter_problems {
+        let orphan_ok = p.kind == DeadProblemKind::Orphan
+            && log
+                .dead_letter_info(p.id)
+                .is_some_and(|d| deleting(d.subscription_uid));
+        if !orphan_ok {
+            return Err(format!("a power cut produced a dead-letter problem: {p:?}"));
+        }
+    }
+    for d in log.dead_letters() {
+        let expected = before.dead.get(&d.id).or_else(|| {
+            inflight
+                .dead_created
+                .as_ref()
+                .filter(|c| c.0 == d.id)
+                .map(|c| &c.1)
+        });
+        let Some(m) = expected else {
+            return Err(format!(
+                "dead letter {} appeared that was never created: {d:?}",
+                d.id
+            ));
+        };
+        let purging = inflight.dead_purged.contains(&d.id)
+            || inflight.extra_deleted_uid == Some(m.subscription_uid);
+        if purging && finished {
+            return Err(format!("purged dead letter {} came back", d.id));
+        }
+        if d.orphan && !deleting(m.subscription_uid) {
+            return Err(format!("dead letter {} is an orphan: {d:?}", d.id));
+        }
+        let copy = log
+            .dead_event(d.id)
+            .ok_or("a listed dead letter has no copy")?;
+        if d.seq.0 != m.seq
+            || copy.seq.0 != m.seq
+            || d.subscription_uid != m.subscription_uid
+            || model_of(&copy) != m.event
+            || copy.source != b"powercut"
+        {
+            return Err(format!(
+                "dead letter {} recovered with different content: {d:?}",
+                d.id
+            ));
+        }
+        let status = (d.replay_requested, d.delivery_count);
+        let old = (m.replay_requested, m.delivery_count);
+        let changing = inflight
+            .dead_status
+            .filter(|s| s.0 == d.id)
+            .map(|s| (s.1, s.2));
+        if !allowed(status, old, changing, finished) {
+            return Err(format!(
+                "dead letter {} has status {status:?}, model {old:?} (changing to {changing:?}, finished {finished})",
+                d.id
+            ));
+        }
+    }
+    for (id, m) in &before.dead {
+        let purging = inflight.dead_purged.contains(id)
+            || inflight.extra_deleted_uid == Some(m.subscription_uid);
+        if !purging && log.dead_letter_info(*id).is_none() {
+            return Err(format!("dead letter {id} (seq {}) lost", m.seq));
+        }
+    }
+    if let Some((id, m, returned_at)) = &inflight.dead_created {
+        if point >= *returned_at && log.dead_letter_info(*id).is_none() {
+            return Err(format!(
+                "dead letter {id} (seq {}) lost after its creation returned (cut at op {point})",
+                m.seq
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Recovers `image` and checks it against the model. Returns the recovered log.
@@ -158,10 +307,12 @@ fn check_image(
     sub: SubscriptionId,
     before: &Model,
     inflight: &InFlight,
+    point: usize,
     finished: bool,
 ) -> Result<Log<SimMedium>, String> {
     let (log, report) = Log::open(SimMedium::from_image(image), &mut |_, _| {})
         .map_err(|e| format!("recovery failed: {e}"))?;
+    check_dead_and_stop(&log, &report, before, inflight, point, finished)?;
     if report.corrupt_slots != 0 {
         return Err(format!("a power cut produced corrupt slots: {report:?}"));
     }
@@ -274,6 +425,7 @@ pub fn explore(
         cursor: log.tail().0,
         mode: SubscriptionMode::Normal,
         extra: false,
+        dead: BTreeMap::new(),
     };
 
     for step in 0..operations {
@@ -282,8 +434,11 @@ pub fn explore(
         log.medium_mut().start_recording();
         let mut inflight = InFlight::default();
         let mut acked_now: BTreeMap<u64, ModelEvent> = BTreeMap::new();
+        // Ops of an earlier call in the same step (a dead letter, then a release).
+        let mut earlier_ops: Vec<SimOp> = Vec::new();
+        let mut closing = false;
         let roll = rng.gen_range(0..100);
-        if roll < 60 {
+        if roll < 52 {
             // A group commit of 1..8 events; on `full`, the prefix is committed.
             let events: Vec<ModelEvent> = (0..rng.gen_range(1..=8))
                 .map(|_| random_event(&mut rng))
@@ -330,7 +485,7 @@ pub fn explore(
                 inflight.committed = true;
                 acked_now = inflight.events.clone();
             }
-        } else if roll < 70 {
+        } else if roll < 60 {
             // Subscription table changes: create or delete `extra`, or flip the
             // checker's persistent mode.
             let extra = log.subscription_by_name(EXTRA).map(|e| e.id);
@@ -342,6 +497,7 @@ pub fn explore(
                 }
                 Some(id) if rng.gen_bool(0.5) => {
                     inflight.extra = Some(false);
+                    inflight.extra_deleted_uid = log.subscription(id).map(|s| s.uid);
                     log.delete_subscription(id)
                         .map_err(|e| fail(step, format!("delete: {e}")))?;
                 }
@@ -355,6 +511,85 @@ pub fn explore(
                         .map_err(|e| fail(step, format!("set_mode: {e}")))?;
                 }
             }
+        } else if roll < 68 {
+            // Dead-letter an acknowledged event for the checker (or `extra`); for the
+            // checker, sometimes release its cursor past the event right away.
+            let candidates: Vec<u64> = model.acked.range(model.cursor..).map(|(s, _)| *s).collect();
+            if !candidates.is_empty() {
+                let seq = candidates[rng.gen_range(0..candidates.len())];
+                let target = match log.subscription_by_name(EXTRA) {
+                    Some(e) if rng.gen_bool(0.3) => e.id,
+                    _ => sub,
+                };
+                let subscription_uid = log.subscription(target).unwrap().uid;
+                let delivery_count = rng.gen_range(1..10);
+                let reason = if rng.gen_bool(0.5) {
+                    DeadReason::Rejected
+                } else {
+                    DeadReason::MaxDeliveries
+                };
+                match log.dead_letter(target, Seq(seq), delivery_count, reason) {
+                    Ok(id) => {
+                        earlier_ops = log.medium_mut().take_recording();
+                        log.medium_mut().start_recording();
+                        let m = ModelDead {
+                            subscription_uid,
+                            seq,
+                            event: model.acked[&seq].clone(),
+                            replay_requested: false,
+                            delivery_count,
+                        };
+                        inflight.dead_created = Some((id, m, earlier_ops.len()));
+                        if target == sub && rng.gen_bool(0.5) {
+                            let next = model
+                                .acked
+                                .range(seq + 1..)
+                                .next()
+                                .map_or(log.tail().0, |(s, _)| *s);
+                            inflight.cursor = Some(next);
+                            let mut updates = vec![(sub, Seq(next))];
+                            if let Some(e) = log.subscription_by_name(EXTRA) {
+                                updates.push((e.id, Seq(next.max(e.cursor))));
+                            }
+                            log.release(&updates)
+                                .map_err(|e| fail(step, format!("release to {next}: {e}")))?;
+                        }
+                    }
+                    Err(DeadLetterError::Full { .. }) => {}
+                    Err(e) => return Err(fail(step, format!("dead_letter: {e}"))),
+                }
+            }
+        } else if roll < 72 {
+            // Purge one to three dead letters.
+            let ids: Vec<DeadLetterId> = model.dead.keys().copied().collect();
+            if !ids.is_empty() {
+                let k = rng.gen_range(1..=ids.len().min(3));
+                let chosen: Vec<DeadLetterId> =
+                    (0..k).map(|_| ids[rng.gen_range(0..ids.len())]).collect();
+                inflight.dead_purged = chosen.clone();
+                log.purge_dead(&chosen)
+                    .map_err(|e| fail(step, format!("purge_dead: {e}")))?;
+            }
+        } else if roll < 76 {
+            // A replay requested, or a replay rejected again (flag cleared, count up).
+            let ids: Vec<DeadLetterId> = model.dead.keys().copied().collect();
+            if !ids.is_empty() {
+                let id = ids[rng.gen_range(0..ids.len())];
+                let m = &model.dead[&id];
+                let (requested, count) = if m.replay_requested {
+                    (false, m.delivery_count + 1)
+                } else {
+                    (true, m.delivery_count)
+                };
+                inflight.dead_status = Some((id, requested, count));
+                log.set_dead_replay(id, requested, count)
+                    .map_err(|e| fail(step, format!("set_dead_replay: {e}")))?;
+            }
+        } else if roll < 78 {
+            // A clean stop (the log is reopened below).
+            closing = true;
+            log.close_clean()
+                .map_err(|e| fail(step, format!("close_clean: {e}")))?;
         } else {
             // Release up to some acknowledged event, or everything.
             let candidates: Vec<u64> = model.acked.range(model.cursor..).map(|(s, _)| *s).collect();
@@ -372,7 +607,14 @@ pub fn explore(
             log.release(&updates)
                 .map_err(|e| fail(step, format!("release to {target}: {e}")))?;
         }
-        let ops = log.medium_mut().take_recording();
+        let mut ops = earlier_ops;
+        ops.extend(log.medium_mut().take_recording());
+        if closing {
+            inflight.close_clean_store = ops.iter().position(|o| matches!(o, SimOp::Store { .. }));
+            if inflight.close_clean_store.is_none() {
+                return Err(fail(step, "close_clean stored nothing".into()));
+            }
+        }
 
         // Cut points: just before and just after every fence, plus random ones; the
         // point `ops.len()` is "after the operation returned".
@@ -392,7 +634,7 @@ pub fn explore(
 
         let mut state = before_state;
         let mut applied = 0;
-        let mut restart_image: Option<(Vec<u8>, bool)> = None;
+        let mut restart_image: Option<(Vec<u8>, usize, bool)> = None;
         let restart_here = rng.gen_bool(0.1);
         for &(point, at_fence) in &points {
             while applied < point {
@@ -413,20 +655,43 @@ pub fn explore(
                 };
                 let image = state.crash_image(&mut rng, keep);
                 if restart_here && restart_image.is_none() && rng.gen_bool(0.3) {
-                    restart_image = Some((image.clone(), finished));
+                    restart_image = Some((image.clone(), point, finished));
                 }
-                check_image(image, sub, &model, &inflight, finished)
+                check_image(image, sub, &model, &inflight, point, finished)
                     .map_err(|m| fail(step, format!("cut at op {point}/{}: {m}", ops.len())))?;
                 stats.crash_states += 1;
             }
         }
 
-        if let Some((image, finished)) = restart_image {
+        if let Some((image, point, finished)) = restart_image {
             // Continue the workload from a crashed state: whatever recovery found is
             // now durable and becomes the model.
             stats.restarts += 1;
-            log =
-                check_image(image, sub, &model, &inflight, finished).map_err(|m| fail(step, m))?;
+            log = check_image(image, sub, &model, &inflight, point, finished)
+                .map_err(|m| fail(step, m))?;
+            // Orphans (a deletion cut between its two fences) are purged, as an
+            // operator would.
+            let orphans: Vec<DeadLetterId> = log
+                .dead_letters()
+                .filter(|d| d.orphan)
+                .map(|d| d.id)
+                .collect();
+            log.purge_dead(&orphans)
+                .map_err(|e| fail(step, format!("purging orphans: {e}")))?;
+            model.dead = log
+                .dead_letters()
+                .map(|d| {
+                    let copy = log.dead_event(d.id).unwrap();
+                    let m = ModelDead {
+                        subscription_uid: d.subscription_uid,
+                        seq: d.seq.0,
+                        event: model_of(&copy),
+                        replay_requested: d.replay_requested,
+                        delivery_count: d.delivery_count,
+                    };
+                    (d.id, m)
+                })
+                .collect();
             model.cursor = log.subscription(sub).unwrap().cursor;
             model.mode = log.subscription(sub).unwrap().mode;
             model.extra = log.subscription_by_name(EXTRA).is_some();
@@ -447,6 +712,34 @@ pub fn explore(
         if let Some(x) = inflight.extra {
             model.extra = x;
         }
+        if let Some((id, m, _)) = inflight.dead_created.take() {
+            stats.dead_letters += 1;
+            model.dead.insert(id, m);
+        }
+        for id in &inflight.dead_purged {
+            model.dead.remove(id);
+        }
+        if let Some(uid) = inflight.extra_deleted_uid {
+            model.dead.retain(|_, m| m.subscription_uid != uid);
+        }
+        if let Some((id, requested, count)) = inflight.dead_status {
+            let m = model.dead.get_mut(&id).unwrap();
+            m.replay_requested = requested;
+            m.delivery_count = count;
+        }
+        if closing {
+            // The daemon's next start: the previous stop was clean.
+            stats.clean_stops += 1;
+            let (reopened, report) = Log::open(log.into_medium(), &mut |_, _| {})
+                .map_err(|e| fail(step, format!("reopen after close_clean: {e}")))?;
+            if report.previous_stop != PreviousStop::Clean {
+                return Err(fail(
+                    step,
+                    format!("reopened after close_clean: {:?}", report.previous_stop),
+                ));
+            }
+            log = reopened;
+        }
         let cursor = model.cursor;
         model.acked.retain(|s, _| *s >= cursor);
         // The live log must agree with the model without any crash too.
@@ -456,6 +749,21 @@ pub fn explore(
             return Err(fail(
                 step,
                 format!("live log {live:?} differs from model {expected:?}"),
+            ));
+        }
+        let live_dead: Vec<(DeadLetterId, bool, u32)> = log
+            .dead_letters()
+            .map(|d| (d.id, d.replay_requested, d.delivery_count))
+            .collect();
+        let expected_dead: Vec<(DeadLetterId, bool, u32)> = model
+            .dead
+            .iter()
+            .map(|(id, m)| (*id, m.replay_requested, m.delivery_count))
+            .collect();
+        if live_dead != expected_dead {
+            return Err(fail(
+                step,
+                format!("live dead letters {live_dead:?} differ from model {expected_dead:?}"),
             ));
         }
     }

@@ -175,6 +175,9 @@ pub struct Log<M: Medium> {
     closed_clean: bool,
     /// The dead-letter area (empty when the region has none).
     dead: dead::DeadArea,
+    /// One bit per subscription entry, all zero between calls: `release` marks the
+    /// subscriptions it was given to refuse duplicates without allocating.
+    listed: Vec<u64>,
 }
 
 /// The reason writes are refused after [`Log::close_clean`].
@@ -245,6 +248,7 @@ impl<M: Medium> Log<M> {
             next_uid,
             failed: None,
             closed_clean: false,
+            listed: vec![0; geometry.subscriptions.entry_count.div_ceil(64) as usize],
             dead,
         };
         for run in hole_runs {
@@ -668,7 +672,24 @@ impl<M: Medium> Log<M> {
     /// Advances the durable cursors of several subscriptions with one fence, then
     /// releases every slot below the lowest cursor. A cursor must not move backwards,
     /// must not pass the tail, and must point at an event boundary (or the tail).
+    ///
+    /// A subscription may appear only once: a second update in the same fence would
+    /// overwrite the cursor record that is still the durable one, and a power cut
+    /// before the fence could then leave neither record valid.
     pub fn release(&mut self, updates: &[(SubscriptionId, Seq)]) -> Result<(), LogError> {
+        let checked = self.check_release(updates);
+        for &(id, _) in updates {
+            if let Some(word) = self.listed.get_mut(id.0 as usize / 64) {
+                *word = 0;
+            }
+        }
+        checked?;
+        self.update_cursors(updates.iter().map(|&(id, c)| (id, c.0, None)))
+    }
+
+    /// Validates a release, marking each subscription in `listed` (cleared by the
+    /// caller).
+    fn check_release(&mut self, updates: &[(SubscriptionId, Seq)]) -> Result<(), LogError> {
         for &(id, cursor) in updates {
             let s = self
                 .subscription(id)
@@ -687,8 +708,14 @@ impl<M: Medium> Log<M> {
             if cursor.0 < self.tail && !self.is_record_start(cursor.0) {
                 return Err(bad("not the start of a record"));
             }
+            let bit = 1u64 << (id.0 % 64);
+            let word = &mut self.listed[id.0 as usize / 64];
+            if *word & bit != 0 {
+                return Err(bad("subscription listed twice in one release"));
+            }
+            *word |= bit;
         }
-        self.update_cursors(updates.iter().map(|&(id, c)| (id, c.0, None)))
+        Ok(())
     }
 
     /// Persists a subscription's mode (normal or recovering), cursor unchanged.

@@ -9,4 +9,4 @@ mod spec;
 mod tracker;
 
 pub use spec::{SpecError, SubscriptionSpec, PATTERNS_MAX, SPEC_PATTERN_BYTES_MAX};
-pub use tracker::{Sent, Tracker, WINDOW_EVENTS_LIMIT};
+pub use tracker::{Due, Policy, Sent, Tracker, WINDOW_EVENTS_LIMIT};

@@ -1,17 +1,20 @@
 //! The durable part of a subscription, encoded into the log entry's spec bytes.
 //!
-//! Encoding (version 1, little-endian): `version u8 = 1`, `min_severity u8`,
+//! Encoding (version 2, little-endian): `version u8 = 2`, `min_severity u8`,
 //! `flags u8` (bit 0: automatic recovery), `pattern_count u8`, `window_events u32`,
-//! then each pattern as `len u8` + bytes.
+//! `ack_deadline_ms u32`, `max_deliveries u16`, `reserved u16 = 0`, then each pattern
+//! as `len u8` + bytes. Version 1 (written before redelivery existed) is the same
+//! without the 8 bytes after the window; it reads back with the daemon's defaults (0).
 
 use crate::log::layout::SUBSCRIPTION_SPEC_BYTES_MAX;
 
 /// Most topic patterns one subscription may have.
 pub const PATTERNS_MAX: usize = 16;
-const HEADER_BYTES: usize = 8;
+const HEADER_BYTES: usize = 16;
+const HEADER_BYTES_V1: usize = 8;
 /// Total pattern bytes (with their length bytes) a durable spec can hold.
 pub const SPEC_PATTERN_BYTES_MAX: usize = SUBSCRIPTION_SPEC_BYTES_MAX - HEADER_BYTES;
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 /// Why a spec cannot be built or read back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,6 +39,10 @@ pub struct SubscriptionSpec {
     pub window_events: u32,
     /// Leave recovery mode once the replay is confirmed, without `Recovered`.
     pub automatic_recovery: bool,
+    /// Milliseconds an event may stay unsettled after delivery; 0 = daemon default.
+    pub ack_deadline_ms: u32,
+    /// Deliveries before an event is dead-lettered; 0 = daemon default.
+    pub max_deliveries: u16,
     pattern_count: u8,
     pattern_bytes: [u8; SPEC_PATTERN_BYTES_MAX],
     pattern_used: u16,
@@ -53,6 +60,8 @@ impl SubscriptionSpec {
             min_severity,
             window_events,
             automatic_recovery,
+            ack_deadline_ms: 0,
+            max_deliveries: 0,
             pattern_count: 0,
             pattern_bytes: [0; SPEC_PATTERN_BYTES_MAX],
             pattern_used: 0,
@@ -98,6 +107,9 @@ impl SubscriptionSpec {
         out[2] = self.automatic_recovery as u8;
         out[3] = self.pattern_count;
         out[4..8].copy_from_slice(&self.window_events.to_le_bytes());
+        out[8..12].copy_from_slice(&self.ack_deadline_ms.to_le_bytes());
+        out[12..14].copy_from_slice(&self.max_deliveries.to_le_bytes());
+        out[14..16].fill(0);
         let used = self.pattern_used as usize;
         out[HEADER_BYTES..HEADER_BYTES + used].copy_from_slice(&self.pattern_bytes[..used]);
         HEADER_BYTES + used
@@ -105,17 +117,20 @@ impl SubscriptionSpec {
 
     /// Decodes stored bytes, checking every length.
     pub fn decode(bytes: &[u8]) -> Result<SubscriptionSpec, SpecError> {
-        if bytes.len() < HEADER_BYTES {
+        let header = match bytes.first() {
+            Some(1) => HEADER_BYTES_V1,
+            Some(&VERSION) => HEADER_BYTES,
+            Some(_) => return Err(SpecError::Damaged("unknown spec version")),
+            None => return Err(SpecError::Damaged("empty")),
+        };
+        if bytes.len() < header {
             return Err(SpecError::Damaged("shorter than its header"));
-        }
-        if bytes[0] != VERSION {
-            return Err(SpecError::Damaged("unknown spec version"));
         }
         if bytes[1] > 7 || bytes[2] > 1 {
             return Err(SpecError::Damaged("severity or flags out of range"));
         }
         let count = bytes[3] as usize;
-        let mut rest = &bytes[HEADER_BYTES..];
+        let mut rest = &bytes[header..];
         let mut patterns: [&[u8]; PATTERNS_MAX] = [&[]; PATTERNS_MAX];
         if count == 0 || count > PATTERNS_MAX {
             return Err(SpecError::Damaged("pattern count out of range"));
@@ -131,12 +146,24 @@ impl SubscriptionSpec {
             rest = &tail[len as usize..];
         }
         let window = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
-        SubscriptionSpec::new(
+        let mut spec = SubscriptionSpec::new(
             bytes[1],
             window,
             bytes[2] == 1,
             patterns[..count].iter().copied(),
-        )
+        )?;
+        if header == HEADER_BYTES {
+            spec.ack_deadline_ms = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+            spec.max_deliveries = u16::from_le_bytes(bytes[12..14].try_into().expect("2 bytes"));
+        }
+        Ok(spec)
+    }
+
+    /// Sets the redelivery policy (0 = the daemon's default for either).
+    pub fn with_policy(mut self, ack_deadline_ms: u32, max_deliveries: u16) -> SubscriptionSpec {
+        self.ack_deadline_ms = ack_deadline_ms;
+        self.max_deliveries = max_deliveries;
+        self
     }
 }
 
@@ -155,6 +182,24 @@ mod tests {
             back.patterns().collect::<Vec<_>>(),
             vec![&b"fs.*.error"[..], b"net.>"]
         );
+    }
+
+    #[test]
+    fn the_redelivery_policy_round_trips_and_version_1_specs_read_with_defaults() {
+        let spec = SubscriptionSpec::new(6, 8, false, [&b">"[..]])
+            .unwrap()
+            .with_policy(1500, 3);
+        let mut out = [0u8; SUBSCRIPTION_SPEC_BYTES_MAX];
+        let n = spec.encode(&mut out);
+        assert_eq!(SubscriptionSpec::decode(&out[..n]).unwrap(), spec);
+        // Version 1, as written before redelivery existed: window 8, pattern ">".
+        let v1 = [1u8, 6, 0, 1, 8, 0, 0, 0, 1, b'>'];
+        let old = SubscriptionSpec::decode(&v1).unwrap();
+        assert_eq!(
+            old,
+            SubscriptionSpec::new(6, 8, false, [&b">"[..]]).unwrap()
+        );
+        assert_eq!((old.ack_deadline_ms, old.max_deliveries), (0, 0));
     }
 
     #[test]

@@ -1,67 +1,158 @@
-//! Per-subscription delivery bookkeeping: what was sent, what is confirmed, and the
-//! cursor that may be made durable.
+//! Per-subscription delivery bookkeeping: what was sent, when it is due again, what is
+//! settled, and the cursor that may be made durable.
 //!
-//! The cursor is the oldest event still owed to the subscriber: the first unconfirmed
+//! The cursor is the oldest event still owed to the subscriber: the first unsettled
 //! event in flight, or, with nothing in flight, the next position to examine. Every
-//! position below it is either confirmed or was not meant for this subscription.
+//! position below it is settled (confirmed, rejected or dead-lettered) or was not
+//! meant for this subscription.
+//!
+//! Time is the caller's monotonic clock in nanoseconds; the tracker never reads a
+//! clock itself, so tests drive it deterministically.
 
 use std::collections::VecDeque;
 
 /// Largest window a subscription may ask for (the protocol's limit).
 pub const WINDOW_EVENTS_LIMIT: u32 = 4096;
 
+/// How unsettled events come back: the deadline after each delivery, the backoff
+/// before a redelivery, and how many deliveries an event gets.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// An event not settled this long after a delivery is due again.
+    pub ack_deadline_ns: u64,
+    /// Delay before the first redelivery after a missed deadline; doubles each time.
+    pub backoff_ns: u64,
+    /// Longest backoff.
+    pub backoff_max_ns: u64,
+    /// Deliveries before the event is given up on (dead-lettered). At least 1.
+    pub max_deliveries: u16,
+}
+
+impl Policy {
+    /// The wait before redelivering an event that has had `deliveries` deliveries.
+    pub fn backoff(&self, deliveries: u16) -> u64 {
+        let doublings = u32::from(deliveries.saturating_sub(1)).min(32);
+        self.backoff_ns
+            .saturating_mul(1u64 << doublings)
+            .min(self.backoff_max_ns)
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum State {
+    /// Delivered; due again at `deadline` unless settled or extended.
+    Sent {
+        deadline: u64,
+    },
+    /// Owed a redelivery at `due` (deadline missed, nak, or the subscriber went away).
+    Waiting {
+        due: u64,
+    },
+    Settled,
+}
+
 #[derive(Copy, Clone, Debug)]
 struct InFlight {
     seq: u64,
-    confirmed: bool,
+    /// Ring position after the event.
+    end: u64,
+    deliveries: u16,
+    state: State,
 }
 
 /// What sending an event means for the subscriber.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Sent {
-    /// It was delivered before (before a disconnect or a restart).
+    /// It was delivered before (before a deadline, a nak, a disconnect or a restart).
     pub redelivered: bool,
-    /// Deliveries including this one, as far as this process knows.
+    /// Deliveries including this one, as far as this process knows (a restart counts
+    /// as one earlier delivery).
     pub delivery_count: u16,
+}
+
+/// An event whose redelivery is due now.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Due {
+    /// Send it again (then call [`Tracker::resent`]).
+    Redeliver {
+        /// The event.
+        seq: u64,
+    },
+    /// It has had its deliveries: dead-letter it, then [`Tracker::settle`] it (or
+    /// [`Tracker::postpone`] if that failed).
+    Exhausted {
+        /// The event.
+        seq: u64,
+        /// Deliveries it had.
+        deliveries: u16,
+    },
 }
 
 /// Window, in-flight events and cursor of one subscription. Allocates its window once.
 #[derive(Debug)]
 pub struct Tracker {
     window: u32,
+    policy: Policy,
     in_flight: VecDeque<InFlight>,
+    /// Entries of `in_flight` not settled.
+    unsettled: u32,
     /// Next ring position to examine.
     next: u64,
-    /// Positions below this were (or may have been) delivered before.
+    /// Positions below this were (or may have been) delivered before a restart.
     delivered_below: u64,
+    /// No entry is due before this time (a lower bound: scanning earlier finds nothing).
+    next_due: u64,
 }
 
 impl Tracker {
     /// Starts at `cursor`. Events below `delivered_below` count as redeliveries (after a
     /// restart: everything that was in the ring).
-    pub fn new(cursor: u64, window: u32, delivered_below: u64) -> Tracker {
-        let window = window.clamp(1, WINDOW_EVENTS_LIMIT);
+    pub fn new(cursor: u64, window: u32, delivered_below: u64, policy: Policy) -> Tracker {
         Tracker {
-            window,
+            window: window.clamp(1, WINDOW_EVENTS_LIMIT),
+            policy: Policy {
+                max_deliveries: policy.max_deliveries.max(1),
+                ..policy
+            },
             in_flight: VecDeque::with_capacity(WINDOW_EVENTS_LIMIT as usize),
+            unsettled: 0,
             next: cursor,
             delivered_below,
+            next_due: u64::MAX,
         }
     }
 
-    /// Changes the window (a subscriber reconnecting may ask for another).
-    pub fn set_window(&mut self, window: u32) {
+    /// Changes the window and policy (a subscriber reconnecting may ask for others).
+    pub fn configure(&mut self, window: u32, policy: Policy) {
         self.window = window.clamp(1, WINDOW_EVENTS_LIMIT);
+        self.policy = Policy {
+            max_deliveries: policy.max_deliveries.max(1),
+            ..policy
+        };
     }
 
-    /// Whether another event may be sent.
+    /// The policy in force.
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
+    /// Whether another new event may be sent. Entries kept for settled events count
+    /// too, so the in-flight list never outgrows what was allocated.
     pub fn has_room(&self) -> bool {
-        (self.in_flight.len() as u32) < self.window
+        self.unsettled < self.window && self.in_flight.len() < WINDOW_EVENTS_LIMIT as usize
     }
 
-    /// Events sent and not yet confirmed.
+    /// Events sent and not yet settled.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.iter().filter(|f| !f.confirmed).count()
+        self.unsettled as usize
+    }
+
+    /// Events owed a redelivery (waiting for their backoff or for the subscriber).
+    pub fn waiting(&self) -> usize {
+        self.in_flight
+            .iter()
+            .filter(|f| matches!(f.state, State::Waiting { .. }))
+            .count()
     }
 
     /// Next ring position to examine.
@@ -75,39 +166,174 @@ impl Tracker {
         self.next = next;
     }
 
-    /// The event at `seq` (ending before `next`) was sent.
-    pub fn sent(&mut self, seq: u64, next: u64) -> Sent {
+    /// The new event at `seq` (ending before `end`) was sent at `now`.
+    pub fn sent(&mut self, seq: u64, end: u64, now: u64) -> Sent {
         assert!(self.has_room(), "caller checks the window");
-        debug_assert!(seq >= self.next && next > seq);
+        debug_assert!(seq >= self.next && end > seq);
+        let redelivered = seq < self.delivered_below;
+        let deliveries = if redelivered { 2 } else { 1 };
+        let deadline = now.saturating_add(self.policy.ack_deadline_ns);
         self.in_flight.push_back(InFlight {
             seq,
-            confirmed: false,
+            end,
+            deliveries,
+            state: State::Sent { deadline },
         });
-        self.next = next;
-        let redelivered = seq < self.delivered_below;
+        self.unsettled += 1;
+        self.next = end;
+        self.next_due = self.next_due.min(deadline);
         Sent {
             redelivered,
-            delivery_count: if redelivered { 2 } else { 1 },
+            delivery_count: deliveries,
         }
     }
 
-    /// Marks every in-flight event in `first..=last` confirmed; returns how many were
-    /// newly confirmed. Sequence numbers not in flight are ignored (PROTOCOL.md).
+    /// The oldest event whose redelivery is due at `now`, if any. Missed deadlines
+    /// turn into waits of the backoff first. Cheap when nothing can be due yet.
+    pub fn due(&mut self, now: u64) -> Option<Due> {
+        if now < self.next_due {
+            return None;
+        }
+        let policy = self.policy;
+        let mut next_due = u64::MAX;
+        let mut found = None;
+        for f in self.in_flight.iter_mut() {
+            if let State::Sent { deadline } = f.state {
+                if deadline <= now {
+                    f.state = State::Waiting {
+                        due: now.saturating_add(policy.backoff(f.deliveries)),
+                    };
+                }
+            }
+            match f.state {
+                State::Waiting { due } if due <= now && found.is_none() => {
+                    found = Some(if f.deliveries >= policy.max_deliveries {
+                        Due::Exhausted {
+                            seq: f.seq,
+                            deliveries: f.deliveries,
+                        }
+                    } else {
+                        Due::Redeliver { seq: f.seq }
+                    });
+                    // Keep `next_due` at now: the caller acts on this one and asks again.
+                    next_due = now;
+                }
+                State::Waiting { due } => next_due = next_due.min(due),
+                State::Sent { deadline } => next_due = next_due.min(deadline),
+                State::Settled => {}
+            }
+        }
+        self.next_due = next_due;
+        found
+    }
+
+    /// No event is due before this time (`u64::MAX`: nothing in flight has a
+    /// deadline). The daemon sleeps no longer than this.
+    pub fn next_due(&self) -> u64 {
+        self.next_due
+    }
+
+    /// The due event `seq` was sent again at `now`.
+    pub fn resent(&mut self, seq: u64, now: u64) -> Sent {
+        let deadline = now.saturating_add(self.policy.ack_deadline_ns);
+        let Some(f) = self.find(seq) else {
+            panic!("resent({seq}) of an event not in flight");
+        };
+        f.deliveries = f.deliveries.saturating_add(1);
+        f.state = State::Sent { deadline };
+        let count = f.deliveries;
+        self.next_due = self.next_due.min(deadline);
+        Sent {
+            redelivered: true,
+            delivery_count: count,
+        }
+    }
+
+    /// `seq` is to become a dead letter (rejected or exhausted): it is not delivered
+    /// again, and if the dead letter cannot be written it comes back as
+    /// [`Due::Exhausted`] after the longest backoff, to be tried again. Returns its
+    /// deliveries if it was unsettled.
+    pub fn postpone(&mut self, seq: u64, now: u64) -> Option<u16> {
+        let due = now.saturating_add(self.policy.backoff_max_ns);
+        let max = self.policy.max_deliveries;
+        let f = self.find(seq)?;
+        if f.state == State::Settled {
+            return None;
+        }
+        f.state = State::Waiting { due };
+        f.deliveries = f.deliveries.max(max);
+        let deliveries = f.deliveries;
+        self.next_due = self.next_due.min(due);
+        Some(deliveries)
+    }
+
+    /// Settles every in-flight event in `first..=last` (confirm, reject, dead letter);
+    /// returns how many were newly settled. Sequence numbers not in flight are ignored
+    /// (PROTOCOL.md: settling is idempotent).
     pub fn confirm(&mut self, first: u64, last: u64) -> usize {
         let mut newly = 0;
         for f in self.in_flight.iter_mut() {
             if f.seq > last {
                 break;
             }
-            if f.seq >= first && !f.confirmed {
-                f.confirmed = true;
+            if f.seq >= first && f.state != State::Settled {
+                f.state = State::Settled;
                 newly += 1;
             }
         }
-        while self.in_flight.front().is_some_and(|f| f.confirmed) {
+        self.unsettled -= newly as u32;
+        while self
+            .in_flight
+            .front()
+            .is_some_and(|f| f.state == State::Settled)
+        {
             self.in_flight.pop_front();
         }
         newly
+    }
+
+    /// Settles one event.
+    pub fn settle(&mut self, seq: u64) -> bool {
+        self.confirm(seq, seq) == 1
+    }
+
+    /// The subscriber asked for `seq` again after `delay_ns`. Returns whether it was
+    /// in flight.
+    pub fn nak(&mut self, seq: u64, delay_ns: u64, now: u64) -> bool {
+        let due = now.saturating_add(delay_ns);
+        match self.find(seq) {
+            Some(f) if matches!(f.state, State::Sent { .. }) => {
+                f.state = State::Waiting { due };
+                self.next_due = self.next_due.min(due);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The subscriber is still working on `seq`: its deadline starts again.
+    pub fn working(&mut self, seq: u64, now: u64) -> bool {
+        let deadline = now.saturating_add(self.policy.ack_deadline_ns);
+        match self.find(seq) {
+            Some(f) if matches!(f.state, State::Sent { .. }) => {
+                f.state = State::Sent { deadline };
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Deliveries `seq` has had, if it is unsettled and in flight.
+    pub fn deliveries(&self, seq: u64) -> Option<u16> {
+        self.in_flight
+            .iter()
+            .find(|f| f.seq == seq && f.state != State::Settled)
+            .map(|f| f.deliveries)
+    }
+
+    /// Ring position after the in-flight event `seq`.
+    pub fn end_of(&self, seq: u64) -> Option<u64> {
+        self.in_flight.iter().find(|f| f.seq == seq).map(|f| f.end)
     }
 
     /// The cursor that may be made durable.
@@ -115,14 +341,24 @@ impl Tracker {
         self.in_flight.front().map_or(self.next, |f| f.seq)
     }
 
-    /// The subscriber went away: everything unconfirmed is owed again, from the cursor.
+    /// The subscriber went away: everything unsettled is owed again at once when it
+    /// comes back, and keeps its delivery count (an event that makes its subscriber
+    /// crash reaches the maximum and is dead-lettered instead of looping forever).
     pub fn disconnect(&mut self) {
-        let cursor = self.cursor();
-        if let Some(max) = self.in_flight.back().map(|f| f.seq + 1) {
-            self.delivered_below = self.delivered_below.max(max);
+        for f in self.in_flight.iter_mut() {
+            if f.state != State::Settled {
+                f.state = State::Waiting { due: 0 };
+            }
         }
-        self.in_flight.clear();
-        self.next = cursor;
+        if !self.in_flight.is_empty() {
+            self.next_due = 0;
+        }
+    }
+
+    fn find(&mut self, seq: u64) -> Option<&mut InFlight> {
+        // In flight entries are in seq order.
+        let i = self.in_flight.binary_search_by_key(&seq, |f| f.seq).ok()?;
+        self.in_flight.get_mut(i)
     }
 }
 
@@ -130,14 +366,25 @@ impl Tracker {
 mod tests {
     use super::*;
 
+    const MS: u64 = 1_000_000;
+
+    fn policy() -> Policy {
+        Policy {
+            ack_deadline_ns: 100 * MS,
+            backoff_ns: 10 * MS,
+            backoff_max_ns: 40 * MS,
+            max_deliveries: 3,
+        }
+    }
+
     #[test]
-    fn the_cursor_is_the_oldest_unconfirmed_event() {
-        let mut t = Tracker::new(10, 3, 0);
+    fn the_cursor_is_the_oldest_unsettled_event() {
+        let mut t = Tracker::new(10, 3, 0, policy());
         t.skip_to(12);
         assert_eq!(t.cursor(), 12);
-        t.sent(12, 13);
-        t.sent(13, 15);
-        t.sent(15, 16);
+        t.sent(12, 13, 0);
+        t.sent(13, 15, 0);
+        t.sent(15, 16, 0);
         assert!(!t.has_room());
         assert_eq!(t.cursor(), 12);
         assert_eq!(t.confirm(13, 13), 1);
@@ -146,34 +393,153 @@ mod tests {
         assert_eq!(t.cursor(), 15);
         assert_eq!(t.confirm(1, 100), 1);
         assert_eq!(t.cursor(), 16);
-        assert_eq!(t.confirm(12, 15), 0, "confirming again changes nothing");
+        assert_eq!(t.confirm(12, 15), 0, "settling again changes nothing");
     }
 
     #[test]
-    fn a_disconnect_makes_unconfirmed_events_owed_again_as_redeliveries() {
-        let mut t = Tracker::new(1, 8, 0);
-        assert!(!t.sent(1, 2).redelivered);
-        t.sent(2, 3);
-        t.sent(3, 4);
-        t.confirm(1, 1);
-        t.disconnect();
-        assert_eq!(t.next(), 2);
+    fn a_missed_deadline_brings_the_event_back_after_a_doubling_backoff() {
+        let mut t = Tracker::new(1, 8, 0, policy());
+        t.sent(1, 2, 0);
+        t.sent(2, 3, 0);
+        assert_eq!(t.due(99 * MS), None, "deadline not reached");
+        assert_eq!(t.due(100 * MS), None, "missed: now waiting for the backoff");
+        assert_eq!(t.waiting(), 2);
+        assert_eq!(t.due(109 * MS), None);
+        assert_eq!(t.due(110 * MS), Some(Due::Redeliver { seq: 1 }));
+        let again = t.resent(1, 110 * MS);
+        assert_eq!(
+            again,
+            Sent {
+                redelivered: true,
+                delivery_count: 2
+            }
+        );
+        assert_eq!(t.due(110 * MS), Some(Due::Redeliver { seq: 2 }));
+        t.resent(2, 110 * MS);
+        assert_eq!(t.due(110 * MS), None);
+        // Second miss: backoff 20 ms.
+        assert_eq!(t.due(210 * MS), None);
+        assert_eq!(t.due(229 * MS), None);
+        assert_eq!(t.due(230 * MS), Some(Due::Redeliver { seq: 1 }));
+        t.resent(1, 230 * MS);
+        t.confirm(2, 2);
+        // Third delivery missed too: exhausted.
+        assert_eq!(t.due(330 * MS), None);
+        assert_eq!(
+            t.due(330 * MS + 40 * MS),
+            Some(Due::Exhausted {
+                seq: 1,
+                deliveries: 3
+            })
+        );
+        assert!(t.settle(1));
+        assert_eq!(t.cursor(), 3);
         assert_eq!(t.in_flight(), 0);
-        let again = t.sent(2, 3);
-        assert!(again.redelivered);
-        assert_eq!(again.delivery_count, 2);
-        t.sent(3, 4);
-        assert!(!t.sent(4, 5).redelivered, "never sent before");
+    }
+
+    #[test]
+    fn working_extends_and_nak_delays() {
+        let mut t = Tracker::new(1, 8, 0, policy());
+        t.sent(1, 2, 0);
+        t.sent(2, 3, 0);
+        assert!(t.working(1, 90 * MS));
+        assert!(t.nak(2, 5 * MS, 50 * MS));
+        assert_eq!(t.due(54 * MS), None);
+        assert_eq!(t.due(55 * MS), Some(Due::Redeliver { seq: 2 }));
+        t.resent(2, 55 * MS);
+        assert_eq!(t.due(150 * MS), None, "1's deadline was extended to 190 ms");
+        assert_eq!(t.due(190 * MS), None, "missed at 190: backoff");
+        assert_eq!(t.due(200 * MS), Some(Due::Redeliver { seq: 1 }));
+        assert!(!t.working(7, 0), "not in flight");
+        assert!(!t.nak(7, 0, 0));
+    }
+
+    #[test]
+    fn a_disconnect_keeps_delivery_counts_so_poison_events_end_as_dead_letters() {
+        let mut t = Tracker::new(1, 8, 0, policy());
+        assert!(!t.sent(1, 2, 0).redelivered);
+        t.sent(2, 3, 0);
+        t.confirm(2, 2);
+        for attempt in 2..=3u16 {
+            t.disconnect();
+            assert_eq!(t.due(0), Some(Due::Redeliver { seq: 1 }));
+            assert_eq!(t.resent(1, 0).delivery_count, attempt);
+        }
+        t.disconnect();
+        assert_eq!(
+            t.due(0),
+            Some(Due::Exhausted {
+                seq: 1,
+                deliveries: 3
+            })
+        );
+        assert_eq!(t.postpone(1, 0), Some(3));
+        assert_eq!(t.due(39 * MS), None, "retried after the longest backoff");
+        assert_eq!(
+            t.due(40 * MS),
+            Some(Due::Exhausted {
+                seq: 1,
+                deliveries: 3
+            })
+        );
+        t.settle(1);
+        assert_eq!(t.cursor(), 3);
+        assert!(!t.sent(3, 4, 0).redelivered, "never sent before");
+    }
+
+    #[test]
+    fn a_rejected_event_is_never_sent_again_and_retries_as_exhausted() {
+        let mut t = Tracker::new(1, 8, 0, policy());
+        t.sent(1, 2, 0);
+        assert_eq!(t.postpone(1, 0), Some(3), "counts as exhausted");
+        assert_eq!(t.due(39 * MS), None);
+        assert_eq!(
+            t.due(40 * MS),
+            Some(Due::Exhausted {
+                seq: 1,
+                deliveries: 3
+            })
+        );
+        assert!(t.settle(1));
+        assert_eq!(t.postpone(1, 0), None, "settled");
+    }
+
+    #[test]
+    fn events_from_before_a_restart_count_one_earlier_delivery() {
+        let mut t = Tracker::new(1, 8, 5, policy());
+        assert_eq!(
+            t.sent(4, 5, 0),
+            Sent {
+                redelivered: true,
+                delivery_count: 2
+            }
+        );
+        assert_eq!(
+            t.sent(5, 6, 0),
+            Sent {
+                redelivered: false,
+                delivery_count: 1
+            }
+        );
     }
 
     #[test]
     fn windows_are_clamped_to_the_protocol_limit() {
-        let t = Tracker::new(1, 0, 0);
+        let t = Tracker::new(1, 0, 0, policy());
         assert!(t.has_room());
-        let mut t = Tracker::new(1, 1_000_000, 0);
+        let mut t = Tracker::new(1, 1_000_000, 0, policy());
         for s in 1..=WINDOW_EVENTS_LIMIT as u64 {
-            t.sent(s, s + 1);
+            t.sent(s, s + 1, 0);
         }
         assert!(!t.has_room());
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_maximum() {
+        let p = policy();
+        assert_eq!(p.backoff(1), 10 * MS);
+        assert_eq!(p.backoff(2), 20 * MS);
+        assert_eq!(p.backoff(3), 40 * MS);
+        assert_eq!(p.backoff(60), 40 * MS);
     }
 }

@@ -305,7 +305,7 @@ fn protocol_md_field_offsets_are_where_the_encoder_puts_fields() {
         (5, vec![(0, le(11, 8)), (8, le(250, 4))]),
         (10, vec![(0, le(0xDEAD_BEEF, 8))]),
         (
-            12,
+            13,
             vec![
                 (0, le(1, 2)),
                 (2, le(0x0102_0304_0506_0708, 8)),
@@ -314,7 +314,7 @@ fn protocol_md_field_offsets_are_where_the_encoder_puts_fields() {
             ],
         ),
         (
-            13,
+            14,
             vec![
                 (0, le(7, 8)),
                 (8, le(100, 8)),
@@ -322,10 +322,10 @@ fn protocol_md_field_offsets_are_where_the_encoder_puts_fields() {
                 (24, le(3, 2)),
             ],
         ),
-        (14, vec![(0, le(7, 8)), (8, le(5, 2)), (10, le(46, 2))]),
-        (15, vec![(0, vec![1]), (1, le(42, 8))]),
+        (15, vec![(0, le(7, 8)), (8, le(5, 2)), (10, le(46, 2))]),
+        (16, vec![(0, vec![1]), (1, le(42, 8))]),
         (
-            16,
+            17,
             vec![
                 (0, le(100, 8)),
                 (8, le(1_700_000_000_000_000_000, 8)),

@@ -128,6 +128,8 @@ fn a_full_wildcard_before_the_last_segment_is_refused() {
     let mut body = vec![];
     body.extend(0u32.to_le_bytes()); // flags
     body.extend(1u32.to_le_bytes()); // window_events
+    body.extend(0u32.to_le_bytes()); // ack_deadline_ms
+    body.extend(0u16.to_le_bytes()); // max_deliveries
     body.extend([7, 0, 1]); // min_severity, name_len, pattern_count
     body.extend([5]);
     body.extend(b"a.>.b");
@@ -428,7 +430,7 @@ fn unknown_roles_modes_codes_and_flags_are_refused() {
         assert_eq!(decode(&error).unwrap_err().code(), ErrorCode::Invalid);
     }
 
-    let mut deliver = encoded(&one_of_each()[16]);
+    let mut deliver = encoded(&one_of_each()[17]);
     deliver[FRAME_HEADER_BYTES + 16] = 0b11; // delivery flags: bit 1 is reserved
     assert_eq!(decode_error(&deliver).code(), ErrorCode::Invalid);
 }

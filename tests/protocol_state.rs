@@ -326,7 +326,7 @@ fn every_client_state_and_frame_type_does_what_the_client_table_says() {
 /// A client machine in `state`, reached through its own transitions.
 fn client_in(state: ClientState) -> ClientMachine {
     let frames = one_of_each();
-    let (hello_ok, subscribed) = (frames[12], frames[15]);
+    let (hello_ok, subscribed) = (frames[13], frames[16]);
     let mut machine = ClientMachine::new();
     if state == ClientState::Closed {
         machine.on_send(FrameType::Goodbye);

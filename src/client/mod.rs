@@ -520,8 +520,18 @@ impl Client {
 
     /// Asks for the daemon's status (control role only) and returns its JSON document.
     pub fn status(&mut self) -> Result<String, ClientError> {
+        self.control_request(&Frame::Status)
+    }
+
+    /// Sends an operator's request (a JSON object, PROTOCOL.md section 10.5; control
+    /// role only) and returns the daemon's JSON answer.
+    pub fn admin(&mut self, request: &str) -> Result<String, ClientError> {
+        self.control_request(&Frame::Admin { json: request })
+    }
+
+    fn control_request(&mut self, frame: &Frame<'_>) -> Result<String, ClientError> {
         self.require_no_outstanding()?;
-        self.queue(&Frame::Status)?;
+        self.queue(frame)?;
         match self.wait_reply("StatusReply")? {
             Head::StatusReply => {
                 let range = self.consume();

@@ -106,6 +106,9 @@ fn read_body<'a>(frame_type: FrameType, reader: &mut Reader<'a>) -> Result<Frame
             seq: reader.seq("reject.seq")?,
         },
         FrameType::Recovered => Frame::Recovered,
+        FrameType::Admin => Frame::Admin {
+            json: utf8(reader.rest(), "admin.json")?,
+        },
         FrameType::Status => Frame::Status,
         FrameType::Ping => Frame::Ping {
             token: reader.u64("ping.token")?,

@@ -155,7 +155,7 @@ fn body_len(frame: &Frame<'_>) -> usize {
         Frame::Error { message, .. } => ERROR_FIXED_BYTES + message.len(),
         Frame::Subscribed { .. } => 1 + 8,
         Frame::Deliver(deliver) => DELIVER_FIXED_BYTES + deliver.event.encoded_len(),
-        Frame::StatusReply { json } => json.len(),
+        Frame::StatusReply { json } | Frame::Admin { json } => json.len(),
     }
 }
 
@@ -251,7 +251,7 @@ fn write_body(frame: &Frame<'_>, writer: &mut Writer<'_>) {
             writer.u16(deliver.delivery_count);
             write_event(writer, &deliver.event);
         }
-        Frame::StatusReply { json } => writer.bytes(json.as_bytes()),
+        Frame::StatusReply { json } | Frame::Admin { json } => writer.bytes(json.as_bytes()),
     }
 }
 

@@ -4,9 +4,9 @@ use super::decode::{read_pattern, Reader};
 use super::error::FieldError;
 use super::event::{check_len, Event, EventBatch, Seq, Severity};
 use super::limits::{
-    ACK_DEADLINE_MS_MAX, BATCH_EVENTS_MAX, CLIENT_NAME_BYTES_MAX, ERROR_MESSAGE_BYTES_MAX,
-    NAK_DELAY_MS_MAX, PATTERN_BYTES_MAX, STATUS_JSON_BYTES_MAX, SUBSCRIPTION_NAME_BYTES_MAX,
-    SUBSCRIPTION_PATTERNS_MAX, WINDOW_EVENTS_MAX,
+    ACK_DEADLINE_MS_MAX, ADMIN_REQUEST_BYTES_MAX, BATCH_EVENTS_MAX, CLIENT_NAME_BYTES_MAX,
+    ERROR_MESSAGE_BYTES_MAX, NAK_DELAY_MS_MAX, PATTERN_BYTES_MAX, STATUS_JSON_BYTES_MAX,
+    SUBSCRIPTION_NAME_BYTES_MAX, SUBSCRIPTION_PATTERNS_MAX, WINDOW_EVENTS_MAX,
 };
 use super::pattern::Pattern;
 use super::topic::is_segment_byte;
@@ -50,6 +50,8 @@ pub enum FrameType {
     Ping = 0x0B,
     /// The client is leaving.
     Goodbye = 0x0C,
+    /// An operator's request (JSON), answered by `StatusReply`.
+    Admin = 0x0D,
     /// Hello accepted.
     HelloOk = 0x81,
     /// Events are durable in the log.
@@ -69,7 +71,7 @@ pub enum FrameType {
 }
 
 /// How many client-to-server frame types there are.
-pub const CLIENT_FRAME_TYPES: usize = 12;
+pub const CLIENT_FRAME_TYPES: usize = 13;
 /// How many server-to-client frame types there are.
 pub const SERVER_FRAME_TYPES: usize = 8;
 
@@ -88,6 +90,7 @@ impl FrameType {
         FrameType::Status,
         FrameType::Ping,
         FrameType::Goodbye,
+        FrameType::Admin,
     ];
 
     /// Server-to-client types in numeric order; `SERVER[i] as u8 == 0x81 + i`.
@@ -105,7 +108,7 @@ impl FrameType {
     /// The type carried by `byte`, if this version defines one.
     pub const fn from_u8(byte: u8) -> Option<Self> {
         match byte {
-            0x01..=0x0C => Some(Self::CLIENT[(byte - 0x01) as usize]),
+            0x01..=0x0D => Some(Self::CLIENT[(byte - 0x01) as usize]),
             0x81..=0x88 => Some(Self::SERVER[(byte - 0x81) as usize]),
             _ => None,
         }
@@ -145,6 +148,7 @@ impl FrameType {
             FrameType::Status => "Status",
             FrameType::Ping => "Ping",
             FrameType::Goodbye => "Goodbye",
+            FrameType::Admin => "Admin",
             FrameType::HelloOk => "HelloOk",
             FrameType::Stored => "Stored",
             FrameType::Error => "Error",
@@ -592,6 +596,12 @@ pub enum Frame<'a> {
     },
     /// The client is leaving; the server closes after reading it.
     Goodbye,
+    /// An operator's request, a JSON object (PROTOCOL.md section 10.5); answered by
+    /// `StatusReply`.
+    Admin {
+        /// The request, 1..=[`ADMIN_REQUEST_BYTES_MAX`] bytes.
+        json: &'a str,
+    },
     /// See [`HelloOk`].
     HelloOk(HelloOk),
     /// The publish with `correlation` is durable in the log.
@@ -654,6 +664,7 @@ impl Frame<'_> {
             Frame::Status => FrameType::Status,
             Frame::Ping { .. } => FrameType::Ping,
             Frame::Goodbye => FrameType::Goodbye,
+            Frame::Admin { .. } => FrameType::Admin,
             Frame::HelloOk(_) => FrameType::HelloOk,
             Frame::Stored { .. } => FrameType::Stored,
             Frame::Error { .. } => FrameType::Error,
@@ -706,6 +717,11 @@ impl Frame<'_> {
             Frame::StatusReply { json } => {
                 check_len("status_reply.json", json.len(), STATUS_JSON_BYTES_MAX)
             }
+            Frame::Admin { json: "" } => Err(FieldError::InvalidValue {
+                field: "admin.json_len",
+                value: 0,
+            }),
+            Frame::Admin { json } => check_len("admin.json", json.len(), ADMIN_REQUEST_BYTES_MAX),
             Frame::Working { .. }
             | Frame::Reject { .. }
             | Frame::Recovered

@@ -59,6 +59,8 @@ pub const HELLO_FIXED_BYTES: usize = 4 + 2 + 2 + 1 + 1;
 /// `Subscribe` body before the name: flags, window, ack deadline, max deliveries, min
 /// severity, name length, pattern count.
 pub const SUBSCRIBE_FIXED_BYTES: usize = 4 + 4 + 4 + 2 + 1 + 1 + 1;
+/// Longest `Admin` request.
+pub const ADMIN_REQUEST_BYTES_MAX: usize = 4096;
 /// Longest acknowledgement deadline a subscription may ask for: one hour.
 pub const ACK_DEADLINE_MS_MAX: u32 = 3_600_000;
 /// Longest durable subscription name. Empty means a live-only subscription.

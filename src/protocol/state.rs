@@ -109,15 +109,15 @@ const P: Rule = Rule::Reject(ErrorCode::NotPermitted);
 /// role chosen in the hello does not allow it.
 #[rustfmt::skip]
 pub const SERVER_TABLE: [[Rule; CLIENT_FRAME_TYPES]; SERVER_STATES] = [
-    //                Hello Publish Batch Subscribe Confirm Nak Working Reject Recovered Status Ping Goodbye
-    /* AwaitHello */     [H, U, U, U,    U, U, U, U, U,  U, U, C],
-    /* Producer */       [U, S, S, P,    P, P, P, P, P,  P, S, C],
-    /* Subscriber */     [U, P, P, SUB,  U, U, U, U, U,  P, S, C],
-    /* Subscribed */     [U, P, P, U,    S, S, S, S, S,  P, S, C],
-    /* Both */           [U, S, S, BSUB, U, U, U, U, U,  P, S, C],
-    /* BothSubscribed */ [U, S, S, U,    S, S, S, S, S,  P, S, C],
-    /* Control */        [U, P, P, P,    P, P, P, P, P,  S, S, C],
-    /* Closed */         [U, U, U, U,    U, U, U, U, U,  U, U, U],
+    //                Hello Publish Batch Subscribe Confirm Nak Working Reject Recovered Status Ping Goodbye Admin
+    /* AwaitHello */     [H, U, U, U,    U, U, U, U, U,  U, U, C, U],
+    /* Producer */       [U, S, S, P,    P, P, P, P, P,  P, S, C, P],
+    /* Subscriber */     [U, P, P, SUB,  U, U, U, U, U,  P, S, C, P],
+    /* Subscribed */     [U, P, P, U,    S, S, S, S, S,  P, S, C, P],
+    /* Both */           [U, S, S, BSUB, U, U, U, U, U,  P, S, C, P],
+    /* BothSubscribed */ [U, S, S, U,    S, S, S, S, S,  P, S, C, P],
+    /* Control */        [U, P, P, P,    P, P, P, P, P,  S, S, C, S],
+    /* Closed */         [U, U, U, U,    U, U, U, U, U,  U, U, U, U],
 ];
 
 // The table's shape, checked at compile time: the hello is the only way out of

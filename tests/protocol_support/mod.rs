@@ -100,6 +100,9 @@ pub fn one_of_each() -> Vec<Frame<'static>> {
         Frame::Status,
         Frame::Ping { token: 0xDEAD_BEEF },
         Frame::Goodbye,
+        Frame::Admin {
+            json: r#"{"op":"dead.list"}"#,
+        },
         Frame::HelloOk(HelloOk {
             version: 1,
             node_id: 0x0102_0304_0506_0708,

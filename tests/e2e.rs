@@ -273,6 +273,11 @@ fn after_kill_9_every_unconfirmed_event_is_redelivered_in_order_flagged_before_n
         .subscribe("ops", &[">"], Severity::Debug, 4, false)
         .unwrap();
     assert_eq!(subscribed.pending_events, 8);
+    assert_eq!(
+        subscribed.mode,
+        herald::protocol::SubscriptionMode::Recovering,
+        "after kill -9 with unconfirmed events"
+    );
     for (i, expected) in seqs[3..].iter().enumerate() {
         let dl = sub.next_delivery(WAIT).unwrap().unwrap();
         assert_eq!(dl.seq, *expected);
@@ -281,6 +286,8 @@ fn after_kill_9_every_unconfirmed_event_is_redelivered_in_order_flagged_before_n
         let seq = dl.seq;
         sub.confirm(seq, seq).unwrap();
     }
+    // The subscriber finishes its own recovery, then new events flow.
+    sub.recovered().unwrap();
     let dl = sub.next_delivery(WAIT).unwrap().unwrap();
     assert_eq!(dl.seq, after, "new events only after the replay");
     assert!(!dl.redelivered);

@@ -5,7 +5,7 @@
 //! of `recv` (the pending bytes of `send`); the daemon touches them again only after
 //! the completion arrives (`recv_in_flight` / `send_in_flight` guard this).
 
-use crate::protocol::{ServerMachine, FRAME_BYTES_MAX, SOURCE_BYTES_MAX};
+use crate::protocol::{ServerMachine, ADMIN_REQUEST_BYTES_MAX, FRAME_BYTES_MAX, SOURCE_BYTES_MAX};
 use std::os::fd::OwnedFd;
 
 /// Receive buffer: room for a whole maximum frame plus the start of the next.
@@ -55,6 +55,14 @@ pub struct Conn {
     pub subscription: Option<usize>,
     /// A status request waits for an answer.
     pub status_requested: bool,
+    /// An `Admin` request waiting for an answer, `admin[..admin_len]` (copied out of
+    /// the receive buffer; 0 = none).
+    pub admin: Box<[u8]>,
+    /// Bytes of `admin`.
+    pub admin_len: usize,
+    /// Since when (daemon clock, ns) a publish has been waiting for room in a full
+    /// ring; its frame stays in `recv` until it is stored or times out.
+    pub full_since: Option<u64>,
 }
 
 impl Conn {
@@ -63,10 +71,11 @@ impl Conn {
         Conn::with_buffers(
             vec![0; RECV_BYTES].into_boxed_slice(),
             vec![0; SEND_BYTES].into_boxed_slice(),
+            vec![0; ADMIN_REQUEST_BYTES_MAX].into_boxed_slice(),
         )
     }
 
-    fn with_buffers(recv: Box<[u8]>, send: Box<[u8]>) -> Conn {
+    fn with_buffers(recv: Box<[u8]>, send: Box<[u8]>, admin: Box<[u8]>) -> Conn {
         Conn {
             fd: None,
             generation: 0,
@@ -86,6 +95,9 @@ impl Conn {
             closing: false,
             subscription: None,
             status_requested: false,
+            admin,
+            admin_len: 0,
+            full_since: None,
         }
     }
 
@@ -96,12 +108,11 @@ impl Conn {
         let generation = self.generation.wrapping_add(1);
         let recv = std::mem::take(&mut self.recv);
         let send = std::mem::take(&mut self.send);
+        let admin = std::mem::take(&mut self.admin);
         *self = Conn {
             fd: Some(fd),
             generation,
-            recv,
-            send,
-            ..Conn::with_buffers(Box::default(), Box::default())
+            ..Conn::with_buffers(recv, send, admin)
         };
     }
 

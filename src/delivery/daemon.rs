@@ -16,7 +16,10 @@
 //! this avoids a cross-thread wake-up on every publish. The indication queue between
 //! them is the seam along which they can be split onto separate threads.
 
+mod admin;
+
 use super::conn::{Conn, RECV_BYTES, REPLY_RESERVE_BYTES};
+use super::dedupe::DedupeWindow;
 use super::uring::{self, tag, untag, Op};
 use super::{DaemonConfig, DaemonError};
 use crate::log::{
@@ -27,7 +30,7 @@ use crate::protocol::{
     self, encode, encoded_len, Deliver, ErrorCode, Event, Frame, HelloOk, Pattern, ServerState,
     Topic, FRAME_BYTES_MAX,
 };
-use crate::subscription::{SubscriptionSpec, Tracker};
+use crate::subscription::{Due, SubscriptionSpec, Tracker};
 use crossbeam::queue::ArrayQueue;
 use io_uring::{opcode, types, IoUring};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -36,8 +39,15 @@ use std::time::{Duration, Instant};
 
 /// Most replies one turn may queue before decoding pauses.
 const REPLIES_MAX: usize = 16 * 1024;
-/// Longest sleep in the kernel: bounds how late a shutdown or periodic check runs.
+/// Longest sleep in the kernel: bounds how late a shutdown, a redelivery deadline or
+/// another periodic check runs.
 const SLEEP_MAX: Duration = Duration::from_millis(200);
+/// Most expired idempotency keys forgotten per turn (bounds the work of one turn).
+const DEDUPE_EXPIRE_PER_TURN: usize = 256;
+/// Shortest sleep while a redelivery is due.
+const REDELIVERY_SLEEP_MIN: Duration = Duration::from_millis(1);
+/// How often a publish waiting for room in a full ring looks again.
+const FULL_RETRY_INTERVAL: Duration = Duration::from_millis(5);
 
 /// A reply owed to a connection, queued in frame order and encoded after the commit.
 #[derive(Copy, Clone, Debug)]
@@ -73,14 +83,92 @@ struct PendingSubscribe {
     spec: SubscriptionSpec,
 }
 
-/// A subscription known to the delivery stage. A durable one's name and persisted
-/// cursor live in the log's entry (`durable`), not here.
+/// A subscription known to the delivery stage. A durable one's name, persisted
+/// cursor and persistent mode live in the log's entry (`durable`), not here.
 struct Sub {
     durable: Option<SubscriptionId>,
     spec: SubscriptionSpec,
     tracker: Tracker,
     conn: Option<usize>,
+    /// Recovering (the persistent mode): the events before this position are the
+    /// replay; later ones are held until the subscription is normal again.
+    replay_end: Option<u64>,
+    /// `RecoveryDone` was sent on the current connection.
+    recovery_done_sent: bool,
+    /// The subscriber sent `Recovered`.
+    leave_recovery: bool,
+    /// Redeliveries sent (deadline, nak, reconnect) since the daemon started.
+    redelivered: u64,
+    /// Events that became dead letters since the daemon started.
+    dead_lettered: u64,
+    /// Live-only: events given up on (no dead letters without a durable entry).
+    dropped: u64,
+    /// A dead letter an operator asked to replay, in flight on the connection.
+    replaying: Option<DeadReplay>,
+    /// Dead letters of this subscription marked for replay (0 = none to look for).
+    dead_replays: u32,
 }
+
+/// A dead letter sent again on an operator's request (`herald dead replay`), outside
+/// the window: confirmed, it is purged; rejected, nak'd or not settled in time, it
+/// stays a dead letter with one more delivery counted.
+#[derive(Copy, Clone, Debug)]
+struct DeadReplay {
+    id: log::DeadLetterId,
+    seq: u64,
+    deliveries: u32,
+    deadline: u64,
+    /// The outcome is queued for the release stage.
+    settled: bool,
+}
+
+/// What became of a replayed dead letter.
+#[derive(Copy, Clone, Debug)]
+struct DeadOutcome {
+    sub: usize,
+    id: log::DeadLetterId,
+    confirmed: bool,
+    deliveries: u32,
+}
+
+impl Sub {
+    fn new(durable: Option<SubscriptionId>, spec: SubscriptionSpec, tracker: Tracker) -> Sub {
+        Sub {
+            durable,
+            spec,
+            tracker,
+            conn: None,
+            replay_end: None,
+            recovery_done_sent: false,
+            leave_recovery: false,
+            redelivered: 0,
+            dead_lettered: 0,
+            dropped: 0,
+            replaying: None,
+            dead_replays: 0,
+        }
+    }
+}
+
+/// Why an event is to become a dead letter.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum DeadCause {
+    Rejected,
+    Exhausted,
+}
+
+/// An event to turn into a dead letter in the release stage (which owns the log for
+/// writing), before any cursor passes it.
+#[derive(Copy, Clone, Debug)]
+struct DeadPending {
+    sub: usize,
+    seq: u64,
+    deliveries: u16,
+    cause: DeadCause,
+}
+
+/// Most dead letters one turn queues; more wait (postponed) for a later turn.
+const DEAD_PENDING_MAX: usize = 1024;
 
 /// The running daemon.
 pub struct Daemon {
@@ -102,6 +190,21 @@ pub struct Daemon {
     indicated_end: u64,
     /// Everything below this position existed before the restart.
     recovered_tail: u64,
+    /// The daemon's monotonic clock starts here.
+    clock: Instant,
+    /// This turn's time on that clock, in nanoseconds.
+    now: u64,
+    dead_pending: Vec<DeadPending>,
+    dead_outcomes: Vec<DeadOutcome>,
+    /// Idempotency keys of recently stored events.
+    dedupe: DedupeWindow,
+    /// Publishes answered from the dedupe window since the daemon started.
+    deduplicated: u64,
+    /// What the start-up checks found (shown by `status`).
+    start_findings: Vec<super::check::Finding>,
+    /// Whether the previous run stopped cleanly (else subscriptions with unsettled
+    /// events start recovering).
+    previous_stop_clean: bool,
     shutting_down: bool,
     accepting: bool,
     connections_refused: u64,
@@ -113,6 +216,7 @@ impl Daemon {
         config: DaemonConfig,
         log: Log<MappedRegion>,
         listener: UnixListener,
+        previous_stop_clean: bool,
     ) -> Result<Daemon, DaemonError> {
         let ring = uring::create(config.ring_entries).map_err(DaemonError::IoUring)?;
         let signal_fd = block_signals_into_fd()?;
@@ -131,6 +235,19 @@ impl Daemon {
             indicated_end: recovered_tail,
             signal_buf: Box::new([0; 128]),
             recovered_tail,
+            clock: Instant::now(),
+            now: 0,
+            dead_pending: Vec::with_capacity(DEAD_PENDING_MAX),
+            dead_outcomes: Vec::with_capacity(subscriptions),
+            dedupe: DedupeWindow::new(
+                config
+                    .dedupe_records
+                    .clamp(1, super::dedupe::WINDOW_RECORDS_MAX),
+                config.dedupe_age.min(super::dedupe::WINDOW_AGE_MAX),
+            ),
+            deduplicated: 0,
+            previous_stop_clean,
+            start_findings: Vec::new(),
             shutting_down: false,
             accepting: true,
             connections_refused: 0,
@@ -140,11 +257,33 @@ impl Daemon {
             listener,
             signal_fd,
         };
-        daemon.load_durable_subscriptions();
+        daemon.load_durable_subscriptions()?;
+        daemon.rebuild_dedupe_window();
         Ok(daemon)
     }
 
-    fn load_durable_subscriptions(&mut self) {
+    /// The dedupe window survives restarts: every keyed event still intact in the
+    /// ring (released ones too, until their slots are reused) is remembered again.
+    fn rebuild_dedupe_window(&mut self) {
+        let tail = self.log.tail().0;
+        let oldest = tail.saturating_sub(self.log.geometry().ring.slot_count);
+        let mut remembered = 0u64;
+        for e in self.log.events_since(Seq(oldest), tail) {
+            if !e.key.is_empty() {
+                self.dedupe.insert(e.source, e.key, e.seq, e.timestamp_ns);
+                remembered += 1;
+            }
+        }
+        self.dedupe.expire(log::now_unix_ns(), usize::MAX);
+        if remembered > 0 {
+            tracing::info!(
+                keys = self.dedupe.len(),
+                "idempotency keys rebuilt from the log"
+            );
+        }
+    }
+
+    fn load_durable_subscriptions(&mut self) -> Result<(), DaemonError> {
         let mut loaded = Vec::new();
         for s in self.log.subscriptions() {
             // Stored patterns are checked against the grammar once, here; matching
@@ -165,16 +304,54 @@ impl Daemon {
                     SubscriptionSpec::new(7, 64, false, [&b">"[..]]).expect("static spec")
                 }
             };
-            loaded.push(Sub {
-                durable: Some(s.id),
-                tracker: Tracker::new(s.cursor, spec.window_events, self.recovered_tail),
-                spec,
-                conn: None,
-            });
+            let policy = self
+                .config
+                .redelivery
+                .policy(spec.ack_deadline_ms, spec.max_deliveries);
+            let tracker = Tracker::new(s.cursor, spec.window_events, self.recovered_tail, policy);
+            let mut sub = Sub::new(Some(s.id), spec, tracker);
+            // Recovering: it was (a damaged entry, a crash during an earlier recovery),
+            // or the last run did not stop cleanly and events wait for it.
+            let unsettled = self
+                .log
+                .events_from(Seq(s.cursor))
+                .any(|e| matches(&spec, &e));
+            let recovering = s.mode == SubscriptionMode::Recovering
+                || s.damage.is_some()
+                || (!self.previous_stop_clean && unsettled);
+            if recovering {
+                sub.replay_end = Some(self.recovered_tail);
+            }
+            loaded.push((s.id, s.mode, sub));
         }
-        for (slot, sub) in loaded.into_iter().enumerate() {
+        for (slot, (id, stored_mode, sub)) in loaded.into_iter().enumerate() {
+            if sub.replay_end.is_some() && stored_mode != SubscriptionMode::Recovering {
+                self.log
+                    .set_mode(id, SubscriptionMode::Recovering)
+                    .map_err(DaemonError::Log)?;
+            }
+            if sub.replay_end.is_some() {
+                tracing::info!(subscription = %String::from_utf8_lossy(self.log.subscription(id).map_or(&b""[..], |e| e.name())), "recovering: unsettled events are replayed before anything new");
+            }
             self.subs[slot] = Some(sub);
         }
+        Ok(())
+    }
+
+    /// Dead letters of subscription `id` an operator asked to replay.
+    fn dead_replays_of(&self, id: SubscriptionId) -> u32 {
+        let uid = self.log.subscription(id).map(|e| e.uid);
+        self.log
+            .dead_letters()
+            .filter(|d| {
+                d.replay_requested && d.subscription == id && Some(d.subscription_uid) == uid
+            })
+            .count() as u32
+    }
+
+    /// Nanoseconds on the daemon's monotonic clock.
+    fn clock_ns(&self) -> u64 {
+        self.clock.elapsed().as_nanos() as u64
     }
 
     /// Runs until SIGTERM or SIGINT, then shuts down cleanly.
@@ -184,6 +361,7 @@ impl Daemon {
         let spin = Duration::from_micros(self.config.busy_poll_us);
         let mut shutdown_deadline: Option<Instant> = None;
         loop {
+            self.now = self.clock_ns();
             self.take_completions();
             self.ingest()?;
             self.deliver();
@@ -201,10 +379,32 @@ impl Daemon {
                     break;
                 }
             }
-            uring::submit_and_wait(&mut self.ring, spin, SLEEP_MAX)
+            // A producer waiting for room retries every turn: look again soon.
+            let mut sleep = if self.conns.iter().any(|c| c.full_since.is_some()) {
+                FULL_RETRY_INTERVAL
+            } else {
+                SLEEP_MAX
+            };
+            // Wake for the next redelivery deadline of a connected subscription.
+            let now = self.clock_ns();
+            for sub in self.subs.iter().flatten().filter(|s| s.conn.is_some()) {
+                let due = sub
+                    .replaying
+                    .filter(|r| !r.settled)
+                    .map_or(sub.tracker.next_due(), |r| {
+                        r.deadline.min(sub.tracker.next_due())
+                    });
+                sleep = sleep.min(Duration::from_nanos(due.saturating_sub(now)));
+            }
+            // A due event that cannot go yet (its connection's buffer is full) waits
+            // for a send completion, which wakes the loop anyway: never spin.
+            let sleep = sleep.max(REDELIVERY_SLEEP_MIN);
+            uring::submit_and_wait(&mut self.ring, spin, sleep)
                 .map_err(|e| DaemonError::Io("io_uring_enter", e))?;
         }
         self.release()?;
+        // Only now: a crash before this line is an unclean stop at the next start.
+        self.log.close_clean().map_err(DaemonError::Log)?;
         tracing::info!(
             "shut down cleanly: every acknowledged event is in the log, cursors persisted"
         );
@@ -362,6 +562,8 @@ impl Daemon {
             let sub = self.subs[s].as_mut().expect("attached subscription exists");
             sub.conn = None;
             sub.tracker.disconnect();
+            // Still marked for replay in the log: sent again on the next connection.
+            sub.replaying = None;
             if sub.durable.is_none() {
                 self.subs[s] = None;
             }
@@ -449,16 +651,34 @@ impl Daemon {
             pending_subscribes,
             indications,
             indication_overflow,
+            dead_pending,
+            dead_outcomes,
+            dedupe,
+            deduplicated,
+            now,
+            config,
             ..
         } = self;
+        dedupe.expire(log::now_unix_ns(), DEDUPE_EXPIRE_PER_TURN);
+        let mut cx = Ingest {
+            subs,
+            replies,
+            pending_subscribes,
+            dead: dead_pending,
+            dead_outcomes,
+            dedupe,
+            deduplicated,
+            now: *now,
+            full_wait_ns: config.full_wait.map(|d| d.as_nanos() as u64),
+        };
         let mut batch = log.batch();
-        let batch_replies_from = replies.len();
+        let batch_replies_from = cx.replies.len();
         let mut group_full = false;
         for (slot, conn) in conns.iter_mut().enumerate() {
             if !conn.has_input || conn.closing || conn.blocked || conn.recv_in_flight {
                 continue;
             }
-            if decode_frames(slot, conn, &mut batch, subs, replies, pending_subscribes) {
+            if decode_frames(slot, conn, &mut batch, &mut cx) {
                 group_full = true;
                 break;
             }
@@ -477,7 +697,7 @@ impl Daemon {
             Ok(None) => Ok(group_full),
             Err(e) => {
                 // Nothing of this group may be acknowledged.
-                for (_, reply) in replies[batch_replies_from..].iter_mut() {
+                for (_, reply) in cx.replies[batch_replies_from..].iter_mut() {
                     if let Reply::Stored { correlation, .. } = *reply {
                         *reply = Reply::Error {
                             correlation,
@@ -531,6 +751,10 @@ impl Daemon {
     fn subscribe(&mut self, p: &PendingSubscribe) {
         let name = &p.name[..p.name_len];
         let reply = |r| (p.slot, r);
+        let policy = self
+            .config
+            .redelivery
+            .policy(p.spec.ack_deadline_ms, p.spec.max_deliveries);
         if !self.conns[p.slot].in_use() || self.conns[p.slot].closing {
             return;
         }
@@ -538,12 +762,8 @@ impl Daemon {
             match self.subs.iter().position(|s| s.is_none()) {
                 Some(i) => {
                     let tail = self.log.tail().0;
-                    self.subs[i] = Some(Sub {
-                        durable: None,
-                        spec: p.spec,
-                        tracker: Tracker::new(tail, p.spec.window_events, 0),
-                        conn: None,
-                    });
+                    let tracker = Tracker::new(tail, p.spec.window_events, 0, policy);
+                    self.subs[i] = Some(Sub::new(None, p.spec, tracker));
                     i
                 }
                 None => {
@@ -584,7 +804,26 @@ impl Daemon {
                 }));
                 return;
             }
-            sub.tracker.set_window(p.spec.window_events);
+            // The redelivery policy is not a filter: each connection may ask anew
+            // (0 keeps what the subscription was created with).
+            let stored = self
+                .config
+                .redelivery
+                .policy(sub.spec.ack_deadline_ms, sub.spec.max_deliveries);
+            let policy = crate::subscription::Policy {
+                ack_deadline_ns: if p.spec.ack_deadline_ms == 0 {
+                    stored.ack_deadline_ns
+                } else {
+                    policy.ack_deadline_ns
+                },
+                max_deliveries: if p.spec.max_deliveries == 0 {
+                    stored.max_deliveries
+                } else {
+                    policy.max_deliveries
+                },
+                ..policy
+            };
+            sub.tracker.configure(p.spec.window_events, policy);
             i
         } else {
             let mut stored = [0u8; log::layout::SUBSCRIPTION_SPEC_BYTES_MAX];
@@ -611,26 +850,31 @@ impl Daemon {
                 return;
             };
             let cursor = self.log.subscription(id).expect("just created").cursor;
-            self.subs[i] = Some(Sub {
-                durable: Some(id),
-                spec: p.spec,
-                tracker: Tracker::new(cursor, p.spec.window_events, 0),
-                conn: None,
-            });
+            let tracker = Tracker::new(cursor, p.spec.window_events, 0, policy);
+            self.subs[i] = Some(Sub::new(Some(id), p.spec, tracker));
             i
         };
+        let dead_replays = self.subs[index]
+            .as_ref()
+            .and_then(|s| s.durable)
+            .map_or(0, |id| self.dead_replays_of(id));
         let sub = self.subs[index].as_mut().expect("set above");
         sub.conn = Some(p.slot);
+        sub.recovery_done_sent = false;
+        sub.dead_replays = dead_replays;
         self.conns[p.slot].subscription = Some(index);
         let pending = self
             .log
             .events_from(Seq(sub.tracker.cursor()))
             .filter(|e| matches(&sub.spec, e))
             .count() as u64;
-        self.replies.push(reply(Reply::Subscribed {
-            mode: protocol::SubscriptionMode::Normal,
-            pending,
-        }));
+        let mode = if sub.replay_end.is_some() {
+            protocol::SubscriptionMode::Recovering
+        } else {
+            protocol::SubscriptionMode::Normal
+        };
+        self.replies
+            .push(reply(Reply::Subscribed { mode, pending }));
     }
 
     fn deliver(&mut self) {
@@ -646,11 +890,24 @@ impl Daemon {
             subs,
             conns,
             indicated_end,
+            now,
+            dead_pending,
+            dead_outcomes,
             ..
         } = self;
-        for sub in subs.iter_mut().flatten() {
+        for (index, sub) in subs.iter_mut().enumerate() {
+            let Some(sub) = sub else { continue };
             match sub.conn {
-                Some(slot) => pump(log, *indicated_end, sub, &mut conns[slot]),
+                Some(slot) => pump(
+                    log,
+                    *indicated_end,
+                    index,
+                    sub,
+                    &mut conns[slot],
+                    *now,
+                    dead_pending,
+                    dead_outcomes,
+                ),
                 None if sub.durable.is_some() => hold(log, *indicated_end, sub),
                 None => {}
             }
@@ -658,6 +915,8 @@ impl Daemon {
     }
 
     fn release(&mut self) -> Result<(), DaemonError> {
+        self.write_dead_letters()?;
+        self.leave_recovery()?;
         self.cursor_updates.clear();
         for sub in self.subs.iter().flatten() {
             let Some(id) = sub.durable else { continue };
@@ -679,13 +938,109 @@ impl Daemon {
             .map_err(DaemonError::Log)
     }
 
+    /// Turns the queued rejected and exhausted events into dead letters, each durable
+    /// before its subscription may settle it (and so before any cursor passes it).
+    fn write_dead_letters(&mut self) -> Result<(), DaemonError> {
+        for i in 0..self.dead_pending.len() {
+            let d = self.dead_pending[i];
+            let Some(sub) = self.subs[d.sub].as_mut() else {
+                continue;
+            };
+            let Some(id) = sub.durable else { continue };
+            if sub.tracker.deliveries(d.seq).is_none() {
+                continue; // settled meanwhile (a late confirm)
+            }
+            // Already a dead letter (written before a crash lost the cursor that
+            // passed it): settle it again without a second copy.
+            let uid = self.log.subscription(id).map(|e| e.uid);
+            if self.log.dead_letters().any(|x| {
+                x.subscription == id && Some(x.subscription_uid) == uid && x.seq.0 == d.seq
+            }) {
+                sub.tracker.settle(d.seq);
+                continue;
+            }
+            let reason = match d.cause {
+                DeadCause::Rejected => log::DeadReason::Rejected,
+                DeadCause::Exhausted => log::DeadReason::MaxDeliveries,
+            };
+            match self
+                .log
+                .dead_letter(id, Seq(d.seq), u32::from(d.deliveries), reason)
+            {
+                Ok(_) => {
+                    sub.tracker.settle(d.seq);
+                    sub.dead_lettered += 1;
+                    let name = self.log.subscription(id).map_or(&b""[..], |e| e.name());
+                    tracing::warn!(subscription = %String::from_utf8_lossy(name), seq = d.seq, deliveries = d.deliveries, cause = ?d.cause, "event moved to the subscription's dead letters (`herald dead list`)");
+                }
+                Err(log::DeadLetterError::Failed(e)) => {
+                    self.dead_pending.clear();
+                    return Err(DaemonError::Log(log::LogError::Failed(e)));
+                }
+                Err(e) => {
+                    // Kept unsettled (it holds the ring) and tried again later.
+                    tracing::error!(seq = d.seq, error = %e, "cannot write a dead letter; the event stays with its subscription");
+                }
+            }
+        }
+        self.dead_pending.clear();
+        for i in 0..self.dead_outcomes.len() {
+            let o = self.dead_outcomes[i];
+            let result = if o.confirmed {
+                self.log.purge_dead(&[o.id])
+            } else {
+                self.log.set_dead_replay(o.id, false, o.deliveries)
+            };
+            if let Some(sub) = self.subs[o.sub].as_mut() {
+                sub.replaying = None;
+                sub.dead_replays = sub.dead_replays.saturating_sub(1);
+            }
+            result.map_err(DaemonError::Log)?;
+        }
+        self.dead_outcomes.clear();
+        Ok(())
+    }
+
+    /// Returns recovering subscriptions to normal once they said `Recovered` or, in
+    /// automatic mode, once their replay is settled; persistently.
+    fn leave_recovery(&mut self) -> Result<(), DaemonError> {
+        for sub in self.subs.iter_mut().flatten() {
+            let Some(replay_end) = sub.replay_end else {
+                continue;
+            };
+            let done = sub.leave_recovery
+                || (sub.spec.automatic_recovery
+                    && sub.conn.is_some()
+                    && sub.tracker.in_flight() == 0
+                    && sub.tracker.cursor() >= replay_end);
+            if !done {
+                continue;
+            }
+            if let Some(id) = sub.durable {
+                self.log
+                    .set_mode(id, SubscriptionMode::Normal)
+                    .map_err(DaemonError::Log)?;
+            }
+            sub.replay_end = None;
+            sub.leave_recovery = false;
+        }
+        Ok(())
+    }
+
     fn answer_status(&mut self) {
         for slot in 0..self.conns.len() {
             if !self.conns[slot].status_requested {
                 continue;
             }
             self.conns[slot].status_requested = false;
-            let json = super::status::status_json(self);
+            self.conns[slot].blocked = false;
+            let json = if self.conns[slot].admin_len > 0 {
+                let len = std::mem::take(&mut self.conns[slot].admin_len);
+                let request = String::from_utf8_lossy(&self.conns[slot].admin[..len]).into_owned();
+                self.admin(&request)
+            } else {
+                super::status::status_json(self)
+            };
             let conn = &mut self.conns[slot];
             conn.send_free();
             let frame = Frame::StatusReply { json: &json };
@@ -702,27 +1057,65 @@ impl Daemon {
         &self.log
     }
 
-    /// For `status`: (name, durable, connected, cursor, pending slots, in flight, mode).
-    pub(super) fn subscription_rows(
-        &self,
-    ) -> impl Iterator<Item = (String, bool, bool, u64, u64, usize, SubscriptionMode)> + '_ {
+    /// For `status`: one row per subscription.
+    pub(super) fn subscription_rows(&self) -> impl Iterator<Item = SubRow> + '_ {
         let tail = self.log.tail().0;
         self.subs.iter().flatten().map(move |s| {
             let entry = s.durable.and_then(|id| self.log.subscription(id));
-            let mode = entry.map_or(SubscriptionMode::Normal, |e| e.mode);
-            (
+            let policy = s.tracker.policy();
+            SubRow {
                 // Live-only subscriptions have no name.
-                entry.map_or(String::new(), |e| {
+                name: entry.map_or(String::new(), |e| {
                     String::from_utf8_lossy(e.name()).into_owned()
                 }),
-                s.durable.is_some(),
-                s.conn.is_some(),
-                s.tracker.cursor(),
-                tail.saturating_sub(s.tracker.cursor()),
-                s.tracker.in_flight(),
-                mode,
-            )
+                durable: s.durable.is_some(),
+                connected: s.conn.is_some(),
+                cursor: s.tracker.cursor(),
+                pending_slots: tail.saturating_sub(s.tracker.cursor()),
+                in_flight: s.tracker.in_flight(),
+                awaiting_redelivery: s.tracker.waiting(),
+                mode: if s.replay_end.is_some() {
+                    SubscriptionMode::Recovering
+                } else {
+                    SubscriptionMode::Normal
+                },
+                replay_end: s.replay_end,
+                redelivered: s.redelivered,
+                dead_lettered: s.dead_lettered,
+                dropped: s.dropped,
+                ack_deadline_ms: policy.ack_deadline_ns / 1_000_000,
+                max_deliveries: policy.max_deliveries,
+                damage: entry.and_then(|e| e.damage),
+            }
         })
+    }
+
+    /// For `status`: producers whose publish waits for room in a full ring.
+    pub(super) fn producers_waiting_for_room(&self) -> usize {
+        self.conns
+            .iter()
+            .filter(|c| c.in_use() && c.full_since.is_some())
+            .count()
+    }
+
+    /// Keeps what the start-up checks found, for `status`.
+    pub fn set_start_findings(&mut self, findings: Vec<super::check::Finding>) {
+        self.start_findings = findings;
+    }
+
+    /// For `status`: what the start-up checks found.
+    pub(super) fn start_findings(&self) -> &[super::check::Finding] {
+        &self.start_findings
+    }
+
+    /// For `status`: (keys remembered, capacity, publishes answered from the window).
+    pub(super) fn dedupe_counts(&self) -> (usize, usize, u64) {
+        (self.dedupe.len(), self.dedupe.capacity(), self.deduplicated)
+    }
+
+    /// For `status`: the configuration.
+    pub(super) fn config(&self) -> &DaemonConfig {
+        &self.config
     }
 
     /// For `status`: open connections and refused ones.
@@ -732,6 +1125,26 @@ impl Daemon {
             self.connections_refused,
         )
     }
+}
+
+/// One subscription as `status` shows it.
+#[derive(serde::Serialize)]
+pub(super) struct SubRow {
+    pub name: String,
+    pub durable: bool,
+    pub connected: bool,
+    pub cursor: u64,
+    pub pending_slots: u64,
+    pub in_flight: usize,
+    pub awaiting_redelivery: usize,
+    pub mode: SubscriptionMode,
+    pub replay_end: Option<u64>,
+    pub redelivered: u64,
+    pub dead_lettered: u64,
+    pub dropped: u64,
+    pub ack_deadline_ms: u64,
+    pub max_deliveries: u16,
+    pub damage: Option<&'static str>,
 }
 
 /// The frame that carries `reply`.
@@ -776,15 +1189,39 @@ fn reply_bytes(reply: Reply) -> usize {
     encoded_len(&reply_frame(reply, 1, 0, 0)).expect("replies are valid frames")
 }
 
+/// What decoding one connection's frames may touch besides the connection and the
+/// group commit.
+struct Ingest<'a> {
+    subs: &'a mut [Option<Sub>],
+    replies: &'a mut Vec<(usize, Reply)>,
+    pending_subscribes: &'a mut Vec<PendingSubscribe>,
+    dead: &'a mut Vec<DeadPending>,
+    dead_outcomes: &'a mut Vec<DeadOutcome>,
+    dedupe: &'a mut DedupeWindow,
+    deduplicated: &'a mut u64,
+    now: u64,
+    full_wait_ns: Option<u64>,
+}
+
 /// Decodes the complete frames in one connection's buffer.
 fn decode_frames(
     slot: usize,
     conn: &mut Conn,
     batch: &mut log::Batch<'_, MappedRegion>,
-    subs: &mut [Option<Sub>],
-    replies: &mut Vec<(usize, Reply)>,
-    pending_subscribes: &mut Vec<PendingSubscribe>,
+    cx: &mut Ingest<'_>,
 ) -> bool {
+    let Ingest {
+        subs,
+        replies,
+        pending_subscribes,
+        dead,
+        dead_outcomes,
+        dedupe,
+        deduplicated,
+        now,
+        full_wait_ns,
+    } = cx;
+    let now = *now;
     let mut consumed = 0;
     let mut group_full = false;
     // Replies are encoded after the group commit: count the bytes already owed to this
@@ -852,13 +1289,32 @@ fn decode_frames(
                 replies.push((slot, Reply::HelloOk));
             }
             Frame::Publish { correlation, event } => {
-                let reply = match batch.push(&to_log_event(&event, conn.name())) {
-                    Ok(seq) => Reply::Stored {
-                        correlation,
-                        first: seq.0,
-                        last: seq.0,
-                        count: 1,
-                    },
+                let e = to_log_event(&event, conn.name());
+                if let Some(seq) = dedupe.lookup(e.source, e.key, e.timestamp_ns) {
+                    // A retry after a lost `Stored`: the original answer, nothing new.
+                    **deduplicated += 1;
+                    conn.full_since = None;
+                    replies.push((
+                        slot,
+                        Reply::Stored {
+                            correlation,
+                            first: seq.0,
+                            last: seq.0,
+                            count: 1,
+                        },
+                    ));
+                    continue;
+                }
+                let reply = match batch.push(&e) {
+                    Ok(seq) => {
+                        dedupe.insert(e.source, e.key, seq, e.timestamp_ns);
+                        Reply::Stored {
+                            correlation,
+                            first: seq.0,
+                            last: seq.0,
+                            count: 1,
+                        }
+                    }
                     Err(AppendError::GroupFull { .. }) => {
                         // This group commit is as large as recovery allows: leave the
                         // frame for the next group (its transition is a self-loop).
@@ -866,8 +1322,25 @@ fn decode_frames(
                         group_full = true;
                         break;
                     }
+                    Err(AppendError::Full { .. })
+                        if waits_for_room(&mut conn.full_since, now, *full_wait_ns) =>
+                    {
+                        // Left in the buffer (the transition is a self-loop); this
+                        // connection's later frames wait behind it, in order.
+                        consumed -= frame_bytes;
+                        break;
+                    }
                     Err(e) => append_error(correlation, &e),
                 };
+                if !matches!(
+                    reply,
+                    Reply::Error {
+                        code: ErrorCode::Full,
+                        ..
+                    }
+                ) {
+                    conn.full_since = None;
+                }
                 replies.push((slot, reply));
             }
             Frame::PublishBatch {
@@ -877,12 +1350,26 @@ fn decode_frames(
                 let mark = batch.mark();
                 let mut first = None;
                 let mut last = 0;
+                let mut first_new = None;
+                let mut repeats = 0u64;
                 let mut failure = None;
                 for event in events.iter() {
-                    match batch.push(&to_log_event(&event, conn.name())) {
+                    let e = to_log_event(&event, conn.name());
+                    // A repeated key keeps its original number (PROTOCOL.md 10.1).
+                    let stored = match dedupe.lookup(e.source, e.key, e.timestamp_ns) {
+                        Some(seq) => {
+                            repeats += 1;
+                            Ok(seq)
+                        }
+                        None => batch.push(&e).inspect(|seq| {
+                            first_new.get_or_insert(*seq);
+                            dedupe.insert(e.source, e.key, *seq, e.timestamp_ns);
+                        }),
+                    };
+                    match stored {
                         Ok(seq) => {
-                            first.get_or_insert(seq.0);
-                            last = seq.0;
+                            first = Some(first.map_or(seq.0, |f: u64| f.min(seq.0)));
+                            last = last.max(seq.0);
                         }
                         Err(e) => {
                             failure = Some(e);
@@ -890,11 +1377,29 @@ fn decode_frames(
                         }
                     }
                 }
+                if failure.is_some() {
+                    // All or nothing: the keys of this batch's new events go too.
+                    if let Some(seq) = first_new {
+                        dedupe.truncate_from(seq);
+                    }
+                } else {
+                    **deduplicated += repeats;
+                }
                 if matches!(failure, Some(AppendError::GroupFull { .. })) {
                     batch.rollback_to(mark);
                     consumed -= frame_bytes;
                     group_full = true;
                     break;
+                }
+                if matches!(failure, Some(AppendError::Full { .. }))
+                    && waits_for_room(&mut conn.full_since, now, *full_wait_ns)
+                {
+                    batch.rollback_to(mark);
+                    consumed -= frame_bytes;
+                    break;
+                }
+                if !matches!(failure, Some(AppendError::Full { .. })) {
+                    conn.full_since = None;
                 }
                 let reply = match (failure, first) {
                     (None, Some(first)) => Reply::Stored {
@@ -922,7 +1427,8 @@ fn decode_frames(
                     s.window_events,
                     s.automatic_recovery,
                     s.patterns.iter().map(|p| p.as_bytes()),
-                );
+                )
+                .map(|spec| spec.with_policy(s.ack_deadline_ms, s.max_deliveries));
                 match spec {
                     Ok(spec) => {
                         let mut name = [0u8; 64];
@@ -955,12 +1461,47 @@ fn decode_frames(
             Frame::Confirm {
                 first_seq,
                 last_seq,
-            } => confirm(conn, subs, first_seq.0, last_seq.0),
-            Frame::Reject { seq } => confirm(conn, subs, seq.0, seq.0),
-            // Deadlines, naks and recovery mode arrive with the redelivery work; until
-            // then these are accepted and have no effect (PROTOCOL.md allows it).
-            Frame::Nak { .. } | Frame::Working { .. } | Frame::Recovered => {}
-            Frame::Status => conn.status_requested = true,
+            } => {
+                if let Some((index, sub)) = attached(conn, subs) {
+                    sub.tracker.confirm(first_seq.0, last_seq.0);
+                    replay_outcome(index, sub, first_seq.0..=last_seq.0, true, dead_outcomes);
+                }
+            }
+            Frame::Reject { seq } => {
+                if let Some((index, sub)) = attached(conn, subs) {
+                    reject(index, sub, seq.0, now, dead);
+                    replay_outcome(index, sub, seq.0..=seq.0, false, dead_outcomes);
+                }
+            }
+            Frame::Nak { seq, delay_ms } => {
+                if let Some((index, sub)) = attached(conn, subs) {
+                    replay_outcome(index, sub, seq.0..=seq.0, false, dead_outcomes);
+                    sub.tracker.nak(seq.0, u64::from(delay_ms) * 1_000_000, now);
+                }
+            }
+            Frame::Working { seq } => {
+                if let Some((_, sub)) = attached(conn, subs) {
+                    sub.tracker.working(seq.0, now);
+                }
+            }
+            Frame::Recovered => {
+                if let Some((_, sub)) = attached(conn, subs) {
+                    sub.leave_recovery = sub.replay_end.is_some();
+                }
+            }
+            // Answered after this turn's replies, one at a time: decoding pauses.
+            Frame::Status => {
+                conn.status_requested = true;
+                conn.blocked = true;
+                break;
+            }
+            Frame::Admin { json } => {
+                conn.admin[..json.len()].copy_from_slice(json.as_bytes());
+                conn.admin_len = json.len();
+                conn.status_requested = true;
+                conn.blocked = true;
+                break;
+            }
             Frame::Ping { token } => replies.push((slot, Reply::Pong { token })),
             Frame::Goodbye => {
                 conn.close_after_flush = true;
@@ -978,12 +1519,72 @@ fn decode_frames(
     group_full
 }
 
-/// Applies a confirmation to the connection's subscription (the state machine admits
-/// confirms only once subscribed).
-fn confirm(conn: &Conn, subs: &mut [Option<Sub>], first: u64, last: u64) {
-    if let Some(sub) = conn.subscription.and_then(|s| subs[s].as_mut()) {
-        sub.tracker.confirm(first, last);
+/// Settles a replayed dead letter whose seq is in `seqs`: `confirmed`, it is purged;
+/// otherwise it stays dead with one more delivery.
+fn replay_outcome(
+    index: usize,
+    sub: &mut Sub,
+    seqs: std::ops::RangeInclusive<u64>,
+    confirmed: bool,
+    outcomes: &mut Vec<DeadOutcome>,
+) {
+    let Some(r) = sub.replaying.as_mut() else {
+        return;
+    };
+    if r.settled || !seqs.contains(&r.seq) || outcomes.len() == outcomes.capacity() {
+        return;
     }
+    r.settled = true;
+    outcomes.push(DeadOutcome {
+        sub: index,
+        id: r.id,
+        confirmed,
+        deliveries: r.deliveries,
+    });
+}
+
+/// The connection's subscription and its index.
+fn attached<'s>(conn: &Conn, subs: &'s mut [Option<Sub>]) -> Option<(usize, &'s mut Sub)> {
+    let index = conn.subscription?;
+    subs[index].as_mut().map(|sub| (index, sub))
+}
+
+/// `seq` will never be processed by this subscriber: a durable subscription keeps it
+/// as a dead letter (written before its cursor may pass it); a live-only one drops it.
+fn reject(index: usize, sub: &mut Sub, seq: u64, now: u64, dead: &mut Vec<DeadPending>) {
+    if sub.durable.is_none() {
+        if sub.tracker.settle(seq) {
+            sub.dropped += 1;
+        }
+        return;
+    }
+    // The deliveries it really had (postponing counts it as exhausted).
+    let Some(deliveries) = sub.tracker.deliveries(seq) else {
+        return;
+    };
+    // Not sent again meanwhile; if the queue is full it comes back as exhausted later.
+    if sub.tracker.postpone(seq, now).is_some() && dead.len() < DEAD_PENDING_MAX {
+        dead.push(DeadPending {
+            sub: index,
+            seq,
+            deliveries,
+            cause: DeadCause::Rejected,
+        });
+    }
+}
+
+/// Whether a publish that found the ring full waits for room (and since when), or is
+/// answered `full` now.
+fn waits_for_room(full_since: &mut Option<u64>, now: u64, full_wait_ns: Option<u64>) -> bool {
+    let Some(limit) = full_wait_ns else {
+        return false;
+    };
+    let since = *full_since.get_or_insert(now);
+    if now.saturating_sub(since) < limit {
+        return true;
+    }
+    *full_since = None;
+    false
 }
 
 fn append_error(correlation: u64, e: &AppendError) -> Reply {
@@ -1037,12 +1638,113 @@ fn matches(spec: &SubscriptionSpec, e: &EventView<'_>) -> bool {
             .any(|p| protocol::matches_validated(p, e.topic))
 }
 
-/// Sends a connected subscription the events after its position, within its window
-/// and its connection's buffer.
-fn pump(log: &Log<MappedRegion>, end: u64, sub: &mut Sub, conn: &mut Conn) {
+/// What became of one event offered to a connection.
+enum Offer {
+    Sent,
+    /// The send buffer is full: stop for this turn.
+    NoRoom,
+    /// Stored by a producer that bypassed the protocol's checks.
+    Undeliverable,
+}
+
+/// Encodes one `Deliver` into the connection's send buffer if it fits; `sent` is
+/// asked for the redelivery flag and count only once the frame is sure to go.
+fn offer(
+    conn: &mut Conn,
+    e: &EventView<'_>,
+    sent: impl FnOnce() -> crate::subscription::Sent,
+) -> Offer {
+    let (Ok(topic), Ok(source), Some(severity)) = (
+        Topic::new(e.topic),
+        std::str::from_utf8(e.source),
+        protocol::Severity::from_u8(e.severity as u8),
+    ) else {
+        return Offer::Undeliverable;
+    };
+    let mut deliver = Deliver {
+        seq: protocol::Seq(e.seq.0),
+        timestamp_ns: e.timestamp_ns,
+        redelivered: false,
+        delivery_count: 1,
+        event: Event {
+            topic,
+            severity,
+            source,
+            flags: e.flags,
+            key: e.key,
+            payload: e.payload,
+        },
+    };
+    let needed = encoded_len(&Frame::Deliver(deliver)).unwrap_or(usize::MAX);
+    // Replies have their own room: decoding stops before their bytes run short.
+    if conn.send_free() < needed {
+        return Offer::NoRoom;
+    }
+    let s = sent();
+    deliver.redelivered = s.redelivered;
+    deliver.delivery_count = s.delivery_count;
+    let n = encode(&Frame::Deliver(deliver), conn.send_tail()).expect("space checked above");
+    conn.send_end += n;
+    Offer::Sent
+}
+
+/// Sends a connected subscription what it is owed: due redeliveries first, then the
+/// events after its position (held at the replay's end while it is recovering),
+/// within its window and its connection's buffer.
+#[allow(clippy::too_many_arguments)] // the stage's state, borrowed field by field
+fn pump(
+    log: &Log<MappedRegion>,
+    end: u64,
+    index: usize,
+    sub: &mut Sub,
+    conn: &mut Conn,
+    now: u64,
+    dead: &mut Vec<DeadPending>,
+    outcomes: &mut Vec<DeadOutcome>,
+) {
     if conn.closing || conn.close_after_flush {
         return;
     }
+    while let Some(due) = sub.tracker.due(now) {
+        match due {
+            Due::Redeliver { seq } => {
+                let Some(e) = log.read(Seq(seq)) else {
+                    // Cannot happen while the cursor holds it; never loop on it.
+                    tracing::error!(seq, "an unsettled event is not readable; settling it");
+                    sub.tracker.settle(seq);
+                    continue;
+                };
+                match offer(conn, &e, || sub.tracker.resent(seq, now)) {
+                    Offer::Sent => sub.redelivered += 1,
+                    Offer::NoRoom => return,
+                    Offer::Undeliverable => {
+                        sub.tracker.settle(seq);
+                    }
+                }
+            }
+            Due::Exhausted { seq, deliveries } => {
+                sub.tracker.postpone(seq, now);
+                if sub.durable.is_none() {
+                    tracing::warn!(
+                        seq,
+                        deliveries,
+                        "live-only subscription gave up on an event after its maximum deliveries"
+                    );
+                    sub.tracker.settle(seq);
+                    sub.dropped += 1;
+                } else if dead.len() < DEAD_PENDING_MAX {
+                    dead.push(DeadPending {
+                        sub: index,
+                        seq,
+                        deliveries,
+                        cause: DeadCause::Exhausted,
+                    });
+                }
+            }
+        }
+    }
+    replay_dead_letter(log, index, sub, conn, now, outcomes);
+    let end = sub.replay_end.map_or(end, |r| r.min(end));
     let mut events = log.events_since(Seq(sub.tracker.next()), end);
     while sub.tracker.has_room() {
         let Some(e) = events.next() else {
@@ -1055,43 +1757,76 @@ fn pump(log: &Log<MappedRegion>, end: u64, sub: &mut Sub, conn: &mut Conn) {
             sub.tracker.skip_to(next);
             continue;
         }
-        let (Ok(topic), Ok(source), Some(severity)) = (
-            Topic::new(e.topic),
-            std::str::from_utf8(e.source),
-            protocol::Severity::from_u8(e.severity as u8),
-        ) else {
-            // Stored by a producer that bypassed the protocol's checks: skip, loudly.
-            tracing::warn!(
-                seq = e.seq.0,
-                "stored event is not deliverable over the protocol; skipping it"
-            );
-            sub.tracker.skip_to(next);
-            continue;
-        };
-        let mut deliver = Deliver {
-            seq: protocol::Seq(e.seq.0),
-            timestamp_ns: e.timestamp_ns,
-            redelivered: false,
-            delivery_count: 1,
-            event: Event {
-                topic,
-                severity,
-                source,
-                flags: e.flags,
-                key: e.key,
-                payload: e.payload,
-            },
-        };
-        let needed = encoded_len(&Frame::Deliver(deliver)).unwrap_or(usize::MAX);
-        // Replies have their own room: decoding stops before their bytes run short.
-        if conn.send_free() < needed {
-            break;
+        match offer(conn, &e, || sub.tracker.sent(e.seq.0, next, now)) {
+            Offer::Sent => {}
+            Offer::NoRoom => return,
+            Offer::Undeliverable => {
+                tracing::warn!(
+                    seq = e.seq.0,
+                    "stored event is not deliverable over the protocol; skipping it"
+                );
+                sub.tracker.skip_to(next);
+            }
         }
-        let sent = sub.tracker.sent(e.seq.0, next);
-        deliver.redelivered = sent.redelivered;
-        deliver.delivery_count = sent.delivery_count;
-        let n = encode(&Frame::Deliver(deliver), conn.send_tail()).expect("space checked above");
-        conn.send_end += n;
+    }
+    if let Some(replay_end) = sub.replay_end {
+        if !sub.recovery_done_sent && sub.tracker.next() >= replay_end {
+            let frame = Frame::RecoveryDone;
+            let needed = encoded_len(&frame).expect("valid frame");
+            if conn.send_free() >= needed {
+                let n = encode(&frame, conn.send_tail()).expect("space checked");
+                conn.send_end += n;
+                sub.recovery_done_sent = true;
+            }
+        }
+    }
+}
+
+/// Sends the next dead letter an operator asked to replay, one at a time; a replay
+/// not settled within the deadline stays a dead letter.
+fn replay_dead_letter(
+    log: &Log<MappedRegion>,
+    index: usize,
+    sub: &mut Sub,
+    conn: &mut Conn,
+    now: u64,
+    outcomes: &mut Vec<DeadOutcome>,
+) {
+    if let Some(r) = sub.replaying {
+        if !r.settled && now >= r.deadline {
+            replay_outcome(index, sub, r.seq..=r.seq, false, outcomes);
+        }
+        return;
+    }
+    let (Some(id), true) = (sub.durable, sub.dead_replays > 0) else {
+        return;
+    };
+    let Some(uid) = log.subscription(id).map(|e| e.uid) else {
+        return;
+    };
+    let next = log
+        .dead_letters()
+        .find(|d| d.replay_requested && d.subscription == id && d.subscription_uid == uid);
+    let Some(d) = next.copied() else {
+        sub.dead_replays = 0;
+        return;
+    };
+    let Some(e) = log.dead_event(d.id) else {
+        return;
+    };
+    let deliveries = d.delivery_count.saturating_add(1);
+    let sent = || crate::subscription::Sent {
+        redelivered: true,
+        delivery_count: deliveries.min(u32::from(u16::MAX)) as u16,
+    };
+    if let Offer::Sent = offer(conn, &e, sent) {
+        sub.replaying = Some(DeadReplay {
+            id: d.id,
+            seq: d.seq.0,
+            deliveries,
+            deadline: now.saturating_add(sub.tracker.policy().ack_deadline_ns),
+            settled: false,
+        });
     }
 }
 

@@ -1,6 +1,7 @@
 //! The daemon: the indication queue, the io_uring loop that owns every socket, ack
 //! tracking and redelivery. `herald serve` is [`serve`].
 
+pub mod check;
 mod conn;
 mod daemon;
 pub mod dedupe;
@@ -11,6 +12,7 @@ pub mod uring;
 use crate::log::{self, LogConfig, StoreOptions};
 use crate::pmem::{FileSync, RegionOptions};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Everything `herald serve` can be told.
 #[derive(Clone, Debug)]
@@ -37,6 +39,61 @@ pub struct DaemonConfig {
     pub ring_entries: u32,
     /// Capacity of the indication queue between ingest and delivery.
     pub indication_queue_len: usize,
+    /// Redelivery policy for subscriptions that do not set their own.
+    pub redelivery: RedeliveryConfig,
+    /// What a producer gets when the ring is full: `None` = `full` at once; otherwise
+    /// its publish waits up to this long for room, then gets `full`.
+    pub full_wait: Option<Duration>,
+    /// Idempotency keys remembered: at most this many (the newest)...
+    pub dedupe_records: usize,
+    /// ...and none older than this.
+    pub dedupe_age: Duration,
+}
+
+/// Defaults of the redelivery policy (a subscription may set its own deadline and
+/// maximum delivery count in `Subscribe`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct RedeliveryConfig {
+    /// An event not settled this long after delivery is redelivered.
+    pub ack_deadline: Duration,
+    /// Deliveries before an event becomes a dead letter of the subscription.
+    pub max_deliveries: u16,
+    /// Wait before the first redelivery after a missed deadline; doubles each time.
+    pub backoff: Duration,
+    /// Longest wait between redeliveries.
+    pub backoff_max: Duration,
+}
+
+impl Default for RedeliveryConfig {
+    fn default() -> Self {
+        RedeliveryConfig {
+            ack_deadline: Duration::from_secs(30),
+            max_deliveries: 5,
+            backoff: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RedeliveryConfig {
+    /// The policy of a subscription that asked for `ack_deadline_ms` and
+    /// `max_deliveries` (0 = this default).
+    pub fn policy(&self, ack_deadline_ms: u32, max_deliveries: u16) -> crate::subscription::Policy {
+        crate::subscription::Policy {
+            ack_deadline_ns: if ack_deadline_ms == 0 {
+                self.ack_deadline.as_nanos() as u64
+            } else {
+                u64::from(ack_deadline_ms) * 1_000_000
+            },
+            backoff_ns: self.backoff.as_nanos() as u64,
+            backoff_max_ns: self.backoff_max.as_nanos() as u64,
+            max_deliveries: if max_deliveries == 0 {
+                self.max_deliveries
+            } else {
+                max_deliveries
+            },
+        }
+    }
 }
 
 impl Default for DaemonConfig {
@@ -53,6 +110,10 @@ impl Default for DaemonConfig {
             busy_poll_us: 0,
             ring_entries: 1024,
             indication_queue_len: 4096,
+            redelivery: RedeliveryConfig::default(),
+            full_wait: None,
+            dedupe_records: dedupe::WINDOW_RECORDS_DEFAULT,
+            dedupe_age: dedupe::WINDOW_AGE_DEFAULT,
         }
     }
 }
@@ -106,20 +167,17 @@ pub fn serve(config: DaemonConfig, ready: impl FnOnce(&ServeInfo)) -> Result<(),
         ..Default::default()
     };
     let started = std::time::Instant::now();
-    let (log, report, created) = if region_path.exists() {
-        let (log, report) = log::open_path(&region_path, &region_options, &mut |_, _| {})?;
-        (log, Some(report), false)
-    } else {
-        let options = StoreOptions {
-            region: region_options,
-            config: config.log,
-        };
-        let node_id = rand::random::<u64>() | 1;
-        (
-            log::create_file(&region_path, config.region_bytes, &options, node_id)?,
-            None,
-            true,
-        )
+    // Bound before the recovery scan: producers can connect at once; the kernel holds
+    // their connections until the loop runs, and they are served while the replay is
+    // still going on.
+    let listener = listener::bind(&socket_path, config.socket_mode)?;
+    let opened = open_or_create(&config, &region_path, region_options);
+    let (log, report, created) = match opened {
+        Ok(opened) => opened,
+        Err(e) => {
+            let _ = std::fs::remove_file(&socket_path);
+            return Err(e);
+        }
     };
     let info = log.medium().info().clone();
     tracing::info!(region = %info.path.display(), kind = info.kind.name(), flush = info.flush.name(), "region {}", if created { "created" } else { "opened" });
@@ -143,12 +201,29 @@ pub fn serve(config: DaemonConfig, ready: impl FnOnce(&ServeInfo)) -> Result<(),
                 "the region holds damaged events (run `herald inspect`); they are skipped"
             );
         }
-        for p in &r.subscription_problems {
-            tracing::error!(subscription = %p.name, problem = %p.problem, "durable subscription failed its checks; it replays everything still in the ring");
+    }
+    // The same checks as `herald check`, on what recovery found.
+    let findings = match &report {
+        Some(r) => check::check(r, log.subscriptions()),
+        None => Vec::new(),
+    };
+    for f in &findings {
+        match f.severity {
+            check::Severity::Problem => {
+                tracing::error!(area = f.area, subject = %f.subject, "{}", f.detail)
+            }
+            check::Severity::Note => {
+                tracing::info!(area = f.area, subject = %f.subject, "{}", f.detail)
+            }
         }
     }
-    let listener = listener::bind(&socket_path, config.socket_mode)?;
-    let daemon = daemon::Daemon::new(config, log, listener)?;
+    // A region created now has nothing to recover; `Unknown` (a region from before the
+    // marker existed) is treated like a crash.
+    let previous_stop_clean = report
+        .as_ref()
+        .is_none_or(|r| r.previous_stop == log::PreviousStop::Clean);
+    let mut daemon = daemon::Daemon::new(config, log, listener, previous_stop_clean)?;
+    daemon.set_start_findings(findings);
     let serve_info = ServeInfo {
         socket: socket_path.clone(),
         region: info.path.clone(),
@@ -159,6 +234,34 @@ pub fn serve(config: DaemonConfig, ready: impl FnOnce(&ServeInfo)) -> Result<(),
     let result = daemon.run();
     let _ = std::fs::remove_file(&socket_path);
     result
+}
+
+type Opened = (
+    log::Log<crate::pmem::MappedRegion>,
+    Option<log::RecoveryReport>,
+    bool,
+);
+
+/// Opens the region (running the recovery scan), or creates it on first use.
+fn open_or_create(
+    config: &DaemonConfig,
+    region_path: &std::path::Path,
+    region_options: RegionOptions,
+) -> Result<Opened, DaemonError> {
+    if region_path.exists() {
+        let (log, report) = log::open_path(region_path, &region_options, &mut |_, _| {})?;
+        return Ok((log, Some(report), false));
+    }
+    let options = StoreOptions {
+        region: region_options,
+        config: config.log,
+    };
+    let node_id = rand::random::<u64>() | 1;
+    Ok((
+        log::create_file(region_path, config.region_bytes, &options, node_id)?,
+        None,
+        true,
+    ))
 }
 
 /// What `ready` learns.

@@ -8,23 +8,19 @@ pub fn status_json(d: &Daemon) -> String {
     let g = log.geometry();
     let info = log.medium().info();
     let (connections, refused) = d.connection_counts();
+    let head = log.head().0;
     let subscriptions: Vec<serde_json::Value> = d
         .subscription_rows()
-        .map(
-            |(name, durable, connected, cursor, pending, in_flight, mode)| {
-                serde_json::json!({
-                    "name": name,
-                    "durable": durable,
-                    "connected": connected,
-                    "cursor": cursor,
-                    "pending_slots": pending,
-                    "in_flight": in_flight,
-                    "mode": mode,
-                    "holds_ring": durable && cursor == log.head().0 && log.used_slots() > 0,
-                })
-            },
-        )
+        .map(|row| {
+            // The subscriptions whose cursor is the head are what keeps the ring from
+            // being reused: an operator looks here when producers get `full`.
+            let holds_ring = row.durable && row.cursor == head && log.used_slots() > 0;
+            let mut v = serde_json::to_value(&row).expect("plain data");
+            v["holds_ring"] = holds_ring.into();
+            v
+        })
         .collect();
+    let config = d.config();
     serde_json::json!({
         "region": {
             "path": info.path,
@@ -41,8 +37,29 @@ pub fn status_json(d: &Daemon) -> String {
             "head": log.head().0,
             "tail": log.tail().0,
         },
-        "connections": { "open": connections, "refused_at_limit": refused },
+        "connections": {
+            "open": connections,
+            "refused_at_limit": refused,
+            "producers_waiting_for_room": d.producers_waiting_for_room(),
+        },
+        "when_full": match config.full_wait {
+            None => serde_json::json!({ "policy": "fail" }),
+            Some(w) => serde_json::json!({ "policy": "wait", "timeout_ms": w.as_millis() as u64 }),
+        },
+        "redelivery_defaults": {
+            "ack_deadline_ms": config.redelivery.ack_deadline.as_millis() as u64,
+            "max_deliveries": config.redelivery.max_deliveries,
+            "backoff_ms": config.redelivery.backoff.as_millis() as u64,
+            "backoff_max_ms": config.redelivery.backoff_max.as_millis() as u64,
+        },
         "subscriptions": subscriptions,
+        "start_checks": d.start_findings(),
+        "idempotency": {
+            "keys_remembered": d.dedupe_counts().0,
+            "window_records": d.dedupe_counts().1,
+            "window_age_s": config.dedupe_age.as_secs(),
+            "publishes_answered_from_window": d.dedupe_counts().2,
+        },
     })
     .to_string()
 }

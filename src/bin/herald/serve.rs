@@ -1,11 +1,12 @@
 //! `herald serve`: the daemon.
 
-use herald::delivery::{self, DaemonConfig};
+use herald::delivery::{self, DaemonConfig, RedeliveryConfig};
 use herald::log::LogConfig;
 use herald::pmem::FileSync;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Durability mode for a region that is an ordinary file.
 #[derive(Copy, Clone, Debug, clap::ValueEnum)]
@@ -51,6 +52,50 @@ pub struct ServeArgs {
     /// p99 291 vs 30 us), hence 0. Try it where cores are plentiful.
     #[arg(long, default_value_t = 0, value_name = "US")]
     busy_poll_us: u64,
+    /// An event not settled (confirmed or rejected) this long after delivery is
+    /// delivered again, flagged redelivered. A subscription may ask for its own.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION", help_heading = "Redelivery")]
+    ack_deadline: Duration,
+    /// Deliveries of one event before it becomes a dead letter of the subscription
+    /// (`herald dead list`) and stops holding the ring. A subscription may ask for its
+    /// own.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..), value_name = "N", help_heading = "Redelivery")]
+    max_deliveries: u16,
+    /// Wait after a missed deadline before the redelivery; doubles with every further
+    /// delivery, up to --redelivery-backoff-max.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration, value_name = "DURATION", help_heading = "Redelivery")]
+    redelivery_backoff: Duration,
+    /// Longest wait between redeliveries.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION", help_heading = "Redelivery")]
+    redelivery_backoff_max: Duration,
+    /// What a producer gets when the ring is full because a durable subscriber is
+    /// behind: `fail` answers `full` at once; `wait` holds the publish (and that
+    /// connection's later frames) up to --full-wait for room, then answers `full`.
+    /// Nothing acknowledged is ever overwritten, and `crit` and more severe events are
+    /// still stored from a reserve. `herald status` shows which subscriptions hold the
+    /// ring.
+    #[arg(long, value_enum, default_value = "fail", help_heading = "Full ring")]
+    when_full: WhenFull,
+    /// Idempotency keys remembered (the newest): a publish repeating a remembered key
+    /// from the same source gets its original `stored` back and stores nothing. Each
+    /// takes about 360 bytes, allocated at start (23.6 MB at the default).
+    #[arg(long, default_value_t = herald::delivery::dedupe::WINDOW_RECORDS_DEFAULT as u64, value_parser = clap::value_parser!(u64).range(1..=herald::delivery::dedupe::WINDOW_RECORDS_MAX as u64), value_name = "N", help_heading = "Idempotent publish")]
+    dedupe_window_events: u64,
+    /// Idempotency keys older than this are forgotten (at most 7 days).
+    #[arg(long, default_value = "10m", value_parser = parse_dedupe_age, value_name = "DURATION", help_heading = "Idempotent publish")]
+    dedupe_window_age: Duration,
+    /// How long a publish waits for room with --when-full wait.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION", help_heading = "Full ring")]
+    full_wait: Duration,
+}
+
+/// What a producer gets when the ring is full.
+#[derive(Copy, Clone, Debug, clap::ValueEnum)]
+pub enum WhenFull {
+    /// Answer `full` at once: the producer decides (retry, buffer, drop).
+    Fail,
+    /// Hold the publish up to --full-wait for room, then answer `full`.
+    Wait,
 }
 
 pub fn parse_size(text: &str) -> Result<u64, String> {
@@ -70,6 +115,14 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .map_err(|_| format!("{text:?} is not a size like 64M or 1G"))?;
     n.checked_mul(1 << shift)
         .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+fn parse_dedupe_age(text: &str) -> Result<Duration, String> {
+    let age = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if age > herald::delivery::dedupe::WINDOW_AGE_MAX {
+        return Err("at most 7 days".into());
+    }
+    Ok(age)
 }
 
 fn parse_mode(text: &str) -> Result<u32, String> {
@@ -96,6 +149,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         socket_mode: args.socket_mode,
         connections_max: args.connections_max,
         busy_poll_us: args.busy_poll_us,
+        redelivery: RedeliveryConfig {
+            ack_deadline: args.ack_deadline,
+            max_deliveries: args.max_deliveries,
+            backoff: args.redelivery_backoff,
+            backoff_max: args.redelivery_backoff_max.max(args.redelivery_backoff),
+        },
+        dedupe_records: args.dedupe_window_events as usize,
+        dedupe_age: args.dedupe_window_age,
+        full_wait: match args.when_full {
+            WhenFull::Fail => None,
+            WhenFull::Wait => Some(args.full_wait),
+        },
         ..DaemonConfig::default()
     };
     delivery::serve(config, |info| {

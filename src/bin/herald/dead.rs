@@ -1,0 +1,159 @@
+//! `herald dead list|replay|purge`: an operator's view of the events subscriptions gave
+//! up on (rejected, or delivered the maximum number of times), through the running
+//! daemon.
+
+use crate::parse;
+use anyhow::{bail, Context};
+use herald::client::{self, Client};
+use herald::protocol::Role;
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `herald dead`.
+#[derive(clap::Args)]
+pub struct DeadArgs {
+    #[command(subcommand)]
+    action: Action,
+    /// The daemon's data directory; its socket is DIR/herald.sock.
+    #[arg(long, value_name = "DIR", default_value = parse::DATA_DIR_DEFAULT, global = true)]
+    data_dir: PathBuf,
+}
+
+#[derive(clap::Subcommand)]
+enum Action {
+    /// List dead letters: subscription, original seq, why, deliveries, the event.
+    List {
+        /// Only this durable subscription's.
+        #[arg(long, value_name = "NAME")]
+        subscription: Option<String>,
+        /// At most this many (the daemon sends at most 200).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// The daemon's JSON answer, unchanged.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deliver dead letters to their subscription once more (flagged redelivered);
+    /// confirmed, they are purged; otherwise they stay dead letters.
+    Replay(Select),
+    /// Delete dead letters for good.
+    Purge(Select),
+}
+
+#[derive(clap::Args)]
+struct Select {
+    /// The durable subscription.
+    #[arg(long, value_name = "NAME")]
+    subscription: String,
+    /// The dead letters' original sequence numbers.
+    #[arg(
+        long = "seq",
+        value_name = "SEQ",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    seqs: Vec<u64>,
+    /// Every dead letter of the subscription.
+    #[arg(long)]
+    all: bool,
+}
+
+pub fn run(args: DeadArgs) -> anyhow::Result<ExitCode> {
+    let socket = client::socket_path(&args.data_dir);
+    let mut client = Client::connect(&socket, Role::Control, "herald-dead")?;
+    let (request, json_out) = match &args.action {
+        Action::List {
+            subscription,
+            limit,
+            json,
+        } => (
+            json!({ "op": "dead.list", "subscription": subscription, "limit": limit }),
+            *json,
+        ),
+        Action::Replay(s) => (select("dead.replay", s), false),
+        Action::Purge(s) => (select("dead.purge", s), false),
+    };
+    let answer = client.admin(&request.to_string())?;
+    client.goodbye()?;
+    let value: Value = serde_json::from_str(&answer)
+        .with_context(|| format!("the daemon's answer is not JSON: {answer}"))?;
+    if let Some(e) = value.get("error").and_then(Value::as_str) {
+        bail!("{e}");
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if json_out {
+        writeln!(out, "{answer}")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    match &args.action {
+        Action::List { .. } => print_list(&mut out, &value)?,
+        Action::Replay(_) | Action::Purge(_) => {
+            let (verb, key) = match args.action {
+                Action::Replay(_) => ("marked for replay", "replay_requested"),
+                _ => ("purged", "purged"),
+            };
+            writeln!(out, "{} dead letters {verb}", value[key])?;
+            if let Some(missing) = value["not_found"].as_array().filter(|m| !m.is_empty()) {
+                let list: Vec<String> = missing.iter().map(Value::to_string).collect();
+                writeln!(
+                    out,
+                    "not dead letters of this subscription: {}",
+                    list.join(" ")
+                )?;
+            }
+            if value["in_flight"] == true {
+                writeln!(out, "one is being replayed right now; its outcome decides")?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn select(op: &str, s: &Select) -> Value {
+    if s.all {
+        json!({ "op": op, "subscription": s.subscription, "all": true })
+    } else {
+        json!({ "op": op, "subscription": s.subscription, "seqs": s.seqs })
+    }
+}
+
+fn print_list(out: &mut impl Write, value: &Value) -> std::io::Result<()> {
+    let rows = value["dead_letters"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if rows.is_empty() {
+        return writeln!(out, "no dead letters");
+    }
+    writeln!(
+        out,
+        "{:<16} {:>10} {:<14} {:>5} {:<8} {:<24} PAYLOAD",
+        "SUBSCRIPTION", "SEQ", "REASON", "DELIV", "SEVERITY", "TOPIC"
+    )?;
+    for r in &rows {
+        let text = |key: &str| r[key].as_str().unwrap_or("?").to_owned();
+        writeln!(
+            out,
+            "{:<16} {:>10} {:<14} {:>5} {:<8} {:<24} {}{}",
+            text("subscription"),
+            r["seq"],
+            text("reason"),
+            r["deliveries"],
+            text("severity"),
+            text("topic"),
+            text("payload_preview").replace('\n', "\\n"),
+            if r["replay_requested"] == true {
+                "  (replay requested)"
+            } else {
+                ""
+            },
+        )?;
+    }
+    if value["total"] != value["shown"] {
+        writeln!(out, "({} of {} shown)", value["shown"], value["total"])?;
+    }
+    Ok(())
+}

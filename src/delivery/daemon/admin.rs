@@ -1,0 +1,171 @@
+//! `Admin` requests (PROTOCOL.md section 10.5): an operator lists, replays and purges
+//! dead letters while the daemon runs. Not on the event path: these allocate freely.
+
+use super::Daemon;
+use crate::log::{self, DeadLetterId, SubscriptionId};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// Most dead letters one `dead.list` answer carries (the reply is one frame).
+const LIST_LIMIT_MAX: usize = 200;
+/// Payload bytes shown per dead letter in a list.
+const PAYLOAD_PREVIEW_BYTES: usize = 120;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Request {
+    op: String,
+    /// A durable subscription's name; every subscription when absent (list only).
+    subscription: Option<String>,
+    /// Which dead letters (by original sequence number) to replay or purge.
+    #[serde(default)]
+    seqs: Vec<u64>,
+    /// Every dead letter of the subscription.
+    #[serde(default)]
+    all: bool,
+    /// For `dead.list`: at most this many (default and maximum 200).
+    limit: Option<usize>,
+    /// For `dead.list`: only those with a higher original seq (to page through).
+    after_seq: Option<u64>,
+}
+
+impl Daemon {
+    /// Carries out one `Admin` request and returns the JSON answer.
+    pub(super) fn admin(&mut self, request: &str) -> String {
+        let answer = match serde_json::from_str::<Request>(request) {
+            Err(e) => Err(format!("not a valid request: {e}")),
+            Ok(r) => match r.op.as_str() {
+                "dead.list" => self.dead_list(&r),
+                "dead.replay" => self.dead_act(&r, Act::Replay),
+                "dead.purge" => self.dead_act(&r, Act::Purge),
+                other => Err(format!(
+                    "unknown op {other:?}; known: dead.list, dead.replay, dead.purge"
+                )),
+            },
+        };
+        match answer {
+            Ok(v) => v.to_string(),
+            Err(e) => json!({ "error": e }).to_string(),
+        }
+    }
+
+    fn subscription_named(&self, name: &str) -> Result<(SubscriptionId, u64), String> {
+        self.log
+            .subscription_by_name(name.as_bytes())
+            .map(|s| (s.id, s.uid))
+            .ok_or_else(|| format!("no durable subscription named {name:?}"))
+    }
+
+    fn dead_list(&self, r: &Request) -> Result<Value, String> {
+        let filter = match &r.subscription {
+            Some(name) => Some(self.subscription_named(name)?),
+            None => None,
+        };
+        let limit = r.limit.unwrap_or(LIST_LIMIT_MAX).min(LIST_LIMIT_MAX);
+        let mut matching: Vec<&log::DeadLetter> = self
+            .log
+            .dead_letters()
+            .filter(|d| {
+                filter.is_none_or(|(id, uid)| d.subscription == id && d.subscription_uid == uid)
+            })
+            .filter(|d| r.after_seq.is_none_or(|after| d.seq.0 > after))
+            .collect();
+        matching.sort_by_key(|d| (d.seq.0, d.subscription.0));
+        let rows: Vec<Value> = matching
+            .iter()
+            .take(limit)
+            .map(|d| {
+                let name = self
+                    .log
+                    .subscription(d.subscription)
+                    .filter(|s| s.uid == d.subscription_uid)
+                    .map(|s| String::from_utf8_lossy(s.name()).into_owned());
+                let event = self.log.dead_event(d.id);
+                json!({
+                    "subscription": name,
+                    "seq": d.seq.0,
+                    "reason": match d.reason {
+                        log::DeadReason::Rejected => "rejected",
+                        log::DeadReason::MaxDeliveries => "max_deliveries",
+                    },
+                    "deliveries": d.delivery_count,
+                    "dead_at_unix_ns": d.dead_unix_ns,
+                    "replay_requested": d.replay_requested,
+                    "topic": event.map(|e| String::from_utf8_lossy(e.topic).into_owned()),
+                    "severity": event.map(|e| e.severity.name()),
+                    "source": event.map(|e| String::from_utf8_lossy(e.source).into_owned()),
+                    "stored_at_unix_ns": event.map(|e| e.timestamp_ns),
+                    "payload_bytes": event.map(|e| e.payload.len()),
+                    "payload_preview": event.map(|e| String::from_utf8_lossy(&e.payload[..e.payload.len().min(PAYLOAD_PREVIEW_BYTES)]).into_owned()),
+                })
+            })
+            .collect();
+        Ok(json!({ "total": matching.len(), "shown": rows.len(), "dead_letters": rows }))
+    }
+
+    fn dead_act(&mut self, r: &Request, act: Act) -> Result<Value, String> {
+        let name = r
+            .subscription
+            .as_deref()
+            .ok_or("say which subscription (\"subscription\": NAME)")?;
+        let (id, uid) = self.subscription_named(name)?;
+        if r.all != r.seqs.is_empty() {
+            return Err("give either \"seqs\": [...] or \"all\": true".into());
+        }
+        let chosen: Vec<(DeadLetterId, u32, u64)> = self
+            .log
+            .dead_letters()
+            .filter(|d| d.subscription == id && d.subscription_uid == uid)
+            .filter(|d| r.all || r.seqs.contains(&d.seq.0))
+            .map(|d| (d.id, d.delivery_count, d.seq.0))
+            .collect();
+        let missing: Vec<u64> = r
+            .seqs
+            .iter()
+            .copied()
+            .filter(|s| !chosen.iter().any(|c| c.2 == *s))
+            .collect();
+        let sub_index = self
+            .subs
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|s| s.durable == Some(id)));
+        // One in flight right now is left alone: its outcome decides.
+        let busy = sub_index
+            .and_then(|i| self.subs[i].as_ref())
+            .and_then(|s| s.replaying.map(|r| r.id));
+        let mut done = 0usize;
+        match act {
+            Act::Purge => {
+                let ids: Vec<DeadLetterId> = chosen
+                    .iter()
+                    .map(|c| c.0)
+                    .filter(|d| Some(*d) != busy)
+                    .collect();
+                self.log.purge_dead(&ids).map_err(|e| e.to_string())?;
+                done = ids.len();
+            }
+            Act::Replay => {
+                for &(dead, deliveries, _) in &chosen {
+                    self.log
+                        .set_dead_replay(dead, true, deliveries)
+                        .map_err(|e| e.to_string())?;
+                    done += 1;
+                }
+                if let Some(sub) = sub_index.and_then(|i| self.subs[i].as_mut()) {
+                    sub.dead_replays = sub.dead_replays.saturating_add(done as u32);
+                }
+            }
+        }
+        let key = match act {
+            Act::Purge => "purged",
+            Act::Replay => "replay_requested",
+        };
+        Ok(json!({ key: done, "not_found": missing, "in_flight": busy.is_some() }))
+    }
+}
+
+#[derive(Copy, Clone)]
+enum Act {
+    Replay,
+    Purge,
+}

@@ -801,3 +801,23 @@ fn a_retry_after_a_lost_stored_gets_the_original_seq_and_the_event_is_delivered_
     assert_eq!((seq, redelivered), (theirs, false), "only the new event");
     assert!(sub.next_delivery(QUIET).unwrap().is_none());
 }
+
+#[test]
+fn the_dedupe_window_forgets_the_oldest_keys_beyond_its_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon::Daemon::start(dir.path(), &["--dedupe-window-events", "2"]);
+    let mut p = Client::connect(&d.socket(), Role::Producer, "shop").unwrap();
+    let first: Vec<Seq> = [&b"k1"[..], b"k2", b"k3"]
+        .iter()
+        .map(|k| p.publish(&keyed(b"x", k)).unwrap().first_seq)
+        .collect();
+    // k2 and k3 are remembered; k1 was pushed out by k3.
+    assert_eq!(p.publish(&keyed(b"x", b"k3")).unwrap().first_seq, first[2]);
+    assert_eq!(p.publish(&keyed(b"x", b"k2")).unwrap().first_seq, first[1]);
+    let again = p.publish(&keyed(b"x", b"k1")).unwrap().first_seq;
+    assert!(again > first[2], "k1 was forgotten: stored anew");
+    // Events without a key are never deduplicated.
+    let a = p.publish(&keyed(b"x", b"")).unwrap().first_seq;
+    let b = p.publish(&keyed(b"x", b"")).unwrap().first_seq;
+    assert_ne!(a, b);
+}

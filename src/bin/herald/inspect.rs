@@ -62,8 +62,9 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let damaged =
-        analysis.report.corrupt_slots > 0 || !analysis.report.subscription_problems.is_empty();
+    let damaged = analysis.report.corrupt_slots > 0
+        || !analysis.report.subscription_problems.is_empty()
+        || !analysis.report.dead_letter_problems.is_empty();
     let head = analysis.report.head;
     let tail = analysis.report.tail;
     let events = LiveEvents::new(region.bytes(), &analysis.geometry, head, tail)

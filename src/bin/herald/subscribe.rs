@@ -3,8 +3,8 @@
 
 use crate::{output, parse};
 use anyhow::Context;
-use herald::client::{self, Client, Delivery};
-use herald::protocol::{Role, Severity, WINDOW_EVENTS_MAX};
+use herald::client::{self, Client, Delivery, SubscribeOptions};
+use herald::protocol::{Role, Severity, ACK_DEADLINE_MS_MAX, WINDOW_EVENTS_MAX};
 use std::io::{ErrorKind, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,12 +36,30 @@ pub struct SubscribeArgs {
         value_parser = clap::value_parser!(u32).range(1..=WINDOW_EVENTS_MAX as i64)
     )]
     window: u32,
+    /// An event not confirmed this long after delivery is delivered again [default:
+    /// the daemon's --ack-deadline, or what the durable subscription was created with].
+    #[arg(long, value_name = "DURATION", value_parser = parse_deadline)]
+    ack_deadline: Option<std::time::Duration>,
+    /// Deliveries of one event before it becomes a dead letter [default: the daemon's
+    /// --max-deliveries, or what the durable subscription was created with].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    max_deliveries: Option<u16>,
     /// Exit after this many events.
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
     /// One JSON object per event on stdout.
     #[arg(long)]
     json: bool,
+}
+
+/// 1 ms ..= one hour (the protocol's limit).
+fn parse_deadline(text: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    let ms = d.as_millis();
+    if ms == 0 || ms > u128::from(ACK_DEADLINE_MS_MAX) {
+        return Err("between 1ms and 1h".into());
+    }
+    Ok(d)
 }
 
 /// The hello's client name.
@@ -58,12 +76,16 @@ pub fn run(args: SubscribeArgs) -> anyhow::Result<ExitCode> {
     // This command has no recovery work of its own: a recovering subscription returns
     // to normal as soon as the replayed events are confirmed.
     let automatic_recovery = true;
-    client.subscribe(
+    client.subscribe_with(
         args.name.as_deref().unwrap_or(""),
         &patterns,
-        args.min_severity,
-        args.window,
-        automatic_recovery,
+        &SubscribeOptions {
+            min_severity: args.min_severity,
+            window_events: args.window,
+            automatic_recovery,
+            ack_deadline_ms: args.ack_deadline.map_or(0, |d| d.as_millis() as u32),
+            max_deliveries: args.max_deliveries.unwrap_or(0),
+        },
     )?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

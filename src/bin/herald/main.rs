@@ -10,6 +10,7 @@
 mod bench;
 mod format;
 mod inspect;
+mod measure;
 mod output;
 mod parse;
 mod publish;

@@ -4,6 +4,7 @@
 use crate::measure::{
     echo_round_trips, event, histogram, latency, warmup_count, DaemonProcess, Pacer,
 };
+use crate::peers;
 use hdrhistogram::Histogram;
 use herald::client::Client;
 use herald::protocol::{Role, Severity};
@@ -15,7 +16,10 @@ use std::time::{Duration, Instant};
 
 /// Arguments of `herald bench`.
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    command: Option<BenchCommand>,
     /// Round trips per latency measurement.
     #[arg(long, default_value_t = 20_000, value_name = "N")]
     latency_events: u64,
@@ -28,6 +32,15 @@ pub struct BenchArgs {
     /// Print one JSON document instead of the table.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(clap::Subcommand)]
+enum BenchCommand {
+    /// Run the same workloads against herald and the systems users would pick instead
+    /// (Redis Streams, NATS JetStream, PMDK libpmemlog) and two floors, each on its own
+    /// throwaway server, and print one table with each system's durability.
+    #[command(after_help = peers::AFTER_HELP)]
+    Peers(peers::PeersArgs),
 }
 
 /// The topic of `herald bench`'s events.
@@ -154,6 +167,9 @@ fn end_to_end(
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if let Some(BenchCommand::Peers(peers_args)) = args.command {
+        return peers::run(peers_args);
+    }
     let (n, seconds) = if args.quick {
         (500, 0.1)
     } else {

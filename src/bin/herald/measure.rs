@@ -126,14 +126,18 @@ pub fn event<'a>(topic: &'a str, payload: &'a [u8]) -> Event<'a> {
     }
 }
 
+/// Most bytes the echo server reads at once.
+const ECHO_BUFFER_BYTES: usize = 256 * 1024;
+
 /// A bare echo server on a Unix socket: one thread per accepted connection, each
-/// returning every `message_bytes` message it reads. It stops when its clients hang up
+/// returning every byte it reads, in messages of `message_bytes`. It stops when its clients hang up
 /// and the listener is dropped.
 pub struct EchoServer {
     /// Where it listens.
     pub path: PathBuf,
-    /// Messages echoed so far, counted by the server after writing them back.
-    pub echoed: Arc<AtomicU64>,
+    /// Bytes echoed so far, counted by the server after writing them back.
+    echoed_bytes: Arc<AtomicU64>,
+    message_bytes: usize,
     stop: Arc<AtomicBool>,
 }
 
@@ -141,9 +145,9 @@ impl EchoServer {
     /// Listens at `path` and serves connections in the background.
     pub fn start(path: PathBuf, message_bytes: usize) -> std::io::Result<EchoServer> {
         let listener = UnixListener::bind(&path)?;
-        let echoed = Arc::new(AtomicU64::new(0));
+        let echoed_bytes = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (counter, stopped) = (echoed.clone(), stop.clone());
+        let (counter, stopped) = (echoed_bytes.clone(), stop.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 // Relaxed: the flag carries no data; drop wakes accept with a connection.
@@ -153,15 +157,30 @@ impl EchoServer {
                 let Ok(mut s) = stream else { return };
                 let counter = counter.clone();
                 std::thread::spawn(move || {
-                    let mut buf = vec![0u8; message_bytes];
-                    while s.read_exact(&mut buf).is_ok() && s.write_all(&buf).is_ok() {
+                    // Bytes back as they come, whatever their framing: a pipelined
+                    // batch costs one read and one write, as it would for a server.
+                    let mut buf = vec![0u8; ECHO_BUFFER_BYTES];
+                    while let Ok(n @ 1..) = s.read(&mut buf) {
+                        if s.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
                         // Relaxed: a count read after the clients joined.
-                        counter.fetch_add(1, Ordering::Relaxed);
+                        counter.fetch_add(n as u64, Ordering::Relaxed);
                     }
                 });
             }
         });
-        Ok(EchoServer { path, echoed, stop })
+        Ok(EchoServer {
+            path,
+            echoed_bytes,
+            message_bytes,
+            stop,
+        })
+    }
+
+    /// Whole messages echoed so far (read after the clients are done).
+    pub fn echoed_messages(&self) -> u64 {
+        self.echoed_bytes.load(Ordering::Relaxed) / self.message_bytes as u64
     }
 }
 

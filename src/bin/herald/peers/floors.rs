@@ -10,7 +10,6 @@ use herald::pmem::{MappedRegion, Medium, RegionOptions, CACHE_LINE_BYTES};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 
 /// Echo servers on Unix sockets in a throwaway directory, one per workload.
 pub struct EchoPeer {
@@ -58,7 +57,7 @@ impl Peer for EchoPeer {
     ) -> anyhow::Result<Option<u64>> {
         // Messages the server returned (its own count): the echo's "delivered".
         let server = self.server.as_ref().expect("prepared");
-        Ok(Some(server.echoed.load(Ordering::Relaxed)))
+        Ok(Some(server.echoed_messages()))
     }
 
     fn finish(&mut self, _w: &Workload) -> anyhow::Result<()> {

@@ -16,8 +16,9 @@ use herald::protocol::{Event, Role, Severity};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The region of the benchmark's daemon: room for the largest throughput run of
-/// 1 KiB events (each takes 9 slots of 128 bytes) kept until drained.
+/// The region of the benchmark's daemon: room for the largest throughput run, kept
+/// until drained (4 producers x 64 MiB of 64-byte events, one 128-byte slot each,
+/// is 512 MiB of slots).
 const REGION_SIZE: &str = "1G";
 /// The subscription window: enough that a draining consumer is never starved.
 const WINDOW_EVENTS: u32 = 1024;

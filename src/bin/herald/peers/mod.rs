@@ -210,7 +210,7 @@ fn plan(args: &PeersArgs) -> Plan {
         Plan {
             latency_events: args.latency_events,
             throughput_seconds: args.seconds,
-            throughput_bytes_per_producer: 16 << 20,
+            throughput_bytes_per_producer: 64 << 20,
             end_to_end_events: args.e2e_events,
             end_to_end_rate_per_second: 5_000,
         }

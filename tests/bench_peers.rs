@@ -35,7 +35,10 @@ fn every_system_stores_and_delivers_every_event_of_every_workload() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     let report: Value = serde_json::from_slice(&std::fs::read(&json_path).unwrap_or_else(|e| {
-        panic!("no JSON at {}: {e}\nstdout:\n{stdout}\nstderr:\n{stderr}", json_path.display())
+        panic!(
+            "no JSON at {}: {e}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+            json_path.display()
+        )
     }))
     .unwrap();
 
@@ -91,5 +94,8 @@ fn every_system_stores_and_delivers_every_event_of_every_workload() {
         output.status
     );
     let plot = std::fs::read_to_string(&plot_path).unwrap();
-    assert!(plot.contains("<svg") && plot.contains("herald"), "the plot names herald");
+    assert!(
+        plot.contains("<svg") && plot.contains("herald"),
+        "the plot names herald"
+    );
 }

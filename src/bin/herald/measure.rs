@@ -161,11 +161,12 @@ impl EchoServer {
                     // batch costs one read and one write, as it would for a server.
                     let mut buf = vec![0u8; ECHO_BUFFER_BYTES];
                     while let Ok(n @ 1..) = s.read(&mut buf) {
+                        // Counted before the bytes go back, so a client that has its
+                        // echo finds it counted. Relaxed: the socket orders the two.
+                        counter.fetch_add(n as u64, Ordering::Relaxed);
                         if s.write_all(&buf[..n]).is_err() {
                             return;
                         }
-                        // Relaxed: a count read after the clients joined.
-                        counter.fetch_add(n as u64, Ordering::Relaxed);
                     }
                 });
             }

@@ -6,7 +6,7 @@
 //! (the subscription's cursor). Every workload has a durable subscription, so events
 //! stay in the log until its consumer confirms them, as Redis and JetStream keep theirs.
 
-use super::workload::{Consumer, Peer, Producer, Workload};
+use super::workload::{settle, Consumer, Peer, Producer, Workload};
 use crate::measure::{event, DaemonProcess};
 use anyhow::Context;
 use herald::client::Client;
@@ -158,13 +158,18 @@ impl Peer for HeraldPeer {
     ) -> anyhow::Result<Option<u64>> {
         // Events stay live until every durable subscription settles them; those the
         // consumer's subscription has not settled are live at or above its cursor.
-        let cursor = self.cursor(&consumer_name(w))?;
-        let unsettled = self
-            .live_seqs(&w.name('.'))?
-            .into_iter()
-            .filter(|&seq| seq >= cursor)
-            .count() as u64;
-        Ok(Some(self.stored.saturating_sub(unsettled)))
+        // The last confirm is written when the consumer closes: let it land.
+        let stored = self.stored;
+        let settled = settle(stored, || {
+            let cursor = self.cursor(&consumer_name(w))?;
+            let unsettled = self
+                .live_seqs(&w.name('.'))?
+                .into_iter()
+                .filter(|&seq| seq >= cursor)
+                .count() as u64;
+            Ok(stored.saturating_sub(unsettled))
+        })?;
+        Ok(Some(settled))
     }
 
     fn finish(&mut self, w: &Workload) -> anyhow::Result<()> {

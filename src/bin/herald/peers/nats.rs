@@ -10,21 +10,18 @@
 //! floor (every message up to it acknowledged).
 
 use super::server::{self, ServerProcess};
-use super::workload::{Consumer, Peer, Producer, Workload};
+use super::workload::{settle, Consumer, Peer, Producer, Workload};
 use anyhow::Context;
 use async_nats::jetstream::{self, consumer, stream};
 use futures_util::StreamExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The durable consumer of every workload's stream.
 const CONSUMER: &str = "bench";
 /// Unacknowledged messages the server lets the consumer hold.
 const ACK_PENDING_MAX: i64 = 10_000;
-/// How long acknowledgements (sent without waiting for the server) may take to show
-/// in the consumer's ack floor.
-const ACK_SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A nats-server of our own with JetStream on, storing in a throwaway directory.
 pub struct NatsPeer {
@@ -178,16 +175,12 @@ impl Peer for NatsPeer {
     }
 
     fn delivered_confirmed(&mut self, w: &Workload, published: u64) -> anyhow::Result<Option<u64>> {
-        // Acks are sent without waiting for the server: give them a moment to land.
-        let started = Instant::now();
-        loop {
-            let info = self.consumer_info(w)?;
-            let floor = info.ack_floor.stream_sequence;
-            if floor >= published || started.elapsed() > ACK_SETTLE_TIMEOUT {
-                return Ok(Some(floor));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        // Acks are sent without waiting for the server. A fresh stream numbers its
+        // messages from 1, so an ack floor of N means messages 1..=N are acknowledged.
+        let floor = settle(published, || {
+            Ok(self.consumer_info(w)?.ack_floor.stream_sequence)
+        })?;
+        Ok(Some(floor))
     }
 
     fn finish(&mut self, w: &Workload) -> anyhow::Result<()> {

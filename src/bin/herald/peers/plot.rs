@@ -9,8 +9,8 @@ use plotters::prelude::*;
 use std::path::Path;
 
 const SIZE_PIXELS: (u32, u32) = (1500, 1100);
-/// The x axis: from the median (0.3 nines, 50 %) to 99.9 % (3 nines).
-const NINES: std::ops::Range<f64> = 0.3..3.0;
+/// The x axis in "nines": 0 is the fastest sample, 1 is 90 %, 2 is 99 %, 3 is 99.9 %.
+const NINES: std::ops::Range<f64> = 0.0..3.0;
 
 /// Writes the plot of `report` to `path`.
 pub fn write(path: &Path, report: &Report) -> anyhow::Result<()> {
@@ -81,8 +81,15 @@ fn draw_panel(
         .configure_mesh()
         .x_desc("percentile")
         .y_desc("latency, microseconds (log)")
-        .x_label_formatter(&|nines| format!("{}%", percent_label(*nines)))
-        .y_label_formatter(&|us| format!("{us:.0}"))
+        .x_labels(4) // at 0, 1, 2 and 3 nines
+        .x_label_formatter(&|nines| percent_label(*nines))
+        .y_label_formatter(&|us| {
+            if *us < 1.0 {
+                format!("{us:.1}")
+            } else {
+                format!("{us:.0}")
+            }
+        })
         .draw()
         .map_err(plot_error)?;
     for (system, points) in lines {
@@ -106,11 +113,14 @@ fn draw_panel(
     Ok(())
 }
 
-/// 0.3 nines is 50 %, 2 nines 99 %, 3 nines 99.9 %.
+/// 0 nines is the fastest sample, 1 nine 90 %, 2 nines 99 %, 3 nines 99.9 %.
 fn percent_label(nines: f64) -> String {
+    if nines <= 0.0 {
+        return "fastest".into();
+    }
     let percent = 100.0 * (1.0 - 10f64.powf(-nines));
     let text = format!("{percent:.3}");
-    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    format!("{}%", text.trim_end_matches('0').trim_end_matches('.'))
 }
 
 /// One fixed colour per system, the same in every panel.

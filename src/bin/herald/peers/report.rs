@@ -39,13 +39,8 @@ impl Medium {
 }
 
 fn statfs_magic(path: &Path) -> Option<u64> {
-    let path =
-        std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str())).ok()?;
-    let mut s = std::mem::MaybeUninit::<libc::statfs>::uninit();
-    // SAFETY: a NUL-terminated path and a buffer of the right type; read only on success.
-    let rc = unsafe { libc::statfs(path.as_ptr(), s.as_mut_ptr()) };
-    // SAFETY: statfs returned 0, so it filled the struct.
-    (rc == 0).then(|| unsafe { s.assume_init() }.f_type as u64)
+    let s = nix::sys::statfs::statfs(path).ok()?;
+    Some(s.filesystem_type().0 as u64)
 }
 
 /// What a system's stored events survive, in this configuration.
@@ -83,12 +78,12 @@ impl Row {
     }
 }
 
-/// The latency curve of a histogram: (percentile, microseconds) from the median to
-/// the 99.9th percentile, evenly spaced in "nines".
+/// The latency curve of a histogram: (percentile, microseconds) from the fastest
+/// sample to the 99.9th percentile, evenly spaced in "nines" (the median is at 0.3).
 pub fn curve(h: &Histogram<u64>) -> Vec<(f64, f64)> {
-    (0..=54)
+    (0..=60)
         .map(|i| {
-            let nines = 0.3 + 2.7 * i as f64 / 54.0;
+            let nines = 3.0 * i as f64 / 60.0;
             let q = 1.0 - 10f64.powf(-nines);
             (q * 100.0, h.value_at_quantile(q) as f64 / 1000.0)
         })
@@ -399,9 +394,15 @@ impl Report {
             return writeln!(out, "{name:<13} {crash:<7} {power:<14} {why}");
         };
         let o = &row.outcome;
+        // Two decimals below 10 us: the in-process floors take tens of nanoseconds.
         let us = |q| {
-            row.quantile_us(q)
-                .map_or("-".to_owned(), |v| format!("{v:.1}"))
+            row.quantile_us(q).map_or("-".to_owned(), |v| {
+                if v < 10.0 {
+                    format!("{v:.2}")
+                } else {
+                    format!("{v:.1}")
+                }
+            })
         };
         let eps = o
             .events_per_second

@@ -19,6 +19,9 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The slowest end-to-end load: even a system that takes milliseconds per publish
 /// finishes a run in reasonable time.
 pub const E2E_RATE_MIN_PER_SECOND: u64 = 50;
+/// How long confirmations sent without waiting for a reply (a queued herald confirm,
+/// a JetStream ack) may take to show in the system's own counts.
+pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bytes at the start of every payload: the event's index (publish workloads) or its
 /// publish time (end to end).
 pub const STAMP_BYTES: usize = 8;
@@ -354,4 +357,18 @@ fn end_to_end(
     }
     let h = receiver.join().expect("consumer thread")?;
     Ok((h, n))
+}
+
+/// Reads a system's count with `read` until it reaches `target` or [`SETTLE_TIMEOUT`]
+/// passes, and returns the last count read: confirmations that were sent without
+/// waiting for an answer are counted once the system has processed them.
+pub fn settle(target: u64, mut read: impl FnMut() -> anyhow::Result<u64>) -> anyhow::Result<u64> {
+    let started = Instant::now();
+    loop {
+        let count = read()?;
+        if count >= target || started.elapsed() > SETTLE_TIMEOUT {
+            return Ok(count);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

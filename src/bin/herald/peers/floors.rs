@@ -4,7 +4,9 @@
 //! pays). Neither is a system anyone would deploy; they show how much of each row is
 //! the machine.
 
-use super::workload::{Consumer, Peer, Plan, Producer, Workload, PRODUCERS, STAMP_BYTES};
+use super::workload::{
+    Consumer, Peer, Plan, Producer, Workload, BATCH_EVENTS, PRODUCERS, STAMP_BYTES,
+};
 use crate::measure::EchoServer;
 use herald::pmem::{MappedRegion, Medium, RegionOptions, CACHE_LINE_BYTES};
 use std::io::{Read, Write};
@@ -223,13 +225,15 @@ impl Producer for RawFlushProducer {
     }
 
     fn publish_many(&mut self, payloads: &[Vec<u8>]) -> anyhow::Result<()> {
-        // A group commit: store and flush every record, one fence for all.
-        let start = self.offset;
-        for p in payloads {
-            self.store(p)?;
+        // Group commits: store and flush a batch's records, one fence per batch.
+        for batch in payloads.chunks(BATCH_EVENTS) {
+            let start = self.offset;
+            for p in batch {
+                self.store(p)?;
+            }
+            self.region.flush(start, self.offset - start);
+            self.region.fence()?;
         }
-        self.region.flush(start, self.offset - start);
-        self.region.fence()?;
         Ok(())
     }
 }

@@ -6,7 +6,7 @@
 //! (the subscription's cursor). Every workload has a durable subscription, so events
 //! stay in the log until its consumer confirms them, as Redis and JetStream keep theirs.
 
-use super::workload::{settle, Consumer, Peer, Producer, Workload};
+use super::workload::{settle, Consumer, Peer, Producer, Workload, BATCH_EVENTS};
 use crate::measure::{event, DaemonProcess};
 use anyhow::Context;
 use herald::client::Client;
@@ -193,13 +193,20 @@ impl Producer for HeraldProducer {
     }
 
     fn publish_many(&mut self, payloads: &[Vec<u8>]) -> anyhow::Result<()> {
-        let events: Vec<Event<'_>> = payloads.iter().map(|p| event(&self.topic, p)).collect();
-        let stored = self.client.publish_batch(&events)?;
+        // Batches pipelined: every PublishBatch queued, then every Stored read.
+        for batch in payloads.chunks(BATCH_EVENTS) {
+            let events: Vec<Event<'_>> = batch.iter().map(|p| event(&self.topic, p)).collect();
+            self.client.send_publish_batch(&events)?;
+        }
+        self.client.flush()?;
+        let mut stored = 0;
+        while self.client.outstanding() > 0 {
+            stored += self.client.recv_stored()?.count as usize;
+        }
         anyhow::ensure!(
-            stored.count as usize == events.len(),
-            "herald stored {} of a batch of {}",
-            stored.count,
-            events.len()
+            stored == payloads.len(),
+            "herald stored {stored} of {} events",
+            payloads.len()
         );
         Ok(())
     }

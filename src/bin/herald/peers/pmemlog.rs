@@ -11,7 +11,9 @@
 //! The stored count is read back by reopening the pool and walking the log.
 
 use super::server::INSTALL_HINT;
-use super::workload::{Consumer, Peer, Plan, Producer, Workload, PRODUCERS, STAMP_BYTES};
+use super::workload::{
+    Consumer, Peer, Plan, Producer, Workload, BATCH_EVENTS, PRODUCERS, STAMP_BYTES,
+};
 use anyhow::Context;
 use std::ffi::{c_char, c_int, c_longlong, c_uint, c_void, CStr, CString};
 use std::os::unix::ffi::OsStrExt;
@@ -276,18 +278,23 @@ impl Producer for PmemlogProducer {
     }
 
     fn publish_many(&mut self, payloads: &[Vec<u8>]) -> anyhow::Result<()> {
-        // One atomic append of the whole batch, as libpmemlog batches.
-        let iov: Vec<libc::iovec> = payloads
-            .iter()
-            .map(|p| libc::iovec {
-                iov_base: p.as_ptr() as *mut c_void,
-                iov_len: p.len(),
-            })
-            .collect();
-        // SAFETY: an open pool and iovecs over live buffers; the library only reads them.
-        let rc =
-            unsafe { (self.pool.api.appendv)(self.pool.pool, iov.as_ptr(), iov.len() as c_int) };
-        anyhow::ensure!(rc == 0, "pmemlog_appendv: {}", self.pool.api.error());
+        // libpmemlog's batch: one atomic pmemlog_appendv per batch. There is nothing
+        // to pipeline in process.
+        for batch in payloads.chunks(BATCH_EVENTS) {
+            let iov: Vec<libc::iovec> = batch
+                .iter()
+                .map(|p| libc::iovec {
+                    iov_base: p.as_ptr() as *mut c_void,
+                    iov_len: p.len(),
+                })
+                .collect();
+            // SAFETY: an open pool and iovecs over live buffers; the library only
+            // reads them.
+            let rc = unsafe {
+                (self.pool.api.appendv)(self.pool.pool, iov.as_ptr(), iov.len() as c_int)
+            };
+            anyhow::ensure!(rc == 0, "pmemlog_appendv: {}", self.pool.api.error());
+        }
         Ok(())
     }
 }

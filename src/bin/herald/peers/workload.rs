@@ -9,8 +9,14 @@ use std::time::{Duration, Instant};
 
 /// Producers in the throughput workload.
 pub const PRODUCERS: usize = 4;
-/// Events per batch or pipeline in the throughput workload.
+/// Events per batch in the throughput workload.
 pub const BATCH_EVENTS: usize = 64;
+/// Batches a throughput producer sends before it waits for the replies: every system
+/// gets the same window of events in flight, as herald's own `herald bench` and a
+/// pipelining Redis or JetStream client keep.
+pub const BATCHES_IN_FLIGHT: usize = 8;
+/// Events one throughput producer has in flight.
+pub const WINDOW_EVENTS: usize = BATCH_EVENTS * BATCHES_IN_FLIGHT;
 /// The payload sizes every workload runs with.
 pub const PAYLOAD_BYTES: [usize; 2] = [64, 1024];
 /// How long a consumer may see nothing before a drain or an end-to-end run gives up
@@ -56,7 +62,7 @@ impl Kind {
         match self {
             Kind::PublishLatency => "1. durable publish latency, 1 producer, one at a time".into(),
             Kind::Throughput => format!(
-                "2. publish throughput, {PRODUCERS} producers, batches/pipelines of {BATCH_EVENTS}"
+                "2. publish throughput, {PRODUCERS} producers, {BATCHES_IN_FLIGHT} batches of {BATCH_EVENTS} in flight each"
             ),
             Kind::EndToEnd => "3. publish -> delivered -> confirmed, 1 subscriber".into(),
         }
@@ -116,7 +122,7 @@ impl Plan {
     pub fn throughput_events_per_producer(&self, payload_bytes: usize) -> u64 {
         let events = self.throughput_bytes_per_producer / payload_bytes as u64;
         // Whole batches, at least one.
-        (events / BATCH_EVENTS as u64).max(1) * BATCH_EVENTS as u64
+        (events / WINDOW_EVENTS as u64).max(1) * WINDOW_EVENTS as u64
     }
 }
 
@@ -124,8 +130,10 @@ impl Plan {
 pub trait Producer: Send {
     /// Publishes one event and returns once the system says it is stored.
     fn publish(&mut self, payload: &[u8]) -> anyhow::Result<()>;
-    /// Publishes `payloads` the way the system is meant to be driven for throughput (a
-    /// batch or a pipeline) and returns once all are acknowledged.
+    /// Publishes [`WINDOW_EVENTS`] `payloads` the way the system is meant to be driven
+    /// for throughput: in batches of [`BATCH_EVENTS`] where it has batches, all sent
+    /// (pipelined) before waiting for the first reply; returns once all are
+    /// acknowledged.
     fn publish_many(&mut self, payloads: &[Vec<u8>]) -> anyhow::Result<()>;
 }
 
@@ -271,7 +279,7 @@ fn throughput(peer: &mut dyn Peer, w: &Workload, plan: &Plan) -> anyhow::Result<
             std::thread::spawn(move || -> anyhow::Result<u64> {
                 let mut done = 0u64;
                 let mut batch: Vec<Vec<u8>> =
-                    (0..BATCH_EVENTS).map(|_| payload(bytes, 0)).collect();
+                    (0..WINDOW_EVENTS).map(|_| payload(bytes, 0)).collect();
                 // Relaxed: the flag carries no data, and a batch more or less is fine.
                 while done < events_max && !stop.load(Ordering::Relaxed) {
                     for (i, event) in batch.iter_mut().enumerate() {
@@ -279,7 +287,7 @@ fn throughput(peer: &mut dyn Peer, w: &Workload, plan: &Plan) -> anyhow::Result<
                         event[..STAMP_BYTES].copy_from_slice(&stamp.to_le_bytes());
                     }
                     producer.publish_many(&batch)?;
-                    done += BATCH_EVENTS as u64;
+                    done += WINDOW_EVENTS as u64;
                 }
                 Ok(done)
             })

@@ -83,11 +83,19 @@ impl Producer for EchoProducer {
     }
 
     fn publish_many(&mut self, payloads: &[Vec<u8>]) -> anyhow::Result<()> {
-        // Pipelined: every message written in one go, then every echo read.
+        // Pipelined: every message written in one go while the echoes are read (a
+        // writer thread: written first and read after, a window larger than the
+        // socket buffers would block both ends).
         let all = payloads.concat();
-        self.stream.write_all(&all)?;
+        let mut writer = self.stream.try_clone()?;
         self.buffer.resize(all.len(), 0);
-        self.stream.read_exact(&mut self.buffer)?;
+        let (buffer, stream) = (&mut self.buffer, &mut self.stream);
+        std::thread::scope(|scope| -> anyhow::Result<()> {
+            let written = scope.spawn(|| writer.write_all(&all));
+            stream.read_exact(buffer)?;
+            written.join().expect("echo writer thread")?;
+            Ok(())
+        })?;
         anyhow::ensure!(self.buffer == all, "the echo returned other bytes");
         Ok(())
     }

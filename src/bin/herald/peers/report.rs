@@ -278,36 +278,41 @@ impl Report {
         }
     }
 
-    /// What the floors measured beside herald, to explain a shortfall.
+    /// Why herald falls short, from what the floors measured in the same run.
     fn floors_note(&self, kind: Kind, payload_bytes: usize) -> String {
-        let f = |s| {
-            self.figure(s, kind, payload_bytes)
-                .map_or("-".to_owned(), |v| format!("{v:.1}"))
-        };
-        let unit = if kind == Kind::Throughput {
-            "events/s"
-        } else {
-            "us p50"
-        };
-        format!(
-            "herald {} {unit}; floors: Unix-socket echo {}, store+flush+fence {}, libpmemlog {}",
-            f(System::Herald),
-            f(System::Echo),
-            f(System::RawFlush),
-            f(System::Pmemlog)
-        )
+        let figure = |s| self.figure(s, kind, payload_bytes);
+        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+        match (kind, figure(System::Herald), figure(System::Echo)) {
+            (Kind::Throughput, Some(herald), echo) => format!(
+                "herald {herald:.0} events/s; floors here: pipelined Unix-socket echo {}, \
+                 store+flush+fence {}, libpmemlog {} events/s; herald's daemon and the {} \
+                 producers share {cores} cores",
+                echo.map_or("-".to_owned(), |e| format!("{e:.0}")),
+                figure(System::RawFlush).map_or("-".to_owned(), |e| format!("{e:.0}")),
+                figure(System::Pmemlog).map_or("-".to_owned(), |e| format!("{e:.0}")),
+                super::workload::PRODUCERS
+            ),
+            (_, Some(herald), Some(echo)) => format!(
+                "herald's p50 {herald:.1} us is this machine's Unix-socket round trip \
+                 ({echo:.1} us, echo floor) plus {:.1} us; the ratio cannot exceed the \
+                 peer's p50 over the round trip",
+                herald - echo
+            ),
+            _ => "the floors did not run".to_owned(),
+        }
     }
 
     /// The table, the durability legend and the targets, for people.
     pub fn print_table(&self, out: &mut impl Write) -> std::io::Result<()> {
         writeln!(
             out,
-            "\nherald bench peers{}: scratch file system {}{}",
+            "\nherald bench peers{}: {} cores; scratch file system {}{}",
             if self.quick {
                 " --quick (smoke run: figures not comparable)"
             } else {
                 ""
             },
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
             self.medium.filesystem,
             if self.medium.fsync_reaches_disk {
                 ""
@@ -471,6 +476,7 @@ impl Report {
         }
         json!({
             "herald_version": env!("CARGO_PKG_VERSION"),
+            "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
             "quick": self.quick,
             "plan": self.plan,
             "scratch_medium": self.medium,

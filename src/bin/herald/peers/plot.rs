@@ -105,7 +105,12 @@ fn draw_panel(
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(match kind {
+            // Where the lines are not: publish panels have room under the servers'
+            // lines at the tail, end-to-end panels above them at the start.
+            Kind::EndToEnd => SeriesLabelPosition::UpperLeft,
+            _ => SeriesLabelPosition::LowerRight,
+        })
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()

@@ -217,37 +217,42 @@ fn plan(args: &PeersArgs) -> Plan {
     }
 }
 
-/// Runs every workload on one system; the system is stopped before returning.
-/// Returns the report and, for herald, its daemon's guarantee.
-fn run_system(system: System, scratch: &Path, plan: Plan) -> (SystemReport, Option<String>) {
-    let mut report = SystemReport::new(system);
-    let (mut peer, guarantee) = match start(system, scratch, plan) {
-        Ok(started) => started,
+/// The order systems run in within each workload: the echo floor just before herald,
+/// so the round trip under herald's latency is measured seconds from it.
+const RUN_ORDER: [System; 7] = [
+    System::Echo,
+    System::Herald,
+    System::RedisAlways,
+    System::RedisNo,
+    System::Jetstream,
+    System::Pmemlog,
+    System::RawFlush,
+];
+
+/// A system under comparison: its peer while it runs, and what it measured.
+struct Running {
+    peer: Option<Started>,
+    report: SystemReport,
+}
+
+/// Runs one workload on one system; a failure is recorded and stops the system.
+fn run_workload(r: &mut Running, w: &Workload, plan: &Plan) {
+    let Some(peer) = r.peer.as_mut() else { return };
+    eprintln!(
+        "  {} {} B: {}",
+        w.kind.short(),
+        w.payload_bytes,
+        r.report.system.name()
+    );
+    let p50_us = r.report.p50_us(Kind::PublishLatency, w.payload_bytes);
+    match workload::run(peer.as_mut(), w, plan, plan.end_to_end_rate(p50_us)) {
+        Ok(Some(outcome)) => r.report.add(w, outcome),
+        Ok(None) => {}
         Err(e) => {
-            report.error = Some(format!("{e:#}"));
-            return (report, None);
-        }
-    };
-    for kind in Kind::ALL {
-        for payload_bytes in PAYLOAD_BYTES {
-            let w = Workload {
-                kind,
-                payload_bytes,
-            };
-            eprintln!("  {} {payload_bytes} B", kind.short());
-            let p50_us = report.p50_us(Kind::PublishLatency, payload_bytes);
-            let rate = plan.end_to_end_rate(p50_us);
-            match workload::run(peer.as_mut(), &w, &plan, rate) {
-                Ok(Some(outcome)) => report.add(&w, outcome),
-                Ok(None) => {}
-                Err(e) => {
-                    report.error = Some(format!("{} {payload_bytes} B: {e:#}", kind.short()));
-                    return (report, guarantee);
-                }
-            }
+            r.report.error = Some(format!("{} {} B: {e:#}", w.kind.short(), w.payload_bytes));
+            r.peer = None; // stopped now (Drop)
         }
     }
-    (report, guarantee)
 }
 
 /// Entry point of `herald bench peers`.
@@ -263,20 +268,51 @@ pub fn run(args: PeersArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("creating a directory in {}", scratch_parent.display()))?;
     let medium = report::Medium::of(scratch.path());
     let systems = args.systems.clone().unwrap_or_else(|| System::ALL.to_vec());
+    // Every system is started first and each workload then runs on all of them in
+    // turn, so the figures compared in a row were measured within seconds of each
+    // other (this machine's wake-up latency drifts over minutes).
     let mut herald_guarantee = String::from("unknown");
-    let mut reports = Vec::new();
-    for system in System::ALL.into_iter().filter(|s| systems.contains(s)) {
-        eprintln!("{}:", system.name());
-        let (mut r, guarantee) = run_system(system, scratch.path(), plan);
-        if let Some(g) = guarantee {
-            herald_guarantee = g;
-        }
-        r.describe(
-            system.describe(),
-            system.durability(&herald_guarantee, &medium),
-        );
-        reports.push(r);
+    let mut running = Vec::new();
+    for system in RUN_ORDER.into_iter().filter(|s| systems.contains(s)) {
+        eprintln!("starting {}", system.name());
+        let mut report = SystemReport::new(system);
+        let peer = match start(system, scratch.path(), plan) {
+            Ok((peer, guarantee)) => {
+                herald_guarantee = guarantee.unwrap_or(herald_guarantee);
+                Some(peer)
+            }
+            Err(e) => {
+                report.error = Some(format!("{e:#}"));
+                None
+            }
+        };
+        running.push(Running { peer, report });
     }
+    for kind in Kind::ALL {
+        for payload_bytes in PAYLOAD_BYTES {
+            let w = Workload {
+                kind,
+                payload_bytes,
+            };
+            for r in &mut running {
+                run_workload(r, &w, &plan);
+            }
+        }
+    }
+    let mut reports: Vec<SystemReport> = running
+        .into_iter()
+        .map(|r| {
+            drop(r.peer); // stop it
+            let mut report = r.report;
+            let system = report.system;
+            report.describe(
+                system.describe(),
+                system.durability(&herald_guarantee, &medium),
+            );
+            report
+        })
+        .collect();
+    reports.sort_by_key(|r| System::ALL.iter().position(|s| *s == r.system));
     let report = Report::new(args.quick, plan, medium, reports);
     report.print_table(&mut std::io::stdout().lock())?;
     std::fs::write(

@@ -292,6 +292,11 @@ impl Report {
                 figure(System::Pmemlog).map_or("-".to_owned(), |e| format!("{e:.0}")),
                 super::workload::PRODUCERS
             ),
+            (_, Some(herald), Some(echo)) if herald <= echo => format!(
+                "herald's p50 {herald:.1} us is within this machine's Unix-socket round trip \
+                 ({echo:.1} us, echo floor): the round trip, not herald's store, bounds the \
+                 ratio at the peer's p50 over it"
+            ),
             (_, Some(herald), Some(echo)) => format!(
                 "herald's p50 {herald:.1} us is this machine's Unix-socket round trip \
                  ({echo:.1} us, echo floor) plus {:.1} us; the ratio cannot exceed the \

@@ -1,20 +1,25 @@
 //! `herald bench`: the daemon's speed beside a same-run baseline (a bare Unix-socket
 //! echo round trip), through the normal client library and daemon binary.
 
+use crate::measure::{
+    echo_round_trips, event, histogram, latency, warmup_count, DaemonProcess, Pacer,
+};
+use crate::peers;
 use hdrhistogram::Histogram;
 use herald::client::Client;
-use herald::protocol::{Event, Role, Severity, Topic};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use herald::protocol::{Role, Severity};
+use std::path::Path;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Arguments of `herald bench`.
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    command: Option<BenchCommand>,
     /// Round trips per latency measurement.
     #[arg(long, default_value_t = 20_000, value_name = "N")]
     latency_events: u64,
@@ -29,76 +34,20 @@ pub struct BenchArgs {
     json: bool,
 }
 
-struct DaemonProcess {
-    child: Child,
-    socket: PathBuf,
-    _dir: tempfile::TempDir,
+#[derive(clap::Subcommand)]
+enum BenchCommand {
+    /// Run the same workloads against herald and the systems users would pick instead
+    /// (Redis Streams, NATS JetStream, PMDK libpmemlog) and two floors, each on its own
+    /// throwaway server, and print one table with each system's durability.
+    #[command(after_help = peers::AFTER_HELP)]
+    Peers(peers::PeersArgs),
 }
 
-impl DaemonProcess {
-    fn start(busy_poll_us: u64) -> anyhow::Result<DaemonProcess> {
-        let dir = tempfile::tempdir()?;
-        let mut child = Command::new(std::env::current_exe()?)
-            .args([
-                "serve",
-                "--region-size",
-                "256M",
-                "--busy-poll-us",
-                &busy_poll_us.to_string(),
-                "--data-dir",
-            ])
-            .arg(dir.path())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
-        anyhow::ensure!(
-            line.starts_with("ready:"),
-            "the daemon did not start: {line:?}"
-        );
-        Ok(DaemonProcess {
-            child,
-            socket: dir.path().join("herald.sock"),
-            _dir: dir,
-        })
-    }
-}
-
-impl Drop for DaemonProcess {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-    }
-}
+/// The topic of `herald bench`'s events.
+const TOPIC: &str = "bench.event";
 
 /// The steady load of the end-to-end measurement: far below saturation.
 const E2E_RATE_PER_SECOND: u64 = 5_000;
-
-fn histogram() -> Histogram<u64> {
-    Histogram::new(3).expect("3 significant digits is valid")
-}
-
-#[derive(serde::Serialize)]
-struct Latency {
-    name: String,
-    p50_us: f64,
-    p99_us: f64,
-    p999_us: f64,
-    count: u64,
-}
-
-fn latency(name: impl Into<String>, h: &Histogram<u64>) -> Latency {
-    let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    Latency {
-        name: name.into(),
-        p50_us: us(0.5),
-        p99_us: us(0.99),
-        p999_us: us(0.999),
-        count: h.len(),
-    }
-}
 
 #[derive(serde::Serialize)]
 struct Throughput {
@@ -108,57 +57,15 @@ struct Throughput {
     events_per_second: f64,
 }
 
-/// A bare echo server on a Unix socket (blocking, one thread per connection), and a
-/// client timing write + read of the same bytes: the floor any request/reply over a
-/// Unix socket pays on this machine.
-fn echo_round_trips(dir: &Path, payload: usize, n: u64) -> anyhow::Result<Histogram<u64>> {
-    let path = dir.join(format!("echo-{payload}.sock"));
-    let listener = UnixListener::bind(&path)?;
-    let server = std::thread::spawn(move || -> std::io::Result<()> {
-        let (mut s, _) = listener.accept()?;
-        let mut buf = vec![0u8; payload];
-        loop {
-            if s.read_exact(&mut buf).is_err() {
-                return Ok(());
-            }
-            s.write_all(&buf)?;
-        }
-    });
-    let mut c = UnixStream::connect(&path)?;
-    let mut buf = vec![7u8; payload];
-    let mut h = histogram();
-    for i in 0..n + n / 10 {
-        let t = Instant::now();
-        c.write_all(&buf)?;
-        c.read_exact(&mut buf)?;
-        if i >= n / 10 {
-            h.record(t.elapsed().as_nanos() as u64)?;
-        }
-    }
-    drop(c);
-    let _ = server.join();
-    Ok(h)
-}
-
-fn event(payload: &[u8]) -> Event<'_> {
-    Event {
-        topic: Topic::new(b"bench.event").expect("valid topic"),
-        severity: Severity::Info,
-        source: "",
-        flags: 0,
-        key: b"",
-        payload,
-    }
-}
-
 fn publish_latency(socket: &Path, payload: usize, n: u64) -> anyhow::Result<Histogram<u64>> {
     let mut c = Client::connect(socket, Role::Producer, "bench")?;
     let data = vec![0x5au8; payload];
     let mut h = histogram();
-    for i in 0..n + n / 10 {
+    let warmup = warmup_count(n);
+    for i in 0..n + warmup {
         let t = Instant::now();
-        c.publish(&event(&data))?;
-        if i >= n / 10 {
+        c.publish(&event(TOPIC, &data))?;
+        if i >= warmup {
             h.record(t.elapsed().as_nanos() as u64)?;
         }
     }
@@ -180,7 +87,7 @@ fn throughput(
             std::thread::spawn(move || -> anyhow::Result<()> {
                 let mut c = Client::connect(&socket, Role::Producer, &format!("bench-{p}"))?;
                 let data = vec![0x5au8; payload];
-                let events = vec![event(&data); batch];
+                let events = vec![event(TOPIC, &data); batch];
                 // Keep the pipe full: this many events outstanding per producer.
                 let outstanding_max = (512 / batch).max(2) as u64;
                 let mut done = 0u64;
@@ -245,19 +152,12 @@ fn end_to_end(
         })
         .collect::<anyhow::Result<_>>()?;
     let mut p = Client::connect(socket, Role::Producer, "bench-e2e")?;
-    let interval = Duration::from_nanos(1_000_000_000 / rate_per_second);
-    let mut next = Instant::now();
+    let mut pacer = Pacer::new(rate_per_second);
     let mut payload = [0u8; 64];
     for _ in 0..n {
-        // Pace by sleeping: a spinning producer would take one of the machine's cores
-        // and measure CPU contention instead of herald.
-        let now = Instant::now();
-        if next > now {
-            std::thread::sleep(next - now);
-        }
-        next += interval;
+        pacer.wait();
         payload[..8].copy_from_slice(&(base.elapsed().as_nanos() as u64).to_le_bytes());
-        p.publish(&event(&payload))?;
+        p.publish(&event(TOPIC, &payload))?;
     }
     let mut all = histogram();
     for s in subs {
@@ -267,6 +167,9 @@ fn end_to_end(
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if let Some(BenchCommand::Peers(peers_args)) = args.command {
+        return peers::run(peers_args);
+    }
     let (n, seconds) = if args.quick {
         (500, 0.1)
     } else {
@@ -289,7 +192,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         say(format!(
             "publish latency, daemon polling {busy_poll_us} us before sleeping..."
         ));
-        let d = DaemonProcess::start(busy_poll_us)?;
+        let d = DaemonProcess::start(busy_poll_us, "256M", None)?;
         let p64 = publish_latency(&d.socket, 64, n)?;
         let p1k = publish_latency(&d.socket, 1024, n)?;
         let ratio = p64.value_at_quantile(0.5) as f64 / echo64.value_at_quantile(0.5) as f64;
@@ -311,7 +214,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         ));
     }
 
-    let d = DaemonProcess::start(0)?;
+    let d = DaemonProcess::start(0, "256M", None)?;
     let mut throughputs = Vec::new();
     for payload in [64usize, 1024] {
         for batch in [1usize, 64] {

@@ -1,0 +1,247 @@
+//! The two floors under every row: a bare Unix-socket echo (what any request/reply
+//! over a Unix socket pays here) and a raw store + cache-line flush + fence on an
+//! emulated-pmem file through `herald::pmem` (what any durable store on this medium
+//! pays). Neither is a system anyone would deploy; they show how much of each row is
+//! the machine.
+
+use super::workload::{
+    Consumer, Peer, Plan, Producer, Workload, BATCH_EVENTS, PRODUCERS, STAMP_BYTES,
+};
+use crate::measure::EchoServer;
+use herald::pmem::{MappedRegion, Medium, RegionOptions, CACHE_LINE_BYTES};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+/// Echo servers on Unix sockets in a throwaway directory, one per workload.
+pub struct EchoPeer {
+    dir: tempfile::TempDir,
+    server: Option<EchoServer>,
+}
+
+impl EchoPeer {
+    /// A directory for the sockets under `scratch`.
+    pub fn new(scratch: &Path) -> anyhow::Result<EchoPeer> {
+        let dir = tempfile::Builder::new()
+            .prefix("echo-")
+            .tempdir_in(scratch)?;
+        Ok(EchoPeer { dir, server: None })
+    }
+}
+
+impl Peer for EchoPeer {
+    fn prepare(&mut self, w: &Workload) -> anyhow::Result<()> {
+        let path = self.dir.path().join(format!("{}.sock", w.name('-')));
+        self.server = Some(EchoServer::start(path, w.payload_bytes)?);
+        Ok(())
+    }
+
+    fn producer(&mut self, _w: &Workload, _index: usize) -> anyhow::Result<Box<dyn Producer>> {
+        let server = self.server.as_ref().expect("prepared");
+        Ok(Box::new(EchoProducer {
+            stream: UnixStream::connect(&server.path)?,
+            buffer: Vec::new(),
+        }))
+    }
+
+    fn consumer(&mut self, _w: &Workload) -> anyhow::Result<Option<Box<dyn Consumer>>> {
+        Ok(None) // a round trip, not a delivery to someone else
+    }
+
+    fn stored(&mut self, _w: &Workload) -> anyhow::Result<Option<u64>> {
+        Ok(None)
+    }
+
+    fn delivered_confirmed(
+        &mut self,
+        _w: &Workload,
+        _published: u64,
+    ) -> anyhow::Result<Option<u64>> {
+        // Messages the server returned (its own count): the echo's "delivered".
+        let server = self.server.as_ref().expect("prepared");
+        Ok(Some(server.echoed_messages()))
+    }
+
+    fn finish(&mut self, _w: &Workload) -> anyhow::Result<()> {
+        self.server = None;
+        Ok(())
+    }
+}
+
+struct EchoProducer {
+    stream: UnixStream,
+    buffer: Vec<u8>,
+}
+
+impl Producer for EchoProducer {
+    fn publish(&mut self, payload: &[u8]) -> anyhow::Result<()> {
+        self.stream.write_all(payload)?;
+        self.buffer.resize(payload.len(), 0);
+        self.stream.read_exact(&mut self.buffer)?;
+        anyhow::ensure!(self.buffer == payload, "the echo returned other bytes");
+        Ok(())
+    }
+
+    fn publish_many(&mut self, payloads: &[Vec<u8>]) -> anyhow::Result<()> {
+        // Pipelined: every message written in one go while the echoes are read (a
+        // writer thread: written first and read after, a window larger than the
+        // socket buffers would block both ends).
+        let all = payloads.concat();
+        let mut writer = self.stream.try_clone()?;
+        self.buffer.resize(all.len(), 0);
+        let (buffer, stream) = (&mut self.buffer, &mut self.stream);
+        std::thread::scope(|scope| -> anyhow::Result<()> {
+            let written = scope.spawn(|| writer.write_all(&all));
+            stream.read_exact(buffer)?;
+            written.join().expect("echo writer thread")?;
+            Ok(())
+        })?;
+        anyhow::ensure!(self.buffer == all, "the echo returned other bytes");
+        Ok(())
+    }
+}
+
+/// Raw records on emulated-pmem files: each producer stores into its own file, flushes
+/// the record's cache lines and fences (once per record, or once per batch).
+pub struct RawFlushPeer {
+    plan: Plan,
+    dir: tempfile::TempDir,
+}
+
+impl RawFlushPeer {
+    /// A directory for the files under `scratch`.
+    pub fn new(scratch: &Path, plan: Plan) -> anyhow::Result<RawFlushPeer> {
+        let dir = tempfile::Builder::new()
+            .prefix("raw-flush-")
+            .tempdir_in(scratch)?;
+        Ok(RawFlushPeer { plan, dir })
+    }
+
+    fn file(&self, w: &Workload, index: usize) -> PathBuf {
+        self.dir
+            .path()
+            .join(format!("{}-{index}.pmem", w.name('-')))
+    }
+
+    fn files(&self, w: &Workload) -> impl Iterator<Item = PathBuf> + '_ {
+        let w = *w;
+        (0..PRODUCERS)
+            .map(move |i| self.file(&w, i))
+            .filter(|p| p.exists())
+    }
+}
+
+/// Smallest file the raw floor creates (herald's regions are at least 64 KiB too).
+const REGION_BYTES_MIN: usize = 1 << 20;
+
+/// A record's place in the file: whole cache lines, as a log slot would be.
+fn record_stride(payload_bytes: usize) -> usize {
+    payload_bytes.div_ceil(CACHE_LINE_BYTES) * CACHE_LINE_BYTES
+}
+
+impl Peer for RawFlushPeer {
+    fn prepare(&mut self, _w: &Workload) -> anyhow::Result<()> {
+        Ok(()) // each producer creates its file
+    }
+
+    fn producer(&mut self, w: &Workload, index: usize) -> anyhow::Result<Box<dyn Producer>> {
+        let events = match w.kind {
+            super::workload::Kind::Throughput => {
+                self.plan.throughput_events_per_producer(w.payload_bytes)
+            }
+            _ => self.plan.latency_events * 2,
+        };
+        let stride = record_stride(w.payload_bytes);
+        let bytes = (events as usize * stride).max(REGION_BYTES_MIN);
+        let region = MappedRegion::create(
+            &self.file(w, index),
+            bytes as u64,
+            &RegionOptions::default(),
+        )?;
+        Ok(Box::new(RawFlushProducer {
+            region,
+            stride,
+            offset: 0,
+        }))
+    }
+
+    fn consumer(&mut self, _w: &Workload) -> anyhow::Result<Option<Box<dyn Consumer>>> {
+        Ok(None)
+    }
+
+    fn stored(&mut self, w: &Workload) -> anyhow::Result<Option<u64>> {
+        // Read the files back: a record is there if its filler is (the files start
+        // as zeros).
+        let stride = record_stride(w.payload_bytes);
+        let mut records = 0;
+        for path in self.files(w) {
+            let options = RegionOptions {
+                read_only: true,
+                ..Default::default()
+            };
+            let region = MappedRegion::open(&path, &options)?;
+            records += region
+                .bytes()
+                .chunks_exact(stride)
+                .take_while(|r| r[STAMP_BYTES..w.payload_bytes].iter().all(|&b| b == 0x5a))
+                .count() as u64;
+        }
+        Ok(Some(records))
+    }
+
+    fn delivered_confirmed(
+        &mut self,
+        _w: &Workload,
+        _published: u64,
+    ) -> anyhow::Result<Option<u64>> {
+        Ok(None)
+    }
+
+    fn finish(&mut self, w: &Workload) -> anyhow::Result<()> {
+        for path in self.files(w).collect::<Vec<_>>() {
+            std::fs::remove_file(path)?;
+        }
+        Ok(())
+    }
+}
+
+struct RawFlushProducer {
+    region: MappedRegion,
+    stride: usize,
+    offset: usize,
+}
+
+impl RawFlushProducer {
+    fn store(&mut self, payload: &[u8]) -> anyhow::Result<usize> {
+        let at = self.offset;
+        anyhow::ensure!(
+            at + self.stride <= self.region.bytes().len(),
+            "raw floor: file full"
+        );
+        self.region.write(at, payload);
+        self.offset += self.stride;
+        Ok(at)
+    }
+}
+
+impl Producer for RawFlushProducer {
+    fn publish(&mut self, payload: &[u8]) -> anyhow::Result<()> {
+        let at = self.store(payload)?;
+        self.region.flush(at, payload.len());
+        self.region.fence()?;
+        Ok(())
+    }
+
+    fn publish_many(&mut self, payloads: &[Vec<u8>]) -> anyhow::Result<()> {
+        // Group commits: store and flush a batch's records, one fence per batch.
+        for batch in payloads.chunks(BATCH_EVENTS) {
+            let start = self.offset;
+            for p in batch {
+                self.store(p)?;
+            }
+            self.region.flush(start, self.offset - start);
+            self.region.fence()?;
+        }
+        Ok(())
+    }
+}

@@ -102,6 +102,26 @@ pub struct Tracker {
     delivered_below: u64,
     /// No entry is due before this time (a lower bound: scanning earlier finds nothing).
     next_due: u64,
+    /// Where the last `due` scan stopped, so that handing out many due events at one
+    /// `now` (a reconnect owes the whole window) scans the list once, not once each.
+    resume: Resume,
+}
+
+/// A `due` scan at `now` found entries `..from` not due, the earliest of them due
+/// again at `min_before`. Invalid once `now` changes or an entry before `from` does.
+#[derive(Copy, Clone, Debug)]
+struct Resume {
+    now: u64,
+    from: usize,
+    min_before: u64,
+}
+
+impl Resume {
+    const NONE: Resume = Resume {
+        now: u64::MAX,
+        from: 0,
+        min_before: u64::MAX,
+    };
 }
 
 impl Tracker {
@@ -119,6 +139,7 @@ impl Tracker {
             next: cursor,
             delivered_below,
             next_due: u64::MAX,
+            resume: Resume::NONE,
         }
     }
 
@@ -195,9 +216,13 @@ impl Tracker {
             return None;
         }
         let policy = self.policy;
-        let mut next_due = u64::MAX;
+        let (from, mut next_due) = if self.resume.now == now {
+            (self.resume.from, self.resume.min_before)
+        } else {
+            (0, u64::MAX)
+        };
         let mut found = None;
-        for f in self.in_flight.iter_mut() {
+        for (i, f) in self.in_flight.iter_mut().enumerate().skip(from) {
             if let State::Sent { deadline } = f.state {
                 if deadline <= now {
                     f.state = State::Waiting {
@@ -215,14 +240,22 @@ impl Tracker {
                     } else {
                         Due::Redeliver { seq: f.seq }
                     });
-                    // Keep `next_due` at now: the caller acts on this one and asks again.
-                    next_due = now;
+                    // The caller acts on this one and asks again: resume here, and
+                    // keep `next_due` at now until a scan finds nothing.
+                    self.resume = Resume {
+                        now,
+                        from: i,
+                        min_before: next_due,
+                    };
+                    self.next_due = now;
+                    return found;
                 }
                 State::Waiting { due } => next_due = next_due.min(due),
                 State::Sent { deadline } => next_due = next_due.min(deadline),
                 State::Settled => {}
             }
         }
+        self.resume = Resume::NONE;
         self.next_due = next_due;
         found
     }
@@ -264,6 +297,7 @@ impl Tracker {
         f.deliveries = f.deliveries.max(max);
         let deliveries = f.deliveries;
         self.next_due = self.next_due.min(due);
+        self.resume = Resume::NONE;
         Some(deliveries)
     }
 
@@ -282,6 +316,14 @@ impl Tracker {
             }
         }
         self.unsettled -= newly as u32;
+        // Settled entries are not due; only popping shifts the positions `resume` uses.
+        if self
+            .in_flight
+            .front()
+            .is_some_and(|f| f.state == State::Settled)
+        {
+            self.resume = Resume::NONE;
+        }
         while self
             .in_flight
             .front()
@@ -305,6 +347,7 @@ impl Tracker {
             Some(f) if matches!(f.state, State::Sent { .. }) => {
                 f.state = State::Waiting { due };
                 self.next_due = self.next_due.min(due);
+                self.resume = Resume::NONE;
                 true
             }
             _ => false,
@@ -353,6 +396,7 @@ impl Tracker {
         if !self.in_flight.is_empty() {
             self.next_due = 0;
         }
+        self.resume = Resume::NONE;
     }
 
     fn find(&mut self, seq: u64) -> Option<&mut InFlight> {
@@ -502,6 +546,36 @@ mod tests {
         );
         assert!(t.settle(1));
         assert_eq!(t.postpone(1, 0), None, "settled");
+    }
+
+    #[test]
+    fn a_reconnect_owing_the_whole_window_hands_each_event_out_once_in_order() {
+        let mut t = Tracker::new(1, WINDOW_EVENTS_LIMIT, 0, policy());
+        for s in 1..=WINDOW_EVENTS_LIMIT as u64 {
+            t.sent(s, s + 1, 0);
+        }
+        // Some settled, one nak'd to later: they are not handed out.
+        t.confirm(10, 19);
+        t.nak(30, 500 * MS, 0);
+        t.disconnect();
+        let mut handed = Vec::new();
+        while let Some(Due::Redeliver { seq }) = t.due(MS) {
+            t.resent(seq, MS);
+            handed.push(seq);
+            if seq == 100 {
+                // A confirm in the middle shifts nothing the scan relies on.
+                t.confirm(1, 5);
+            }
+        }
+        let expected: Vec<u64> = (1..=WINDOW_EVENTS_LIMIT as u64)
+            .filter(|s| !(10..=19).contains(s))
+            .collect();
+        assert_eq!(
+            handed, expected,
+            "the nak'd one too: a disconnect owes it at once"
+        );
+        assert_eq!(t.due(MS), None);
+        assert_eq!(t.next_due(), MS + 100 * MS, "the next deadline");
     }
 
     #[test]

@@ -821,3 +821,52 @@ fn the_dedupe_window_forgets_the_oldest_keys_beyond_its_count() {
     let b = p.publish(&keyed(b"x", b"")).unwrap().first_seq;
     assert_ne!(a, b);
 }
+
+#[test]
+fn a_damaged_dead_letter_is_reported_and_can_be_purged_by_the_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let d = daemon::Daemon::start(dir.path(), &[]);
+    let mut sub = subscriber(&d, "audit", policy(0, 0));
+    let mut p = Client::connect(&d.socket(), Role::Producer, "p").unwrap();
+    p.publish(&event("audit.login", Severity::Warning, b"bad"))
+        .unwrap();
+    let (seq, _, _, _) = next(&mut sub);
+    sub.reject(seq).unwrap();
+    sub.flush().unwrap();
+    wait_for_status(&d, "the dead letter", |s| {
+        sub_row(s, "audit")["dead_lettered"] == 1
+    });
+    drop(sub);
+    assert!(d.stop().success());
+    // The first dead letter sits at the start of the area: damage its copy.
+    let region = dir.path().join("region.pmem");
+    let inspect = herald(&["inspect", region.to_str().unwrap(), "--json"]);
+    let doc: serde_json::Value =
+        serde_json::from_slice(inspect.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    let area = doc["geometry"]["dead_letters_data_offset"]
+        .as_u64()
+        .unwrap() as usize;
+    let mut bytes = std::fs::read(&region).unwrap();
+    bytes[area + 80] ^= 0xFF;
+    std::fs::write(&region, &bytes).unwrap();
+
+    let check = herald(&["check", "--data-dir", data]);
+    let out = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(3), "{out}");
+    assert!(out.contains("PROBLEM dead_letters"), "{out}");
+
+    let d = daemon::Daemon::start(dir.path(), &[]);
+    let list = herald(&["dead", "list", "--data-dir", data]);
+    assert!(String::from_utf8_lossy(&list.stdout).contains("no dead letters"));
+    let purge = herald(&["dead", "purge", "--data-dir", data, "--unowned"]);
+    assert!(purge.status.success(), "{purge:?}");
+    assert!(String::from_utf8_lossy(&purge.stdout).contains("1 dead letters purged"));
+    assert!(d.stop().success());
+    let check = herald(&["check", "--data-dir", data]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+}

@@ -38,8 +38,23 @@ enum Action {
     /// Deliver dead letters to their subscription once more (flagged redelivered);
     /// confirmed, they are purged; otherwise they stay dead letters.
     Replay(Select),
-    /// Delete dead letters for good.
-    Purge(Select),
+    /// Delete dead letters for good: a subscription's (--subscription with --seq or
+    /// --all), or those no subscription can name (--unowned).
+    Purge {
+        /// The durable subscription.
+        #[arg(long, value_name = "NAME", required_unless_present = "unowned")]
+        subscription: Option<String>,
+        /// The dead letters' original sequence numbers.
+        #[arg(long = "seq", value_name = "SEQ", conflicts_with = "all")]
+        seqs: Vec<u64>,
+        /// Every dead letter of the subscription.
+        #[arg(long)]
+        all: bool,
+        /// Instead: the dead letters whose subscription was deleted, and damaged
+        /// records (`herald check` lists both).
+        #[arg(long, conflicts_with_all = ["subscription", "seqs", "all"])]
+        unowned: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -61,8 +76,6 @@ struct Select {
 }
 
 pub fn run(args: DeadArgs) -> anyhow::Result<ExitCode> {
-    let socket = client::socket_path(&args.data_dir);
-    let mut client = Client::connect(&socket, Role::Control, "herald-dead")?;
     let (request, json_out) = match &args.action {
         Action::List {
             subscription,
@@ -73,8 +86,27 @@ pub fn run(args: DeadArgs) -> anyhow::Result<ExitCode> {
             *json,
         ),
         Action::Replay(s) => (select("dead.replay", s), false),
-        Action::Purge(s) => (select("dead.purge", s), false),
+        Action::Purge { unowned: true, .. } => (json!({ "op": "dead.purge_unowned" }), false),
+        Action::Purge {
+            subscription: Some(subscription),
+            seqs,
+            all,
+            ..
+        } => {
+            if seqs.is_empty() && !all {
+                bail!("say which: --seq SEQ (repeatable) or --all");
+            }
+            let s = Select {
+                subscription: subscription.clone(),
+                seqs: seqs.clone(),
+                all: *all,
+            };
+            (select("dead.purge", &s), false)
+        }
+        Action::Purge { .. } => bail!("say --subscription NAME, or --unowned"),
     };
+    let socket = client::socket_path(&args.data_dir);
+    let mut client = Client::connect(&socket, Role::Control, "herald-dead")?;
     let answer = client.admin(&request.to_string())?;
     client.goodbye()?;
     let value: Value = serde_json::from_str(&answer)
@@ -90,7 +122,7 @@ pub fn run(args: DeadArgs) -> anyhow::Result<ExitCode> {
     }
     match &args.action {
         Action::List { .. } => print_list(&mut out, &value)?,
-        Action::Replay(_) | Action::Purge(_) => {
+        Action::Replay(_) | Action::Purge { .. } => {
             let (verb, key) = match args.action {
                 Action::Replay(_) => ("marked for replay", "replay_requested"),
                 _ => ("purged", "purged"),

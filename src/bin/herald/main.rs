@@ -88,7 +88,7 @@ enum Command {
     /// See and act on dead letters: events a subscription rejected or that reached its
     /// maximum number of deliveries (through the running daemon).
     #[command(
-        after_help = "Examples:\n  herald dead list\n  herald dead list --subscription audit --json | jq .\n  herald dead replay --subscription audit --seq 1042\n  herald dead purge --subscription audit --all\n\nA replayed dead letter is delivered once more (flagged redelivered); confirmed, it is\npurged; rejected or not settled in time, it stays a dead letter.\nExit status: 0 done, 1 failure (daemon not running, unknown subscription), 2 usage."
+        after_help = "Examples:\n  herald dead list\n  herald dead list --subscription audit --json | jq .\n  herald dead replay --subscription audit --seq 1042\n  herald dead purge --subscription audit --all\n  herald dead purge --unowned               # what `herald check` reports as damaged or orphaned\n\nA replayed dead letter is delivered once more (flagged redelivered); confirmed, it is\npurged; rejected or not settled in time, it stays a dead letter.\nExit status: 0 done, 1 failure (daemon not running, unknown subscription), 2 usage."
     )]
     Dead(dead::DeadArgs),
 }

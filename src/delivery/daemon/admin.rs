@@ -38,8 +38,9 @@ impl Daemon {
                 "dead.list" => self.dead_list(&r),
                 "dead.replay" => self.dead_act(&r, Act::Replay),
                 "dead.purge" => self.dead_act(&r, Act::Purge),
+                "dead.purge_unowned" => self.purge_unowned(),
                 other => Err(format!(
-                    "unknown op {other:?}; known: dead.list, dead.replay, dead.purge"
+                    "unknown op {other:?}; known: dead.list, dead.replay, dead.purge, dead.purge_unowned"
                 )),
             },
         };
@@ -101,6 +102,21 @@ impl Daemon {
             })
             .collect();
         Ok(json!({ "total": matching.len(), "shown": rows.len(), "dead_letters": rows }))
+    }
+
+    /// Purges what no subscription can name: orphans (their subscription was deleted
+    /// and the purge that follows did not finish) and damaged records.
+    fn purge_unowned(&mut self) -> Result<Value, String> {
+        let orphans: Vec<DeadLetterId> = self
+            .log
+            .dead_letters()
+            .filter(|d| d.orphan)
+            .map(|d| d.id)
+            .collect();
+        let damaged: Vec<DeadLetterId> = self.log.damaged_dead_letters().to_vec();
+        let ids: Vec<DeadLetterId> = orphans.iter().chain(&damaged).copied().collect();
+        self.log.purge_dead(&ids).map_err(|e| e.to_string())?;
+        Ok(json!({ "purged": ids.len(), "orphans": orphans.len(), "damaged": damaged.len() }))
     }
 
     fn dead_act(&mut self, r: &Request, act: Act) -> Result<Value, String> {

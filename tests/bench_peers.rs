@@ -6,8 +6,9 @@ use serde_json::Value;
 use std::process::Command;
 
 /// Every system, and whether it stores and delivers (floors do one or the other).
-const SYSTEMS: [(&str, bool, bool); 7] = [
+const SYSTEMS: [(&str, bool, bool); 8] = [
     ("herald", true, true),
+    ("herald-msync", true, true),
     ("redis-always", true, true),
     ("redis-no", true, true),
     ("jetstream", true, true),

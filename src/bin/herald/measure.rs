@@ -29,6 +29,16 @@ impl DaemonProcess {
         region_size: &str,
         parent: Option<&Path>,
     ) -> anyhow::Result<DaemonProcess> {
+        DaemonProcess::start_with(busy_poll_us, region_size, parent, &[])
+    }
+
+    /// [`start`](Self::start) with more `herald serve` arguments.
+    pub fn start_with(
+        busy_poll_us: u64,
+        region_size: &str,
+        parent: Option<&Path>,
+        extra: &[&str],
+    ) -> anyhow::Result<DaemonProcess> {
         let dir = match parent {
             Some(parent) => tempfile::Builder::new()
                 .prefix("herald-bench-")
@@ -45,6 +55,7 @@ impl DaemonProcess {
                 "--data-dir",
             ])
             .arg(dir.path())
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()?;

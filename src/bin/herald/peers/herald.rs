@@ -34,10 +34,13 @@ pub struct HeraldPeer {
 }
 
 impl HeraldPeer {
-    /// Starts the daemon, with its defaults, under `scratch`.
-    pub fn start(scratch: &Path) -> anyhow::Result<HeraldPeer> {
+    /// Starts the daemon, with its defaults, under `scratch`; with `msync`, commits
+    /// are also synced to disk (`--sync msync`: what survives a power cut on an
+    /// ordinary file, like Redis with `appendfsync always`).
+    pub fn start(scratch: &Path, msync: bool) -> anyhow::Result<HeraldPeer> {
         // Busy poll 0 is the daemon's default: the comparison runs herald as shipped.
-        let daemon = DaemonProcess::start(0, REGION_SIZE, Some(scratch))?;
+        let extra: &[&str] = if msync { &["--sync", "msync"] } else { &[] };
+        let daemon = DaemonProcess::start_with(0, REGION_SIZE, Some(scratch), extra)?;
         Ok(HeraldPeer { daemon, stored: 0 })
     }
 

@@ -62,6 +62,8 @@ pub struct PeersArgs {
 pub enum System {
     /// herald, through its client library and daemon.
     Herald,
+    /// herald with `--sync msync`: commits synced to disk, like `appendfsync always`.
+    HeraldMsync,
     /// Redis Streams, `appendfsync always`.
     RedisAlways,
     /// Redis Streams, `appendfsync no`.
@@ -77,8 +79,9 @@ pub enum System {
 }
 
 impl System {
-    const ALL: [System; 7] = [
+    const ALL: [System; 8] = [
         System::Herald,
+        System::HeraldMsync,
         System::RedisAlways,
         System::RedisNo,
         System::Jetstream,
@@ -91,6 +94,7 @@ impl System {
     pub fn name(self) -> &'static str {
         match self {
             System::Herald => "herald",
+            System::HeraldMsync => "herald-msync",
             System::RedisAlways => "redis-always",
             System::RedisNo => "redis-no",
             System::Jetstream => "jetstream",
@@ -111,6 +115,10 @@ impl System {
     fn describe(self) -> String {
         match self {
             System::Herald => format!("herald {}, Unix socket", env!("CARGO_PKG_VERSION")),
+            System::HeraldMsync => format!(
+                "herald {} --sync msync, Unix socket",
+                env!("CARGO_PKG_VERSION")
+            ),
             System::RedisAlways | System::RedisNo => {
                 format!("{}, Unix socket", redis::RedisPeer::version())
             }
@@ -133,6 +141,11 @@ impl System {
                 text: format!(
                     "daemon: {herald_guarantee}. On device-DAX or a MAP_SYNC DAX file the same commit survives a power cut."
                 ),
+            },
+            System::HeraldMsync => Durability {
+                process_crash: "yes",
+                power_cut: on_disk("yes"),
+                text: "every group commit also msync(MS_SYNC)ed to the region file before `stored` (--sync msync); not crash-tested here, see FORMAT.md".into(),
             },
             System::RedisAlways => Durability {
                 process_crash: "yes",
@@ -175,10 +188,11 @@ type Started = Box<dyn workload::Peer>;
 fn start(system: System, scratch: &Path, plan: Plan) -> anyhow::Result<(Started, Option<String>)> {
     Ok(match system {
         System::Herald => {
-            let peer = herald::HeraldPeer::start(scratch)?;
+            let peer = herald::HeraldPeer::start(scratch, false)?;
             let guarantee = peer.guarantee()?;
             (Box::new(peer), Some(guarantee))
         }
+        System::HeraldMsync => (Box::new(herald::HeraldPeer::start(scratch, true)?), None),
         System::RedisAlways => (
             Box::new(redis::RedisPeer::start(
                 scratch,
@@ -219,9 +233,10 @@ fn plan(args: &PeersArgs) -> Plan {
 
 /// The order systems run in within each workload: the echo floor just before herald,
 /// so the round trip under herald's latency is measured seconds from it.
-const RUN_ORDER: [System; 7] = [
+const RUN_ORDER: [System; 8] = [
     System::Echo,
     System::Herald,
+    System::HeraldMsync,
     System::RedisAlways,
     System::RedisNo,
     System::Jetstream,

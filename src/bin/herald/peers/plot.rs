@@ -132,6 +132,7 @@ fn percent_label(nines: f64) -> String {
 fn color(system: System) -> RGBColor {
     match system {
         System::Herald => RGBColor(200, 30, 30),
+        System::HeraldMsync => RGBColor(235, 140, 20),
         System::RedisAlways => RGBColor(30, 90, 200),
         System::RedisNo => RGBColor(110, 170, 240),
         System::Jetstream => RGBColor(40, 150, 60),

@@ -8,60 +8,18 @@ mod client_support;
 use client_support::*;
 use herald::client::Client;
 use herald::protocol::*;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 
-struct CountingAllocator;
+#[path = "support/alloc_counter.rs"]
+mod alloc_counter;
 
-thread_local! {
-    // Const-initialised, so reading it from inside the allocator does not allocate.
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count_one() {
-    if COUNTING.with(Cell::get) {
-        ALLOCATIONS.with(|count| count.set(count.get() + 1));
-    }
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the only addition
-// is a thread-local counter.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count_one();
-        // SAFETY: forwarded with the caller's layout.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
-        // SAFETY: `pointer` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(pointer, layout) }
-    }
-
-    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count_one();
-        // SAFETY: forwarded unchanged.
-        unsafe { System.realloc(pointer, layout, new_size) }
-    }
-}
+use alloc_counter::{allocations_during, assert_the_counter_counts, CountingAllocator};
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
 
-fn allocations_during<T>(work: impl FnOnce() -> T) -> (T, u64) {
-    ALLOCATIONS.with(|count| count.set(0));
-    COUNTING.with(|counting| counting.set(true));
-    let result = work();
-    COUNTING.with(|counting| counting.set(false));
-    (result, ALLOCATIONS.with(Cell::get))
-}
-
 #[test]
 fn the_counter_sees_allocations_on_this_thread() {
-    let (vector, allocations) = allocations_during(|| vec![1u8; 100]);
-    assert_eq!(vector.len(), 100);
-    assert!(allocations >= 1, "else the next test proves nothing");
+    assert_the_counter_counts();
 }
 
 const ROUNDS: u64 = 12;

@@ -4,59 +4,19 @@
 
 use herald::delivery::dedupe::DedupeWindow;
 use herald::log::Seq;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-struct CountingAllocator;
+#[path = "support/alloc_counter.rs"]
+mod alloc_counter;
 
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-thread_local! {
-    static ARMED: Cell<bool> = const { Cell::new(false) };
-}
-
-// SAFETY: forwards to the system allocator; only counts.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if ARMED.with(|a| a.get()) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if ARMED.with(|a| a.get()) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use alloc_counter::{allocations_during, assert_the_counter_counts, CountingAllocator};
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
 
-fn counted<T>(f: impl FnOnce() -> T) -> (T, u64) {
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    ARMED.with(|a| a.set(true));
-    let out = f();
-    ARMED.with(|a| a.set(false));
-    (out, ALLOCATIONS.load(Ordering::Relaxed) - before)
-}
-
 #[test]
 fn the_counter_sees_allocations_on_this_thread() {
-    let (v, n) = counted(|| vec![1u8; 100]);
-    assert_eq!(v.len(), 100);
-    assert!(
-        n >= 1,
-        "the allocator must count, or the next test proves nothing"
-    );
+    assert_the_counter_counts();
 }
 
 #[test]
@@ -65,7 +25,7 @@ fn the_dedupe_window_allocates_nothing_after_construction() {
     let mut window = DedupeWindow::new(1024, Duration::from_nanos(AGE_NS));
     let long_source = [b's'; 255];
     let long_key = [b'k'; 64];
-    let (hits, allocations) = counted(|| {
+    let (hits, allocations) = allocations_during(|| {
         let mut hits = 0u64;
         let mut now_ns = 0u64;
         let mut seq = 1u64;

@@ -6,60 +6,18 @@ mod protocol_support;
 
 use herald::protocol::*;
 use protocol_support::*;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 
-struct CountingAllocator;
+#[path = "support/alloc_counter.rs"]
+mod alloc_counter;
 
-thread_local! {
-    // Const-initialised, so reading it from inside the allocator does not allocate.
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the only addition
-// is a thread-local counter.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCATIONS.with(|count| count.set(count.get() + 1));
-        }
-        // SAFETY: forwarded with the caller's layout.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
-        // SAFETY: `pointer` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(pointer, layout) }
-    }
-
-    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCATIONS.with(|count| count.set(count.get() + 1));
-        }
-        // SAFETY: forwarded unchanged.
-        unsafe { System.realloc(pointer, layout, new_size) }
-    }
-}
+use alloc_counter::{allocations_during, assert_the_counter_counts, CountingAllocator};
 
 #[global_allocator]
-static ALLOCATOR: CountingAllocator = CountingAllocator;
-
-/// Allocations made by `work` on this thread.
-fn allocations_during(work: impl FnOnce()) -> u64 {
-    ALLOCATIONS.with(|count| count.set(0));
-    COUNTING.with(|counting| counting.set(true));
-    work();
-    COUNTING.with(|counting| counting.set(false));
-    ALLOCATIONS.with(Cell::get)
-}
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 #[test]
 fn the_counter_sees_an_allocation() {
-    let allocations = allocations_during(|| {
-        std::hint::black_box(Vec::<u8>::with_capacity(8));
-    });
-    assert_eq!(allocations, 1);
+    assert_the_counter_counts();
 }
 
 #[test]
@@ -74,7 +32,7 @@ fn the_event_path_allocates_nothing() {
     let publish = samples[1];
     let confirm = samples[4];
 
-    let allocations = allocations_during(|| {
+    let ((), allocations) = allocations_during(|| {
         let mut offset = 0;
         let mut seen = 0;
         while let Ok(Some((frame, consumed))) = decode(&stream[offset..]) {

@@ -3,46 +3,16 @@
 #[path = "support/daemon.rs"]
 mod daemon;
 
+use daemon::event;
+
 use herald::client::Client;
-use herald::protocol::{Event, Role, Seq, Severity, Topic};
+use herald::protocol::{Role, Seq, Severity};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 const WAIT: Option<Duration> = Some(Duration::from_secs(20));
-
-fn event<'a>(topic: &'a str, severity: Severity, payload: &'a [u8]) -> Event<'a> {
-    Event {
-        topic: Topic::new(topic.as_bytes()).unwrap(),
-        severity,
-        source: "",
-        flags: 0,
-        key: b"",
-        payload,
-    }
-}
-
-fn status(d: &daemon::Daemon) -> serde_json::Value {
-    let mut control = Client::connect(&d.socket(), Role::Control, "test").unwrap();
-    serde_json::from_str(&control.status().unwrap()).unwrap()
-}
-
-/// Asks for status until `done` holds (each ask is a round trip through the daemon's
-/// loop, so this waits on the daemon's own progress, bounded by a deadline).
-fn wait_for_status(d: &daemon::Daemon, what: &str, done: impl Fn(&serde_json::Value) -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let s = status(d);
-        if done(&s) {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}: {s}"
-        );
-    }
-}
 
 /// What one subscription is meant to get: (name, patterns, min severity).
 const SUBSCRIPTIONS: [(&str, &[&str], Severity); 3] = [
@@ -175,7 +145,7 @@ fn three_durable_subscriptions_each_receive_exactly_their_events_in_order_once_a
         // The pong comes back after the turn that applied the confirms has released.
         sub.ping().unwrap();
     }
-    let s = status(&d);
+    let s = d.status();
     assert_eq!(
         s["ring"]["used_slots"], 0,
         "every event released after the last confirmation: {s}"
@@ -213,7 +183,7 @@ fn an_event_stays_until_its_last_intended_subscriber_confirms() {
         a.confirm(seq, seq).unwrap();
     }
     a.ping().unwrap();
-    let held = status(&d);
+    let held = d.status();
     assert_eq!(
         held["ring"]["head"], both.0,
         "b has not confirmed: the shared event is held, the other released: {held}"
@@ -222,7 +192,7 @@ fn an_event_stays_until_its_last_intended_subscriber_confirms() {
     assert_eq!(seq, both);
     b.confirm(seq, seq).unwrap();
     b.ping().unwrap();
-    assert_eq!(status(&d)["ring"]["used_slots"], 0);
+    assert_eq!(d.status()["ring"]["used_slots"], 0);
 }
 
 #[test]
@@ -252,7 +222,7 @@ fn after_kill_9_every_unconfirmed_event_is_redelivered_in_order_flagged_before_n
     }
     sub.flush().unwrap();
     let cursor = seqs[3].0;
-    wait_for_status(&d, "the third confirmation to be persisted", |s| {
+    d.wait_for_status("the third confirmation to be persisted", |s| {
         s["subscriptions"][0]["cursor"] == cursor
     });
     d.kill();
@@ -327,7 +297,7 @@ fn a_stuck_subscriber_holds_only_its_window_and_never_delays_the_others() {
         fast.confirm(seq, seq).unwrap();
     }
     fast.ping().unwrap();
-    let s = status(&d);
+    let s = d.status();
     let rows = s["subscriptions"].as_array().unwrap();
     let stuck_row = rows.iter().find(|r| r["name"] == "stuck").unwrap();
     assert_eq!(
@@ -351,10 +321,10 @@ fn connections_that_say_goodbye_or_vanish_are_closed_and_their_slots_freed() {
         } // else: dropped without a goodbye
     }
     // Only 4 slots exist: 20 connections in a row work only if each was freed.
-    wait_for_status(&d, "closed connections to be freed", |s| {
+    d.wait_for_status("closed connections to be freed", |s| {
         s["connections"]["open"] == 1
     });
-    assert_eq!(status(&d)["connections"]["refused_at_limit"], 0);
+    assert_eq!(d.status()["connections"]["refused_at_limit"], 0);
 }
 
 #[test]

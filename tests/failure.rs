@@ -4,56 +4,16 @@
 #[path = "support/daemon.rs"]
 mod daemon;
 
+use daemon::{event, herald, sub_row};
+
 use herald::client::{Client, ClientError, Incoming, SubscribeOptions};
-use herald::protocol::{ErrorCode, Event, Role, Seq, Severity, SubscriptionMode, Topic};
+use herald::protocol::{ErrorCode, Event, Role, Seq, Severity, SubscriptionMode};
 use std::time::Duration;
 
 const WAIT: Option<Duration> = Some(Duration::from_secs(20));
 /// For "nothing arrives": long enough that a wrongly sent frame would be seen, and no
 /// correctness depends on it (a late frame still fails a later assertion).
 const QUIET: Option<Duration> = Some(Duration::from_millis(300));
-
-fn event<'a>(topic: &'a str, severity: Severity, payload: &'a [u8]) -> Event<'a> {
-    Event {
-        topic: Topic::new(topic.as_bytes()).unwrap(),
-        severity,
-        source: "",
-        flags: 0,
-        key: b"",
-        payload,
-    }
-}
-
-fn status(d: &daemon::Daemon) -> serde_json::Value {
-    let mut control = Client::connect(&d.socket(), Role::Control, "test").unwrap();
-    serde_json::from_str(&control.status().unwrap()).unwrap()
-}
-
-fn sub_row(s: &serde_json::Value, name: &str) -> serde_json::Value {
-    s["subscriptions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == name)
-        .unwrap_or_else(|| panic!("no subscription {name} in {s}"))
-        .clone()
-}
-
-/// Asks for status until `done` holds (each ask is a round trip through the daemon's
-/// loop), bounded by a deadline.
-fn wait_for_status(d: &daemon::Daemon, what: &str, done: impl Fn(&serde_json::Value) -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let s = status(d);
-        if done(&s) {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}: {s}"
-        );
-    }
-}
 
 fn subscriber(d: &daemon::Daemon, name: &str, options: SubscribeOptions) -> Client {
     let mut c = Client::connect(&d.socket(), Role::Subscriber, name).unwrap();
@@ -110,10 +70,10 @@ fn an_event_not_settled_in_time_comes_back_flagged_with_a_growing_count_then_bec
     }
     // Never confirmed: after the third deadline it is a dead letter, settled for the
     // subscription, and the events after it flow.
-    wait_for_status(&d, "the dead letter", |s| {
+    d.wait_for_status("the dead letter", |s| {
         sub_row(s, "slow")["dead_lettered"] == 1
     });
-    let s = status(&d);
+    let s = d.status();
     let row = sub_row(&s, "slow");
     assert_eq!(row["in_flight"], 0, "{s}");
     assert_eq!(row["redelivered"], 2, "{s}");
@@ -129,9 +89,7 @@ fn an_event_not_settled_in_time_comes_back_flagged_with_a_growing_count_then_bec
         "the poison event stays dead"
     );
     sub.flush().unwrap();
-    wait_for_status(&d, "the ring to be released", |s| {
-        s["ring"]["used_slots"] == 0
-    });
+    d.wait_for_status("the ring to be released", |s| s["ring"]["used_slots"] == 0);
 }
 
 #[test]
@@ -178,10 +136,10 @@ fn nak_redelivers_after_its_delay_working_extends_the_deadline_and_reject_is_fin
     }
     sub.confirm(seqs[1], seqs[1]).unwrap();
     sub.flush().unwrap();
-    wait_for_status(&d, "the rejected event as a dead letter", |s| {
+    d.wait_for_status("the rejected event as a dead letter", |s| {
         sub_row(s, "worker")["dead_lettered"] == 1 && s["ring"]["used_slots"] == 0
     });
-    assert_eq!(sub_row(&status(&d), "worker")["redelivered"], 1);
+    assert_eq!(sub_row(&d.status(), "worker")["redelivered"], 1);
 }
 
 #[test]
@@ -220,7 +178,7 @@ fn an_event_that_makes_its_subscriber_crash_is_dead_lettered_after_the_maximum_d
     );
     sub.confirm(seq, seq).unwrap();
     sub.flush().unwrap();
-    wait_for_status(&d, "the dead letter", |s| {
+    d.wait_for_status("the dead letter", |s| {
         sub_row(s, "fragile")["dead_lettered"] == 1 && s["ring"]["used_slots"] == 0
     });
 }
@@ -258,7 +216,7 @@ fn a_stuck_subscriber_fills_the_ring_producers_get_full_crit_still_gets_in_and_e
             ..
         })
     ));
-    let s = status(&d);
+    let s = d.status();
     assert_eq!(sub_row(&s, "stuck")["holds_ring"], true, "{s}");
     // The reserve takes a critical event.
     let crit = p
@@ -278,7 +236,7 @@ fn a_stuck_subscriber_fills_the_ring_producers_get_full_crit_still_gets_in_and_e
         stuck.confirm(seq, seq).unwrap();
     }
     stuck.flush().unwrap();
-    wait_for_status(&d, "the ring to drain", |s| s["ring"]["used_slots"] == 0);
+    d.wait_for_status("the ring to drain", |s| s["ring"]["used_slots"] == 0);
     let again = p
         .publish(&event("fill.up", Severity::Info, &payload))
         .expect("room again")
@@ -314,7 +272,7 @@ fn with_when_full_wait_a_producer_is_held_until_room_appears_or_its_wait_ends() 
         .send_publish(&event("fill.up", Severity::Info, b"waited"))
         .unwrap();
     p.flush().unwrap();
-    wait_for_status(&d, "the producer to wait for room", |s| {
+    d.wait_for_status("the producer to wait for room", |s| {
         s["connections"]["producers_waiting_for_room"] == 1
     });
     for want in &stored[..10] {
@@ -363,7 +321,7 @@ fn after_a_crash_a_subscription_with_unsettled_events_recovers_and_new_events_wa
         idle.confirm(seq, seq).unwrap();
     }
     idle.flush().unwrap();
-    wait_for_status(&d, "idle's cursor", |s| {
+    d.wait_for_status("idle's cursor", |s| {
         sub_row(s, "idle")["cursor"].as_u64() > Some(before[4].0)
     });
     drop(idle);
@@ -375,7 +333,7 @@ fn after_a_crash_a_subscription_with_unsettled_events_recovers_and_new_events_wa
         .publish(&event("fs.disk.error", Severity::Error, b"new"))
         .unwrap()
         .first_seq;
-    let s = status(&d);
+    let s = d.status();
     assert_eq!(sub_row(&s, "manual")["mode"], "recovering", "{s}");
     assert_eq!(sub_row(&s, "auto")["mode"], "recovering", "{s}");
     assert_eq!(sub_row(&s, "idle")["mode"], "normal", "{s}");
@@ -398,7 +356,7 @@ fn after_a_crash_a_subscription_with_unsettled_events_recovers_and_new_events_wa
                 c.next_delivery(QUIET).unwrap().is_none(),
                 "new events wait for `Recovered`"
             );
-            assert_eq!(sub_row(&status(&d), "manual")["mode"], "recovering");
+            assert_eq!(sub_row(&d.status(), "manual")["mode"], "recovering");
             c.recovered().unwrap();
         }
         let (seq, redelivered, _, _) = next(&mut c);
@@ -409,12 +367,12 @@ fn after_a_crash_a_subscription_with_unsettled_events_recovers_and_new_events_wa
         );
         c.confirm(seq, seq).unwrap();
         c.flush().unwrap();
-        wait_for_status(&d, "normal mode", |s| sub_row(s, name)["mode"] == "normal");
+        d.wait_for_status("normal mode", |s| sub_row(s, name)["mode"] == "normal");
     }
     // Normal mode is persistent: a clean restart keeps it.
     assert!(d.stop().success());
     let d = daemon::Daemon::start(dir.path(), &[]);
-    let s = status(&d);
+    let s = d.status();
     for name in ["manual", "auto", "idle"] {
         assert_eq!(sub_row(&s, name)["mode"], "normal", "{name}: {s}");
     }
@@ -502,7 +460,7 @@ fn producers_are_served_during_the_start_up_replay_and_their_events_follow_it_in
             .first_seq
         })
         .collect();
-    let s = status(&d);
+    let s = d.status();
     for name in ["a", "b"] {
         assert_eq!(
             sub_row(&s, name)["mode"],
@@ -541,14 +499,6 @@ fn producers_are_served_during_the_start_up_replay_and_their_events_follow_it_in
         );
         assert!(new.iter().all(|s| !s.1));
     }
-}
-
-fn herald(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(daemon::herald_binary())
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
 }
 
 #[test]
@@ -595,7 +545,7 @@ fn a_damaged_subscription_is_reported_by_check_and_recovers_instead_of_stopping_
     assert_eq!(doc["ok"], false);
 
     let d = daemon::Daemon::start(dir.path(), &[]);
-    let s = status(&d);
+    let s = d.status();
     let row = sub_row(&s, "ops");
     assert_eq!(row["mode"], "recovering", "{s}");
     assert!(row["damage"].is_string(), "{s}");
@@ -641,7 +591,7 @@ fn dead_letters_are_listed_replayed_and_purged_by_the_operator() {
         sub.reject(seq).unwrap();
     }
     sub.flush().unwrap();
-    wait_for_status(&d, "three dead letters", |s| {
+    d.wait_for_status("three dead letters", |s| {
         sub_row(s, "audit")["dead_lettered"] == 3
     });
     let list = herald(&["dead", "list", "--data-dir", data]);
@@ -768,7 +718,7 @@ fn a_retry_after_a_lost_stored_gets_the_original_seq_and_the_event_is_delivered_
         sub.next_delivery(QUIET).unwrap().is_none(),
         "each event delivered once"
     );
-    let s = status(&d);
+    let s = d.status();
     assert_eq!(s["idempotency"]["publishes_answered_from_window"], 2, "{s}");
 
     // The window is rebuilt from the log after a crash.
@@ -834,7 +784,7 @@ fn a_damaged_dead_letter_is_reported_and_can_be_purged_by_the_operator() {
     let (seq, _, _, _) = next(&mut sub);
     sub.reject(seq).unwrap();
     sub.flush().unwrap();
-    wait_for_status(&d, "the dead letter", |s| {
+    d.wait_for_status("the dead letter", |s| {
         sub_row(s, "audit")["dead_lettered"] == 1
     });
     drop(sub);

@@ -78,3 +78,70 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `herald ARGS` to completion (RUST_LOG=warn), for the commands beside `serve`.
+pub fn herald(args: &[&str]) -> std::process::Output {
+    Command::new(herald_binary())
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run herald")
+}
+
+/// An event with an empty source (the daemon puts the client name) and no key.
+pub fn event<'a>(
+    topic: &'a str,
+    severity: herald::protocol::Severity,
+    payload: &'a [u8],
+) -> herald::protocol::Event<'a> {
+    herald::protocol::Event {
+        topic: herald::protocol::Topic::new(topic.as_bytes()).expect("test topics are valid"),
+        severity,
+        source: "",
+        flags: 0,
+        key: b"",
+        payload,
+    }
+}
+
+/// The daemon's status document, asked for on a control connection to `socket`.
+pub fn status_at(socket: &Path) -> serde_json::Value {
+    let mut control =
+        herald::client::Client::connect(socket, herald::protocol::Role::Control, "test")
+            .expect("connect for status");
+    serde_json::from_str(&control.status().expect("status")).expect("status is JSON")
+}
+
+/// The row of subscription `name` in a status document.
+pub fn sub_row(status: &serde_json::Value, name: &str) -> serde_json::Value {
+    status["subscriptions"]
+        .as_array()
+        .expect("subscriptions")
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no subscription {name} in {status}"))
+        .clone()
+}
+
+impl Daemon {
+    /// Its status document.
+    pub fn status(&self) -> serde_json::Value {
+        status_at(&self.socket())
+    }
+
+    /// Asks for status until `done` holds (each ask is a round trip through the
+    /// daemon's loop, so this waits on the daemon's own progress), bounded by a deadline.
+    pub fn wait_for_status(&self, what: &str, done: impl Fn(&serde_json::Value) -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let s = self.status();
+            if done(&s) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}: {s}"
+            );
+        }
+    }
+}

@@ -1,6 +1,11 @@
 //! The dead-letter area through the log's public API: copies, allocation, status
 //! changes, purge, orphans, damage, and regions without an area.
 
+#[path = "support/failing_fence.rs"]
+mod failing_fence;
+
+use failing_fence::FailingFence;
+
 use herald::log::{
     layout::DEAD_HEADER_BYTES, DeadLetterError, DeadLetterId, DeadProblemKind, DeadReason,
     EventRef, Log, LogConfig, LogError, PreviousStop, Seq, Severity, SubscriptionId,
@@ -454,33 +459,6 @@ fn a_failed_log_makes_no_dead_letters() {
     let (log, report) = reopen(log);
     assert_eq!(report.previous_stop, PreviousStop::Clean);
     assert!(log.dead_letter_info(id).is_some());
-}
-
-/// The simulated medium with a fence that fails once told to (an msync EIO, say).
-struct FailingFence {
-    inner: SimMedium,
-    fail: std::rc::Rc<std::cell::Cell<bool>>,
-}
-
-impl herald::pmem::Medium for FailingFence {
-    fn bytes(&self) -> &[u8] {
-        self.inner.bytes()
-    }
-    fn write(&mut self, offset: usize, data: &[u8]) {
-        self.inner.write(offset, data)
-    }
-    fn flush(&mut self, offset: usize, len: usize) {
-        self.inner.flush(offset, len)
-    }
-    fn fence(&mut self) -> std::io::Result<()> {
-        if self.fail.get() {
-            return Err(std::io::Error::other("injected EIO"));
-        }
-        self.inner.fence()
-    }
-    fn durability(&self) -> herald::pmem::Durability {
-        self.inner.durability()
-    }
 }
 
 #[test]

@@ -1,5 +1,10 @@
 //! Behaviour of the log through its public API, on simulated and real file regions.
 
+#[path = "support/failing_fence.rs"]
+mod failing_fence;
+
+use failing_fence::FailingFence;
+
 use herald::log::{AppendError, EventRef, Log, LogConfig, LogError, Seq, Severity, StoreOptions};
 use herald::pmem::sim::SimMedium;
 
@@ -318,33 +323,6 @@ fn without_subscriptions_events_are_released_once_stored_and_the_ring_never_fill
     }
     assert_eq!(log.used_slots(), 0);
     assert!(log.tail().0 > 256 * 5, "wrapped several times");
-}
-
-/// The simulated medium with a fence that fails once told to (an msync EIO, say).
-struct FailingFence {
-    inner: SimMedium,
-    fail: std::rc::Rc<std::cell::Cell<bool>>,
-}
-
-impl herald::pmem::Medium for FailingFence {
-    fn bytes(&self) -> &[u8] {
-        self.inner.bytes()
-    }
-    fn write(&mut self, offset: usize, data: &[u8]) {
-        self.inner.write(offset, data)
-    }
-    fn flush(&mut self, offset: usize, len: usize) {
-        self.inner.flush(offset, len)
-    }
-    fn fence(&mut self) -> std::io::Result<()> {
-        if self.fail.get() {
-            return Err(std::io::Error::other("injected EIO"));
-        }
-        self.inner.fence()
-    }
-    fn durability(&self) -> herald::pmem::Durability {
-        self.inner.durability()
-    }
 }
 
 #[test]

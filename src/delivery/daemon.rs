@@ -1108,9 +1108,9 @@ impl Daemon {
         &self.start_findings
     }
 
-    /// For `status`: (keys remembered, capacity, publishes answered from the window).
-    pub(super) fn dedupe_counts(&self) -> (usize, usize, u64) {
-        (self.dedupe.len(), self.dedupe.capacity(), self.deduplicated)
+    /// For `status`: the idempotency window and the publishes it answered.
+    pub(super) fn dedupe(&self) -> (&DedupeWindow, u64) {
+        (&self.dedupe, self.deduplicated)
     }
 
     /// For `status`: the configuration.

@@ -21,6 +21,7 @@ pub fn status_json(d: &Daemon) -> String {
         })
         .collect();
     let config = d.config();
+    let (dedupe, deduplicated) = d.dedupe();
     serde_json::json!({
         "region": {
             "path": info.path,
@@ -55,10 +56,11 @@ pub fn status_json(d: &Daemon) -> String {
         "subscriptions": subscriptions,
         "start_checks": d.start_findings(),
         "idempotency": {
-            "keys_remembered": d.dedupe_counts().0,
-            "window_records": d.dedupe_counts().1,
-            "window_age_s": config.dedupe_age.as_secs(),
-            "publishes_answered_from_window": d.dedupe_counts().2,
+            "keys_remembered": dedupe.len(),
+            "window_records": dedupe.capacity(),
+            "window_age_s": dedupe.max_age().as_secs(),
+            "memory_bytes": dedupe.memory_bytes(),
+            "publishes_answered_from_window": deduplicated,
         },
     })
     .to_string()

@@ -54,8 +54,6 @@ enum State {
 #[derive(Copy, Clone, Debug)]
 struct InFlight {
     seq: u64,
-    /// Ring position after the event.
-    end: u64,
     deliveries: u16,
     state: State,
 }
@@ -196,7 +194,6 @@ impl Tracker {
         let deadline = now.saturating_add(self.policy.ack_deadline_ns);
         self.in_flight.push_back(InFlight {
             seq,
-            end,
             deliveries,
             state: State::Sent { deadline },
         });
@@ -372,11 +369,6 @@ impl Tracker {
             .iter()
             .find(|f| f.seq == seq && f.state != State::Settled)
             .map(|f| f.deliveries)
-    }
-
-    /// Ring position after the in-flight event `seq`.
-    pub fn end_of(&self, seq: u64) -> Option<u64> {
-        self.in_flight.iter().find(|f| f.seq == seq).map(|f| f.end)
     }
 
     /// The cursor that may be made durable.

@@ -340,12 +340,9 @@ impl Daemon {
 
     /// Dead letters of subscription `id` an operator asked to replay.
     fn dead_replays_of(&self, id: SubscriptionId) -> u32 {
-        let uid = self.log.subscription(id).map(|e| e.uid);
         self.log
-            .dead_letters()
-            .filter(|d| {
-                d.replay_requested && d.subscription == id && Some(d.subscription_uid) == uid
-            })
+            .dead_letters_of(id)
+            .filter(|d| d.replay_requested)
             .count() as u32
     }
 
@@ -952,10 +949,7 @@ impl Daemon {
             }
             // Already a dead letter (written before a crash lost the cursor that
             // passed it): settle it again without a second copy.
-            let uid = self.log.subscription(id).map(|e| e.uid);
-            if self.log.dead_letters().any(|x| {
-                x.subscription == id && Some(x.subscription_uid) == uid && x.seq.0 == d.seq
-            }) {
+            if self.log.dead_letters_of(id).any(|x| x.seq.0 == d.seq) {
                 sub.tracker.settle(d.seq);
                 continue;
             }
@@ -1801,12 +1795,7 @@ fn replay_dead_letter(
     let (Some(id), true) = (sub.durable, sub.dead_replays > 0) else {
         return;
     };
-    let Some(uid) = log.subscription(id).map(|e| e.uid) else {
-        return;
-    };
-    let next = log
-        .dead_letters()
-        .find(|d| d.replay_requested && d.subscription == id && d.subscription_uid == uid);
+    let next = log.dead_letters_of(id).find(|d| d.replay_requested);
     let Some(d) = next.copied() else {
         sub.dead_replays = 0;
         return;

@@ -592,6 +592,14 @@ impl<M: Medium> Log<M> {
         self.dead.records().iter()
     }
 
+    /// The dead letters of subscription `id`: not those of an earlier subscription
+    /// that used the same table entry (their uid differs), nor orphans.
+    pub fn dead_letters_of(&self, id: SubscriptionId) -> impl Iterator<Item = &DeadLetter> {
+        let uid = self.subscription(id).map(|s| s.uid);
+        self.dead_letters()
+            .filter(move |d| d.subscription == id && Some(d.subscription_uid) == uid)
+    }
+
     /// One dead letter's metadata.
     pub fn dead_letter_info(&self, id: DeadLetterId) -> Option<&DeadLetter> {
         self.dead.get(id)

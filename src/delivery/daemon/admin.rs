@@ -50,10 +50,10 @@ impl Daemon {
         }
     }
 
-    fn subscription_named(&self, name: &str) -> Result<(SubscriptionId, u64), String> {
+    fn subscription_named(&self, name: &str) -> Result<SubscriptionId, String> {
         self.log
             .subscription_by_name(name.as_bytes())
-            .map(|s| (s.id, s.uid))
+            .map(|s| s.id)
             .ok_or_else(|| format!("no durable subscription named {name:?}"))
     }
 
@@ -63,12 +63,11 @@ impl Daemon {
             None => None,
         };
         let limit = r.limit.unwrap_or(LIST_LIMIT_MAX).min(LIST_LIMIT_MAX);
-        let mut matching: Vec<&log::DeadLetter> = self
-            .log
-            .dead_letters()
-            .filter(|d| {
-                filter.is_none_or(|(id, uid)| d.subscription == id && d.subscription_uid == uid)
-            })
+        let letters: Box<dyn Iterator<Item = &log::DeadLetter>> = match filter {
+            Some(id) => Box::new(self.log.dead_letters_of(id)),
+            None => Box::new(self.log.dead_letters()),
+        };
+        let mut matching: Vec<&log::DeadLetter> = letters
             .filter(|d| r.after_seq.is_none_or(|after| d.seq.0 > after))
             .collect();
         matching.sort_by_key(|d| (d.seq.0, d.subscription.0));
@@ -124,14 +123,13 @@ impl Daemon {
             .subscription
             .as_deref()
             .ok_or("say which subscription (\"subscription\": NAME)")?;
-        let (id, uid) = self.subscription_named(name)?;
+        let id = self.subscription_named(name)?;
         if r.all != r.seqs.is_empty() {
             return Err("give either \"seqs\": [...] or \"all\": true".into());
         }
         let chosen: Vec<(DeadLetterId, u32, u64)> = self
             .log
-            .dead_letters()
-            .filter(|d| d.subscription == id && d.subscription_uid == uid)
+            .dead_letters_of(id)
             .filter(|d| r.all || r.seqs.contains(&d.seq.0))
             .map(|d| (d.id, d.delivery_count, d.seq.0))
             .collect();

@@ -803,23 +803,11 @@ impl Daemon {
             }
             // The redelivery policy is not a filter: each connection may ask anew
             // (0 keeps what the subscription was created with).
-            let stored = self
-                .config
-                .redelivery
-                .policy(sub.spec.ack_deadline_ms, sub.spec.max_deliveries);
-            let policy = crate::subscription::Policy {
-                ack_deadline_ns: if p.spec.ack_deadline_ms == 0 {
-                    stored.ack_deadline_ns
-                } else {
-                    policy.ack_deadline_ns
-                },
-                max_deliveries: if p.spec.max_deliveries == 0 {
-                    stored.max_deliveries
-                } else {
-                    policy.max_deliveries
-                },
-                ..policy
-            };
+            let or_stored = |asked: u32, stored: u32| if asked == 0 { stored } else { asked };
+            let policy = self.config.redelivery.policy(
+                or_stored(p.spec.ack_deadline_ms, sub.spec.ack_deadline_ms),
+                or_stored(p.spec.max_deliveries.into(), sub.spec.max_deliveries.into()) as u16,
+            );
             sub.tracker.configure(p.spec.window_events, policy);
             i
         } else {

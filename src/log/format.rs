@@ -493,18 +493,24 @@ fn read_section(
     Ok(header)
 }
 
+/// Slots of the ring and of the dead-letter area: whole cache lines, within limits.
+fn check_slot_bytes(slot_bytes: u64) -> Result<(), String> {
+    if slot_bytes < SLOT_BYTES_MIN as u64
+        || slot_bytes > SLOT_BYTES_MAX as u64
+        || !slot_bytes.is_multiple_of(64)
+    {
+        return Err(format!("slot size {slot_bytes} is invalid"));
+    }
+    Ok(())
+}
+
 fn check_ring(g: &Geometry, header: &SectionHeader) -> Result<(), FormatError> {
     let fail = |reason: String| FormatError::Section {
         kind: SECTION_EVENT_RING,
         reason,
     };
     let r = g.ring;
-    if r.slot_bytes < SLOT_BYTES_MIN as u64
-        || r.slot_bytes > SLOT_BYTES_MAX as u64
-        || !r.slot_bytes.is_multiple_of(64)
-    {
-        return Err(fail(format!("slot size {} is invalid", r.slot_bytes)));
-    }
+    check_slot_bytes(r.slot_bytes).map_err(fail)?;
     if r.payload_bytes_max > PAYLOAD_BYTES_MAX_LIMIT as u64 || g.span_max() > u16::MAX as u64 {
         return Err(fail(format!(
             "payload limit {} is invalid",
@@ -554,12 +560,7 @@ fn check_dead_letters(g: &Geometry, header: &SectionHeader) -> Result<(), Format
         reason,
     };
     let d = g.dead_letters;
-    if d.slot_bytes < SLOT_BYTES_MIN as u64
-        || d.slot_bytes > SLOT_BYTES_MAX as u64
-        || !d.slot_bytes.is_multiple_of(64)
-    {
-        return Err(fail(format!("slot size {} is invalid", d.slot_bytes)));
-    }
+    check_slot_bytes(d.slot_bytes).map_err(fail)?;
     if d.slot_count < g.dead_span_max() || d.slot_count > DEAD_LETTER_SLOTS_MAX {
         return Err(fail(format!(
             "{} slots cannot hold a copy of the largest event ({} slots) or exceed {DEAD_LETTER_SLOTS_MAX}",

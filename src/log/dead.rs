@@ -51,14 +51,16 @@ use std::fmt;
 pub struct DeadLetterId(pub u64);
 
 impl DeadLetterId {
-    fn new(slot: u64, checksum: u32) -> DeadLetterId {
+    /// The id a record written at `slot` with this static checksum gets.
+    pub(crate) fn new(slot: u64, checksum: u32) -> DeadLetterId {
         DeadLetterId((slot << 32) | checksum as u64)
     }
     /// The record's first slot in the area.
     pub fn slot(self) -> u64 {
         self.0 >> 32
     }
-    fn checksum(self) -> u32 {
+    /// The static checksum the id carries.
+    pub(crate) fn checksum(self) -> u32 {
         self.0 as u32
     }
 }
@@ -784,16 +786,6 @@ pub fn stage_status<M: Medium>(
     let at = g.dead_slot_offset(slot);
     medium.write(at, &word.to_le_bytes());
     medium.flush(at, 8);
-}
-
-/// The id a record written at `slot` with this checksum gets.
-pub fn id_of(slot: u64, static_checksum: u32) -> DeadLetterId {
-    DeadLetterId::new(slot, static_checksum)
-}
-
-/// The static checksum an id carries.
-pub fn checksum_of(id: DeadLetterId) -> u32 {
-    id.checksum()
 }
 
 #[cfg(test)]

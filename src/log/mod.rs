@@ -572,7 +572,7 @@ impl<M: Medium> Log<M> {
         dead::stage_status(&mut self.medium, &self.geometry, slot, checksum, status);
         self.fence().map_err(failed)?;
         let letter = DeadLetter {
-            id: dead::id_of(slot, checksum),
+            id: DeadLetterId::new(slot, checksum),
             subscription: sub,
             subscription_uid,
             seq,
@@ -637,7 +637,7 @@ impl<M: Medium> Log<M> {
             return Err(LogError::Failed(reason.clone()));
         }
         for &id in ids {
-            let checksum = dead::checksum_of(id);
+            let checksum = id.checksum();
             dead::stage_status(&mut self.medium, &self.geometry, id.slot(), checksum, None);
         }
         self.fence()?;
@@ -664,7 +664,7 @@ impl<M: Medium> Log<M> {
             return Err(LogError::Failed(reason.clone()));
         }
         let status = Some((requested, delivery_count));
-        let checksum = dead::checksum_of(id);
+        let checksum = id.checksum();
         dead::stage_status(
             &mut self.medium,
             &self.geometry,

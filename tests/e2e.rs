@@ -3,7 +3,7 @@
 #[path = "support/daemon.rs"]
 mod daemon;
 
-use daemon::event;
+use daemon::{event, publish_each};
 
 use herald::client::Client;
 use herald::protocol::{Role, Seq, Severity};
@@ -203,17 +203,12 @@ fn after_kill_9_every_unconfirmed_event_is_redelivered_in_order_flagged_before_n
     sub.subscribe("ops", &[">"], Severity::Debug, 4, false)
         .unwrap();
     let mut p = Client::connect(&d.socket(), Role::Producer, "p").unwrap();
-    let seqs: Vec<Seq> = (0..10)
-        .map(|i| {
-            p.publish(&event(
-                "fs.disk.error",
-                Severity::Error,
-                format!("before {i}").as_bytes(),
-            ))
-            .unwrap()
-            .first_seq
-        })
-        .collect();
+    let seqs: Vec<Seq> = publish_each(
+        &mut p,
+        "fs.disk.error",
+        Severity::Error,
+        (0..10).map(|i| format!("before {i}")),
+    );
     // Confirm the first three only.
     for expected in &seqs[..3] {
         let got = sub.next_delivery(WAIT).unwrap().unwrap().seq;

@@ -4,7 +4,7 @@
 #[path = "support/daemon.rs"]
 mod daemon;
 
-use daemon::{event, herald, sub_row};
+use daemon::{event, herald, publish_each, sub_row};
 
 use herald::client::{Client, ClientError, Incoming, SubscribeOptions};
 use herald::protocol::{ErrorCode, Event, Role, Seq, Severity, SubscriptionMode};
@@ -98,14 +98,12 @@ fn nak_redelivers_after_its_delay_working_extends_the_deadline_and_reject_is_fin
     let d = daemon::Daemon::start(dir.path(), &FAST_BACKOFF);
     let mut sub = subscriber(&d, "worker", policy(400, 5));
     let mut p = Client::connect(&d.socket(), Role::Producer, "p").unwrap();
-    let seqs: Vec<Seq> = [&b"nak me"[..], b"slow work", b"reject me"]
-        .iter()
-        .map(|payload| {
-            p.publish(&event("jobs.run", Severity::Info, payload))
-                .unwrap()
-                .first_seq
-        })
-        .collect();
+    let seqs = publish_each(
+        &mut p,
+        "jobs.run",
+        Severity::Info,
+        ["nak me", "slow work", "reject me"],
+    );
     for expected in &seqs {
         assert_eq!(next(&mut sub).0, *expected);
     }
@@ -300,19 +298,14 @@ fn after_a_crash_a_subscription_with_unsettled_events_recovers_and_new_events_wa
     };
     drop(subscriber(&d, "manual", manual));
     drop(subscriber(&d, "auto", automatic));
-    drop(subscriber(&d, "idle", SubscribeOptions { ..policy(0, 0) }));
+    drop(subscriber(&d, "idle", policy(0, 0)));
     let mut p = Client::connect(&d.socket(), Role::Producer, "p").unwrap();
-    let before: Vec<Seq> = (0..5)
-        .map(|i| {
-            p.publish(&event(
-                "fs.disk.error",
-                Severity::Error,
-                format!("before {i}").as_bytes(),
-            ))
-            .unwrap()
-            .first_seq
-        })
-        .collect();
+    let before: Vec<Seq> = publish_each(
+        &mut p,
+        "fs.disk.error",
+        Severity::Error,
+        (0..5).map(|i| format!("before {i}")),
+    );
     // "idle" settles everything: it has nothing to recover.
     let mut idle = subscriber(&d, "idle", policy(0, 0));
     for want in &before {
@@ -449,17 +442,12 @@ fn producers_are_served_during_the_start_up_replay_and_their_events_follow_it_in
     }
     // A producer publishes now, mid-replay, and is answered without waiting for it.
     let mut p = Client::connect(&d.socket(), Role::Producer, "p").unwrap();
-    let during: Vec<Seq> = (0..DURING)
-        .map(|i| {
-            p.publish(&event(
-                "fs.replay",
-                Severity::Info,
-                format!("during {i}").as_bytes(),
-            ))
-            .unwrap()
-            .first_seq
-        })
-        .collect();
+    let during: Vec<Seq> = publish_each(
+        &mut p,
+        "fs.replay",
+        Severity::Info,
+        (0..DURING).map(|i| format!("during {i}")),
+    );
     let s = d.status();
     for name in ["a", "b"] {
         assert_eq!(
@@ -508,17 +496,12 @@ fn a_damaged_subscription_is_reported_by_check_and_recovers_instead_of_stopping_
     let d = daemon::Daemon::start(dir.path(), &[]);
     drop(subscriber(&d, "ops", policy(0, 0)));
     let mut p = Client::connect(&d.socket(), Role::Producer, "p").unwrap();
-    let seqs: Vec<Seq> = (0..3)
-        .map(|i| {
-            p.publish(&event(
-                "fs.disk.error",
-                Severity::Error,
-                format!("e{i}").as_bytes(),
-            ))
-            .unwrap()
-            .first_seq
-        })
-        .collect();
+    let seqs: Vec<Seq> = publish_each(
+        &mut p,
+        "fs.disk.error",
+        Severity::Error,
+        (0..3).map(|i| format!("e{i}")),
+    );
     assert!(d.stop().success());
     let clean = herald(&["check", "--data-dir", data]);
     assert!(clean.status.success(), "{clean:?}");
@@ -574,17 +557,12 @@ fn dead_letters_are_listed_replayed_and_purged_by_the_operator() {
     let d = daemon::Daemon::start(dir.path(), &[]);
     let mut sub = subscriber(&d, "audit", policy(0, 0));
     let mut p = Client::connect(&d.socket(), Role::Producer, "p").unwrap();
-    let seqs: Vec<Seq> = (0..3)
-        .map(|i| {
-            p.publish(&event(
-                "audit.login",
-                Severity::Warning,
-                format!("bad {i}").as_bytes(),
-            ))
-            .unwrap()
-            .first_seq
-        })
-        .collect();
+    let seqs: Vec<Seq> = publish_each(
+        &mut p,
+        "audit.login",
+        Severity::Warning,
+        (0..3).map(|i| format!("bad {i}")),
+    );
     for want in &seqs {
         let (seq, _, _, _) = next(&mut sub);
         assert_eq!(seq, *want);

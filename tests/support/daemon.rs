@@ -145,3 +145,20 @@ impl Daemon {
         }
     }
 }
+
+/// Publishes one event per payload, one at a time, and returns their sequence numbers.
+pub fn publish_each(
+    p: &mut herald::client::Client,
+    topic: &str,
+    severity: herald::protocol::Severity,
+    payloads: impl IntoIterator<Item = impl AsRef<[u8]>>,
+) -> Vec<herald::protocol::Seq> {
+    payloads
+        .into_iter()
+        .map(|payload| {
+            p.publish(&event(topic, severity, payload.as_ref()))
+                .expect("stored")
+                .first_seq
+        })
+        .collect()
+}

@@ -202,9 +202,6 @@ pub struct Daemon {
     deduplicated: u64,
     /// What the start-up checks found (shown by `status`).
     start_findings: Vec<super::check::Finding>,
-    /// Whether the previous run stopped cleanly (else subscriptions with unsettled
-    /// events start recovering).
-    previous_stop_clean: bool,
     shutting_down: bool,
     accepting: bool,
     connections_refused: u64,
@@ -246,7 +243,6 @@ impl Daemon {
                 config.dedupe_age.min(super::dedupe::WINDOW_AGE_MAX),
             ),
             deduplicated: 0,
-            previous_stop_clean,
             start_findings: Vec::new(),
             shutting_down: false,
             accepting: true,
@@ -257,7 +253,7 @@ impl Daemon {
             listener,
             signal_fd,
         };
-        daemon.load_durable_subscriptions()?;
+        daemon.load_durable_subscriptions(previous_stop_clean)?;
         daemon.rebuild_dedupe_window();
         Ok(daemon)
     }
@@ -283,7 +279,8 @@ impl Daemon {
         }
     }
 
-    fn load_durable_subscriptions(&mut self) -> Result<(), DaemonError> {
+    /// `previous_stop_clean`: else subscriptions with unsettled events start recovering.
+    fn load_durable_subscriptions(&mut self, previous_stop_clean: bool) -> Result<(), DaemonError> {
         let mut loaded = Vec::new();
         for s in self.log.subscriptions() {
             // Stored patterns are checked against the grammar once, here; matching
@@ -318,7 +315,7 @@ impl Daemon {
                 .any(|e| matches(&spec, &e));
             let recovering = s.mode == SubscriptionMode::Recovering
                 || s.damage.is_some()
-                || (!self.previous_stop_clean && unsettled);
+                || (!previous_stop_clean && unsettled);
             if recovering {
                 sub.replay_end = Some(self.recovered_tail);
             }

@@ -22,10 +22,10 @@ use super::conn::{Conn, RECV_BYTES, REPLY_RESERVE_BYTES};
 use super::dedupe::DedupeWindow;
 use super::uring::{self, tag, untag, Op};
 use super::{DaemonConfig, DaemonError};
+use crate::log::MappedRegion;
 use crate::log::{
     self, AppendError, EventRef, EventView, Log, Seq, SubscriptionId, SubscriptionMode,
 };
-use crate::pmem::MappedRegion;
 use crate::protocol::{
     self, encode, encoded_len, Deliver, ErrorCode, Event, Frame, HelloOk, Pattern, ServerState,
     Topic, FRAME_BYTES_MAX,

@@ -10,7 +10,7 @@ mod status;
 pub mod uring;
 
 use crate::log::{self, LogConfig, StoreOptions};
-use crate::pmem::{FileSync, RegionOptions};
+use crate::log::{FileSync, RegionOptions};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -237,7 +237,7 @@ pub fn serve(config: DaemonConfig, ready: impl FnOnce(&ServeInfo)) -> Result<(),
 }
 
 type Opened = (
-    log::Log<crate::pmem::MappedRegion>,
+    log::Log<log::MappedRegion>,
     Option<log::RecoveryReport>,
     bool,
 );

@@ -29,6 +29,8 @@ pub use event::{now_unix_ns, EventRef, EventView, Seq, Severity};
 pub use format::{FormatError, Geometry, LogConfig};
 pub use run_state::PreviousStop;
 pub use scan::{LiveEvents, RecoveryReport, SlotOutcome};
+// The store's API takes and returns these: `delivery` opens regions through `log` alone.
+pub use crate::pmem::{FileSync, MappedRegion, RegionOptions};
 pub use store::{create_file, format_existing, open_path, OpenError, StoreOptions};
 
 use crate::pmem::Medium;

@@ -798,3 +798,77 @@ fn a_damaged_dead_letter_is_reported_and_can_be_purged_by_the_operator() {
         String::from_utf8_lossy(&check.stdout)
     );
 }
+
+#[test]
+fn with_the_dead_letter_area_full_a_rejected_event_stays_held_until_room_is_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    // A region whose dead-letter area holds 16 one-slot letters.
+    let options = herald::log::StoreOptions {
+        config: herald::log::LogConfig {
+            slot_bytes: 128,
+            reserve_slots: None,
+            subscription_entries: 8,
+            payload_bytes_max: 1024,
+            dead_letter_slots: Some(16),
+        },
+        ..Default::default()
+    };
+    drop(herald::log::create_file(&dir.path().join("region.pmem"), 1 << 20, &options, 7).unwrap());
+    let d = daemon::Daemon::start(dir.path(), &FAST_BACKOFF);
+    let mut sub = subscriber(
+        &d,
+        "audit",
+        SubscribeOptions {
+            window_events: 32,
+            ..policy(0, 0)
+        },
+    );
+    let mut p = Client::connect(&d.socket(), Role::Producer, "p").unwrap();
+    let seqs = publish_each(
+        &mut p,
+        "audit.login",
+        Severity::Warning,
+        (0..17).map(|i| format!("bad {i}")),
+    );
+    for want in &seqs {
+        let (seq, _, _, _) = next(&mut sub);
+        assert_eq!(seq, *want);
+        sub.reject(seq).unwrap();
+    }
+    sub.flush().unwrap();
+    d.wait_for_status("the area to fill", |s| {
+        sub_row(s, "audit")["dead_lettered"] == 16
+    });
+    // The seventeenth is neither lost nor sent again: it holds the ring.
+    assert!(
+        sub.next_delivery(QUIET).unwrap().is_none(),
+        "not redelivered"
+    );
+    let s = d.status();
+    let row = sub_row(&s, "audit");
+    assert_eq!(
+        (row["dead_lettered"].as_u64(), row["in_flight"].as_u64()),
+        (Some(16), Some(1)),
+        "{s}"
+    );
+    assert_eq!(row["holds_ring"], true, "{s}");
+    // Room made: it becomes a dead letter on its next try, and the ring drains.
+    let purge = herald(&[
+        "dead",
+        "purge",
+        "--data-dir",
+        data,
+        "--subscription",
+        "audit",
+        "--all",
+    ]);
+    assert!(purge.status.success(), "{purge:?}");
+    d.wait_for_status("the held event to be dead-lettered", |s| {
+        sub_row(s, "audit")["dead_lettered"] == 17 && s["ring"]["used_slots"] == 0
+    });
+    let list = herald(&["dead", "list", "--data-dir", data, "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(doc["dead_letters"][0]["seq"].as_u64(), Some(seqs[16].0));
+    assert_eq!(doc["total"], 1);
+}

@@ -3,72 +3,15 @@
 
 #[path = "support/daemon.rs"]
 mod daemon;
+#[path = "support/raw.rs"]
+mod raw;
+
+use raw::Raw;
 
 use herald::protocol::{
-    self, decode, encode, Event, Frame, Hello, Pattern, Patterns, Role, Severity, Subscribe, Topic,
+    self, decode, encode, Event, Frame, Pattern, Patterns, Role, Severity, Subscribe, Topic,
 };
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
-use std::time::Duration;
-
-struct Raw {
-    stream: UnixStream,
-    buf: Vec<u8>,
-    len: usize,
-}
-
-impl Raw {
-    fn connect(d: &daemon::Daemon) -> Raw {
-        let stream = UnixStream::connect(d.socket()).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        Raw {
-            stream,
-            buf: vec![0; 256 * 1024],
-            len: 0,
-        }
-    }
-
-    fn send(&mut self, frame: &Frame<'_>) {
-        let mut out = vec![0u8; protocol::FRAME_BYTES_MAX];
-        let n = encode(frame, &mut out).unwrap();
-        self.stream.write_all(&out[..n]).unwrap();
-    }
-
-    fn send_bytes(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).unwrap();
-    }
-
-    /// The next frame, as an owned debug string plus a closure-friendly copy of the
-    /// fields tests look at.
-    fn recv(&mut self) -> Option<Vec<u8>> {
-        loop {
-            if let Ok(Some((_, n))) = decode(&self.buf[..self.len]) {
-                let frame = self.buf[..n].to_vec();
-                self.buf.copy_within(n..self.len, 0);
-                self.len -= n;
-                return Some(frame);
-            }
-            let read = self.stream.read(&mut self.buf[self.len..]).unwrap();
-            if read == 0 {
-                return None;
-            }
-            self.len += read;
-        }
-    }
-
-    fn hello(&mut self, role: Role, name: &str) {
-        self.send(&Frame::Hello(Hello {
-            version_min: 1,
-            version_max: 1,
-            role,
-            client_name: name,
-        }));
-        let f = self.recv().unwrap();
-        assert!(matches!(decode(&f).unwrap().unwrap().0, Frame::HelloOk(_)));
-    }
-}
+use std::io::Write;
 
 fn event<'a>(topic: &'a str, payload: &'a [u8]) -> Event<'a> {
     Event {
@@ -85,7 +28,7 @@ fn event<'a>(topic: &'a str, payload: &'a [u8]) -> Event<'a> {
 fn publish_is_answered_with_stored_and_subscribers_receive_and_confirm() {
     let dir = tempfile::tempdir().unwrap();
     let d = daemon::Daemon::start(dir.path(), &[]);
-    let mut sub = Raw::connect(&d);
+    let mut sub = Raw::connect(&d.socket());
     sub.hello(Role::Subscriber, "ops-console");
     let patterns = [Pattern::parse(b"fs.>").unwrap()];
     sub.send(&Frame::Subscribe(Subscribe {
@@ -110,7 +53,7 @@ fn publish_is_answered_with_stored_and_subscribers_receive_and_confirm() {
         decode(&f)
     );
 
-    let mut producer = Raw::connect(&d);
+    let mut producer = Raw::connect(&d.socket());
     producer.hello(Role::Producer, "raid0");
     producer.send(&Frame::Publish {
         correlation: 7,
@@ -175,11 +118,11 @@ fn publish_is_answered_with_stored_and_subscribers_receive_and_confirm() {
 fn a_frame_out_of_state_gets_an_error_and_a_close_while_other_connections_carry_on() {
     let dir = tempfile::tempdir().unwrap();
     let d = daemon::Daemon::start(dir.path(), &[]);
-    let mut good = Raw::connect(&d);
+    let mut good = Raw::connect(&d.socket());
     good.hello(Role::Producer, "good");
 
     // Publish before hello.
-    let mut rude = Raw::connect(&d);
+    let mut rude = Raw::connect(&d.socket());
     rude.send(&Frame::Publish {
         correlation: 1,
         event: event("a.b", b"x"),
@@ -198,7 +141,7 @@ fn a_frame_out_of_state_gets_an_error_and_a_close_while_other_connections_carry_
     );
 
     // Garbage bytes.
-    let mut garbage = Raw::connect(&d);
+    let mut garbage = Raw::connect(&d.socket());
     garbage.send_bytes(&[0xff; 64]);
     let f = garbage.recv().unwrap();
     assert!(matches!(
@@ -223,7 +166,7 @@ fn thousands_of_pipelined_publishes_into_a_full_ring_are_each_answered_and_the_d
     let dir = tempfile::tempdir().unwrap();
     let d = daemon::Daemon::start(dir.path(), &["--region-size", "1M"]);
     // A durable subscriber that never confirms holds everything: the ring fills.
-    let mut stuck = Raw::connect(&d);
+    let mut stuck = Raw::connect(&d.socket());
     stuck.hello(Role::Subscriber, "stuck");
     let patterns = [Pattern::parse(b">").unwrap()];
     stuck.send(&Frame::Subscribe(Subscribe {
@@ -237,7 +180,7 @@ fn thousands_of_pipelined_publishes_into_a_full_ring_are_each_answered_and_the_d
     }));
     stuck.recv().unwrap();
 
-    let mut p = Raw::connect(&d);
+    let mut p = Raw::connect(&d.socket());
     p.hello(Role::Producer, "flood");
     // Minimal frames (25 bytes), so one receive holds thousands of them.
     let payload = [0u8; 0];
@@ -282,6 +225,6 @@ fn thousands_of_pipelined_publishes_into_a_full_ring_are_each_answered_and_the_d
     writer.join().unwrap();
     assert!(stored > 0 && full > 1000, "stored {stored}, full {full}");
     // Still alive and serving.
-    let mut again = Raw::connect(&d);
+    let mut again = Raw::connect(&d.socket());
     again.hello(Role::Producer, "after");
 }

@@ -734,9 +734,13 @@ impl Daemon {
             conn.send_free();
             match encode(&frame, conn.send_tail()) {
                 Ok(n) => conn.send_end += n,
-                // Decoding counts every reply it owes against the free space, so this
-                // is a broken invariant, not bad input.
-                Err(e) => panic!("reply space accounting violated on connection {slot}: {e}"),
+                // Decoding counts every reply it owes against the free space and every
+                // reply is built valid, so this is a bug; it costs this connection, never
+                // the daemon.
+                Err(e) => {
+                    tracing::error!(slot, error = %e, ?reply, "a reply could not be encoded; closing the connection");
+                    conn.close_after_flush = true;
+                }
             }
         }
         self.replies.clear();
@@ -1163,9 +1167,42 @@ fn reply_frame(reply: Reply, version: u16, node_id: u64, payload_max: u32) -> Fr
     }
 }
 
-/// Bytes `reply` will take in the send buffer.
+/// Bytes `reply` will take in the send buffer. A reply that would not encode (a bug:
+/// every reply is built valid) is counted at the largest size; `encode_replies` then
+/// closes its connection instead of sending it.
 fn reply_bytes(reply: Reply) -> usize {
-    encoded_len(&reply_frame(reply, 1, 0, 0)).expect("replies are valid frames")
+    encoded_len(&reply_frame(reply, 1, 0, 0)).unwrap_or(REPLY_BYTES_MAX)
+}
+
+/// The largest reply other than `StatusReply`: an `Error` with the longest message.
+const REPLY_BYTES_MAX: usize =
+    protocol::FRAME_HEADER_BYTES + protocol::ERROR_FIXED_BYTES + protocol::ERROR_MESSAGE_BYTES_MAX;
+// Every reply fits the reserve that deliveries leave free, and a status answer (a whole
+// frame) fits it too.
+const _: () = assert!(REPLY_BYTES_MAX <= REPLY_RESERVE_BYTES);
+const _: () = assert!(FRAME_BYTES_MAX <= REPLY_RESERVE_BYTES);
+
+/// Send-buffer room the answer to `frame` needs before the frame may be read, in
+/// `state`. Settling frames are answered by nothing, so they are read even while the
+/// connection's output is blocked (PROTOCOL.md section 10.6): the confirmations that
+/// free a subscriber's window are never stuck behind its deliveries.
+fn answer_room(frame: &Frame<'_>, state: ServerState) -> usize {
+    if matches!(
+        protocol::server_rule(state, frame.frame_type().as_u8()),
+        protocol::Rule::Reject(_)
+    ) {
+        return REPLY_BYTES_MAX;
+    }
+    match frame {
+        Frame::Confirm { .. }
+        | Frame::Nak { .. }
+        | Frame::Working { .. }
+        | Frame::Reject { .. }
+        | Frame::Recovered
+        | Frame::Goodbye => 0,
+        Frame::Status | Frame::Admin { .. } => FRAME_BYTES_MAX,
+        _ => REPLY_BYTES_MAX,
+    }
 }
 
 /// What decoding one connection's frames may touch besides the connection and the
@@ -1213,10 +1250,13 @@ fn decode_frames(
             .map(|(_, r)| reply_bytes(*r))
             .sum::<usize>();
         counted = replies.len();
-        // Keep room for this frame's reply too, and bound the replies of one turn.
-        if conn.send_free() < owed_bytes + REPLY_RESERVE_BYTES || replies.len() >= REPLIES_MAX {
+        // Bound the replies of one turn.
+        if replies.len() >= REPLIES_MAX {
             break;
         }
+        // Nothing is written to the send buffer while decoding (replies are encoded
+        // after the group commit), so its room is read once per frame, up front.
+        let free = conn.send_free();
         let (frame, frame_bytes) = match protocol::decode(&conn.recv[consumed..conn.recv_len]) {
             Ok(Some((frame, n))) => {
                 consumed += n;
@@ -1226,6 +1266,8 @@ fn decode_frames(
                 conn.has_input = false;
                 break;
             }
+            // Its error waits for room like any answer.
+            Err(_) if free < owed_bytes + REPLY_BYTES_MAX => break,
             Err(e) => {
                 replies.push((
                     slot,
@@ -1241,6 +1283,12 @@ fn decode_frames(
                 break;
             }
         };
+        // A frame whose answer has no room yet waits in the buffer (with the frames
+        // behind it, in order) until the client reads what it was sent.
+        if free < owed_bytes + answer_room(&frame, conn.machine.state()) {
+            consumed -= frame_bytes;
+            break;
+        }
         if let Err(rejection) = conn.machine.on_receive(&frame) {
             let message = match rejection.code {
                 ErrorCode::NotPermitted => "this frame is not permitted for the role given in hello",
@@ -1332,6 +1380,10 @@ fn decode_frames(
                 let mut first_new = None;
                 let mut repeats = 0u64;
                 let mut failure = None;
+                // The number each event resolved to: a repeated key resolves to the
+                // number of its first event, so `Stored.count` counts distinct ones.
+                let mut resolved = [0u64; protocol::BATCH_EVENTS_MAX];
+                let mut resolved_len = 0;
                 for event in events.iter() {
                     let e = to_log_event(&event, conn.name());
                     // A repeated key keeps its original number (PROTOCOL.md 10.1).
@@ -1349,6 +1401,11 @@ fn decode_frames(
                         Ok(seq) => {
                             first = Some(first.map_or(seq.0, |f: u64| f.min(seq.0)));
                             last = last.max(seq.0);
+                            // The decoder bounds a batch to BATCH_EVENTS_MAX events.
+                            if let Some(r) = resolved.get_mut(resolved_len) {
+                                *r = seq.0;
+                                resolved_len += 1;
+                            }
                         }
                         Err(e) => {
                             failure = Some(e);
@@ -1385,7 +1442,7 @@ fn decode_frames(
                         correlation,
                         first,
                         last,
-                        count: events.len() as u16,
+                        count: distinct(&mut resolved[..resolved_len]),
                     },
                     (Some(e), _) => {
                         // All or nothing (PROTOCOL.md): undo this batch's events.
@@ -1496,6 +1553,22 @@ fn decode_frames(
         conn.close_after_flush = true;
     }
     group_full
+}
+
+/// How many distinct numbers `seqs` holds (sorting it). A batch's `Stored.count`: at
+/// least 1 for a non-empty batch, and never more than `last - first + 1`, so the reply
+/// always encodes.
+fn distinct(seqs: &mut [u64]) -> u16 {
+    seqs.sort_unstable();
+    let mut count = 0u16;
+    let mut previous = None;
+    for &seq in seqs.iter() {
+        if previous != Some(seq) {
+            count += 1;
+            previous = Some(seq);
+        }
+    }
+    count
 }
 
 /// Settles a replayed dead letter whose seq is in `seqs`: `confirmed`, it is purged;
@@ -1654,17 +1727,25 @@ fn offer(
             payload: e.payload,
         },
     };
-    let needed = encoded_len(&Frame::Deliver(deliver)).unwrap_or(usize::MAX);
-    // Replies have their own room: decoding stops before their bytes run short.
-    if conn.send_free() < needed {
+    let Ok(needed) = encoded_len(&Frame::Deliver(deliver)) else {
+        return Offer::Undeliverable;
+    };
+    // Deliveries leave the last REPLY_RESERVE_BYTES to answers, so that a client that
+    // reads what it is sent always gets its answers (PROTOCOL.md section 10.6).
+    if conn.send_free() < needed + REPLY_RESERVE_BYTES {
         return Offer::NoRoom;
     }
     let s = sent();
     deliver.redelivered = s.redelivered;
     deliver.delivery_count = s.delivery_count;
-    let n = encode(&Frame::Deliver(deliver), conn.send_tail()).expect("space checked above");
-    conn.send_end += n;
-    Offer::Sent
+    match encode(&Frame::Deliver(deliver), conn.send_tail()) {
+        Ok(n) => {
+            conn.send_end += n;
+            Offer::Sent
+        }
+        // The room was checked above and the event encoded once already.
+        Err(_) => Offer::NoRoom,
+    }
 }
 
 /// Sends a connected subscription what it is owed: due redeliveries first, then the
@@ -1751,11 +1832,11 @@ fn pump(
     if let Some(replay_end) = sub.replay_end {
         if !sub.recovery_done_sent && sub.tracker.next() >= replay_end {
             let frame = Frame::RecoveryDone;
-            let needed = encoded_len(&frame).expect("valid frame");
-            if conn.send_free() >= needed {
-                let n = encode(&frame, conn.send_tail()).expect("space checked");
-                conn.send_end += n;
-                sub.recovery_done_sent = true;
+            if conn.send_free() >= protocol::FRAME_HEADER_BYTES + REPLY_RESERVE_BYTES {
+                if let Ok(n) = encode(&frame, conn.send_tail()) {
+                    conn.send_end += n;
+                    sub.recovery_done_sent = true;
+                }
             }
         }
     }

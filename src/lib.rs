@@ -9,4 +9,5 @@ pub mod delivery;
 pub mod log;
 pub mod pmem;
 pub mod protocol;
+pub mod reactor;
 pub mod subscription;

@@ -1,8 +1,28 @@
 """A client for herald, the persistent event-delivery daemon (wire protocol version 1).
 
-Standard library only, written from PROTOCOL.md.
+Standard library only. :class:`Client` is the blocking client. Written from PROTOCOL.md.
+
+Producer::
+
+    from herald_client import Client, Role, Severity
+
+    with Client.connect(role=Role.PRODUCER, client_name="fsd") as client:
+        seq = client.publish("fs.vol1.error", b"disk full", severity=Severity.ERR)
+
+Subscriber::
+
+    with Client.connect(role=Role.SUBSCRIBER, client_name="ops") as client:
+        client.subscribe("ops", ["fs.>"])
+        for delivery in client.deliveries():
+            if isinstance(delivery, RecoveryDone):
+                client.recovered()
+                continue
+            handle(delivery.payload)
+            client.confirm(delivery.seq)
 """
 
+from ._common import DEFAULT, DEFAULT_SOCKET_RELATIVE_PATH, DEFAULT_TIMEOUT_S, resolve_socket_path
+from .client import Client
 from .errors import (
     AdminError,
     ConnectFailed,
@@ -32,7 +52,11 @@ from .model import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT",
+    "DEFAULT_SOCKET_RELATIVE_PATH",
+    "DEFAULT_TIMEOUT_S",
     "AdminError",
+    "Client",
     "ConnectFailed",
     "ConnectionClosed",
     "Delivery",
@@ -53,4 +77,5 @@ __all__ = [
     "SubscribedMode",
     "Timeout",
     "UsageError",
+    "resolve_socket_path",
 ]

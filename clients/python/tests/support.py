@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from herald_client import Client, Delivery, RecoveryDone
+from herald_client import AsyncClient, Client, Delivery, RecoveryDone
 
 DELIVERY_TIMEOUT_S = 5.0
 """Longest a test waits for a delivery it expects. The wait ends as soon as it arrives:
@@ -30,3 +30,24 @@ def receive_until_recovery_done(client: Client) -> list[Delivery]:
             return received
         received.append(item)
 
+
+async def areceive(client: AsyncClient, count: int) -> list[Delivery]:
+    """The asyncio :func:`receive`."""
+    received: list[Delivery] = []
+    while len(received) < count:
+        item = await client.next_delivery(DELIVERY_TIMEOUT_S)
+        assert item is not None, f"expected {count} deliveries, got {len(received)}: {received}"
+        assert isinstance(item, Delivery), f"expected a delivery, got {item!r} after {received}"
+        received.append(item)
+    return received
+
+
+async def areceive_until_recovery_done(client: AsyncClient) -> list[Delivery]:
+    """The asyncio :func:`receive_until_recovery_done`."""
+    received: list[Delivery] = []
+    while True:
+        item = await client.next_delivery(DELIVERY_TIMEOUT_S)
+        assert item is not None, f"no RecoveryDone after {received}"
+        if isinstance(item, RecoveryDone):
+            return received
+        received.append(item)

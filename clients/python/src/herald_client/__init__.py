@@ -1,6 +1,7 @@
 """A client for herald, the persistent event-delivery daemon (wire protocol version 1).
 
-Standard library only. :class:`Client` is the blocking client. Written from PROTOCOL.md.
+Standard library only. :class:`Client` is blocking; :class:`AsyncClient` is the same
+API for asyncio. Both are written from PROTOCOL.md.
 
 Producer::
 
@@ -22,6 +23,7 @@ Subscriber::
 """
 
 from ._common import DEFAULT, DEFAULT_SOCKET_RELATIVE_PATH, DEFAULT_TIMEOUT_S, resolve_socket_path
+from .aio import AsyncClient
 from .client import Client
 from .errors import (
     AdminError,
@@ -56,6 +58,7 @@ __all__ = [
     "DEFAULT_SOCKET_RELATIVE_PATH",
     "DEFAULT_TIMEOUT_S",
     "AdminError",
+    "AsyncClient",
     "Client",
     "ConnectFailed",
     "ConnectionClosed",

@@ -120,9 +120,9 @@ async def test_async_reject_dead_letter_and_status(daemon: Daemon) -> None:
 
     control = await connect(daemon, Role.CONTROL)
     dead = await control.admin({"op": "dead.list", "subscription": "async-mail"})
-    assert dead["total"] == 1 and dead["dead_letters"][0]["seq"] == seq  # type: ignore[index]
+    assert dead["total"] == 1 and dead["dead_letters"][0]["seq"] == seq
     status = await control.status()
-    (subscription,) = status["subscriptions"]  # type: ignore[misc]
+    (subscription,) = status["subscriptions"]
     assert subscription["name"] == "async-mail" and subscription["dead_lettered"] == 1
     for client in (subscriber, producer, control):
         await client.goodbye()

@@ -7,10 +7,11 @@ import json
 import os
 import socket
 from collections.abc import Sequence
+from typing import Any
 
 from .connection import ClientState, ProtocolState
 from .errors import AdminError, ConnectFailed, ProtocolViolation
-from .limits import RECV_CHUNK_BYTES
+from .limits import RECV_CHUNK_BYTES, WINDOW_EVENTS_DEFAULT
 from .model import Event
 
 DEFAULT_SOCKET_RELATIVE_PATH = os.path.join("herald-data", "herald.sock")
@@ -31,7 +32,7 @@ DEFAULT = _DefaultTimeout.DEFAULT
 TimeoutArg = float | None | _DefaultTimeout
 """A method's ``timeout``: seconds, ``None`` (no limit) or :data:`DEFAULT`."""
 
-DEFAULT_WINDOW_EVENTS = 64
+DEFAULT_WINDOW_EVENTS = WINDOW_EVENTS_DEFAULT
 """Events in flight a subscription asks for unless told otherwise."""
 
 
@@ -69,7 +70,7 @@ def patterns_list(patterns: str | Sequence[str]) -> list[str]:
     return [patterns] if isinstance(patterns, str) else list(patterns)
 
 
-def parse_status(text: str) -> dict[str, object]:
+def parse_status(text: str) -> dict[str, Any]:
     """A ``StatusReply``'s JSON, which must be an object."""
     try:
         value = json.loads(text)
@@ -82,7 +83,7 @@ def parse_status(text: str) -> dict[str, object]:
     return value
 
 
-def parse_admin_answer(text: str) -> dict[str, object]:
+def parse_admin_answer(text: str) -> dict[str, Any]:
     """An ``Admin`` answer; ``{"error": ...}`` becomes :class:`AdminError`."""
     answer = parse_status(text)
     if "error" in answer:
@@ -105,6 +106,8 @@ def salvage_after_write_failure(sock: socket.socket, protocol: ProtocolState) ->
         while protocol.state is not ClientState.CLOSED:
             try:
                 data = sock.recv(RECV_CHUNK_BYTES)
+            except ConnectionResetError:
+                data = b""
             except OSError:
                 return
             if not data:

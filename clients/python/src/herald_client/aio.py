@@ -18,7 +18,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from . import codec, limits
 from ._common import (
@@ -289,11 +289,11 @@ class AsyncClient:
 
     # --- control --------------------------------------------------------------------
 
-    async def status(self, *, timeout: TimeoutArg = DEFAULT) -> dict[str, object]:
+    async def status(self, *, timeout: TimeoutArg = DEFAULT) -> dict[str, Any]:
         """The daemon's status document, parsed (a control connection only)."""
         return self._parsed(parse_status, await self._status_like(self._protocol.status(), timeout))
 
-    async def admin(self, request: Mapping[str, object], *, timeout: TimeoutArg = DEFAULT) -> dict[str, object]:
+    async def admin(self, request: Mapping[str, object], *, timeout: TimeoutArg = DEFAULT) -> dict[str, Any]:
         """An operator request and its answer; ``{"error": ...}`` raises ``AdminError``."""
         return self._parsed(
             parse_admin_answer, await self._status_like(self._protocol.admin(request), timeout)
@@ -313,9 +313,9 @@ class AsyncClient:
     # --- internals ------------------------------------------------------------------
 
     def _seconds(self, timeout: TimeoutArg) -> float | None:
-        return self.timeout if timeout is DEFAULT else timeout  # type: ignore[return-value]
+        return self.timeout if timeout is DEFAULT else timeout
 
-    def _parsed(self, parse: Callable[[str], dict[str, object]], text: str) -> dict[str, object]:
+    def _parsed(self, parse: Callable[[str], dict[str, Any]], text: str) -> dict[str, Any]:
         try:
             return parse(text)
         except ProtocolViolation as violation:
@@ -357,7 +357,7 @@ class AsyncClient:
         )
 
     async def _wait_numbered(
-        self, take: Callable[[], T | None], timeout: TimeoutArg, kind: str, number: int
+        self, take: Callable[[], T | BaseException | None], timeout: TimeoutArg, kind: str, number: int
     ) -> T:
         try:
             return await self._wait_request(take, timeout, kind)
@@ -367,7 +367,7 @@ class AsyncClient:
 
     async def _wait_request(
         self,
-        take: Callable[[], T | None],
+        take: Callable[[], T | BaseException | None],
         timeout: TimeoutArg,
         what: str,
         *,
@@ -399,6 +399,8 @@ class AsyncClient:
                 raise self._protocol.failure or ConnectionClosed("the client closed the connection")
             try:
                 data = await self._loop.sock_recv(sock, limits.RECV_CHUNK_BYTES)
+            except ConnectionResetError:
+                data = b""  # a peer that closed with our frames unread: the end, as EOF
             except OSError as error:
                 self._fail(ConnectionClosed(f"reading from herald at {self.socket_path} failed: {error}"))
                 data = None
@@ -423,11 +425,16 @@ class AsyncClient:
             except OSError as error:
                 salvage_after_write_failure(sock, self._protocol)
                 self._fail(ConnectionClosed(f"writing to herald at {self.socket_path} failed: {error}"))
-                raise self._protocol.failure from error  # type: ignore[misc]
+                raise self._failure() from error
             except asyncio.CancelledError:
                 # Part of the frame may be written: the stream cannot be used any more.
                 self._fail(ConnectionClosed("a write was cancelled part-way; the connection is closed"))
                 raise
+
+    def _failure(self) -> HeraldError:
+        failure = self._protocol.failure
+        assert failure is not None, "a failed connection records why"
+        return failure
 
     def _fail(self, failure: HeraldError) -> None:
         self._protocol.fail(failure)

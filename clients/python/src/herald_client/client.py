@@ -11,7 +11,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from . import codec, limits
 from ._common import (
@@ -350,11 +350,11 @@ class Client:
 
     # --- control --------------------------------------------------------------------
 
-    def status(self, *, timeout: TimeoutArg = DEFAULT) -> dict[str, object]:
+    def status(self, *, timeout: TimeoutArg = DEFAULT) -> dict[str, Any]:
         """The daemon's status document, parsed (a control connection only)."""
         return self._parsed(parse_status, self._status_like(self._protocol.status(), timeout))
 
-    def admin(self, request: Mapping[str, object], *, timeout: TimeoutArg = DEFAULT) -> dict[str, object]:
+    def admin(self, request: Mapping[str, object], *, timeout: TimeoutArg = DEFAULT) -> dict[str, Any]:
         """Send an operator request (e.g. ``{"op": "dead.list"}``) and return the answer.
 
         Raises:
@@ -381,7 +381,7 @@ class Client:
             timeout = self.timeout
         return None if timeout is None else time.monotonic() + timeout
 
-    def _parsed(self, parse: Callable[[str], dict[str, object]], text: str) -> dict[str, object]:
+    def _parsed(self, parse: Callable[[str], dict[str, Any]], text: str) -> dict[str, Any]:
         try:
             return parse(text)
         except ProtocolViolation as violation:
@@ -417,17 +417,17 @@ class Client:
     def _wait_publish(self, correlation: int, deadline: float | None, abandon: bool = True) -> Stored:
         take = lambda: self._protocol.publish_result(correlation)  # noqa: E731
         if abandon:
-            return self._wait_numbered(take, deadline, "publish", correlation)  # type: ignore[return-value]
-        return self._wait_request(take, deadline, "Stored")  # type: ignore[return-value]
+            return self._wait_numbered(take, deadline, "publish", correlation)
+        return self._wait_request(take, deadline, "Stored")
 
-    def _wait_numbered(self, take: Callable[[], T | None], deadline: float | None, kind: str, number: int) -> T:
+    def _wait_numbered(self, take: Callable[[], T | BaseException | None], deadline: float | None, kind: str, number: int) -> T:
         try:
             return self._wait_request(take, deadline, kind)
         except Timeout:
             self._protocol.abandon(kind, number)
             raise
 
-    def _wait_request(self, take: Callable[[], T | None], deadline: float | None, what: str) -> T:
+    def _wait_request(self, take: Callable[[], T | BaseException | None], deadline: float | None, what: str) -> T:
         """Read until ``take`` returns an answer; raise it if it is an exception."""
         while True:
             result = take()
@@ -458,24 +458,24 @@ class Client:
             # A frame may be half written: the stream cannot be used any more.
             salvage_after_write_failure(sock, self._protocol)
             self._fail(ConnectionClosed(f"writing to herald at {self.socket_path} failed: {error}"))
-            raise self._protocol.failure from error  # type: ignore[misc]
+            raise self._failure() from error
 
     def _read_some(self, deadline: float | None) -> bool:
         """Read once and feed the protocol state; ``False`` if the deadline passed first."""
         sock = self._sock
         if sock is None:
             raise self._protocol.failure or ConnectionClosed("the client closed the connection")
-        if deadline is None:
-            sock.settimeout(None)
-        else:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            sock.settimeout(remaining)
+        # Past the deadline the read still takes what has already arrived (timeout 0
+        # is a poll), so a short timeout never misses a delivery that is waiting.
+        sock.settimeout(None if deadline is None else max(deadline - time.monotonic(), 0.0))
         try:
             data = sock.recv(limits.RECV_CHUNK_BYTES)
-        except TimeoutError:
+        except (TimeoutError, BlockingIOError):
             return False
+        except ConnectionResetError:
+            # Linux reports a peer that closed with our frames unread as a reset, after
+            # the bytes it sent first have been read: the same end as EOF.
+            data = b""
         except OSError as error:
             self._fail(ConnectionClosed(f"reading from herald at {self.socket_path} failed: {error}"))
             return True
@@ -489,6 +489,11 @@ class Client:
         if self._protocol.state is ClientState.CLOSED:
             self._close_socket()
         return True
+
+    def _failure(self) -> HeraldError:
+        failure = self._protocol.failure
+        assert failure is not None, "a failed connection records why"
+        return failure
 
     def _fail(self, failure: HeraldError) -> None:
         self._protocol.fail(failure)

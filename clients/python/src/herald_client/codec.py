@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import json
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from . import grammar, limits
 from .errors import EncodeError, LimitExceeded, ProtocolViolation
@@ -235,7 +235,7 @@ def encode_subscribe(
     patterns: Sequence[str],
     *,
     min_severity: int = limits.SEVERITY_MAX,
-    window_events: int = 64,
+    window_events: int = limits.WINDOW_EVENTS_DEFAULT,
     ack_deadline_ms: int = 0,
     max_deliveries: int = 0,
     automatic_recovery: bool = False,
@@ -473,7 +473,7 @@ def decode_recovery_done(body: bytes) -> RecoveryDone:
     return RecoveryDone()
 
 
-_DECODERS = {
+_DECODERS: dict[FrameType, Callable[[bytes], ServerFrame]] = {
     FrameType.HELLO_OK: decode_hello_ok,
     FrameType.STORED: decode_stored,
     FrameType.ERROR: decode_error,
@@ -520,7 +520,7 @@ class FrameReader:
         buffer = self._buffer
         if len(buffer) < limits.FRAME_LENGTH_BYTES:
             return None
-        (length,) = struct.unpack_from("<I", buffer)
+        length: int = struct.unpack_from("<I", buffer)[0]
         if length > limits.FRAME_LENGTH_MAX:
             raise ProtocolViolation(
                 f"server sent a frame of length {length}; the most version 1 allows is "

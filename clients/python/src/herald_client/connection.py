@@ -103,7 +103,7 @@ class _PendingPublish:
     """``None`` for a single ``Publish``; the event count of a ``PublishBatch``."""
 
 
-PublishResult = Stored | ServerError
+PublishResult = Stored | HeraldError
 StatusResult = str | HeraldError
 
 
@@ -196,12 +196,30 @@ class ProtocolState:
         self._unanswered_publishes.append(_PendingPublish(correlation, len(events)))
         return correlation, frame
 
-    def subscribe(self, name: str, patterns: Sequence[str], **options: int | bool) -> bytes:
+    def subscribe(
+        self,
+        name: str,
+        patterns: Sequence[str],
+        *,
+        min_severity: int = limits.SEVERITY_MAX,
+        window_events: int = limits.WINDOW_EVENTS_DEFAULT,
+        ack_deadline_ms: int = 0,
+        max_deliveries: int = 0,
+        automatic_recovery: bool = False,
+    ) -> bytes:
         """The ``Subscribe`` frame; moves to ``AwaitSubscribed``."""
         self._after_hello()
         if self.state is not ClientState.READY:
             raise UsageError("a connection has at most one subscription (PROTOCOL.md section 5)")
-        frame = codec.encode_subscribe(name, patterns, **options)  # type: ignore[arg-type]
+        frame = codec.encode_subscribe(
+            name,
+            patterns,
+            min_severity=min_severity,
+            window_events=window_events,
+            ack_deadline_ms=ack_deadline_ms,
+            max_deliveries=max_deliveries,
+            automatic_recovery=automatic_recovery,
+        )
         self.state = ClientState.AWAIT_SUBSCRIBED
         return frame
 
@@ -250,14 +268,12 @@ class ProtocolState:
         ``kind`` is ``"publish"``, ``"ping"`` or ``"status"``. Its answer is dropped when
         it comes.
         """
-        results: dict[int, object] = {
-            "publish": self._publish_results,
-            "status": self._status_results,
-        }.get(kind, {})
         if kind == "ping" and number in self._pong_tokens:
             self._pong_tokens.discard(number)
-        elif number in results:
-            del results[number]
+        elif kind == "publish" and number in self._publish_results:
+            del self._publish_results[number]
+        elif kind == "status" and number in self._status_results:
+            del self._status_results[number]
         else:
             self._abandoned.add((kind, number))
 
@@ -395,11 +411,11 @@ class ProtocolState:
             )
         self._deliver_publish_result(pending.correlation, frame)
 
-    def _deliver_publish_result(self, correlation: int, result: PublishResult | HeraldError) -> None:
+    def _deliver_publish_result(self, correlation: int, result: PublishResult) -> None:
         if ("publish", correlation) in self._abandoned:
             self._abandoned.discard(("publish", correlation))
             return
-        self._publish_results[correlation] = result  # type: ignore[assignment]
+        self._publish_results[correlation] = result
 
     def _store_status(self, status_id: int, result: StatusResult) -> None:
         if ("status", status_id) in self._abandoned:

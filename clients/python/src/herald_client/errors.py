@@ -20,6 +20,7 @@ reading deliveries before subscribing).
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 
 class ErrorCode(enum.IntEnum):
@@ -113,9 +114,9 @@ class AdminError(HeraldError):
     The connection stays open. ``answer`` is the whole JSON answer.
     """
 
-    def __init__(self, message: str, answer: dict[str, object]) -> None:
+    def __init__(self, message: str, answer: dict[str, Any]) -> None:
         self.message: str = message
-        self.answer: dict[str, object] = answer
+        self.answer: dict[str, Any] = answer
         super().__init__(f"herald admin request failed: {message}")
 
 

@@ -41,6 +41,8 @@ PATTERN_BYTES_MAX: Final = 255
 WINDOW_EVENTS_MAX: Final = 4096
 ACK_DEADLINE_MS_MAX: Final = 3_600_000
 MAX_DELIVERIES_MAX: Final = 0xFFFF
+WINDOW_EVENTS_DEFAULT: Final = 64
+"""This client's choice when a subscribe does not say (the protocol has no default)."""
 NAK_DELAY_MS_MAX: Final = 3_600_000
 
 ERROR_MESSAGE_BYTES_MAX: Final = 1024

@@ -22,6 +22,9 @@ use super::conn::{Conn, RECV_BYTES, REPLY_RESERVE_BYTES};
 use super::dedupe::DedupeWindow;
 use super::uring::{self, tag, untag, Op};
 use super::{DaemonConfig, DaemonError};
+use crate::event::limits::{
+    DEDUPE_WINDOW_AGE_MAX, DEDUPE_WINDOW_RECORDS_MAX, SUBSCRIPTION_NAME_BYTES_MAX,
+};
 use crate::log::MappedRegion;
 use crate::log::{
     self, AppendError, EventRef, EventView, Log, Seq, SubscriptionId, SubscriptionMode,
@@ -78,7 +81,7 @@ enum Reply {
 #[derive(Copy, Clone)]
 struct PendingSubscribe {
     slot: usize,
-    name: [u8; 64],
+    name: [u8; SUBSCRIPTION_NAME_BYTES_MAX],
     name_len: usize,
     spec: SubscriptionSpec,
 }
@@ -237,10 +240,8 @@ impl Daemon {
             dead_pending: Vec::with_capacity(DEAD_PENDING_MAX),
             dead_outcomes: Vec::with_capacity(subscriptions),
             dedupe: DedupeWindow::new(
-                config
-                    .dedupe_records
-                    .clamp(1, super::dedupe::WINDOW_RECORDS_MAX),
-                config.dedupe_age.min(super::dedupe::WINDOW_AGE_MAX),
+                config.dedupe_records.clamp(1, DEDUPE_WINDOW_RECORDS_MAX),
+                config.dedupe_age.min(DEDUPE_WINDOW_AGE_MAX),
             ),
             deduplicated: 0,
             start_findings: Vec::new(),
@@ -1467,7 +1468,7 @@ fn decode_frames(
                 .map(|spec| spec.with_policy(s.ack_deadline_ms, s.max_deliveries));
                 match spec {
                     Ok(spec) => {
-                        let mut name = [0u8; 64];
+                        let mut name = [0u8; SUBSCRIPTION_NAME_BYTES_MAX];
                         name[..s.name.len()].copy_from_slice(s.name.as_bytes());
                         pending_subscribes.push(PendingSubscribe {
                             slot,

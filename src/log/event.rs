@@ -3,15 +3,6 @@
 
 use std::fmt;
 
-/// Longest topic, in bytes.
-pub const TOPIC_BYTES_MAX: usize = 255;
-/// Longest source (producer identity), in bytes.
-pub const SOURCE_BYTES_MAX: usize = 255;
-/// Longest idempotency key, in bytes.
-pub const KEY_BYTES_MAX: usize = 64;
-/// The payload limit used when none is configured (the minimum, 64 KiB).
-pub const PAYLOAD_BYTES_MAX_DEFAULT: u32 = 64 * 1024;
-
 /// A sequence number: the ring position of an event's first slot. Sequence numbers
 /// increase strictly but are not dense (an event spanning k slots consumes k of them).
 /// It is not a slot index: the index is `seq % slot_count`.

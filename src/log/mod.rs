@@ -33,6 +33,7 @@ pub use scan::{LiveEvents, RecoveryReport, SlotOutcome};
 pub use crate::pmem::{FileSync, MappedRegion, RegionOptions};
 pub use store::{create_file, format_existing, open_path, OpenError, StoreOptions};
 
+use crate::event::limits::{KEY_BYTES_MAX, SOURCE_BYTES_MAX, TOPIC_BYTES_MAX};
 use crate::pmem::Medium;
 use layout::*;
 
@@ -924,13 +925,13 @@ impl<M: Medium> Drop for Batch<'_, M> {
 }
 
 fn check_event(e: &EventRef<'_>, payload_max: u64) -> Result<(), AppendError> {
-    if e.topic.is_empty() || e.topic.len() > event::TOPIC_BYTES_MAX {
+    if e.topic.is_empty() || e.topic.len() > TOPIC_BYTES_MAX {
         return Err(AppendError::Invalid("topic must be 1..=255 bytes"));
     }
-    if e.source.len() > event::SOURCE_BYTES_MAX {
+    if e.source.len() > SOURCE_BYTES_MAX {
         return Err(AppendError::Invalid("source must be at most 255 bytes"));
     }
-    if e.key.len() > event::KEY_BYTES_MAX {
+    if e.key.len() > KEY_BYTES_MAX {
         return Err(AppendError::Invalid(
             "idempotency key must be at most 64 bytes",
         ));

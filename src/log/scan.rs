@@ -137,7 +137,7 @@ pub fn valid_record(bytes: &[u8], g: &Geometry, index: u64) -> Option<SlotHeader
         SLOT_KIND_EVENT => {
             if Severity::from_u8(header.severity).is_none()
                 || header.topic_len == 0
-                || header.key_len as usize > super::event::KEY_BYTES_MAX
+                || header.key_len as usize > crate::event::limits::KEY_BYTES_MAX
                 || header.payload_len as u64 > g.ring.payload_bytes_max
                 || g.span_for_body(header.body_len()) != header.span as u64
             {

@@ -9,14 +9,15 @@ use super::frame::{
     Deliver, Frame, FrameType, Hello, HelloOk, Patterns, Role, Subscribe, SubscriptionMode,
     DELIVER_FLAG_REDELIVERED, SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY,
 };
-use super::limits::{
-    ACK_DEADLINE_MS_MAX, BATCH_EVENTS_MAX, EVENT_PAYLOAD_BYTES_MAX, FRAME_BYTES_MAX,
-    FRAME_HEADER_BYTES, FRAME_LENGTH_BYTES, FRAME_TYPE_BYTES, HELLO_MAGIC, KEY_BYTES_MAX,
-    SUBSCRIPTION_PATTERNS_MAX,
-};
 use super::pattern::Pattern;
 use super::topic::Topic;
+use super::version::HELLO_MAGIC;
 use super::ErrorCode;
+use crate::event::limits::{
+    ACK_DEADLINE_MS_MAX, BATCH_EVENTS_MAX, EVENT_PAYLOAD_BYTES_MAX, FRAME_BYTES_MAX,
+    FRAME_HEADER_BYTES, FRAME_LENGTH_BYTES, FRAME_TYPE_BYTES, KEY_BYTES_MAX,
+    SUBSCRIPTION_PATTERNS_MAX,
+};
 
 /// A frame's header, known once its first [`FRAME_HEADER_BYTES`] have arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

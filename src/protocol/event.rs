@@ -3,11 +3,11 @@
 
 use super::decode::{read_event, Reader};
 use super::error::FieldError;
-use super::limits::{
+use super::topic::Topic;
+use crate::event::limits::{
     BATCH_EVENTS_MAX, EVENT_FIXED_BYTES, EVENT_PAYLOAD_BYTES_MAX, KEY_BYTES_MAX, SEVERITY_MAX,
     SOURCE_BYTES_MAX,
 };
-use super::topic::Topic;
 
 /// A sequence number: an event's place in the log's order. Strictly increasing but not
 /// dense: an event that occupies several log slots consumes several numbers.

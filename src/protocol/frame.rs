@@ -3,14 +3,14 @@
 use super::decode::{read_pattern, Reader};
 use super::error::FieldError;
 use super::event::{check_len, Event, EventBatch, Seq, Severity};
-use super::limits::{
+use super::pattern::Pattern;
+use super::topic::is_segment_byte;
+use super::ErrorCode;
+use crate::event::limits::{
     ACK_DEADLINE_MS_MAX, ADMIN_REQUEST_BYTES_MAX, BATCH_EVENTS_MAX, CLIENT_NAME_BYTES_MAX,
     ERROR_MESSAGE_BYTES_MAX, NAK_DELAY_MS_MAX, PATTERN_BYTES_MAX, STATUS_JSON_BYTES_MAX,
     SUBSCRIPTION_NAME_BYTES_MAX, SUBSCRIPTION_PATTERNS_MAX, WINDOW_EVENTS_MAX,
 };
-use super::pattern::Pattern;
-use super::topic::is_segment_byte;
-use super::ErrorCode;
 
 /// Which way a frame type travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -556,7 +556,7 @@ pub enum Frame<'a> {
     PublishBatch {
         /// Chosen by the client, echoed in the reply.
         correlation: u64,
-        /// 1..=[`BATCH_EVENTS_MAX`](super::limits::BATCH_EVENTS_MAX) events.
+        /// 1..=[`BATCH_EVENTS_MAX`](crate::event::limits::BATCH_EVENTS_MAX) events.
         events: EventBatch<'a>,
     },
     /// See [`Subscribe`].
@@ -572,7 +572,7 @@ pub enum Frame<'a> {
     Nak {
         /// The event.
         seq: Seq,
-        /// Delay before redelivery, up to [`NAK_DELAY_MS_MAX`](super::limits::NAK_DELAY_MS_MAX).
+        /// Delay before redelivery, up to [`NAK_DELAY_MS_MAX`](crate::event::limits::NAK_DELAY_MS_MAX).
         delay_ms: u32,
     },
     /// Still working on `seq`: restart its redelivery deadline.
@@ -622,7 +622,7 @@ pub enum Frame<'a> {
         /// What failed.
         code: ErrorCode,
         /// For people: what failed and why, up to
-        /// [`ERROR_MESSAGE_BYTES_MAX`](super::limits::ERROR_MESSAGE_BYTES_MAX) bytes.
+        /// [`ERROR_MESSAGE_BYTES_MAX`](crate::event::limits::ERROR_MESSAGE_BYTES_MAX) bytes.
         message: &'a str,
     },
     /// The subscription is active.

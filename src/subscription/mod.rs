@@ -8,5 +8,5 @@
 mod spec;
 mod tracker;
 
-pub use spec::{SpecError, SubscriptionSpec, PATTERNS_MAX, SPEC_PATTERN_BYTES_MAX};
-pub use tracker::{Due, Policy, Sent, Tracker, WINDOW_EVENTS_LIMIT};
+pub use spec::{SpecError, SubscriptionSpec};
+pub use tracker::{Due, Policy, Sent, Tracker};

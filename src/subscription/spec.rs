@@ -6,24 +6,25 @@
 //! as `len u8` + bytes. Version 1 (written before redelivery existed) is the same
 //! without the 8 bytes after the window; it reads back with the daemon's defaults (0).
 
-use crate::log::layout::SUBSCRIPTION_SPEC_BYTES_MAX;
+use crate::event::limits::{
+    SUBSCRIPTION_PATTERNS_MAX, SUBSCRIPTION_SPEC_BYTES_MAX, SUBSCRIPTION_SPEC_HEADER_BYTES,
+    SUBSCRIPTION_SPEC_PATTERN_BYTES_MAX,
+};
 
-/// Most topic patterns one subscription may have.
-pub const PATTERNS_MAX: usize = 16;
-const HEADER_BYTES: usize = 16;
+const HEADER_BYTES: usize = SUBSCRIPTION_SPEC_HEADER_BYTES;
 const HEADER_BYTES_V1: usize = 8;
-/// Total pattern bytes (with their length bytes) a durable spec can hold.
-pub const SPEC_PATTERN_BYTES_MAX: usize = SUBSCRIPTION_SPEC_BYTES_MAX - HEADER_BYTES;
+// The version 2 header as the module comment lists it.
+const _: () = assert!(HEADER_BYTES == 1 + 1 + 1 + 1 + 4 + 4 + 2 + 2);
 const VERSION: u8 = 2;
 
 /// Why a spec cannot be built or read back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
     /// Patterns too long in total for the durable table.
-    #[error("topic patterns take {0} bytes; a durable subscription holds at most {SPEC_PATTERN_BYTES_MAX}")]
+    #[error("topic patterns take {0} bytes; a durable subscription holds at most {SUBSCRIPTION_SPEC_PATTERN_BYTES_MAX}")]
     TooLarge(usize),
     /// Too many or no patterns.
-    #[error("a subscription needs 1..={PATTERNS_MAX} patterns, got {0}")]
+    #[error("a subscription needs 1..={SUBSCRIPTION_PATTERNS_MAX} patterns, got {0}")]
     PatternCount(usize),
     /// Stored bytes that do not decode (damaged or from another version).
     #[error("stored subscription spec is unreadable: {0}")]
@@ -44,7 +45,7 @@ pub struct SubscriptionSpec {
     /// Deliveries before an event is dead-lettered; 0 = daemon default.
     pub max_deliveries: u16,
     pattern_count: u8,
-    pattern_bytes: [u8; SPEC_PATTERN_BYTES_MAX],
+    pattern_bytes: [u8; SUBSCRIPTION_SPEC_PATTERN_BYTES_MAX],
     pattern_used: u16,
 }
 
@@ -63,7 +64,7 @@ impl SubscriptionSpec {
             ack_deadline_ms: 0,
             max_deliveries: 0,
             pattern_count: 0,
-            pattern_bytes: [0; SPEC_PATTERN_BYTES_MAX],
+            pattern_bytes: [0; SUBSCRIPTION_SPEC_PATTERN_BYTES_MAX],
             pattern_used: 0,
         };
         let mut count = 0usize;
@@ -71,7 +72,7 @@ impl SubscriptionSpec {
         for p in patterns {
             count += 1;
             needed += 1 + p.len();
-            if needed > SPEC_PATTERN_BYTES_MAX || p.len() > u8::MAX as usize {
+            if needed > SUBSCRIPTION_SPEC_PATTERN_BYTES_MAX || p.len() > u8::MAX as usize {
                 continue;
             }
             let at = spec.pattern_used as usize;
@@ -79,10 +80,10 @@ impl SubscriptionSpec {
             spec.pattern_bytes[at + 1..at + 1 + p.len()].copy_from_slice(p);
             spec.pattern_used += 1 + p.len() as u16;
         }
-        if needed > SPEC_PATTERN_BYTES_MAX {
+        if needed > SUBSCRIPTION_SPEC_PATTERN_BYTES_MAX {
             return Err(SpecError::TooLarge(needed));
         }
-        if count == 0 || count > PATTERNS_MAX {
+        if count == 0 || count > SUBSCRIPTION_PATTERNS_MAX {
             return Err(SpecError::PatternCount(count));
         }
         spec.pattern_count = count as u8;
@@ -131,8 +132,8 @@ impl SubscriptionSpec {
         }
         let count = bytes[3] as usize;
         let mut rest = &bytes[header..];
-        let mut patterns: [&[u8]; PATTERNS_MAX] = [&[]; PATTERNS_MAX];
-        if count == 0 || count > PATTERNS_MAX {
+        let mut patterns: [&[u8]; SUBSCRIPTION_PATTERNS_MAX] = [&[]; SUBSCRIPTION_PATTERNS_MAX];
+        if count == 0 || count > SUBSCRIPTION_PATTERNS_MAX {
             return Err(SpecError::Damaged("pattern count out of range"));
         }
         for slot in patterns.iter_mut().take(count) {

@@ -79,7 +79,7 @@ pub struct ServeArgs {
     /// Idempotency keys remembered (the newest): a publish repeating a remembered key
     /// from the same source gets its original `stored` back and stores nothing. Each
     /// takes about 360 bytes, allocated at start (23.6 MB at the default).
-    #[arg(long, default_value_t = herald::delivery::dedupe::WINDOW_RECORDS_DEFAULT as u64, value_parser = clap::value_parser!(u64).range(1..=herald::delivery::dedupe::WINDOW_RECORDS_MAX as u64), value_name = "N", help_heading = "Idempotent publish")]
+    #[arg(long, default_value_t = herald::delivery::dedupe::WINDOW_RECORDS_DEFAULT as u64, value_parser = clap::value_parser!(u64).range(1..=herald::event::limits::DEDUPE_WINDOW_RECORDS_MAX as u64), value_name = "N", help_heading = "Idempotent publish")]
     dedupe_window_events: u64,
     /// Idempotency keys older than this are forgotten (at most 7 days).
     #[arg(long, default_value = "10m", value_parser = parse_dedupe_age, value_name = "DURATION", help_heading = "Idempotent publish")]
@@ -119,7 +119,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 
 fn parse_dedupe_age(text: &str) -> Result<Duration, String> {
     let age = humantime::parse_duration(text).map_err(|e| e.to_string())?;
-    if age > herald::delivery::dedupe::WINDOW_AGE_MAX {
+    if age > herald::event::limits::DEDUPE_WINDOW_AGE_MAX {
         return Err("at most 7 days".into());
     }
     Ok(age)

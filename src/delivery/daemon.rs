@@ -68,7 +68,7 @@ enum Reply {
         message: &'static str,
     },
     Subscribed {
-        mode: protocol::SubscriptionMode,
+        mode: SubscriptionMode,
         pending: u64,
     },
     Pong {
@@ -856,9 +856,9 @@ impl Daemon {
             .filter(|e| matches(&sub.spec, e))
             .count() as u64;
         let mode = if sub.replay_end.is_some() {
-            protocol::SubscriptionMode::Recovering
+            SubscriptionMode::Recovering
         } else {
-            protocol::SubscriptionMode::Normal
+            SubscriptionMode::Normal
         };
         self.replies
             .push(reply(Reply::Subscribed { mode, pending }));
@@ -1147,8 +1147,8 @@ fn reply_frame(reply: Reply, version: u16, node_id: u64, payload_max: u32) -> Fr
             count,
         } => Frame::Stored {
             correlation,
-            first_seq: protocol::Seq(first),
-            last_seq: protocol::Seq(last),
+            first_seq: Seq(first),
+            last_seq: Seq(last),
             count,
         },
         Reply::Error {
@@ -1669,7 +1669,7 @@ fn append_error(correlation: u64, e: &AppendError) -> Reply {
 fn to_log_event<'a>(e: &Event<'a>, connection_name: &'a [u8]) -> EventRef<'a> {
     EventRef {
         topic: e.topic.as_bytes(),
-        severity: log::Severity::from_u8(e.severity.as_u8()).expect("the protocol validated 0..=7"),
+        severity: e.severity,
         source: if e.source.is_empty() {
             connection_name
         } else {
@@ -1707,21 +1707,17 @@ fn offer(
     e: &EventView<'_>,
     sent: impl FnOnce() -> crate::subscription::Sent,
 ) -> Offer {
-    let (Ok(topic), Ok(source), Some(severity)) = (
-        Topic::new(e.topic),
-        std::str::from_utf8(e.source),
-        protocol::Severity::from_u8(e.severity as u8),
-    ) else {
+    let (Ok(topic), Ok(source)) = (Topic::new(e.topic), std::str::from_utf8(e.source)) else {
         return Offer::Undeliverable;
     };
     let mut deliver = Deliver {
-        seq: protocol::Seq(e.seq.0),
+        seq: e.seq,
         timestamp_ns: e.timestamp_ns,
         redelivered: false,
         delivery_count: 1,
         event: Event {
             topic,
-            severity,
+            severity: e.severity,
             source,
             flags: e.flags,
             key: e.key,

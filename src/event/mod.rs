@@ -4,3 +4,10 @@
 //! `subscription` share these definitions without depending on one another.
 
 pub mod limits;
+mod seq;
+mod severity;
+mod subscription_mode;
+
+pub use seq::Seq;
+pub use severity::Severity;
+pub use subscription_mode::SubscriptionMode;

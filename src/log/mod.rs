@@ -21,11 +21,12 @@ pub mod run_state;
 pub mod scan;
 mod store;
 
-pub use cursors::{Subscription, SubscriptionError, SubscriptionId, SubscriptionMode};
+pub use crate::event::{Seq, Severity, SubscriptionMode};
+pub use cursors::{Subscription, SubscriptionError, SubscriptionId};
 pub use dead::{
     DeadLetter, DeadLetterError, DeadLetterId, DeadLetterProblem, DeadProblemKind, DeadReason,
 };
-pub use event::{now_unix_ns, EventRef, EventView, Seq, Severity};
+pub use event::{now_unix_ns, EventRef, EventView};
 pub use format::{FormatError, Geometry, LogConfig};
 pub use run_state::PreviousStop;
 pub use scan::{LiveEvents, RecoveryReport, SlotOutcome};

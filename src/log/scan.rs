@@ -10,9 +10,10 @@
 //!   decision table [`RECOVERY_RULES`].
 
 use super::cursors::Subscription;
-use super::event::{EventView, Seq, Severity};
+use super::event::EventView;
 use super::format::Geometry;
 use super::layout::*;
+use crate::event::{Seq, Severity};
 use std::time::{Duration, Instant};
 
 /// What a ring position turned out to be.
@@ -333,7 +334,7 @@ pub fn scan(
         if let Some(problem) = problem {
             // Conservative: hold every event still in the ring for it, and replay.
             s.cursor = first_valid_from(window_start);
-            s.mode = super::cursors::SubscriptionMode::Recovering;
+            s.mode = crate::event::SubscriptionMode::Recovering;
             s.damage
                 .get_or_insert("durable state failed a consistency check");
             report.subscription_problems.push(SubscriptionProblem {

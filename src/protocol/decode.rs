@@ -4,10 +4,10 @@
 //! [`Reader`], which checks bounds and returns `Truncated` instead of indexing.
 
 use super::error::{DecodeError, FieldError};
-use super::event::{Event, EventBatch, Seq, Severity};
+use super::event::{Event, EventBatch};
 use super::frame::{
-    Deliver, Frame, FrameType, Hello, HelloOk, Patterns, Role, Subscribe, SubscriptionMode,
-    DELIVER_FLAG_REDELIVERED, SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY,
+    Deliver, Frame, FrameType, Hello, HelloOk, Patterns, Role, Subscribe, DELIVER_FLAG_REDELIVERED,
+    SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY,
 };
 use super::pattern::Pattern;
 use super::topic::Topic;
@@ -18,6 +18,7 @@ use crate::event::limits::{
     FRAME_HEADER_BYTES, FRAME_LENGTH_BYTES, FRAME_TYPE_BYTES, KEY_BYTES_MAX,
     SUBSCRIPTION_PATTERNS_MAX,
 };
+use crate::event::{Seq, Severity, SubscriptionMode};
 
 /// A frame's header, known once its first [`FRAME_HEADER_BYTES`] have arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 
 use super::decode::{read_pattern, Reader};
 use super::error::FieldError;
-use super::event::{check_len, Event, EventBatch, Seq, Severity};
+use super::event::{check_len, Event, EventBatch};
 use super::pattern::Pattern;
 use super::topic::is_segment_byte;
 use super::ErrorCode;
@@ -11,6 +11,7 @@ use crate::event::limits::{
     ERROR_MESSAGE_BYTES_MAX, NAK_DELAY_MS_MAX, PATTERN_BYTES_MAX, STATUS_JSON_BYTES_MAX,
     SUBSCRIPTION_NAME_BYTES_MAX, SUBSCRIPTION_PATTERNS_MAX, WINDOW_EVENTS_MAX,
 };
+use crate::event::{Seq, Severity, SubscriptionMode};
 
 /// Which way a frame type travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -205,27 +206,6 @@ impl Role {
             2 => Some(Role::Subscriber),
             3 => Some(Role::Both),
             4 => Some(Role::Control),
-            _ => None,
-        }
-    }
-}
-
-/// Whether a subscription starts by replaying unconfirmed events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum SubscriptionMode {
-    /// Live delivery.
-    Normal = 0,
-    /// Replaying events left unconfirmed by a crash or restart, flagged redelivered.
-    Recovering = 1,
-}
-
-impl SubscriptionMode {
-    /// The mode carried by `value`, if any.
-    pub const fn from_u8(value: u8) -> Option<Self> {
-        match value {
-            0 => Some(SubscriptionMode::Normal),
-            1 => Some(SubscriptionMode::Recovering),
             _ => None,
         }
     }

@@ -31,14 +31,15 @@ mod state;
 mod topic;
 mod version;
 
+pub use crate::event::{Seq, Severity, SubscriptionMode};
 pub use decode::{decode, decode_header, FrameHeader};
 pub use encode::{encode, encode_error, encode_to_vec, encoded_len};
 pub use error::{DecodeError, EncodeError, ErrorCode, FieldError};
-pub use event::{Event, EventBatch, EventIter, Seq, Severity};
+pub use event::{Event, EventBatch, EventIter};
 pub use frame::{
     validate_subscription_name, Deliver, Direction, Frame, FrameType, Hello, HelloOk, PatternIter,
-    Patterns, Role, Subscribe, SubscriptionMode, CLIENT_FRAME_TYPES, DELIVER_FLAG_REDELIVERED,
-    SERVER_FRAME_TYPES, SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY,
+    Patterns, Role, Subscribe, CLIENT_FRAME_TYPES, DELIVER_FLAG_REDELIVERED, SERVER_FRAME_TYPES,
+    SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY,
 };
 // The protocol's limits live with every other limit in `event`; re-exported so that a
 // client sees the whole protocol here.

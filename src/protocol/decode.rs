@@ -9,8 +9,6 @@ use super::frame::{
     Deliver, Frame, FrameType, Hello, HelloOk, Patterns, Role, Subscribe, DELIVER_FLAG_REDELIVERED,
     SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY,
 };
-use super::pattern::Pattern;
-use super::topic::Topic;
 use super::version::HELLO_MAGIC;
 use super::ErrorCode;
 use crate::event::limits::{
@@ -18,7 +16,7 @@ use crate::event::limits::{
     FRAME_HEADER_BYTES, FRAME_LENGTH_BYTES, FRAME_TYPE_BYTES, KEY_BYTES_MAX,
     SUBSCRIPTION_PATTERNS_MAX,
 };
-use crate::event::{Seq, Severity, SubscriptionMode};
+use crate::event::{Pattern, Seq, Severity, SubscriptionMode, Topic};
 
 /// A frame's header, known once its first [`FRAME_HEADER_BYTES`] have arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

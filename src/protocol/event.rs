@@ -3,11 +3,11 @@
 
 use super::decode::{read_event, Reader};
 use super::error::FieldError;
-use super::topic::Topic;
 use crate::event::limits::{
     BATCH_EVENTS_MAX, EVENT_FIXED_BYTES, EVENT_PAYLOAD_BYTES_MAX, KEY_BYTES_MAX, SOURCE_BYTES_MAX,
 };
 use crate::event::Severity;
+use crate::event::Topic;
 
 /// One event. Every field borrows from the buffer it was decoded from (or from the
 /// caller, when encoding).

@@ -3,15 +3,13 @@
 use super::decode::{read_pattern, Reader};
 use super::error::FieldError;
 use super::event::{check_len, Event, EventBatch};
-use super::pattern::Pattern;
-use super::topic::is_segment_byte;
 use super::ErrorCode;
 use crate::event::limits::{
     ACK_DEADLINE_MS_MAX, ADMIN_REQUEST_BYTES_MAX, BATCH_EVENTS_MAX, CLIENT_NAME_BYTES_MAX,
     ERROR_MESSAGE_BYTES_MAX, NAK_DELAY_MS_MAX, PATTERN_BYTES_MAX, STATUS_JSON_BYTES_MAX,
     SUBSCRIPTION_NAME_BYTES_MAX, SUBSCRIPTION_PATTERNS_MAX, WINDOW_EVENTS_MAX,
 };
-use crate::event::{Seq, Severity, SubscriptionMode};
+use crate::event::{is_segment_byte, Pattern, Seq, Severity, SubscriptionMode};
 
 /// Which way a frame type travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

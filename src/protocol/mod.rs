@@ -26,12 +26,12 @@ mod encode;
 mod error;
 mod event;
 mod frame;
-mod pattern;
 mod state;
-mod topic;
 mod version;
 
-pub use crate::event::{Seq, Severity, SubscriptionMode};
+pub use crate::event::{
+    matches_validated, Pattern, PatternError, Seq, Severity, SubscriptionMode, Topic, TopicError,
+};
 pub use decode::{decode, decode_header, FrameHeader};
 pub use encode::{encode, encode_error, encode_to_vec, encoded_len};
 pub use error::{DecodeError, EncodeError, ErrorCode, FieldError};
@@ -52,11 +52,9 @@ pub use crate::event::limits::{
     SEVERITY_MAX, SOURCE_BYTES_MAX, STATUS_JSON_BYTES_MAX, SUBSCRIBE_FIXED_BYTES,
     SUBSCRIPTION_NAME_BYTES_MAX, SUBSCRIPTION_PATTERNS_MAX, TOPIC_BYTES_MAX, WINDOW_EVENTS_MAX,
 };
-pub use pattern::{matches_validated, Pattern, PatternError};
 pub use state::{
     client_rule, negotiate_version, server_rule, ClientMachine, ClientRejection, ClientRule,
     ClientState, Rejection, Rule, ServerMachine, ServerState, Transition, CLIENT_STATES,
     CLIENT_TABLE, SERVER_STATES, SERVER_TABLE,
 };
-pub use topic::{Topic, TopicError};
 pub use version::{HELLO_MAGIC, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN};

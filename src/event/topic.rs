@@ -3,7 +3,7 @@
 //! Grammar: `topic = segment *("." segment)`, `segment = 1*(ALPHA / DIGIT / "_" / "-")`,
 //! 1 to [`TOPIC_BYTES_MAX`] bytes in all. Every valid topic is ASCII.
 
-use crate::event::limits::TOPIC_BYTES_MAX;
+use super::limits::TOPIC_BYTES_MAX;
 use thiserror::Error;
 
 /// Why a byte string is not a valid topic.

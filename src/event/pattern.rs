@@ -3,8 +3,8 @@
 //! A pattern is a topic whose segments may also be `*` (exactly one segment) or, as the
 //! last segment only, `>` (one or more segments): `fs.*.error`, `fs.>`, `>`.
 
+use super::limits::PATTERN_BYTES_MAX;
 use super::topic::{is_segment_byte, Topic};
-use crate::event::limits::PATTERN_BYTES_MAX;
 use thiserror::Error;
 
 /// Why a byte string is not a valid pattern.

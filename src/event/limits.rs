@@ -110,6 +110,12 @@ pub const DEAD_LETTER_SLOTS_MAX: u64 = u32::MAX as u64;
 
 // ----- The daemon -----
 
+/// Most connection slots the daemon may be told to allocate. Each slot's buffers are
+/// allocated at start, about half a MiB (2 × 80 KiB to receive, 4 × 80 KiB to send,
+/// 4 KiB for an admin request), so this many take about 31 GiB: far more clients than
+/// one host's agent serves, and still a size a machine can hold.
+pub const CONNECTIONS_MAX: usize = 65_536;
+
 /// Most idempotency keys the daemon may be told to remember (4 Mi records, about
 /// 1.5 GB allocated at start).
 pub const DEDUPE_WINDOW_RECORDS_MAX: usize = 1 << 22;
@@ -156,6 +162,9 @@ const _: () = assert!(
 const _: () =
     assert!(FRAME_HEADER_BYTES + ERROR_FIXED_BYTES + ERROR_MESSAGE_BYTES_MAX <= FRAME_BYTES_MAX);
 const _: () = assert!(SEVERITY_MAX == 7);
+
+// The io_uring operation tag carries a connection slot in 24 bits (delivery::uring).
+const _: () = assert!(CONNECTIONS_MAX <= 1 << 24);
 
 // The log stores what the protocol carries: a region formatted for the largest payload
 // takes the largest event.

@@ -1,6 +1,7 @@
 //! `herald serve`: the daemon.
 
 use herald::delivery::{self, DaemonConfig, RedeliveryConfig};
+use herald::event::limits::CONNECTIONS_MAX;
 use herald::log::LogConfig;
 use herald::pmem::FileSync;
 use std::io::Write;
@@ -43,8 +44,9 @@ pub struct ServeArgs {
     /// Socket permissions, octal.
     #[arg(long, default_value = "600", value_parser = parse_mode, value_name = "MODE")]
     socket_mode: u32,
-    /// Connection slots, each with its buffers allocated at start.
-    #[arg(long, default_value_t = 128, value_name = "N")]
+    /// Connection slots, each with its buffers (about half a MiB) allocated at start;
+    /// at most 65536.
+    #[arg(long, default_value_t = 128, value_parser = parse_connections_max, value_name = "N")]
     connections_max: usize,
     /// Microseconds to poll for work before sleeping in the kernel. Polling saves a
     /// wake-up when requests arrive back to back, but takes a core: on a 2-core machine
@@ -125,6 +127,19 @@ fn parse_dedupe_age(text: &str) -> Result<Duration, String> {
     Ok(age)
 }
 
+fn parse_connections_max(text: &str) -> Result<usize, String> {
+    let n: usize = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of connections"))?;
+    if n > CONNECTIONS_MAX {
+        return Err(format!(
+            "at most {CONNECTIONS_MAX} connections: each slot allocates about half a MiB of \
+             buffers at start"
+        ));
+    }
+    Ok(n)
+}
+
 fn parse_mode(text: &str) -> Result<u32, String> {
     u32::from_str_radix(text.trim_start_matches("0o"), 8)
         .ok()
@@ -192,5 +207,14 @@ mod tests {
         assert_eq!(parse_mode("600"), Ok(0o600));
         assert_eq!(parse_mode("0o660"), Ok(0o660));
         assert!(parse_mode("999").is_err());
+    }
+
+    #[test]
+    fn connection_slots_above_the_limit_are_refused_with_the_limit() {
+        assert_eq!(parse_connections_max("128"), Ok(128));
+        assert_eq!(parse_connections_max("65536"), Ok(CONNECTIONS_MAX));
+        let refused = parse_connections_max("65537").unwrap_err();
+        assert!(refused.contains("at most 65536"), "{refused}");
+        assert!(parse_connections_max("many").is_err());
     }
 }

@@ -27,11 +27,11 @@ use crate::event::limits::{
 };
 use crate::log::MappedRegion;
 use crate::log::{
-    self, AppendError, EventRef, EventView, Log, Seq, SubscriptionId, SubscriptionMode,
+    self, AppendError, EventRef, EventView, Log, Seq, Severity, SubscriptionId, SubscriptionMode,
 };
 use crate::protocol::{
-    self, encode, encoded_len, Deliver, ErrorCode, Event, Frame, HelloOk, Pattern, ServerState,
-    Topic, FRAME_BYTES_MAX,
+    self, encode, encoded_len, Deliver, ErrorCode, Event, Frame, HelloOk, ServerState, Topic,
+    FRAME_BYTES_MAX,
 };
 use crate::subscription::{Due, SubscriptionSpec, Tracker};
 use crossbeam::queue::ArrayQueue;
@@ -284,22 +284,14 @@ impl Daemon {
     fn load_durable_subscriptions(&mut self, previous_stop_clean: bool) -> Result<(), DaemonError> {
         let mut loaded = Vec::new();
         for s in self.log.subscriptions() {
-            // Stored patterns are checked against the grammar once, here; matching
-            // then skips validation (`matches_validated`).
-            let spec = SubscriptionSpec::decode(s.spec())
-                .map_err(|e| e.to_string())
-                .and_then(
-                    |spec| match spec.patterns().find_map(|p| Pattern::parse(p).err()) {
-                        Some(e) => Err(format!("stored pattern invalid: {e}")),
-                        None => Ok(spec),
-                    },
-                );
-            let spec = match spec {
+            // Decoding checks the stored patterns against the grammar.
+            let spec = match SubscriptionSpec::decode(s.spec()) {
                 Ok(spec) => spec,
                 Err(e) => {
                     // Hold everything for it rather than guess its filters.
                     tracing::warn!(subscription = %String::from_utf8_lossy(s.name()), error = %e, "durable subscription spec unreadable; it receives every event");
-                    SubscriptionSpec::new(7, 64, false, [&b">"[..]]).expect("static spec")
+                    SubscriptionSpec::new(Severity::Debug, 64, false, [&b">"[..]])
+                        .expect("static spec")
                 }
             };
             let policy = self
@@ -313,7 +305,7 @@ impl Daemon {
             let unsettled = self
                 .log
                 .events_from(Seq(s.cursor))
-                .any(|e| matches(&spec, &e));
+                .any(|e| spec.matches(e.topic, e.severity));
             let recovering = s.mode == SubscriptionMode::Recovering
                 || s.damage.is_some()
                 || (!previous_stop_clean && unsettled);
@@ -853,7 +845,7 @@ impl Daemon {
         let pending = self
             .log
             .events_from(Seq(sub.tracker.cursor()))
-            .filter(|e| matches(&sub.spec, e))
+            .filter(|e| sub.spec.matches(e.topic, e.severity))
             .count() as u64;
         let mode = if sub.replay_end.is_some() {
             SubscriptionMode::Recovering
@@ -1460,7 +1452,7 @@ fn decode_frames(
             }
             Frame::Subscribe(s) => {
                 let spec = SubscriptionSpec::new(
-                    s.min_severity.as_u8(),
+                    s.min_severity,
                     s.window_events,
                     s.automatic_recovery,
                     s.patterns.iter().map(|p| p.as_bytes()),
@@ -1682,15 +1674,6 @@ fn to_log_event<'a>(e: &Event<'a>, connection_name: &'a [u8]) -> EventRef<'a> {
     }
 }
 
-/// Whether `e` is meant for a subscription with `spec`. Its patterns were validated
-/// when the subscription was made (decoded from a frame) or loaded (checked above).
-fn matches(spec: &SubscriptionSpec, e: &EventView<'_>) -> bool {
-    e.severity as u8 <= spec.min_severity
-        && spec
-            .patterns()
-            .any(|p| protocol::matches_validated(p, e.topic))
-}
-
 /// What became of one event offered to a connection.
 enum Offer {
     Sent,
@@ -1810,7 +1793,7 @@ fn pump(
             break;
         };
         let next = e.seq.0 + e.span as u64;
-        if !matches(&sub.spec, &e) {
+        if !sub.spec.matches(e.topic, e.severity) {
             sub.tracker.skip_to(next);
             continue;
         }
@@ -1891,7 +1874,7 @@ fn hold(log: &Log<MappedRegion>, end: u64, sub: &mut Sub) {
     let mut events = log.events_since(Seq(sub.tracker.next()), end);
     loop {
         match events.next() {
-            Some(e) if matches(&sub.spec, &e) => return,
+            Some(e) if sub.spec.matches(e.topic, e.severity) => return,
             Some(e) => sub.tracker.skip_to(e.seq.0 + e.span as u64),
             None => {
                 sub.tracker

@@ -2,8 +2,9 @@
 //! the log's subscription table, and the tracker that turns deliveries and
 //! confirmations into a durable cursor.
 //!
-//! Topic *matching* is the protocol's pattern grammar; `delivery` applies it to the
-//! patterns stored here, so this module depends on `log` only (see DESIGN.md).
+//! A spec decides itself which events are meant for it ([`SubscriptionSpec::matches`]),
+//! with the pattern grammar of `event`; this module depends on `log` and `event` only
+//! (see DESIGN.md).
 
 mod spec;
 mod tracker;

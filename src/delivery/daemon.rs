@@ -204,7 +204,7 @@ pub struct Daemon {
     /// Publishes answered from the dedupe window since the daemon started.
     deduplicated: u64,
     /// What the start-up checks found (shown by `status`).
-    start_findings: Vec<super::check::Finding>,
+    start_findings: Vec<crate::subscription::check::Finding>,
     shutting_down: bool,
     accepting: bool,
     connections_refused: u64,
@@ -1075,12 +1075,12 @@ impl Daemon {
     }
 
     /// Keeps what the start-up checks found, for `status`.
-    pub fn set_start_findings(&mut self, findings: Vec<super::check::Finding>) {
+    pub fn set_start_findings(&mut self, findings: Vec<crate::subscription::check::Finding>) {
         self.start_findings = findings;
     }
 
     /// For `status`: what the start-up checks found.
-    pub(super) fn start_findings(&self) -> &[super::check::Finding] {
+    pub(super) fn start_findings(&self) -> &[crate::subscription::check::Finding] {
         &self.start_findings
     }
 

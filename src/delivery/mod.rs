@@ -1,7 +1,6 @@
 //! The daemon: the indication queue, the io_uring loop that owns every socket, ack
 //! tracking and redelivery. `herald serve` is [`serve`].
 
-pub mod check;
 mod conn;
 mod daemon;
 pub mod dedupe;
@@ -12,6 +11,7 @@ pub mod uring;
 use crate::event::limits::CONNECTIONS_MAX;
 use crate::log::{self, LogConfig, StoreOptions};
 use crate::log::{FileSync, RegionOptions};
+use crate::subscription::check;
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -1,11 +1,12 @@
 //! Subscriptions: the durable spec (filters, minimum severity, window, flags) kept in
-//! the log's subscription table, and the tracker that turns deliveries and
-//! confirmations into a durable cursor.
+//! the log's subscription table, the tracker that turns deliveries and confirmations
+//! into a durable cursor, and the region's consistency checks ([`check`]).
 //!
 //! A spec decides itself which events are meant for it ([`SubscriptionSpec::matches`]),
 //! with the pattern grammar of `event`; this module depends on `log` and `event` only
 //! (see DESIGN.md).
 
+pub mod check;
 mod spec;
 mod tracker;
 

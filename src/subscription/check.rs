@@ -1,12 +1,12 @@
 //! The region's invariants, checked the same way by `herald check` (read-only, on a
 //! region at rest or in use) and by the daemon at start (on what recovery found).
 //!
-//! Lives in `delivery` because it needs all three layers below: the log's recovery
-//! findings, the subscription spec encoding, and the protocol's pattern grammar.
+//! Lives in `subscription` because it needs the log's recovery findings and the
+//! subscription spec encoding (whose decoding checks the pattern grammar).
 
+use super::SubscriptionSpec;
 use crate::log::dead::DeadProblemKind;
 use crate::log::{RecoveryReport, Subscription};
-use crate::subscription::SubscriptionSpec;
 
 /// How bad a finding is.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]

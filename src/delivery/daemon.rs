@@ -1262,12 +1262,19 @@ fn decode_frames(
             // Its error waits for room like any answer.
             Err(_) if free < owed_bytes + REPLY_BYTES_MAX => break,
             Err(e) => {
+                // A frame over a limit is well formed: point to where the limits are.
+                let message = match e.code() {
+                    ErrorCode::TooLarge => {
+                        "a frame or field exceeds its limit; PROTOCOL.md section 11 lists them"
+                    }
+                    _ => "malformed frame; see PROTOCOL.md",
+                };
                 replies.push((
                     slot,
                     Reply::Error {
                         correlation: 0,
                         code: e.code(),
-                        message: "malformed frame; see PROTOCOL.md",
+                        message,
                     },
                 ));
                 conn.close_after_flush = true;

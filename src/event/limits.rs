@@ -80,6 +80,12 @@ pub const SUBSCRIPTION_NAME_BYTES_MAX: usize = 64;
 pub const PATTERN_BYTES_MAX: usize = 255;
 /// Most patterns in one subscription (at least one is required).
 pub const SUBSCRIPTION_PATTERNS_MAX: usize = 16;
+/// Most bytes the patterns of one subscription take in all, each with its length byte
+/// (the `patterns` field of `Subscribe`): what the spec field of a subscription table
+/// entry holds after its header. The decoder refuses a longer list as too large, so a
+/// subscription the protocol accepts can always be stored. It holds 16 patterns of up
+/// to 19 bytes, or one of [`PATTERN_BYTES_MAX`] and a few short ones; not 16 of 255.
+pub const SUBSCRIPTION_PATTERN_LIST_BYTES_MAX: usize = 332;
 /// Largest in-flight window of a subscription, in events (at least one).
 pub const WINDOW_EVENTS_MAX: u32 = 4096;
 /// Longest acknowledgement deadline a subscription may ask for: one hour.
@@ -90,9 +96,6 @@ pub const SUBSCRIPTION_SPEC_BYTES_MAX: usize = 348;
 /// Bytes of a stored spec before its patterns (version, severity, flags, count,
 /// window, ack deadline, max deliveries, reserved).
 pub const SUBSCRIPTION_SPEC_HEADER_BYTES: usize = 16;
-/// Bytes a stored spec has for its patterns, each with its length byte.
-pub const SUBSCRIPTION_SPEC_PATTERN_BYTES_MAX: usize =
-    SUBSCRIPTION_SPEC_BYTES_MAX - SUBSCRIPTION_SPEC_HEADER_BYTES;
 
 // ----- The log -----
 
@@ -156,7 +159,7 @@ const _: () = assert!(
     FRAME_HEADER_BYTES
         + SUBSCRIBE_FIXED_BYTES
         + SUBSCRIPTION_NAME_BYTES_MAX
-        + SUBSCRIPTION_PATTERNS_MAX * (1 + PATTERN_BYTES_MAX)
+        + SUBSCRIPTION_PATTERN_LIST_BYTES_MAX
         <= FRAME_BYTES_MAX
 );
 const _: () =
@@ -171,10 +174,20 @@ const _: () = assert!(CONNECTIONS_MAX <= 1 << 24);
 const _: () = assert!(EVENT_PAYLOAD_BYTES_MAX <= PAYLOAD_BYTES_MAX_LIMIT as usize);
 // A loaded entry keeps its spec length in a u16.
 const _: () = assert!(SUBSCRIPTION_SPEC_BYTES_MAX <= u16::MAX as usize);
-// A stored spec holds the longest pattern behind its length byte, and as many patterns
-// as a subscription may have.
-const _: () = assert!(SUBSCRIPTION_SPEC_PATTERN_BYTES_MAX > PATTERN_BYTES_MAX);
-const _: () = assert!(SUBSCRIPTION_SPEC_PATTERN_BYTES_MAX >= SUBSCRIPTION_PATTERNS_MAX * 2);
+// Every pattern list the protocol accepts is stored: it fits the spec field after the
+// spec's header.
+const _: () = assert!(
+    SUBSCRIPTION_SPEC_HEADER_BYTES + SUBSCRIPTION_PATTERN_LIST_BYTES_MAX
+        <= SUBSCRIPTION_SPEC_BYTES_MAX
+);
+// Each other pattern limit can still be reached: the list holds the longest pattern
+// behind its length byte, and as many one-byte patterns as a subscription may have;
+// and the list's limit is the tighter one (below as many of the longest patterns).
+const _: () = assert!(SUBSCRIPTION_PATTERN_LIST_BYTES_MAX > PATTERN_BYTES_MAX);
+const _: () = assert!(SUBSCRIPTION_PATTERN_LIST_BYTES_MAX >= SUBSCRIPTION_PATTERNS_MAX * 2);
+const _: () = assert!(
+    SUBSCRIPTION_PATTERN_LIST_BYTES_MAX <= SUBSCRIPTION_PATTERNS_MAX * (1 + PATTERN_BYTES_MAX)
+);
 // Slots are whole cache lines.
 const _: () = assert!(SLOT_BYTES_MIN.is_multiple_of(64) && SLOT_BYTES_MAX.is_multiple_of(64));
 const _: () = assert!(SLOT_BYTES_MIN <= SLOT_BYTES_MAX);

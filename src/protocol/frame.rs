@@ -7,7 +7,8 @@ use super::ErrorCode;
 use crate::event::limits::{
     ACK_DEADLINE_MS_MAX, ADMIN_REQUEST_BYTES_MAX, BATCH_EVENTS_MAX, CLIENT_NAME_BYTES_MAX,
     ERROR_MESSAGE_BYTES_MAX, NAK_DELAY_MS_MAX, PATTERN_BYTES_MAX, STATUS_JSON_BYTES_MAX,
-    SUBSCRIPTION_NAME_BYTES_MAX, SUBSCRIPTION_PATTERNS_MAX, WINDOW_EVENTS_MAX,
+    SUBSCRIPTION_NAME_BYTES_MAX, SUBSCRIPTION_PATTERNS_MAX, SUBSCRIPTION_PATTERN_LIST_BYTES_MAX,
+    WINDOW_EVENTS_MAX,
 };
 use crate::event::{is_segment_byte, Pattern, Seq, Severity, SubscriptionMode};
 
@@ -281,7 +282,8 @@ pub struct Subscribe<'a> {
     /// Deliveries of one event before it goes to the subscription's dead letters;
     /// 0 = the daemon's default.
     pub max_deliveries: u16,
-    /// Topic filters; an event passes if any matches. 1..=16 of them.
+    /// Topic filters; an event passes if any matches. 1..=16 of them, taking at most
+    /// [`SUBSCRIPTION_PATTERN_LIST_BYTES_MAX`] bytes with their length bytes.
     pub patterns: Patterns<'a>,
 }
 
@@ -425,7 +427,13 @@ impl<'a> Patterns<'a> {
                 }
                 // `Pattern` guarantees 1..=PATTERN_BYTES_MAX bytes, each behind a u8 length.
                 const _: () = assert!(PATTERN_BYTES_MAX <= u8::MAX as usize);
-                Ok(self.encoded_len())
+                let bytes = self.encoded_len();
+                check_len(
+                    "subscribe.patterns",
+                    bytes,
+                    SUBSCRIPTION_PATTERN_LIST_BYTES_MAX,
+                )?;
+                Ok(bytes)
             }
         }
     }

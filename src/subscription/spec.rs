@@ -10,8 +10,8 @@
 //! and when it is read back), so [`SubscriptionSpec::matches`] skips validation.
 
 use crate::event::limits::{
-    SUBSCRIPTION_PATTERNS_MAX, SUBSCRIPTION_SPEC_BYTES_MAX, SUBSCRIPTION_SPEC_HEADER_BYTES,
-    SUBSCRIPTION_SPEC_PATTERN_BYTES_MAX,
+    SUBSCRIPTION_PATTERNS_MAX, SUBSCRIPTION_PATTERN_LIST_BYTES_MAX, SUBSCRIPTION_SPEC_BYTES_MAX,
+    SUBSCRIPTION_SPEC_HEADER_BYTES,
 };
 use crate::event::{matches_validated, Pattern, PatternError, Severity};
 
@@ -24,8 +24,8 @@ const VERSION: u8 = 2;
 /// Why a spec cannot be built or read back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
-    /// Patterns too long in total for the durable table.
-    #[error("topic patterns take {0} bytes; a durable subscription holds at most {SUBSCRIPTION_SPEC_PATTERN_BYTES_MAX}")]
+    /// Patterns too long in total for the subscription table's spec field.
+    #[error("topic patterns take {0} bytes; a subscription holds at most {SUBSCRIPTION_PATTERN_LIST_BYTES_MAX}")]
     TooLarge(usize),
     /// Too many or no patterns.
     #[error("a subscription needs 1..={SUBSCRIPTION_PATTERNS_MAX} patterns, got {0}")]
@@ -53,7 +53,7 @@ pub struct SubscriptionSpec {
     /// Deliveries before an event is dead-lettered; 0 = daemon default.
     pub max_deliveries: u16,
     pattern_count: u8,
-    pattern_bytes: [u8; SUBSCRIPTION_SPEC_PATTERN_BYTES_MAX],
+    pattern_bytes: [u8; SUBSCRIPTION_PATTERN_LIST_BYTES_MAX],
     pattern_used: u16,
 }
 
@@ -72,7 +72,7 @@ impl SubscriptionSpec {
             ack_deadline_ms: 0,
             max_deliveries: 0,
             pattern_count: 0,
-            pattern_bytes: [0; SUBSCRIPTION_SPEC_PATTERN_BYTES_MAX],
+            pattern_bytes: [0; SUBSCRIPTION_PATTERN_LIST_BYTES_MAX],
             pattern_used: 0,
         };
         let mut count = 0usize;
@@ -81,7 +81,7 @@ impl SubscriptionSpec {
             Pattern::parse(p).map_err(SpecError::InvalidPattern)?;
             count += 1;
             needed += 1 + p.len();
-            if needed > SUBSCRIPTION_SPEC_PATTERN_BYTES_MAX || p.len() > u8::MAX as usize {
+            if needed > SUBSCRIPTION_PATTERN_LIST_BYTES_MAX || p.len() > u8::MAX as usize {
                 continue;
             }
             let at = spec.pattern_used as usize;
@@ -89,7 +89,7 @@ impl SubscriptionSpec {
             spec.pattern_bytes[at + 1..at + 1 + p.len()].copy_from_slice(p);
             spec.pattern_used += 1 + p.len() as u16;
         }
-        if needed > SUBSCRIPTION_SPEC_PATTERN_BYTES_MAX {
+        if needed > SUBSCRIPTION_PATTERN_LIST_BYTES_MAX {
             return Err(SpecError::TooLarge(needed));
         }
         if count == 0 || count > SUBSCRIPTION_PATTERNS_MAX {
@@ -189,6 +189,7 @@ impl SubscriptionSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::limits::PATTERN_BYTES_MAX;
 
     #[test]
     fn specs_round_trip_through_their_stored_bytes() {
@@ -238,6 +239,24 @@ mod tests {
             SubscriptionSpec::new(Severity::Debug, 1, false, many),
             Err(SpecError::PatternCount(17))
         ));
+    }
+
+    #[test]
+    fn the_longest_pattern_list_the_protocol_accepts_is_stored_and_one_byte_more_is_not() {
+        let long = [b'a'; PATTERN_BYTES_MAX];
+        let fill = [b'b'; SUBSCRIPTION_PATTERN_LIST_BYTES_MAX - (1 + PATTERN_BYTES_MAX) - 1];
+        let spec = SubscriptionSpec::new(Severity::Debug, 8, false, [&long[..], &fill[..]])
+            .unwrap()
+            .with_policy(1000, 2);
+        let mut out = [0u8; SUBSCRIPTION_SPEC_BYTES_MAX];
+        let n = spec.encode(&mut out);
+        assert_eq!(n, HEADER_BYTES + SUBSCRIPTION_PATTERN_LIST_BYTES_MAX);
+        assert_eq!(SubscriptionSpec::decode(&out[..n]).unwrap(), spec);
+        let over = [b'b'; SUBSCRIPTION_PATTERN_LIST_BYTES_MAX - (1 + PATTERN_BYTES_MAX)];
+        assert_eq!(
+            SubscriptionSpec::new(Severity::Debug, 8, false, [&long[..], &over[..]]),
+            Err(SpecError::TooLarge(SUBSCRIPTION_PATTERN_LIST_BYTES_MAX + 1))
+        );
     }
 
     #[test]

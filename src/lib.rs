@@ -1,11 +1,18 @@
 //! herald: persistent and reliable delivery of event messages.
 //!
-//! Modules depend downward only, in this order (see `DESIGN.md`):
-//! `pmem` → `log` → `subscription` → `delivery`; `protocol` stands alone;
-//! `client` uses `protocol`.
+//! Modules depend downward only (see `DESIGN.md`). `event` is the leaf every layer
+//! shares: what an event is (sequence number, severity, topic and pattern grammar,
+//! subscription mode) and every limit. Above it:
+//! - `pmem` stands alone (it needs no event type);
+//! - `log` uses `pmem` and `event`;
+//! - `protocol` uses `event`;
+//! - `subscription` uses `log` and `event`;
+//! - `delivery` uses `log`, `protocol`, `subscription` and `event`;
+//! - `client` uses `protocol`.
 
 pub mod client;
 pub mod delivery;
+pub mod event;
 pub mod log;
 pub mod pmem;
 pub mod protocol;

@@ -168,6 +168,16 @@ fn bad_arguments_are_usage_errors_with_exit_status_2() {
 }
 
 #[test]
+fn serve_refuses_more_connection_slots_than_the_limit_before_it_allocates_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = herald(dir.path(), &["serve", "--connections-max", "65537"], b"");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("at most 65536 connections"), "{stderr}");
+    assert!(!dir.path().join("region.pmem").exists());
+}
+
+#[test]
 fn subscribe_count_2_json_prints_two_objects_and_confirms_both() {
     let server = FakeServer::start(|peer| {
         peer.accept_hello(Role::Subscriber);

@@ -66,7 +66,7 @@ fn three_durable_subscriptions_each_receive_exactly_their_events_in_order_once_a
                 let mut stored = Vec::new();
                 for i in 0..300u32 {
                     let topic = TOPICS[rng.gen_range(0..TOPICS.len())];
-                    let severity = Severity::from_u8(rng.gen_range(0..8)).unwrap();
+                    let severity = Severity::ALL[rng.gen_range(0..Severity::ALL.len())];
                     let payload = format!("p{p} e{i}");
                     let s = client
                         .publish(&event(topic, severity, payload.as_bytes()))

@@ -6,7 +6,10 @@ mod daemon;
 #[path = "support/raw.rs"]
 mod raw;
 
-use herald::protocol::{ErrorCode, Event, EventBatch, Frame, Role, Severity, Topic};
+use herald::protocol::{
+    ErrorCode, Event, EventBatch, Frame, Role, Severity, SubscriptionMode, Topic, FRAME_TYPE_BYTES,
+    PATTERN_BYTES_MAX, SUBSCRIPTION_PATTERN_LIST_BYTES_MAX,
+};
 use raw::{frame, Raw};
 
 fn keyed<'a>(topic: &'a str, key: &'a [u8], payload: &'a [u8]) -> Event<'a> {
@@ -219,4 +222,117 @@ fn while_output_is_blocked_settling_frames_are_still_read_and_a_ping_waits_for_r
         }
     }
     d.wait_for_status("everything released", |s| s["ring"]["used_slots"] == 0);
+}
+
+/// The patterns of a subscription taking `list_bytes` in all (length bytes included):
+/// `fs.>`, the longest pattern, and a literal filling the rest.
+fn patterns_taking(list_bytes: usize) -> [String; 3] {
+    let fill = list_bytes - (1 + "fs.>".len()) - (1 + PATTERN_BYTES_MAX) - 1;
+    [
+        "fs.>".into(),
+        "a".repeat(PATTERN_BYTES_MAX),
+        "b".repeat(fill),
+    ]
+}
+
+/// A `Subscribe` frame for `name` and `patterns`, encoded by hand: the encoder refuses
+/// to write one beyond the protocol's limits, as a client from elsewhere might not.
+fn subscribe_frame(name: &str, patterns: &[String]) -> Vec<u8> {
+    let mut body = vec![];
+    body.extend(0u32.to_le_bytes()); // flags
+    body.extend(8u32.to_le_bytes()); // window_events
+    body.extend(0u32.to_le_bytes()); // ack_deadline_ms
+    body.extend(0u16.to_le_bytes()); // max_deliveries
+    body.extend([7, name.len() as u8, patterns.len() as u8]);
+    body.extend(name.as_bytes());
+    for pattern in patterns {
+        body.push(pattern.len() as u8);
+        body.extend(pattern.as_bytes());
+    }
+    let mut frame = ((FRAME_TYPE_BYTES + body.len()) as u32)
+        .to_le_bytes()
+        .to_vec();
+    frame.extend([0x04, 0]);
+    frame.extend(body);
+    frame
+}
+
+#[test]
+fn the_largest_subscription_the_decoder_accepts_is_stored_and_reattached_and_one_byte_more_is_too_large(
+) {
+    // Issue 15, fault 4: filters beyond the log's spec space were decoded, then refused
+    // as `invalid`. Now the protocol's limit is the stored space.
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon::Daemon::start(dir.path(), &[]);
+    let widest = patterns_taking(SUBSCRIPTION_PATTERN_LIST_BYTES_MAX);
+    let widest: Vec<&str> = widest.iter().map(String::as_str).collect();
+    let mut sub = Raw::connect(&d.socket());
+    sub.hello(Role::Subscriber, "wide");
+    let answer = sub.subscribe("wide", &widest, 8);
+    assert!(
+        matches!(frame(&answer), Frame::Subscribed { .. }),
+        "{:?}",
+        frame(&answer)
+    );
+    drop(sub);
+    assert_eq!(d.stop().code(), Some(0));
+
+    // After a restart the filters come from the log's entry alone: reattaching with
+    // the same ones is accepted only if they were stored whole.
+    let d = daemon::Daemon::start(dir.path(), &[]);
+    let mut p = herald::client::Client::connect(&d.socket(), Role::Producer, "fsd").unwrap();
+    let seqs = daemon::publish_each(&mut p, "fs.a", Severity::Error, [b"for wide"]);
+    daemon::publish_each(&mut p, "net.a", Severity::Error, [b"not for wide"]);
+    let mut sub = Raw::connect(&d.socket());
+    sub.hello(Role::Subscriber, "wide");
+    let answer = sub.subscribe("wide", &widest, 8);
+    assert_eq!(
+        frame(&answer),
+        Frame::Subscribed {
+            mode: SubscriptionMode::Normal,
+            pending_events: 1
+        }
+    );
+    let f = sub.recv().expect("a delivery");
+    let Frame::Deliver(dl) = frame(&f) else {
+        panic!("expected a delivery, got {:?}", frame(&f));
+    };
+    assert_eq!((dl.seq, dl.event.payload), (seqs[0], &b"for wide"[..]));
+
+    // One byte more is refused when the frame is decoded, saying it is over a limit.
+    let mut over = Raw::connect(&d.socket());
+    over.hello(Role::Subscriber, "over");
+    over.send_bytes(&subscribe_frame(
+        "over",
+        &patterns_taking(SUBSCRIPTION_PATTERN_LIST_BYTES_MAX + 1),
+    ));
+    let answer = over.recv().expect("an error before the connection closes");
+    let Frame::Error { code, message, .. } = frame(&answer) else {
+        panic!("expected an error, got {:?}", frame(&answer));
+    };
+    assert_eq!(code, ErrorCode::TooLarge, "{message}");
+    assert!(message.contains("limit"), "{message}");
+    assert_eq!(over.recv(), None, "the connection is closed");
+    // The client library refuses it before sending, naming the field and the limit.
+    let mut client =
+        herald::client::Client::connect(&d.socket(), Role::Subscriber, "over").unwrap();
+    let too_wide = patterns_taking(SUBSCRIPTION_PATTERN_LIST_BYTES_MAX + 1);
+    let too_wide: Vec<&str> = too_wide.iter().map(String::as_str).collect();
+    let refused = client
+        .subscribe("over", &too_wide, Severity::Debug, 8, false)
+        .unwrap_err()
+        .to_string();
+    let expected = format!(
+        "subscribe.patterns is {} bytes; the limit is {SUBSCRIPTION_PATTERN_LIST_BYTES_MAX}",
+        SUBSCRIPTION_PATTERN_LIST_BYTES_MAX + 1
+    );
+    assert!(refused.contains(&expected), "{refused}");
+    let status = d.status();
+    let names: Vec<&serde_json::Value> = status["subscriptions"]
+        .as_array()
+        .expect("subscriptions")
+        .iter()
+        .map(|row| &row["name"])
+        .collect();
+    assert_eq!(names, ["wide"], "nothing else was created");
 }

@@ -41,7 +41,7 @@ fn appended_events_read_back_field_for_field() {
     let _sub = log.create_subscription(b"s", b"spec").unwrap();
     let e = EventRef {
         topic: b"fs.disk.error",
-        severity: Severity::Err,
+        severity: Severity::Error,
         source: b"raid0",
         flags: 7,
         key: b"k-1",
@@ -55,7 +55,7 @@ fn appended_events_read_back_field_for_field() {
     assert_eq!(got.source, e.source);
     assert_eq!(got.key, e.key);
     assert_eq!(got.payload, e.payload);
-    assert_eq!(got.severity, Severity::Err);
+    assert_eq!(got.severity, Severity::Error);
     assert_eq!(got.flags, 7);
     assert_eq!(got.timestamp_ns, 12345);
     assert!(log.read(Seq(seq.0 + 1)).is_none());
@@ -99,7 +99,7 @@ fn a_full_ring_refuses_ordinary_events_but_keeps_the_reserve_for_critical_ones()
     let sub = log.create_subscription(b"stuck", b"").unwrap();
     let mut stored = 0;
     let err = loop {
-        match log.append(&event("t", Severity::Err, b"payload")) {
+        match log.append(&event("t", Severity::Error, b"payload")) {
             Ok(_) => stored += 1,
             Err(e) => break e,
         }
@@ -122,9 +122,13 @@ fn a_full_ring_refuses_ordinary_events_but_keeps_the_reserve_for_critical_ones()
     assert_eq!(stored, 240);
     // Critical events still get in, until the reserve is gone too.
     let crit = log
-        .append(&event("resources.exhausted", Severity::Crit, b"ring full"))
+        .append(&event(
+            "resources.exhausted",
+            Severity::Critical,
+            b"ring full",
+        ))
         .unwrap();
-    assert_eq!(log.read(crit).unwrap().severity, Severity::Crit);
+    assert_eq!(log.read(crit).unwrap().severity, Severity::Critical);
     let last_err = loop {
         if let Err(e) = log.append(&event("x", Severity::Alert, b"")) {
             break e;
@@ -249,7 +253,7 @@ fn recovery_reports_what_it_found_on_a_region_file() {
     let mut log = herald::log::create_file(&path, 1 << 20, &StoreOptions::default(), 7).unwrap();
     log.create_subscription(b"s", b"").unwrap();
     for i in 0..100u32 {
-        log.append(&event("fs.disk.error", Severity::Err, &i.to_le_bytes()))
+        log.append(&event("fs.disk.error", Severity::Error, &i.to_le_bytes()))
             .unwrap();
     }
     drop(log);

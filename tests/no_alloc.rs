@@ -30,7 +30,7 @@ fn appending_and_releasing_allocate_nothing_after_start_up() {
             for i in 0..8 {
                 let e = EventRef {
                     topic: b"fs.disk.error",
-                    severity: Severity::Err,
+                    severity: Severity::Error,
                     source: b"raid0",
                     flags: 0,
                     key: b"",

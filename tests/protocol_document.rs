@@ -218,7 +218,7 @@ fn grouped(value: u64) -> String {
 #[test]
 fn protocol_md_limits_table_matches_the_constants() {
     let text = protocol_md();
-    let limits: [(&str, u64); 14] = [
+    let limits: [(&str, u64); 15] = [
         ("FRAME_BYTES_MAX", FRAME_BYTES_MAX as u64),
         ("FRAME_HEADER_BYTES", FRAME_HEADER_BYTES as u64),
         ("EVENT_PAYLOAD_BYTES_MAX", EVENT_PAYLOAD_BYTES_MAX as u64),
@@ -236,6 +236,10 @@ fn protocol_md_limits_table_matches_the_constants() {
             SUBSCRIPTION_PATTERNS_MAX as u64,
         ),
         ("PATTERN_BYTES_MAX", PATTERN_BYTES_MAX as u64),
+        (
+            "SUBSCRIPTION_PATTERN_LIST_BYTES_MAX",
+            SUBSCRIPTION_PATTERN_LIST_BYTES_MAX as u64,
+        ),
         ("WINDOW_EVENTS_MAX", u64::from(WINDOW_EVENTS_MAX)),
         ("NAK_DELAY_MS_MAX", u64::from(NAK_DELAY_MS_MAX)),
         ("ERROR_MESSAGE_BYTES_MAX", ERROR_MESSAGE_BYTES_MAX as u64),

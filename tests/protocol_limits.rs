@@ -296,6 +296,69 @@ fn subscription_limits_are_refused() {
     assert_eq!(decode_error(&bytes).code(), ErrorCode::Invalid);
 }
 
+/// A Subscribe body (no name) with `patterns` as given, each behind its length byte.
+fn subscribe_body(patterns: &[&[u8]]) -> Vec<u8> {
+    let mut body = vec![];
+    body.extend(0u32.to_le_bytes()); // flags
+    body.extend(1u32.to_le_bytes()); // window_events
+    body.extend(0u32.to_le_bytes()); // ack_deadline_ms
+    body.extend(0u16.to_le_bytes()); // max_deliveries
+    body.extend([7, 0, patterns.len() as u8]); // min_severity, name_len, pattern_count
+    for pattern in patterns {
+        body.push(pattern.len() as u8);
+        body.extend_from_slice(pattern);
+    }
+    body
+}
+
+#[test]
+fn a_subscriptions_patterns_beyond_their_total_limit_are_refused_by_both_sides() {
+    // The longest pattern and one more filling the list exactly.
+    let long = vec![b'a'; PATTERN_BYTES_MAX];
+    let fill = vec![b'b'; SUBSCRIPTION_PATTERN_LIST_BYTES_MAX - (1 + PATTERN_BYTES_MAX) - 1];
+    let over = vec![b'b'; fill.len() + 1];
+    let at_limit = raw_frame(0x04, &subscribe_body(&[&long, &fill]));
+    let Ok(Some((Frame::Subscribe(subscribe), _))) = decode(&at_limit) else {
+        panic!(
+            "a list of exactly the limit decodes: {:?}",
+            decode(&at_limit)
+        );
+    };
+    assert_eq!(
+        subscribe.patterns.encoded_len(),
+        SUBSCRIPTION_PATTERN_LIST_BYTES_MAX
+    );
+    assert_eq!(encoded(&Frame::Subscribe(subscribe)), at_limit);
+
+    let error = decode_error(&raw_frame(0x04, &subscribe_body(&[&long, &over])));
+    let too_long = FieldError::TooLong {
+        field: "subscribe.patterns",
+        bytes: SUBSCRIPTION_PATTERN_LIST_BYTES_MAX + 1,
+        max: SUBSCRIPTION_PATTERN_LIST_BYTES_MAX,
+    };
+    assert_eq!(error, DecodeError::Field(too_long));
+    assert_eq!(error.code(), ErrorCode::TooLarge);
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "subscribe.patterns is {} bytes; the limit is {SUBSCRIPTION_PATTERN_LIST_BYTES_MAX}",
+            SUBSCRIPTION_PATTERN_LIST_BYTES_MAX + 1
+        )
+    );
+    let patterns = [
+        Pattern::parse(&long).unwrap(),
+        Pattern::parse(&over).unwrap(),
+    ];
+    let subscribe = Subscribe {
+        patterns: Patterns::from_patterns(&patterns),
+        ..subscribe
+    };
+    assert_eq!(
+        encoded_len(&Frame::Subscribe(subscribe)),
+        Err(EncodeError::Field(too_long))
+    );
+}
+
 #[test]
 fn every_undefined_frame_type_byte_is_refused_as_invalid() {
     for byte in 0..=u8::MAX {

@@ -26,9 +26,9 @@ fn event(i: u32, payload: &[u8]) -> EventRef<'_> {
     EventRef {
         topic: b"fs.disk.error",
         severity: if i.is_multiple_of(5) {
-            Severity::Crit
+            Severity::Critical
         } else {
-            Severity::Err
+            Severity::Error
         },
         source: b"fixture",
         flags: 0,

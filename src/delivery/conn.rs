@@ -5,7 +5,9 @@
 //! of `recv` (the pending bytes of `send`); the daemon touches them again only after
 //! the completion arrives (`recv_in_flight` / `send_in_flight` guard this).
 
-use crate::protocol::{ServerMachine, ADMIN_REQUEST_BYTES_MAX, FRAME_BYTES_MAX, SOURCE_BYTES_MAX};
+use crate::protocol::{
+    ServerMachine, ADMIN_REQUEST_BYTES_MAX, CLIENT_NAME_BYTES_MAX, FRAME_BYTES_MAX,
+};
 use std::os::fd::OwnedFd;
 
 /// Receive buffer: room for a whole maximum frame plus the start of the next.
@@ -26,7 +28,7 @@ pub struct Conn {
     /// The protocol state.
     pub machine: ServerMachine,
     /// The client name from its hello: the source of its events when they name none.
-    pub name: [u8; SOURCE_BYTES_MAX],
+    pub name: [u8; CLIENT_NAME_BYTES_MAX],
     /// Bytes of `name`.
     pub name_len: usize,
     /// Received bytes, `recv[..recv_len]` not yet decoded.
@@ -80,7 +82,7 @@ impl Conn {
             fd: None,
             generation: 0,
             machine: ServerMachine::new(),
-            name: [0; SOURCE_BYTES_MAX],
+            name: [0; CLIENT_NAME_BYTES_MAX],
             name_len: 0,
             recv,
             recv_len: 0,

@@ -22,13 +22,16 @@ use super::conn::{Conn, RECV_BYTES, REPLY_RESERVE_BYTES};
 use super::dedupe::DedupeWindow;
 use super::uring::{self, tag, untag, Op};
 use super::{DaemonConfig, DaemonError};
+use crate::event::limits::{
+    DEDUPE_WINDOW_AGE_MAX, DEDUPE_WINDOW_RECORDS_MAX, SUBSCRIPTION_NAME_BYTES_MAX,
+};
 use crate::log::MappedRegion;
 use crate::log::{
-    self, AppendError, EventRef, EventView, Log, Seq, SubscriptionId, SubscriptionMode,
+    self, AppendError, EventRef, EventView, Log, Seq, Severity, SubscriptionId, SubscriptionMode,
 };
 use crate::protocol::{
-    self, encode, encoded_len, Deliver, ErrorCode, Event, Frame, HelloOk, Pattern, ServerState,
-    Topic, FRAME_BYTES_MAX,
+    self, encode, encoded_len, Deliver, ErrorCode, Event, Frame, HelloOk, ServerState, Topic,
+    FRAME_BYTES_MAX,
 };
 use crate::subscription::{Due, SubscriptionSpec, Tracker};
 use crossbeam::queue::ArrayQueue;
@@ -65,7 +68,7 @@ enum Reply {
         message: &'static str,
     },
     Subscribed {
-        mode: protocol::SubscriptionMode,
+        mode: SubscriptionMode,
         pending: u64,
     },
     Pong {
@@ -78,7 +81,7 @@ enum Reply {
 #[derive(Copy, Clone)]
 struct PendingSubscribe {
     slot: usize,
-    name: [u8; 64],
+    name: [u8; SUBSCRIPTION_NAME_BYTES_MAX],
     name_len: usize,
     spec: SubscriptionSpec,
 }
@@ -201,7 +204,7 @@ pub struct Daemon {
     /// Publishes answered from the dedupe window since the daemon started.
     deduplicated: u64,
     /// What the start-up checks found (shown by `status`).
-    start_findings: Vec<super::check::Finding>,
+    start_findings: Vec<crate::subscription::check::Finding>,
     shutting_down: bool,
     accepting: bool,
     connections_refused: u64,
@@ -237,10 +240,8 @@ impl Daemon {
             dead_pending: Vec::with_capacity(DEAD_PENDING_MAX),
             dead_outcomes: Vec::with_capacity(subscriptions),
             dedupe: DedupeWindow::new(
-                config
-                    .dedupe_records
-                    .clamp(1, super::dedupe::WINDOW_RECORDS_MAX),
-                config.dedupe_age.min(super::dedupe::WINDOW_AGE_MAX),
+                config.dedupe_records.clamp(1, DEDUPE_WINDOW_RECORDS_MAX),
+                config.dedupe_age.min(DEDUPE_WINDOW_AGE_MAX),
             ),
             deduplicated: 0,
             start_findings: Vec::new(),
@@ -283,22 +284,14 @@ impl Daemon {
     fn load_durable_subscriptions(&mut self, previous_stop_clean: bool) -> Result<(), DaemonError> {
         let mut loaded = Vec::new();
         for s in self.log.subscriptions() {
-            // Stored patterns are checked against the grammar once, here; matching
-            // then skips validation (`matches_validated`).
-            let spec = SubscriptionSpec::decode(s.spec())
-                .map_err(|e| e.to_string())
-                .and_then(
-                    |spec| match spec.patterns().find_map(|p| Pattern::parse(p).err()) {
-                        Some(e) => Err(format!("stored pattern invalid: {e}")),
-                        None => Ok(spec),
-                    },
-                );
-            let spec = match spec {
+            // Decoding checks the stored patterns against the grammar.
+            let spec = match SubscriptionSpec::decode(s.spec()) {
                 Ok(spec) => spec,
                 Err(e) => {
                     // Hold everything for it rather than guess its filters.
                     tracing::warn!(subscription = %String::from_utf8_lossy(s.name()), error = %e, "durable subscription spec unreadable; it receives every event");
-                    SubscriptionSpec::new(7, 64, false, [&b">"[..]]).expect("static spec")
+                    SubscriptionSpec::new(Severity::Debug, 64, false, [&b">"[..]])
+                        .expect("static spec")
                 }
             };
             let policy = self
@@ -312,7 +305,7 @@ impl Daemon {
             let unsettled = self
                 .log
                 .events_from(Seq(s.cursor))
-                .any(|e| matches(&spec, &e));
+                .any(|e| spec.matches(e.topic, e.severity));
             let recovering = s.mode == SubscriptionMode::Recovering
                 || s.damage.is_some()
                 || (!previous_stop_clean && unsettled);
@@ -852,12 +845,12 @@ impl Daemon {
         let pending = self
             .log
             .events_from(Seq(sub.tracker.cursor()))
-            .filter(|e| matches(&sub.spec, e))
+            .filter(|e| sub.spec.matches(e.topic, e.severity))
             .count() as u64;
         let mode = if sub.replay_end.is_some() {
-            protocol::SubscriptionMode::Recovering
+            SubscriptionMode::Recovering
         } else {
-            protocol::SubscriptionMode::Normal
+            SubscriptionMode::Normal
         };
         self.replies
             .push(reply(Reply::Subscribed { mode, pending }));
@@ -1082,12 +1075,12 @@ impl Daemon {
     }
 
     /// Keeps what the start-up checks found, for `status`.
-    pub fn set_start_findings(&mut self, findings: Vec<super::check::Finding>) {
+    pub fn set_start_findings(&mut self, findings: Vec<crate::subscription::check::Finding>) {
         self.start_findings = findings;
     }
 
     /// For `status`: what the start-up checks found.
-    pub(super) fn start_findings(&self) -> &[super::check::Finding] {
+    pub(super) fn start_findings(&self) -> &[crate::subscription::check::Finding] {
         &self.start_findings
     }
 
@@ -1146,8 +1139,8 @@ fn reply_frame(reply: Reply, version: u16, node_id: u64, payload_max: u32) -> Fr
             count,
         } => Frame::Stored {
             correlation,
-            first_seq: protocol::Seq(first),
-            last_seq: protocol::Seq(last),
+            first_seq: Seq(first),
+            last_seq: Seq(last),
             count,
         },
         Reply::Error {
@@ -1269,12 +1262,19 @@ fn decode_frames(
             // Its error waits for room like any answer.
             Err(_) if free < owed_bytes + REPLY_BYTES_MAX => break,
             Err(e) => {
+                // A frame over a limit is well formed: point to where the limits are.
+                let message = match e.code() {
+                    ErrorCode::TooLarge => {
+                        "a frame or field exceeds its limit; PROTOCOL.md section 11 lists them"
+                    }
+                    _ => "malformed frame; see PROTOCOL.md",
+                };
                 replies.push((
                     slot,
                     Reply::Error {
                         correlation: 0,
                         code: e.code(),
-                        message: "malformed frame; see PROTOCOL.md",
+                        message,
                     },
                 ));
                 conn.close_after_flush = true;
@@ -1459,7 +1459,7 @@ fn decode_frames(
             }
             Frame::Subscribe(s) => {
                 let spec = SubscriptionSpec::new(
-                    s.min_severity.as_u8(),
+                    s.min_severity,
                     s.window_events,
                     s.automatic_recovery,
                     s.patterns.iter().map(|p| p.as_bytes()),
@@ -1467,7 +1467,7 @@ fn decode_frames(
                 .map(|spec| spec.with_policy(s.ack_deadline_ms, s.max_deliveries));
                 match spec {
                     Ok(spec) => {
-                        let mut name = [0u8; 64];
+                        let mut name = [0u8; SUBSCRIPTION_NAME_BYTES_MAX];
                         name[..s.name.len()].copy_from_slice(s.name.as_bytes());
                         pending_subscribes.push(PendingSubscribe {
                             slot,
@@ -1668,7 +1668,7 @@ fn append_error(correlation: u64, e: &AppendError) -> Reply {
 fn to_log_event<'a>(e: &Event<'a>, connection_name: &'a [u8]) -> EventRef<'a> {
     EventRef {
         topic: e.topic.as_bytes(),
-        severity: log::Severity::from_u8(e.severity.as_u8()).expect("the protocol validated 0..=7"),
+        severity: e.severity,
         source: if e.source.is_empty() {
             connection_name
         } else {
@@ -1679,15 +1679,6 @@ fn to_log_event<'a>(e: &Event<'a>, connection_name: &'a [u8]) -> EventRef<'a> {
         payload: e.payload,
         timestamp_ns: log::now_unix_ns(),
     }
-}
-
-/// Whether `e` is meant for a subscription with `spec`. Its patterns were validated
-/// when the subscription was made (decoded from a frame) or loaded (checked above).
-fn matches(spec: &SubscriptionSpec, e: &EventView<'_>) -> bool {
-    e.severity as u8 <= spec.min_severity
-        && spec
-            .patterns()
-            .any(|p| protocol::matches_validated(p, e.topic))
 }
 
 /// What became of one event offered to a connection.
@@ -1706,21 +1697,17 @@ fn offer(
     e: &EventView<'_>,
     sent: impl FnOnce() -> crate::subscription::Sent,
 ) -> Offer {
-    let (Ok(topic), Ok(source), Some(severity)) = (
-        Topic::new(e.topic),
-        std::str::from_utf8(e.source),
-        protocol::Severity::from_u8(e.severity as u8),
-    ) else {
+    let (Ok(topic), Ok(source)) = (Topic::new(e.topic), std::str::from_utf8(e.source)) else {
         return Offer::Undeliverable;
     };
     let mut deliver = Deliver {
-        seq: protocol::Seq(e.seq.0),
+        seq: e.seq,
         timestamp_ns: e.timestamp_ns,
         redelivered: false,
         delivery_count: 1,
         event: Event {
             topic,
-            severity,
+            severity: e.severity,
             source,
             flags: e.flags,
             key: e.key,
@@ -1813,7 +1800,7 @@ fn pump(
             break;
         };
         let next = e.seq.0 + e.span as u64;
-        if !matches(&sub.spec, &e) {
+        if !sub.spec.matches(e.topic, e.severity) {
             sub.tracker.skip_to(next);
             continue;
         }
@@ -1894,7 +1881,7 @@ fn hold(log: &Log<MappedRegion>, end: u64, sub: &mut Sub) {
     let mut events = log.events_since(Seq(sub.tracker.next()), end);
     loop {
         match events.next() {
-            Some(e) if matches(&sub.spec, &e) => return,
+            Some(e) if sub.spec.matches(e.topic, e.severity) => return,
             Some(e) => sub.tracker.skip_to(e.seq.0 + e.span as u64),
             None => {
                 sub.tracker

@@ -41,7 +41,7 @@
 //!
 //! So a record is [`RECORD_BYTES`] (344) bytes and the index adds two u64 slots a record
 //! when the capacity is a power of two (up to four otherwise): 360 bytes a record,
-//! 23.6 MB at the default 65 536 records, 1.5 GB at the maximum [`WINDOW_RECORDS_MAX`].
+//! 23.6 MB at the default 65 536 records, 1.5 GB at the maximum [`DEDUPE_WINDOW_RECORDS_MAX`].
 //! [`memory_bytes_for`] reports it for `--help` and status.
 //!
 //! # Contract with the daemon
@@ -62,7 +62,9 @@
 //!   checks the age itself — it only reclaims records early.
 //! - An empty key means "no key": lookups answer `None` and inserts record nothing.
 
-use crate::log::event::{KEY_BYTES_MAX, SOURCE_BYTES_MAX};
+use crate::event::limits::{
+    DEDUPE_WINDOW_AGE_MAX, DEDUPE_WINDOW_RECORDS_MAX, KEY_BYTES_MAX, SOURCE_BYTES_MAX,
+};
 use crate::log::Seq;
 use std::collections::hash_map::RandomState;
 use std::fmt;
@@ -71,12 +73,8 @@ use std::time::Duration;
 
 /// Records remembered when none is configured.
 pub const WINDOW_RECORDS_DEFAULT: usize = 65_536;
-/// Most records a window may be configured to remember (4 Mi, about 1.5 GB).
-pub const WINDOW_RECORDS_MAX: usize = 1 << 22;
 /// How long a key is remembered when no age is configured.
 pub const WINDOW_AGE_DEFAULT: Duration = Duration::from_secs(10 * 60);
-/// Longest age a window may be configured to remember keys for: a week.
-pub const WINDOW_AGE_MAX: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
 /// Bytes of identity a record stores inline: the longest source plus the longest key.
 const IDENTITY_BYTES_MAX: usize = SOURCE_BYTES_MAX + KEY_BYTES_MAX;
@@ -92,15 +90,15 @@ const SLOT_EMPTY: u64 = u64::MAX;
 const _: () = assert!(SOURCE_BYTES_MAX <= u8::MAX as usize);
 const _: () = assert!(KEY_BYTES_MAX <= u8::MAX as usize);
 // A slot packs a u32 ring position, and u32::MAX must stay free to mark empty slots.
-const _: () = assert!(WINDOW_RECORDS_MAX < u32::MAX as usize);
+const _: () = assert!(DEDUPE_WINDOW_RECORDS_MAX < u32::MAX as usize);
 // Home buckets are taken from the 32-bit tag, so the index may have at most 2^32 slots.
-const _: () = assert!(index_len_for(WINDOW_RECORDS_MAX) <= 1 << 32);
+const _: () = assert!(index_len_for(DEDUPE_WINDOW_RECORDS_MAX) <= 1 << 32);
 // The record layout is what the memory figures in the module comment promise.
 const _: () = assert!(RECORD_BYTES == 344);
 // Durations are kept as u64 nanoseconds.
-const _: () = assert!(WINDOW_AGE_MAX.as_nanos() <= u64::MAX as u128);
-const _: () = assert!(WINDOW_RECORDS_DEFAULT <= WINDOW_RECORDS_MAX);
-const _: () = assert!(WINDOW_AGE_DEFAULT.as_nanos() <= WINDOW_AGE_MAX.as_nanos());
+const _: () = assert!(DEDUPE_WINDOW_AGE_MAX.as_nanos() <= u64::MAX as u128);
+const _: () = assert!(WINDOW_RECORDS_DEFAULT <= DEDUPE_WINDOW_RECORDS_MAX);
+const _: () = assert!(WINDOW_AGE_DEFAULT.as_nanos() <= DEDUPE_WINDOW_AGE_MAX.as_nanos());
 
 /// Index slots for a window of `capacity` records: a power of two (probing wraps with a
 /// mask) and at least twice the capacity (load at most one half, so probes stay short
@@ -200,8 +198,8 @@ impl DedupeWindow {
     /// Allocates (and writes) all its memory now: [`memory_bytes_for`]`(capacity)`.
     ///
     /// # Panics
-    /// If `capacity` is 0 or above [`WINDOW_RECORDS_MAX`], or `max_age` is above
-    /// [`WINDOW_AGE_MAX`]; the configuration is checked against these before.
+    /// If `capacity` is 0 or above [`DEDUPE_WINDOW_RECORDS_MAX`], or `max_age` is above
+    /// [`DEDUPE_WINDOW_AGE_MAX`]; the configuration is checked against these before.
     pub fn new(capacity: usize, max_age: Duration) -> Self {
         Self::with_hasher(capacity, max_age, RandomState::new())
     }
@@ -214,12 +212,12 @@ impl<S: BuildHasher> DedupeWindow<S> {
     /// As [`DedupeWindow::new`].
     pub fn with_hasher(capacity: usize, max_age: Duration, hasher: S) -> Self {
         assert!(
-            (1..=WINDOW_RECORDS_MAX).contains(&capacity),
-            "dedupe window capacity {capacity} is outside 1..={WINDOW_RECORDS_MAX}"
+            (1..=DEDUPE_WINDOW_RECORDS_MAX).contains(&capacity),
+            "dedupe window capacity {capacity} is outside 1..={DEDUPE_WINDOW_RECORDS_MAX}"
         );
         assert!(
-            max_age <= WINDOW_AGE_MAX,
-            "dedupe window age {max_age:?} is above {WINDOW_AGE_MAX:?}"
+            max_age <= DEDUPE_WINDOW_AGE_MAX,
+            "dedupe window age {max_age:?} is above {DEDUPE_WINDOW_AGE_MAX:?}"
         );
         let index_len = index_len_for(capacity);
         DedupeWindow {
@@ -691,7 +689,7 @@ mod tests {
     fn memory_figures_match_the_module_documentation() {
         assert_eq!(RECORD_BYTES + 2 * SLOT_BYTES, 360);
         assert_eq!(memory_bytes_for(WINDOW_RECORDS_DEFAULT), 23_592_960);
-        assert_eq!(memory_bytes_for(WINDOW_RECORDS_MAX), 1_509_949_440);
+        assert_eq!(memory_bytes_for(DEDUPE_WINDOW_RECORDS_MAX), 1_509_949_440);
         assert_eq!(window(1000).memory_bytes(), 1000 * RECORD_BYTES + 2048 * 8);
         let w = window(3);
         assert_eq!((w.capacity(), w.max_age()), (3, AGE));

@@ -1,7 +1,6 @@
 //! The daemon: the indication queue, the io_uring loop that owns every socket, ack
 //! tracking and redelivery. `herald serve` is [`serve`].
 
-pub mod check;
 mod conn;
 mod daemon;
 pub mod dedupe;
@@ -9,8 +8,10 @@ pub mod listener;
 mod status;
 pub mod uring;
 
+use crate::event::limits::CONNECTIONS_MAX;
 use crate::log::{self, LogConfig, StoreOptions};
 use crate::log::{FileSync, RegionOptions};
+use crate::subscription::check;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -31,7 +32,8 @@ pub struct DaemonConfig {
     pub file_sync: FileSync,
     /// Permissions of the socket.
     pub socket_mode: u32,
-    /// Connection slots (each with its buffers, allocated at start).
+    /// Connection slots (each with its buffers, allocated at start), at most
+    /// [`CONNECTIONS_MAX`].
     pub connections_max: usize,
     /// Microseconds to poll for completions before sleeping in the kernel.
     pub busy_poll_us: u64,
@@ -151,11 +153,19 @@ pub enum DaemonError {
     /// The log failed (the region stopped accepting writes).
     #[error(transparent)]
     Log(log::LogError),
+    /// More connection slots were asked for than the daemon can tell apart.
+    #[error(
+        "{0} connection slots asked for; the limit is {CONNECTIONS_MAX} (lower --connections-max)"
+    )]
+    TooManyConnections(usize),
 }
 
 /// Opens (or creates) the region, recovers it, binds the socket and runs until
 /// SIGTERM/SIGINT. `ready` is called once the socket accepts connections.
 pub fn serve(config: DaemonConfig, ready: impl FnOnce(&ServeInfo)) -> Result<(), DaemonError> {
+    if config.connections_max > CONNECTIONS_MAX {
+        return Err(DaemonError::TooManyConnections(config.connections_max));
+    }
     let region_path = config.region_path();
     let socket_path = config.socket_path();
     if config.region.is_none() {

@@ -1,6 +1,7 @@
 //! The io_uring ring: creation with an actionable error where the kernel refuses it,
 //! operation tags, and the spin-then-sleep wait.
 
+use crate::event::limits::CONNECTIONS_MAX;
 use io_uring::IoUring;
 use std::time::{Duration, Instant};
 
@@ -17,9 +18,14 @@ pub enum Op {
     Signal = 4,
 }
 
+/// The bits of `user_data` (above the generation) that carry the connection slot.
+const SLOT_MASK: u64 = 0xff_ffff;
+// Every slot the daemon may allocate has a tag of its own.
+const _: () = assert!(CONNECTIONS_MAX as u64 - 1 <= SLOT_MASK);
+
 /// Packs an operation, a connection slot and its generation into `user_data`.
 pub fn tag(op: Op, slot: usize, generation: u32) -> u64 {
-    ((op as u64) << 56) | ((slot as u64 & 0xff_ffff) << 32) | generation as u64
+    ((op as u64) << 56) | ((slot as u64 & SLOT_MASK) << 32) | generation as u64
 }
 
 /// Unpacks [`tag`].
@@ -33,7 +39,7 @@ pub fn untag(user_data: u64) -> (Option<Op>, usize, u32) {
     };
     (
         op,
-        ((user_data >> 32) & 0xff_ffff) as usize,
+        ((user_data >> 32) & SLOT_MASK) as usize,
         user_data as u32,
     )
 }
@@ -117,8 +123,10 @@ mod tests {
     #[test]
     fn tags_round_trip() {
         for op in [Op::Accept, Op::Recv, Op::Send, Op::Signal] {
-            let t = tag(op, 4097, 0xdead_beef);
-            assert_eq!(untag(t), (Some(op), 4097, 0xdead_beef));
+            for slot in [0, 4097, CONNECTIONS_MAX - 1] {
+                let t = tag(op, slot, 0xdead_beef);
+                assert_eq!(untag(t), (Some(op), slot, 0xdead_beef));
+            }
         }
         assert_eq!(untag(0).0, None);
     }

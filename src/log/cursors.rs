@@ -10,6 +10,7 @@
 
 use super::format::Geometry;
 use super::layout::*;
+use crate::event::SubscriptionMode;
 use crate::pmem::Medium;
 use bytemuck::Zeroable;
 
@@ -18,29 +19,22 @@ use bytemuck::Zeroable;
 #[serde(transparent)]
 pub struct SubscriptionId(pub u32);
 
-/// Persistent mode of a durable subscription.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SubscriptionMode {
-    /// Events flow normally.
-    Normal,
-    /// The subscription is replaying after a failure.
-    Recovering,
+/// The persistent encoding of a mode in a cursor record (FORMAT.md). Written out here
+/// rather than taken from the wire's `as_u8`: the on-media format must not change if
+/// the protocol's ever does.
+fn mode_to_u32(mode: SubscriptionMode) -> u32 {
+    match mode {
+        SubscriptionMode::Normal => 0,
+        SubscriptionMode::Recovering => 1,
+    }
 }
 
-impl SubscriptionMode {
-    fn to_u32(self) -> u32 {
-        match self {
-            SubscriptionMode::Normal => 0,
-            SubscriptionMode::Recovering => 1,
-        }
-    }
-    fn from_u32(v: u32) -> Option<SubscriptionMode> {
-        match v {
-            0 => Some(SubscriptionMode::Normal),
-            1 => Some(SubscriptionMode::Recovering),
-            _ => None,
-        }
+/// Reads [`mode_to_u32`] back; `None` for a value no herald writes.
+fn mode_from_u32(value: u32) -> Option<SubscriptionMode> {
+    match value {
+        0 => Some(SubscriptionMode::Normal),
+        1 => Some(SubscriptionMode::Recovering),
+        _ => None,
     }
 }
 
@@ -151,7 +145,7 @@ fn decode_entry(raw: &[u8], e: &SubscriptionEntry, index: u32, seed: u32) -> Sub
         Some(r) => {
             s.cursor = r.cursor;
             s.generation = r.generation;
-            s.mode = SubscriptionMode::from_u32(r.mode).expect("validated by cursor_record_valid");
+            s.mode = mode_from_u32(r.mode).expect("validated by cursor_record_valid");
         }
         None => s.damage = Some("both cursor records fail their checksum"),
     }
@@ -160,7 +154,7 @@ fn decode_entry(raw: &[u8], e: &SubscriptionEntry, index: u32, seed: u32) -> Sub
 
 fn cursor_record_valid(r: &CursorRecord, seed: u32) -> bool {
     r.generation != 0
-        && SubscriptionMode::from_u32(r.mode).is_some()
+        && mode_from_u32(r.mode).is_some()
         && crate::log::layout::crc_append(seed, &bytemuck::bytes_of(r)[..CURSOR_CHECKSUM_OFFSET])
             == r.checksum
 }
@@ -169,7 +163,7 @@ fn cursor_record(generation: u64, cursor: u64, mode: SubscriptionMode, seed: u32
     let mut r = CursorRecord::zeroed();
     r.generation = generation;
     r.cursor = cursor;
-    r.mode = mode.to_u32();
+    r.mode = mode_to_u32(mode);
     r.checksum =
         crate::log::layout::crc_append(seed, &bytemuck::bytes_of(&r)[..CURSOR_CHECKSUM_OFFSET]);
     r

@@ -36,9 +36,11 @@
 //! The scan classifies each slot with the decision table [`DEAD_RULES`].
 
 use super::cursors::{Subscription, SubscriptionId};
-use super::event::{EventView, Seq, Severity, KEY_BYTES_MAX};
+use super::event::EventView;
 use super::format::Geometry;
 use super::layout::*;
+use crate::event::limits::KEY_BYTES_MAX;
+use crate::event::{Seq, Severity};
 use crate::pmem::Medium;
 use bytemuck::Zeroable;
 use std::fmt;

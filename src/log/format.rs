@@ -1,8 +1,11 @@
 //! Formatting a region and reading its geometry back, with every check that tells a
 //! herald region from anything else.
 
-use super::event::{KEY_BYTES_MAX, PAYLOAD_BYTES_MAX_DEFAULT, SOURCE_BYTES_MAX, TOPIC_BYTES_MAX};
 use super::layout::*;
+use crate::event::limits::{
+    DEAD_LETTER_SLOTS_MAX, EVENT_PAYLOAD_BYTES_MAX, KEY_BYTES_MAX, PAYLOAD_BYTES_MAX_LIMIT,
+    SLOT_BYTES_MAX, SLOT_BYTES_MIN, SOURCE_BYTES_MAX, SUBSCRIPTION_ENTRIES_MAX, TOPIC_BYTES_MAX,
+};
 use crate::pmem::Medium;
 use bytemuck::Zeroable;
 
@@ -36,19 +39,10 @@ impl Default for LogConfig {
     }
 }
 
-/// Limits on configuration, in one place.
-pub const SLOT_BYTES_MIN: u32 = 64;
-/// Largest slot.
-pub const SLOT_BYTES_MAX: u32 = 64 * 1024;
-/// Most subscription entries a region may hold.
-pub const SUBSCRIPTION_ENTRIES_MAX: u32 = 4096;
-/// Largest payload a region may be formatted for.
-pub const PAYLOAD_BYTES_MAX_LIMIT: u32 = 16 * 1024 * 1024;
+/// The payload limit used when none is configured: what the protocol carries.
+pub const PAYLOAD_BYTES_MAX_DEFAULT: u32 = EVENT_PAYLOAD_BYTES_MAX as u32;
 /// Bytes `format_existing` inspects for data before it agrees to overwrite.
 pub const SUPERBLOCK_PROBE_BYTES: usize = 4096;
-
-/// Most dead-letter slots (a record's id holds its slot index in 32 bits).
-pub const DEAD_LETTER_SLOTS_MAX: u64 = u32::MAX as u64;
 
 /// Lower bound of the slots one group commit may write (see `Geometry::group_slots_max`).
 pub const GROUP_SLOTS_MIN: u64 = 4096;

@@ -325,10 +325,9 @@ impl DeadHeader {
     }
 }
 
-/// Longest subscription name.
-pub const SUBSCRIPTION_NAME_BYTES_MAX: usize = 64;
-/// Bytes of opaque subscription spec (filters, window, flags) kept with the entry.
-pub const SUBSCRIPTION_SPEC_BYTES_MAX: usize = 348;
+// The entry's name and spec fields are sized by these limits; the size checks below
+// keep the entry at 512 bytes.
+pub use crate::event::limits::{SUBSCRIPTION_NAME_BYTES_MAX, SUBSCRIPTION_SPEC_BYTES_MAX};
 /// `SubscriptionEntry::state` of a free entry.
 pub const SUBSCRIPTION_FREE: u32 = 0;
 /// `SubscriptionEntry::state` of an entry in use.

@@ -21,11 +21,12 @@ pub mod run_state;
 pub mod scan;
 mod store;
 
-pub use cursors::{Subscription, SubscriptionError, SubscriptionId, SubscriptionMode};
+pub use crate::event::{Seq, Severity, SubscriptionMode};
+pub use cursors::{Subscription, SubscriptionError, SubscriptionId};
 pub use dead::{
     DeadLetter, DeadLetterError, DeadLetterId, DeadLetterProblem, DeadProblemKind, DeadReason,
 };
-pub use event::{now_unix_ns, EventRef, EventView, Seq, Severity};
+pub use event::{now_unix_ns, EventRef, EventView};
 pub use format::{FormatError, Geometry, LogConfig};
 pub use run_state::PreviousStop;
 pub use scan::{LiveEvents, RecoveryReport, SlotOutcome};
@@ -33,6 +34,7 @@ pub use scan::{LiveEvents, RecoveryReport, SlotOutcome};
 pub use crate::pmem::{FileSync, MappedRegion, RegionOptions};
 pub use store::{create_file, format_existing, open_path, OpenError, StoreOptions};
 
+use crate::event::limits::{KEY_BYTES_MAX, SOURCE_BYTES_MAX, TOPIC_BYTES_MAX};
 use crate::pmem::Medium;
 use layout::*;
 
@@ -924,13 +926,13 @@ impl<M: Medium> Drop for Batch<'_, M> {
 }
 
 fn check_event(e: &EventRef<'_>, payload_max: u64) -> Result<(), AppendError> {
-    if e.topic.is_empty() || e.topic.len() > event::TOPIC_BYTES_MAX {
+    if e.topic.is_empty() || e.topic.len() > TOPIC_BYTES_MAX {
         return Err(AppendError::Invalid("topic must be 1..=255 bytes"));
     }
-    if e.source.len() > event::SOURCE_BYTES_MAX {
+    if e.source.len() > SOURCE_BYTES_MAX {
         return Err(AppendError::Invalid("source must be at most 255 bytes"));
     }
-    if e.key.len() > event::KEY_BYTES_MAX {
+    if e.key.len() > KEY_BYTES_MAX {
         return Err(AppendError::Invalid(
             "idempotency key must be at most 64 bytes",
         ));

@@ -10,9 +10,10 @@
 //!   decision table [`RECOVERY_RULES`].
 
 use super::cursors::Subscription;
-use super::event::{EventView, Seq, Severity};
+use super::event::EventView;
 use super::format::Geometry;
 use super::layout::*;
+use crate::event::{Seq, Severity};
 use std::time::{Duration, Instant};
 
 /// What a ring position turned out to be.
@@ -137,7 +138,7 @@ pub fn valid_record(bytes: &[u8], g: &Geometry, index: u64) -> Option<SlotHeader
         SLOT_KIND_EVENT => {
             if Severity::from_u8(header.severity).is_none()
                 || header.topic_len == 0
-                || header.key_len as usize > super::event::KEY_BYTES_MAX
+                || header.key_len as usize > crate::event::limits::KEY_BYTES_MAX
                 || header.payload_len as u64 > g.ring.payload_bytes_max
                 || g.span_for_body(header.body_len()) != header.span as u64
             {
@@ -333,7 +334,7 @@ pub fn scan(
         if let Some(problem) = problem {
             // Conservative: hold every event still in the ring for it, and replay.
             s.cursor = first_valid_from(window_start);
-            s.mode = super::cursors::SubscriptionMode::Recovering;
+            s.mode = crate::event::SubscriptionMode::Recovering;
             s.damage
                 .get_or_insert("durable state failed a consistency check");
             report.subscription_problems.push(SubscriptionProblem {

@@ -4,19 +4,19 @@
 //! [`Reader`], which checks bounds and returns `Truncated` instead of indexing.
 
 use super::error::{DecodeError, FieldError};
-use super::event::{Event, EventBatch, Seq, Severity};
+use super::event::{check_len, Event, EventBatch};
 use super::frame::{
-    Deliver, Frame, FrameType, Hello, HelloOk, Patterns, Role, Subscribe, SubscriptionMode,
-    DELIVER_FLAG_REDELIVERED, SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY,
+    Deliver, Frame, FrameType, Hello, HelloOk, Patterns, Role, Subscribe, DELIVER_FLAG_REDELIVERED,
+    SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY,
 };
-use super::limits::{
-    ACK_DEADLINE_MS_MAX, BATCH_EVENTS_MAX, EVENT_PAYLOAD_BYTES_MAX, FRAME_BYTES_MAX,
-    FRAME_HEADER_BYTES, FRAME_LENGTH_BYTES, FRAME_TYPE_BYTES, HELLO_MAGIC, KEY_BYTES_MAX,
-    SUBSCRIPTION_PATTERNS_MAX,
-};
-use super::pattern::Pattern;
-use super::topic::Topic;
+use super::version::HELLO_MAGIC;
 use super::ErrorCode;
+use crate::event::limits::{
+    ACK_DEADLINE_MS_MAX, BATCH_EVENTS_MAX, EVENT_PAYLOAD_BYTES_MAX, FRAME_BYTES_MAX,
+    FRAME_HEADER_BYTES, FRAME_LENGTH_BYTES, FRAME_TYPE_BYTES, KEY_BYTES_MAX,
+    SUBSCRIPTION_PATTERNS_MAX, SUBSCRIPTION_PATTERN_LIST_BYTES_MAX,
+};
+use crate::event::{Pattern, Seq, Severity, SubscriptionMode, Topic};
 
 /// A frame's header, known once its first [`FRAME_HEADER_BYTES`] have arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,6 +228,11 @@ fn read_subscribe<'a>(reader: &mut Reader<'a>) -> Result<Subscribe<'a>, DecodeEr
         "subscribe.name",
     )?;
     let patterns_bytes = reader.rest();
+    check_len(
+        "subscribe.patterns",
+        patterns_bytes.len(),
+        SUBSCRIPTION_PATTERN_LIST_BYTES_MAX,
+    )?;
     let mut patterns = Reader::new(patterns_bytes);
     for _ in 0..pattern_count {
         read_pattern(&mut patterns)?;

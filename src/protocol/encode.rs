@@ -8,12 +8,13 @@ use super::event::Event;
 use super::frame::{
     Frame, FrameType, Subscribe, DELIVER_FLAG_REDELIVERED, SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY,
 };
-use super::limits::{
-    DELIVER_FIXED_BYTES, ERROR_FIXED_BYTES, ERROR_MESSAGE_BYTES_MAX, FRAME_BYTES_MAX,
-    FRAME_HEADER_BYTES, FRAME_LENGTH_BYTES, HELLO_FIXED_BYTES, HELLO_MAGIC,
-    PUBLISH_BATCH_FIXED_BYTES, PUBLISH_FIXED_BYTES, SUBSCRIBE_FIXED_BYTES,
-};
+use super::version::HELLO_MAGIC;
 use super::ErrorCode;
+use crate::event::limits::{
+    DELIVER_FIXED_BYTES, ERROR_FIXED_BYTES, ERROR_MESSAGE_BYTES_MAX, FRAME_BYTES_MAX,
+    FRAME_HEADER_BYTES, FRAME_LENGTH_BYTES, HELLO_FIXED_BYTES, PUBLISH_BATCH_FIXED_BYTES,
+    PUBLISH_FIXED_BYTES, SUBSCRIBE_FIXED_BYTES,
+};
 
 /// Bytes `frame` occupies on the wire, length field included, after checking that it
 /// is valid and within [`FRAME_BYTES_MAX`].

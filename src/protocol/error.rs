@@ -1,9 +1,8 @@
 //! Error codes sent on the wire, and the errors of decoding and encoding.
 
 use super::frame::FrameType;
-use super::limits::FRAME_BYTES_MAX;
-use super::pattern::PatternError;
-use super::topic::TopicError;
+use crate::event::limits::FRAME_BYTES_MAX;
+use crate::event::{PatternError, TopicError};
 use thiserror::Error;
 
 /// The code of an `Error` frame. Numbers and meanings are stable within a protocol

@@ -3,66 +3,11 @@
 
 use super::decode::{read_event, Reader};
 use super::error::FieldError;
-use super::limits::{
-    BATCH_EVENTS_MAX, EVENT_FIXED_BYTES, EVENT_PAYLOAD_BYTES_MAX, KEY_BYTES_MAX, SEVERITY_MAX,
-    SOURCE_BYTES_MAX,
+use crate::event::limits::{
+    BATCH_EVENTS_MAX, EVENT_FIXED_BYTES, EVENT_PAYLOAD_BYTES_MAX, KEY_BYTES_MAX, SOURCE_BYTES_MAX,
 };
-use super::topic::Topic;
-
-/// A sequence number: an event's place in the log's order. Strictly increasing but not
-/// dense: an event that occupies several log slots consumes several numbers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Seq(pub u64);
-
-/// Syslog severity. Lower is more severe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[repr(u8)]
-pub enum Severity {
-    /// 0: the system is unusable.
-    Emergency = 0,
-    /// 1: action must be taken immediately.
-    Alert = 1,
-    /// 2: critical conditions.
-    Critical = 2,
-    /// 3: error conditions.
-    Error = 3,
-    /// 4: warning conditions.
-    Warning = 4,
-    /// 5: normal but significant.
-    Notice = 5,
-    /// 6: informational.
-    Info = 6,
-    /// 7: debug-level messages.
-    Debug = 7,
-}
-
-impl Severity {
-    /// Every severity, most severe first.
-    pub const ALL: [Severity; SEVERITY_MAX as usize + 1] = [
-        Severity::Emergency,
-        Severity::Alert,
-        Severity::Critical,
-        Severity::Error,
-        Severity::Warning,
-        Severity::Notice,
-        Severity::Info,
-        Severity::Debug,
-    ];
-
-    /// The severity carrying `value`, if `value <= 7`.
-    pub const fn from_u8(value: u8) -> Option<Self> {
-        if value <= SEVERITY_MAX {
-            Some(Self::ALL[value as usize])
-        } else {
-            None
-        }
-    }
-
-    /// The value on the wire.
-    pub const fn as_u8(self) -> u8 {
-        self as u8
-    }
-}
+use crate::event::Severity;
+use crate::event::Topic;
 
 /// One event. Every field borrows from the buffer it was decoded from (or from the
 /// caller, when encoding).

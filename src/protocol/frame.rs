@@ -2,15 +2,15 @@
 
 use super::decode::{read_pattern, Reader};
 use super::error::FieldError;
-use super::event::{check_len, Event, EventBatch, Seq, Severity};
-use super::limits::{
+use super::event::{check_len, Event, EventBatch};
+use super::ErrorCode;
+use crate::event::limits::{
     ACK_DEADLINE_MS_MAX, ADMIN_REQUEST_BYTES_MAX, BATCH_EVENTS_MAX, CLIENT_NAME_BYTES_MAX,
     ERROR_MESSAGE_BYTES_MAX, NAK_DELAY_MS_MAX, PATTERN_BYTES_MAX, STATUS_JSON_BYTES_MAX,
-    SUBSCRIPTION_NAME_BYTES_MAX, SUBSCRIPTION_PATTERNS_MAX, WINDOW_EVENTS_MAX,
+    SUBSCRIPTION_NAME_BYTES_MAX, SUBSCRIPTION_PATTERNS_MAX, SUBSCRIPTION_PATTERN_LIST_BYTES_MAX,
+    WINDOW_EVENTS_MAX,
 };
-use super::pattern::Pattern;
-use super::topic::is_segment_byte;
-use super::ErrorCode;
+use crate::event::{is_segment_byte, Pattern, Seq, Severity, SubscriptionMode};
 
 /// Which way a frame type travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -210,27 +210,6 @@ impl Role {
     }
 }
 
-/// Whether a subscription starts by replaying unconfirmed events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum SubscriptionMode {
-    /// Live delivery.
-    Normal = 0,
-    /// Replaying events left unconfirmed by a crash or restart, flagged redelivered.
-    Recovering = 1,
-}
-
-impl SubscriptionMode {
-    /// The mode carried by `value`, if any.
-    pub const fn from_u8(value: u8) -> Option<Self> {
-        match value {
-            0 => Some(SubscriptionMode::Normal),
-            1 => Some(SubscriptionMode::Recovering),
-            _ => None,
-        }
-    }
-}
-
 /// `Hello`: the first frame of every connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hello<'a> {
@@ -303,7 +282,8 @@ pub struct Subscribe<'a> {
     /// Deliveries of one event before it goes to the subscription's dead letters;
     /// 0 = the daemon's default.
     pub max_deliveries: u16,
-    /// Topic filters; an event passes if any matches. 1..=16 of them.
+    /// Topic filters; an event passes if any matches. 1..=16 of them, taking at most
+    /// [`SUBSCRIPTION_PATTERN_LIST_BYTES_MAX`] bytes with their length bytes.
     pub patterns: Patterns<'a>,
 }
 
@@ -447,7 +427,13 @@ impl<'a> Patterns<'a> {
                 }
                 // `Pattern` guarantees 1..=PATTERN_BYTES_MAX bytes, each behind a u8 length.
                 const _: () = assert!(PATTERN_BYTES_MAX <= u8::MAX as usize);
-                Ok(self.encoded_len())
+                let bytes = self.encoded_len();
+                check_len(
+                    "subscribe.patterns",
+                    bytes,
+                    SUBSCRIPTION_PATTERN_LIST_BYTES_MAX,
+                )?;
+                Ok(bytes)
             }
         }
     }
@@ -556,7 +542,7 @@ pub enum Frame<'a> {
     PublishBatch {
         /// Chosen by the client, echoed in the reply.
         correlation: u64,
-        /// 1..=[`BATCH_EVENTS_MAX`](super::limits::BATCH_EVENTS_MAX) events.
+        /// 1..=[`BATCH_EVENTS_MAX`](crate::event::limits::BATCH_EVENTS_MAX) events.
         events: EventBatch<'a>,
     },
     /// See [`Subscribe`].
@@ -572,7 +558,7 @@ pub enum Frame<'a> {
     Nak {
         /// The event.
         seq: Seq,
-        /// Delay before redelivery, up to [`NAK_DELAY_MS_MAX`](super::limits::NAK_DELAY_MS_MAX).
+        /// Delay before redelivery, up to [`NAK_DELAY_MS_MAX`](crate::event::limits::NAK_DELAY_MS_MAX).
         delay_ms: u32,
     },
     /// Still working on `seq`: restart its redelivery deadline.
@@ -622,7 +608,7 @@ pub enum Frame<'a> {
         /// What failed.
         code: ErrorCode,
         /// For people: what failed and why, up to
-        /// [`ERROR_MESSAGE_BYTES_MAX`](super::limits::ERROR_MESSAGE_BYTES_MAX) bytes.
+        /// [`ERROR_MESSAGE_BYTES_MAX`](crate::event::limits::ERROR_MESSAGE_BYTES_MAX) bytes.
         message: &'a str,
     },
     /// The subscription is active.

@@ -26,25 +26,36 @@ mod encode;
 mod error;
 mod event;
 mod frame;
-pub mod limits;
-mod pattern;
 mod state;
-mod topic;
+mod version;
 
+pub use crate::event::{
+    matches_validated, Pattern, PatternError, Seq, Severity, SubscriptionMode, Topic, TopicError,
+};
 pub use decode::{decode, decode_header, FrameHeader};
 pub use encode::{encode, encode_error, encode_to_vec, encoded_len};
 pub use error::{DecodeError, EncodeError, ErrorCode, FieldError};
-pub use event::{Event, EventBatch, EventIter, Seq, Severity};
+pub use event::{Event, EventBatch, EventIter};
 pub use frame::{
     validate_subscription_name, Deliver, Direction, Frame, FrameType, Hello, HelloOk, PatternIter,
-    Patterns, Role, Subscribe, SubscriptionMode, CLIENT_FRAME_TYPES, DELIVER_FLAG_REDELIVERED,
-    SERVER_FRAME_TYPES, SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY,
+    Patterns, Role, Subscribe, CLIENT_FRAME_TYPES, DELIVER_FLAG_REDELIVERED, SERVER_FRAME_TYPES,
+    SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY,
 };
-pub use limits::*;
-pub use pattern::{matches_validated, Pattern, PatternError};
+// The protocol's limits live with every other limit in `event`; re-exported so that a
+// client sees the whole protocol here.
+pub use crate::event::limits::{
+    ACK_DEADLINE_MS_MAX, ADMIN_REQUEST_BYTES_MAX, BATCH_EVENTS_MAX, CLIENT_NAME_BYTES_MAX,
+    DELIVER_FIXED_BYTES, ERROR_FIXED_BYTES, ERROR_MESSAGE_BYTES_MAX, EVENT_BYTES_MAX,
+    EVENT_FIXED_BYTES, EVENT_PAYLOAD_BYTES_MAX, FRAME_BODY_BYTES_MAX, FRAME_BYTES_MAX,
+    FRAME_HEADER_BYTES, FRAME_LENGTH_BYTES, FRAME_TYPE_BYTES, HELLO_FIXED_BYTES, KEY_BYTES_MAX,
+    NAK_DELAY_MS_MAX, PATTERN_BYTES_MAX, PUBLISH_BATCH_FIXED_BYTES, PUBLISH_FIXED_BYTES,
+    SEVERITY_MAX, SOURCE_BYTES_MAX, STATUS_JSON_BYTES_MAX, SUBSCRIBE_FIXED_BYTES,
+    SUBSCRIPTION_NAME_BYTES_MAX, SUBSCRIPTION_PATTERNS_MAX, SUBSCRIPTION_PATTERN_LIST_BYTES_MAX,
+    TOPIC_BYTES_MAX, WINDOW_EVENTS_MAX,
+};
 pub use state::{
     client_rule, negotiate_version, server_rule, ClientMachine, ClientRejection, ClientRule,
     ClientState, Rejection, Rule, ServerMachine, ServerState, Transition, CLIENT_STATES,
     CLIENT_TABLE, SERVER_STATES, SERVER_TABLE,
 };
-pub use topic::{Topic, TopicError};
+pub use version::{HELLO_MAGIC, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN};

@@ -6,7 +6,7 @@
 //! A rejection means: send an `Error` with the rejection's code, then close.
 
 use super::frame::{Frame, FrameType, Hello, Role, CLIENT_FRAME_TYPES, SERVER_FRAME_TYPES};
-use super::limits::{PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN};
+use super::version::{PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN};
 use super::ErrorCode;
 use thiserror::Error;
 

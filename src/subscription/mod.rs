@@ -1,12 +1,14 @@
 //! Subscriptions: the durable spec (filters, minimum severity, window, flags) kept in
-//! the log's subscription table, and the tracker that turns deliveries and
-//! confirmations into a durable cursor.
+//! the log's subscription table, the tracker that turns deliveries and confirmations
+//! into a durable cursor, and the region's consistency checks ([`check`]).
 //!
-//! Topic *matching* is the protocol's pattern grammar; `delivery` applies it to the
-//! patterns stored here, so this module depends on `log` only (see DESIGN.md).
+//! A spec decides itself which events are meant for it ([`SubscriptionSpec::matches`]),
+//! with the pattern grammar of `event`; this module depends on `log` and `event` only
+//! (see DESIGN.md).
 
+pub mod check;
 mod spec;
 mod tracker;
 
-pub use spec::{SpecError, SubscriptionSpec, PATTERNS_MAX, SPEC_PATTERN_BYTES_MAX};
-pub use tracker::{Due, Policy, Sent, Tracker, WINDOW_EVENTS_LIMIT};
+pub use spec::{SpecError, SubscriptionSpec};
+pub use tracker::{Due, Policy, Sent, Tracker};

@@ -9,10 +9,8 @@
 //! Time is the caller's monotonic clock in nanoseconds; the tracker never reads a
 //! clock itself, so tests drive it deterministically.
 
+use crate::event::limits::WINDOW_EVENTS_MAX;
 use std::collections::VecDeque;
-
-/// Largest window a subscription may ask for (the protocol's limit).
-pub const WINDOW_EVENTS_LIMIT: u32 = 4096;
 
 /// How unsettled events come back: the deadline after each delivery, the backoff
 /// before a redelivery, and how many deliveries an event gets.
@@ -127,12 +125,12 @@ impl Tracker {
     /// restart: everything that was in the ring).
     pub fn new(cursor: u64, window: u32, delivered_below: u64, policy: Policy) -> Tracker {
         Tracker {
-            window: window.clamp(1, WINDOW_EVENTS_LIMIT),
+            window: window.clamp(1, WINDOW_EVENTS_MAX),
             policy: Policy {
                 max_deliveries: policy.max_deliveries.max(1),
                 ..policy
             },
-            in_flight: VecDeque::with_capacity(WINDOW_EVENTS_LIMIT as usize),
+            in_flight: VecDeque::with_capacity(WINDOW_EVENTS_MAX as usize),
             unsettled: 0,
             next: cursor,
             delivered_below,
@@ -143,7 +141,7 @@ impl Tracker {
 
     /// Changes the window and policy (a subscriber reconnecting may ask for others).
     pub fn configure(&mut self, window: u32, policy: Policy) {
-        self.window = window.clamp(1, WINDOW_EVENTS_LIMIT);
+        self.window = window.clamp(1, WINDOW_EVENTS_MAX);
         self.policy = Policy {
             max_deliveries: policy.max_deliveries.max(1),
             ..policy
@@ -158,7 +156,7 @@ impl Tracker {
     /// Whether another new event may be sent. Entries kept for settled events count
     /// too, so the in-flight list never outgrows what was allocated.
     pub fn has_room(&self) -> bool {
-        self.unsettled < self.window && self.in_flight.len() < WINDOW_EVENTS_LIMIT as usize
+        self.unsettled < self.window && self.in_flight.len() < WINDOW_EVENTS_MAX as usize
     }
 
     /// Events sent and not yet settled.
@@ -542,8 +540,8 @@ mod tests {
 
     #[test]
     fn a_reconnect_owing_the_whole_window_hands_each_event_out_once_in_order() {
-        let mut t = Tracker::new(1, WINDOW_EVENTS_LIMIT, 0, policy());
-        for s in 1..=WINDOW_EVENTS_LIMIT as u64 {
+        let mut t = Tracker::new(1, WINDOW_EVENTS_MAX, 0, policy());
+        for s in 1..=WINDOW_EVENTS_MAX as u64 {
             t.sent(s, s + 1, 0);
         }
         // Some settled, one nak'd to later: they are not handed out.
@@ -559,7 +557,7 @@ mod tests {
                 t.confirm(1, 5);
             }
         }
-        let expected: Vec<u64> = (1..=WINDOW_EVENTS_LIMIT as u64)
+        let expected: Vec<u64> = (1..=WINDOW_EVENTS_MAX as u64)
             .filter(|s| !(10..=19).contains(s))
             .collect();
         assert_eq!(
@@ -594,7 +592,7 @@ mod tests {
         let t = Tracker::new(1, 0, 0, policy());
         assert!(t.has_room());
         let mut t = Tracker::new(1, 1_000_000, 0, policy());
-        for s in 1..=WINDOW_EVENTS_LIMIT as u64 {
+        for s in 1..=WINDOW_EVENTS_MAX as u64 {
             t.sent(s, s + 1, 0);
         }
         assert!(!t.has_room());

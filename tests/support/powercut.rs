@@ -74,7 +74,7 @@ impl Stats {
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct ModelEvent {
     topic: Vec<u8>,
-    severity: u8,
+    severity: Severity,
     key: Vec<u8>,
     payload: Vec<u8>,
     flags: u16,
@@ -164,7 +164,7 @@ fn random_event(rng: &mut SmallRng) -> ModelEvent {
     };
     ModelEvent {
         topic: TOPICS[rng.gen_range(0..TOPICS.len())].to_vec(),
-        severity: rng.gen_range(0..8),
+        severity: Severity::ALL[rng.gen_range(0..Severity::ALL.len())],
         key: if rng.gen_bool(0.2) {
             vec![b'k'; rng.gen_range(1..=64)]
         } else {
@@ -179,7 +179,7 @@ fn random_event(rng: &mut SmallRng) -> ModelEvent {
 fn model_of(e: &herald::log::EventView<'_>) -> ModelEvent {
     ModelEvent {
         topic: e.topic.to_vec(),
-        severity: e.severity as u8,
+        severity: e.severity,
         key: e.key.to_vec(),
         payload: e.payload.to_vec(),
         flags: e.flags,
@@ -190,7 +190,7 @@ fn model_of(e: &herald::log::EventView<'_>) -> ModelEvent {
 fn event_ref(e: &ModelEvent) -> EventRef<'_> {
     EventRef {
         topic: &e.topic,
-        severity: Severity::from_u8(e.severity).unwrap(),
+        severity: e.severity,
         source: b"powercut",
         flags: e.flags,
         key: &e.key,

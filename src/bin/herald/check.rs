@@ -1,9 +1,9 @@
 //! `herald check`: verifies a region's invariants and reports every inconsistency, the
 //! same checks the daemon runs at start. Read-only: safe on a running daemon's region.
 
-use herald::delivery::check::{self, Severity};
 use herald::log;
 use herald::pmem::{MappedRegion, Medium, RegionOptions};
+use herald::subscription::check::{self, Severity};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,29 +1,19 @@
 //! Argument parsers shared by commands: a value that breaks a protocol rule is a usage
 //! error (exit status 2), reported by clap with the rule it breaks.
 
-use herald::log;
-use herald::protocol::{self, Pattern, Topic, KEY_BYTES_MAX, SOURCE_BYTES_MAX};
+use herald::protocol::{self, Pattern, Severity, Topic, KEY_BYTES_MAX, SOURCE_BYTES_MAX};
 
 /// The data directory used when `--data-dir` is not given.
 pub const DATA_DIR_DEFAULT: &str = "herald-data";
 
 /// A severity name (`crit`, `warning`, aliases like `error`) or number 0..=7.
-pub fn severity(text: &str) -> Result<protocol::Severity, String> {
-    let parsed = log::Severity::parse(text).ok_or_else(|| {
+pub fn severity(text: &str) -> Result<Severity, String> {
+    Severity::parse(text).ok_or_else(|| {
         format!(
             "unknown severity {text:?}; use one of emerg alert crit err warning notice info \
              debug, or 0..7"
         )
-    })?;
-    // Both are the syslog levels 0..=7, so the number carries over.
-    Ok(protocol::Severity::from_u8(parsed as u8).expect("log and protocol severities agree"))
-}
-
-/// The name of a protocol severity, as `log::Severity` spells it.
-pub fn severity_name(severity: protocol::Severity) -> &'static str {
-    log::Severity::from_u8(severity.as_u8())
-        .expect("log and protocol severities agree")
-        .name()
+    })
 }
 
 /// A topic: dot-separated segments of `A-Z a-z 0-9 _ -`.

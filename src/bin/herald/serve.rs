@@ -1,6 +1,7 @@
 //! `herald serve`: the daemon.
 
 use herald::delivery::{self, DaemonConfig, RedeliveryConfig};
+use herald::event::limits::CONNECTIONS_MAX;
 use herald::log::LogConfig;
 use herald::pmem::FileSync;
 use std::io::Write;
@@ -43,8 +44,9 @@ pub struct ServeArgs {
     /// Socket permissions, octal.
     #[arg(long, default_value = "600", value_parser = parse_mode, value_name = "MODE")]
     socket_mode: u32,
-    /// Connection slots, each with its buffers allocated at start.
-    #[arg(long, default_value_t = 128, value_name = "N")]
+    /// Connection slots, each with its buffers (about half a MiB) allocated at start;
+    /// at most 65536.
+    #[arg(long, default_value_t = 128, value_parser = parse_connections_max, value_name = "N")]
     connections_max: usize,
     /// Microseconds to poll for work before sleeping in the kernel. Polling saves a
     /// wake-up when requests arrive back to back, but takes a core: on a 2-core machine
@@ -79,7 +81,7 @@ pub struct ServeArgs {
     /// Idempotency keys remembered (the newest): a publish repeating a remembered key
     /// from the same source gets its original `stored` back and stores nothing. Each
     /// takes about 360 bytes, allocated at start (23.6 MB at the default).
-    #[arg(long, default_value_t = herald::delivery::dedupe::WINDOW_RECORDS_DEFAULT as u64, value_parser = clap::value_parser!(u64).range(1..=herald::delivery::dedupe::WINDOW_RECORDS_MAX as u64), value_name = "N", help_heading = "Idempotent publish")]
+    #[arg(long, default_value_t = herald::delivery::dedupe::WINDOW_RECORDS_DEFAULT as u64, value_parser = clap::value_parser!(u64).range(1..=herald::event::limits::DEDUPE_WINDOW_RECORDS_MAX as u64), value_name = "N", help_heading = "Idempotent publish")]
     dedupe_window_events: u64,
     /// Idempotency keys older than this are forgotten (at most 7 days).
     #[arg(long, default_value = "10m", value_parser = parse_dedupe_age, value_name = "DURATION", help_heading = "Idempotent publish")]
@@ -119,10 +121,23 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 
 fn parse_dedupe_age(text: &str) -> Result<Duration, String> {
     let age = humantime::parse_duration(text).map_err(|e| e.to_string())?;
-    if age > herald::delivery::dedupe::WINDOW_AGE_MAX {
+    if age > herald::event::limits::DEDUPE_WINDOW_AGE_MAX {
         return Err("at most 7 days".into());
     }
     Ok(age)
+}
+
+fn parse_connections_max(text: &str) -> Result<usize, String> {
+    let n: usize = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of connections"))?;
+    if n > CONNECTIONS_MAX {
+        return Err(format!(
+            "at most {CONNECTIONS_MAX} connections: each slot allocates about half a MiB of \
+             buffers at start"
+        ));
+    }
+    Ok(n)
 }
 
 fn parse_mode(text: &str) -> Result<u32, String> {
@@ -192,5 +207,14 @@ mod tests {
         assert_eq!(parse_mode("600"), Ok(0o600));
         assert_eq!(parse_mode("0o660"), Ok(0o660));
         assert!(parse_mode("999").is_err());
+    }
+
+    #[test]
+    fn connection_slots_above_the_limit_are_refused_with_the_limit() {
+        assert_eq!(parse_connections_max("128"), Ok(128));
+        assert_eq!(parse_connections_max("65536"), Ok(CONNECTIONS_MAX));
+        let refused = parse_connections_max("65537").unwrap_err();
+        assert!(refused.contains("at most 65536"), "{refused}");
+        assert!(parse_connections_max("many").is_err());
     }
 }

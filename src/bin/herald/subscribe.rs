@@ -129,7 +129,7 @@ fn write_human(out: &mut impl Write, delivery: &Delivery<'_>) -> std::io::Result
         "{} {} {} {} {} {}",
         delivery.seq.0,
         output::timestamp(delivery.timestamp_ns),
-        parse::severity_name(event.severity),
+        event.severity.name(),
         event.topic,
         output::printable(source.as_bytes(), usize::MAX),
         output::printable(event.payload, usize::MAX)
@@ -147,10 +147,7 @@ fn write_json(out: &mut impl Write, delivery: &Delivery<'_>) -> std::io::Result<
     let mut object = serde_json::Map::new();
     object.insert("seq".into(), delivery.seq.0.into());
     object.insert("timestamp_ns".into(), delivery.timestamp_ns.into());
-    object.insert(
-        "severity".into(),
-        parse::severity_name(event.severity).into(),
-    );
+    object.insert("severity".into(), event.severity.name().into());
     object.insert("topic".into(), event.topic.as_str().into());
     object.insert("source".into(), event.source.into());
     for (name, data) in [("key", event.key), ("payload", event.payload)] {

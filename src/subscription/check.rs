@@ -1,13 +1,12 @@
 //! The region's invariants, checked the same way by `herald check` (read-only, on a
 //! region at rest or in use) and by the daemon at start (on what recovery found).
 //!
-//! Lives in `delivery` because it needs all three layers below: the log's recovery
-//! findings, the subscription spec encoding, and the protocol's pattern grammar.
+//! Lives in `subscription` because it needs the log's recovery findings and the
+//! subscription spec encoding (whose decoding checks the pattern grammar).
 
+use super::SubscriptionSpec;
 use crate::log::dead::DeadProblemKind;
 use crate::log::{RecoveryReport, Subscription};
-use crate::protocol::Pattern;
-use crate::subscription::SubscriptionSpec;
 
 /// How bad a finding is.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -137,15 +136,12 @@ pub fn check<'a>(
     findings
 }
 
-/// Why a stored spec cannot be used, if it cannot.
+/// Why a stored spec cannot be used, if it cannot (decoding checks the patterns
+/// against the grammar too).
 fn spec_problem(stored: &[u8]) -> Option<String> {
-    match SubscriptionSpec::decode(stored) {
-        Err(e) => Some(e.to_string()),
-        Ok(spec) => spec
-            .patterns()
-            .find_map(|p| Pattern::parse(p).err())
-            .map(|e| format!("a stored topic pattern is invalid: {e}")),
-    }
+    SubscriptionSpec::decode(stored)
+        .err()
+        .map(|e| e.to_string())
 }
 
 /// Whether any finding is a problem (not only notes).
@@ -192,12 +188,14 @@ mod tests {
     #[test]
     fn unreadable_specs_and_invalid_stored_patterns_are_found() {
         assert!(spec_problem(&[9, 9, 9]).is_some());
-        let bad = SubscriptionSpec::new(7, 4, false, [&b"a.>.b"[..]]).unwrap();
+        let good =
+            SubscriptionSpec::new(crate::event::Severity::Debug, 4, false, [&b"fs.>"[..]]).unwrap();
         let mut out = [0u8; crate::log::layout::SUBSCRIPTION_SPEC_BYTES_MAX];
-        let n = bad.encode(&mut out);
-        assert!(spec_problem(&out[..n]).unwrap().contains("pattern"));
-        let good = SubscriptionSpec::new(7, 4, false, [&b"fs.>"[..]]).unwrap();
         let n = good.encode(&mut out);
         assert_eq!(spec_problem(&out[..n]), None);
+        // The same entry with its pattern damaged into `a.>.` (outside the grammar).
+        let mut bad = out;
+        bad[n - 4..n].copy_from_slice(b"a.>.");
+        assert!(spec_problem(&bad[..n]).unwrap().contains("pattern"));
     }
 }

@@ -17,4 +17,5 @@ pub mod log;
 pub mod pmem;
 pub mod protocol;
 pub mod reactor;
+pub mod sim;
 pub mod subscription;

@@ -1,45 +1,50 @@
-//! One client connection: its protocol state machine and its two buffers, allocated
-//! once when the daemon starts and reused by every connection that takes the slot.
+//! The connection table: one slot per connection, each with its protocol state machine
+//! and its buffers, allocated once when the daemon starts and reused by every
+//! connection that takes the slot; accepting, closing and arming the reactor.
 //!
-//! Buffer ownership: while a receive (send) is in flight, the ring owns the free tail
-//! of `recv` (the pending bytes of `send`); the daemon touches them again only after
-//! the completion arrives (`recv_in_flight` / `send_in_flight` guard this).
+//! Buffer ownership: while a receive (send) is in flight, the reactor owns the free
+//! tail of `recv` (the pending bytes of `send`); the daemon touches them again only
+//! after the completion arrives (`recv_in_flight` / `send_in_flight` guard this).
 
 use crate::protocol::{
     ServerMachine, ADMIN_REQUEST_BYTES_MAX, CLIENT_NAME_BYTES_MAX, FRAME_BYTES_MAX,
 };
-use std::os::fd::OwnedFd;
+use crate::reactor::{Reactor, Token};
+use crate::subscription::SinkId;
 
 /// Receive buffer: room for a whole maximum frame plus the start of the next.
 pub const RECV_BYTES: usize = 2 * FRAME_BYTES_MAX;
 /// Send buffer: replies and deliveries queue here until the socket takes them.
 pub const SEND_BYTES: usize = 4 * FRAME_BYTES_MAX;
-/// Space kept free in the send buffer for one reply of any kind before another frame
-/// that needs a reply is read (so a reply never has nowhere to go).
+/// Send-buffer room deliveries leave to answers (PROTOCOL.md section 10.6): every answer
+/// fits, a whole `StatusReply` included.
 pub const REPLY_RESERVE_BYTES: usize = FRAME_BYTES_MAX;
+/// Buffer bytes one connection slot costs, allocated at start-up.
+pub const SLOT_BYTES: usize = RECV_BYTES + SEND_BYTES + ADMIN_REQUEST_BYTES_MAX;
+
+const _: () = assert!(REPLY_RESERVE_BYTES < SEND_BYTES);
 
 /// One connection slot.
-pub struct Conn {
+pub struct Conn<S> {
     /// The socket, while the slot is in use.
-    pub fd: Option<OwnedFd>,
+    pub socket: Option<S>,
     /// Bumped whenever the slot is reused: completions for an older connection in the
     /// same slot are recognised and ignored.
     pub generation: u32,
     /// The protocol state.
     pub machine: ServerMachine,
     /// The client name from its hello: the source of its events when they name none.
-    pub name: [u8; CLIENT_NAME_BYTES_MAX],
-    /// Bytes of `name`.
-    pub name_len: usize,
+    name: [u8; CLIENT_NAME_BYTES_MAX],
+    name_len: usize,
     /// Received bytes, `recv[..recv_len]` not yet decoded.
     pub recv: Box<[u8]>,
     /// Bytes in `recv`.
     pub recv_len: usize,
     /// A receive is in flight.
     pub recv_in_flight: bool,
-    /// New bytes arrived since the last decode.
+    /// New bytes arrived (or room for answers came back) since the last decode.
     pub has_input: bool,
-    /// Decoding stopped until an earlier frame is handled (a deferred subscribe).
+    /// Decoding stopped until an earlier frame is handled (a subscribe, a status).
     pub blocked: bool,
     /// Pending output, `send[send_start..send_end]`.
     pub send: Box<[u8]>,
@@ -51,25 +56,29 @@ pub struct Conn {
     pub send_in_flight: bool,
     /// Close once pending output is sent (after an error frame or a goodbye).
     pub close_after_flush: bool,
-    /// Being closed: no new operations; the fd is dropped once none is in flight.
+    /// Being closed: no new operations; the socket is closed once none is in flight.
     pub closing: bool,
     /// The subscription attached to this connection.
     pub subscription: Option<usize>,
-    /// A status request waits for an answer.
-    pub status_requested: bool,
-    /// An `Admin` request waiting for an answer, `admin[..admin_len]` (copied out of
-    /// the receive buffer; 0 = none).
+    /// A `Status` or `Admin` request waits for an answer.
+    pub control_requested: bool,
+    /// The `Admin` request waiting, `admin[..admin_len]` (copied out of the receive
+    /// buffer; 0 = a `Status`).
     pub admin: Box<[u8]>,
     /// Bytes of `admin`.
     pub admin_len: usize,
     /// Since when (daemon clock, ns) a publish has been waiting for room in a full
     /// ring; its frame stays in `recv` until it is stored or times out.
     pub full_since: Option<u64>,
+    /// Answers queued for this connection and not yet encoded (held until their
+    /// commit is durable), and the bytes they will take.
+    pub held_replies: u32,
+    /// Bytes of `held_replies` once encoded.
+    pub held_bytes: usize,
 }
 
-impl Conn {
-    /// An empty slot with its buffers.
-    pub fn new() -> Conn {
+impl<S> Conn<S> {
+    fn new() -> Conn<S> {
         Conn::with_buffers(
             vec![0; RECV_BYTES].into_boxed_slice(),
             vec![0; SEND_BYTES].into_boxed_slice(),
@@ -77,9 +86,9 @@ impl Conn {
         )
     }
 
-    fn with_buffers(recv: Box<[u8]>, send: Box<[u8]>, admin: Box<[u8]>) -> Conn {
+    fn with_buffers(recv: Box<[u8]>, send: Box<[u8]>, admin: Box<[u8]>) -> Conn<S> {
         Conn {
-            fd: None,
+            socket: None,
             generation: 0,
             machine: ServerMachine::new(),
             name: [0; CLIENT_NAME_BYTES_MAX],
@@ -96,23 +105,23 @@ impl Conn {
             close_after_flush: false,
             closing: false,
             subscription: None,
-            status_requested: false,
+            control_requested: false,
             admin,
             admin_len: 0,
             full_since: None,
+            held_replies: 0,
+            held_bytes: 0,
         }
     }
 
-    /// Takes a freshly accepted socket: every field back to its initial state, the
-    /// buffers kept.
-    pub fn open(&mut self, fd: OwnedFd) {
-        debug_assert!(self.fd.is_none() && !self.recv_in_flight && !self.send_in_flight);
+    /// Takes a new socket: every field back to its initial state, the buffers kept.
+    fn open(&mut self, socket: S) {
         let generation = self.generation.wrapping_add(1);
         let recv = std::mem::take(&mut self.recv);
         let send = std::mem::take(&mut self.send);
         let admin = std::mem::take(&mut self.admin);
         *self = Conn {
-            fd: Some(fd),
+            socket: Some(socket),
             generation,
             ..Conn::with_buffers(recv, send, admin)
         };
@@ -120,12 +129,24 @@ impl Conn {
 
     /// Whether the slot holds a live connection.
     pub fn in_use(&self) -> bool {
-        self.fd.is_some()
+        self.socket.is_some()
+    }
+
+    /// Whether the connection still takes frames and output.
+    pub fn open_for_io(&self) -> bool {
+        self.in_use() && !self.closing
     }
 
     /// The client name.
     pub fn name(&self) -> &[u8] {
         &self.name[..self.name_len]
+    }
+
+    /// Keeps the hello's client name (at most a source's length, as the protocol says).
+    pub fn set_name(&mut self, name: &[u8]) {
+        let n = name.len().min(CLIENT_NAME_BYTES_MAX);
+        self.name[..n].copy_from_slice(&name[..n]);
+        self.name_len = n;
     }
 
     /// Free bytes at the end of the send buffer, compacting first when nothing is in
@@ -139,9 +160,34 @@ impl Conn {
         self.send.len() - self.send_end
     }
 
-    /// The writable tail of the send buffer; the caller advances `send_end`.
+    /// Room for answers: the free send buffer less what held answers will take.
+    pub fn answer_room(&mut self) -> usize {
+        self.send_free().saturating_sub(self.held_bytes)
+    }
+
+    /// Room for deliveries: they leave [`REPLY_RESERVE_BYTES`] (and whatever held
+    /// answers will take) to answers.
+    pub fn delivery_room(&mut self) -> usize {
+        self.send_free()
+            .saturating_sub(self.held_bytes + REPLY_RESERVE_BYTES)
+    }
+
+    /// The writable tail of the send buffer; the caller advances `send_end` by what it
+    /// wrote with [`Conn::wrote`].
     pub fn send_tail(&mut self) -> &mut [u8] {
         &mut self.send[self.send_end..]
+    }
+
+    /// `n` bytes were written into [`Conn::send_tail`].
+    pub fn wrote(&mut self, n: usize) {
+        // A check that holds in release builds: `send_end` beyond the buffer would
+        // hand the reactor memory past it.
+        assert!(
+            n <= self.send.len() - self.send_end,
+            "send buffer overrun: {n} bytes written into {} free",
+            self.send.len() - self.send_end
+        );
+        self.send_end += n;
     }
 
     /// Whether output is waiting and no send is in flight.
@@ -151,8 +197,261 @@ impl Conn {
 
     /// Drops decoded bytes from the front of the receive buffer.
     pub fn consume(&mut self, n: usize) {
-        debug_assert!(!self.recv_in_flight);
+        // Checks that hold in release builds: the ring owns the buffer while a
+        // receive is in flight, and `n` beyond what was received is a decoding bug.
+        assert!(
+            !self.recv_in_flight,
+            "receive buffer consumed while the reactor owns it"
+        );
+        assert!(
+            n <= self.recv_len,
+            "consumed {n} of {} received bytes",
+            self.recv_len
+        );
         self.recv.copy_within(n..self.recv_len, 0);
         self.recv_len -= n;
     }
+
+    /// The token of this connection's operations.
+    pub fn token(&self, slot: usize) -> Token {
+        Token {
+            slot: slot as u32,
+            generation: self.generation,
+        }
+    }
+}
+
+/// Every connection slot.
+pub struct Connections<S> {
+    slots: Vec<Conn<S>>,
+    /// Connections refused because every slot was in use.
+    pub refused: u64,
+}
+
+impl<S> Connections<S> {
+    /// `count` slots with their buffers.
+    pub fn new(count: usize) -> Connections<S> {
+        Connections {
+            slots: (0..count).map(|_| Conn::new()).collect(),
+            refused: 0,
+        }
+    }
+
+    /// Slot count.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Connection `slot`.
+    pub fn get(&self, slot: usize) -> &Conn<S> {
+        &self.slots[slot]
+    }
+
+    /// Connection `slot`, to change it.
+    pub fn get_mut(&mut self, slot: usize) -> &mut Conn<S> {
+        &mut self.slots[slot]
+    }
+
+    /// Every slot with its index, to change them.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut Conn<S>)> {
+        self.slots.iter_mut().enumerate()
+    }
+
+    /// Connection `slot` if `token` is its current generation's.
+    pub fn current(&mut self, token: Token) -> Option<(usize, &mut Conn<S>)> {
+        let slot = token.slot as usize;
+        let conn = self.slots.get_mut(slot)?;
+        (conn.in_use() && conn.generation == token.generation).then_some((slot, conn))
+    }
+
+    /// Open connections.
+    pub fn open_count(&self) -> usize {
+        self.slots.iter().filter(|c| c.in_use()).count()
+    }
+
+    /// Puts a new socket in a free slot (attached to the reactor), or gives it back
+    /// when every slot is in use.
+    pub fn open<R: Reactor<Socket = S>>(&mut self, reactor: &mut R, socket: S) -> Result<usize, S> {
+        let Some(slot) = self
+            .slots
+            .iter()
+            .position(|c| !c.in_use() && !c.recv_in_flight && !c.send_in_flight)
+        else {
+            self.refused += 1;
+            return Err(socket);
+        };
+        let conn = &mut self.slots[slot];
+        conn.open(socket);
+        let token = conn.token(slot);
+        if let Some(socket) = &conn.socket {
+            if let Err(e) = reactor.attach(socket, token) {
+                tracing::warn!(error = %e, "cannot watch an accepted connection; closing it");
+                conn.closing = true;
+            }
+        }
+        Ok(slot)
+    }
+
+    /// A receive completed.
+    pub fn received(&mut self, token: Token, result: Result<usize, i32>) -> Option<usize> {
+        let (slot, conn) = self.current(token)?;
+        conn.recv_in_flight = false;
+        match result {
+            Ok(n) if n > 0 => {
+                conn.recv_len += n;
+                conn.has_input = true;
+                None
+            }
+            // End of stream or an error: the connection is over.
+            _ => Some(slot),
+        }
+    }
+
+    /// A send completed; returns the slot if the connection is now to be closed.
+    pub fn sent(&mut self, token: Token, result: Result<usize, i32>) -> Option<usize> {
+        let (slot, conn) = self.current(token)?;
+        conn.send_in_flight = false;
+        let Ok(n) = result else {
+            return Some(slot);
+        };
+        conn.send_start = (conn.send_start + n).min(conn.send_end);
+        if conn.send_start == conn.send_end {
+            conn.send_start = 0;
+            conn.send_end = 0;
+            if conn.close_after_flush {
+                return Some(slot);
+            }
+        }
+        // Decoding may have paused for lack of answer room.
+        if conn.recv_len > 0 {
+            conn.has_input = true;
+        }
+        None
+    }
+
+    /// Starts closing `slot`; returns its subscription (to detach). The socket is
+    /// closed once no operation is in flight.
+    pub fn close<R: Reactor<Socket = S>>(&mut self, reactor: &mut R, slot: usize) -> Option<usize> {
+        let conn = &mut self.slots[slot];
+        if conn.closing || !conn.in_use() {
+            return None;
+        }
+        conn.closing = true;
+        if let Some(socket) = &conn.socket {
+            reactor.shutdown(socket);
+        }
+        conn.subscription.take()
+    }
+
+    /// Arms a send for every connection with output waiting and a receive for every
+    /// connection that may read, and closes the sockets of connections whose
+    /// operations have all completed. `reading`: false while shutting down.
+    pub fn arm<R: Reactor<Socket = S>>(&mut self, reactor: &mut R, reading: bool) -> ArmOutcome {
+        let mut outcome = ArmOutcome::default();
+        for (slot, conn) in self.slots.iter_mut().enumerate() {
+            if !conn.in_use() {
+                continue;
+            }
+            let token = conn.token(slot);
+            if conn.closing {
+                if !conn.recv_in_flight && !conn.send_in_flight {
+                    if let Some(socket) = conn.socket.take() {
+                        reactor.close(socket, Some(token));
+                    }
+                }
+                continue;
+            }
+            if conn.close_after_flush
+                && conn.held_replies == 0
+                && !conn.send_in_flight
+                && conn.send_start == conn.send_end
+            {
+                // Nothing (left) to say: the goodbye or error is complete.
+                outcome.to_close.push_within_capacity(slot);
+                continue;
+            }
+            let Some(socket) = conn.socket.as_ref() else {
+                continue;
+            };
+            if conn.wants_send() {
+                let pending = &conn.send[conn.send_start..conn.send_end];
+                // SAFETY: the send buffer lives in this table, allocated at start-up
+                // and never moved; `send_in_flight` keeps its pending bytes unchanged
+                // until the completion (`sent`).
+                unsafe { reactor.send(socket, pending.as_ptr(), pending.len(), token) };
+                conn.send_in_flight = true;
+            }
+            let may_read = reading
+                && !conn.recv_in_flight
+                && !conn.has_input
+                && !conn.blocked
+                && !conn.close_after_flush
+                && conn.recv_len < conn.recv.len();
+            if may_read {
+                let tail = &mut conn.recv[conn.recv_len..];
+                // SAFETY: as above for the receive buffer's free tail, which
+                // `recv_in_flight` keeps untouched until the completion (`received`).
+                unsafe { reactor.recv(socket, tail.as_mut_ptr(), tail.len(), token) };
+                conn.recv_in_flight = true;
+            }
+        }
+        outcome
+    }
+
+    /// Whether every open connection's output has gone out.
+    pub fn flushed(&self) -> bool {
+        self.slots
+            .iter()
+            .all(|c| !c.in_use() || c.closing || c.send_start == c.send_end)
+    }
+
+    /// Producers whose publish waits for room in a full ring.
+    pub fn waiting_for_room(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|c| c.in_use() && c.full_since.is_some())
+            .count()
+    }
+}
+
+/// Connections [`Connections::arm`] found finished.
+#[derive(Default)]
+pub struct ArmOutcome {
+    /// Slots whose last words went out: close them.
+    pub to_close: SlotList,
+}
+
+/// A short list of slots, stored inline (no allocation per turn). Slots beyond its
+/// room are found again by the next turn's scan.
+pub struct SlotList {
+    slots: [u32; 64],
+    len: usize,
+}
+
+impl Default for SlotList {
+    fn default() -> Self {
+        SlotList {
+            slots: [0; 64],
+            len: 0,
+        }
+    }
+}
+
+impl SlotList {
+    fn push_within_capacity(&mut self, slot: usize) {
+        if self.len < self.slots.len() {
+            self.slots[self.len] = slot as u32;
+            self.len += 1;
+        }
+    }
+
+    /// The slots.
+    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.slots[..self.len].iter().map(|&s| s as usize)
+    }
+}
+
+/// The sink a connection slot is, for the subscription set.
+pub fn sink_of(slot: usize) -> SinkId {
+    SinkId(slot as u32)
 }

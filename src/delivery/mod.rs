@@ -1,19 +1,45 @@
-//! The daemon: the indication queue, the io_uring loop that owns every socket, ack
-//! tracking and redelivery. `herald serve` is [`serve`].
+//! The daemon, as parts along the data path (ARCHITECTURE.md lists the file that owns
+//! each step): connections (`conn`), ingest, the commit pipeline with its durability
+//! gate and held answers (`commit`), fan-out to sinks (`fanout`, `sink`), the dead-letter
+//! queue (`dead`), release, control (status, admin), and the turn that runs them in
+//! order (`core`). `herald serve` is [`serve`]: it assembles the parts over a real
+//! reactor and a mapped region.
 
+mod commit;
 mod conn;
-mod daemon;
+pub mod control;
+mod core;
+mod dead;
 pub mod dedupe;
+mod fanout;
+mod ingest;
 pub mod listener;
-mod status;
-pub mod uring;
+mod release;
+mod reply;
+mod sink;
 
-use crate::event::limits::CONNECTIONS_MAX;
+pub use self::core::{Core, Phase, StartInfo};
+pub use crate::subscription::RedeliveryConfig;
+pub use conn::SLOT_BYTES as CONNECTION_SLOT_BYTES;
+
 use crate::log::{self, LogConfig, StoreOptions};
 use crate::log::{FileSync, RegionOptions};
-use crate::subscription::check;
+use crate::reactor::{epoll::EpollReactor, uring::UringReactor, Reactor};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// Which I/O backend `herald serve --io` asks for.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum IoChoice {
+    /// io_uring, falling back to epoll (with the cause logged once) where the host
+    /// refuses it.
+    Auto,
+    /// io_uring or nothing.
+    IoUring,
+    /// epoll.
+    Epoll,
+}
 
 /// Everything `herald serve` can be told.
 #[derive(Clone, Debug)]
@@ -32,15 +58,14 @@ pub struct DaemonConfig {
     pub file_sync: FileSync,
     /// Permissions of the socket.
     pub socket_mode: u32,
-    /// Connection slots (each with its buffers, allocated at start), at most
-    /// [`CONNECTIONS_MAX`].
+    /// Connection slots (each with its buffers, allocated at start).
     pub connections_max: usize,
-    /// Microseconds to poll for completions before sleeping in the kernel.
+    /// Microseconds to poll for completions before sleeping in the kernel (io_uring).
     pub busy_poll_us: u64,
     /// io_uring submission queue entries.
     pub ring_entries: u32,
-    /// Capacity of the indication queue between ingest and delivery.
-    pub indication_queue_len: usize,
+    /// The I/O backend.
+    pub io: IoChoice,
     /// Redelivery policy for subscriptions that do not set their own.
     pub redelivery: RedeliveryConfig,
     /// What a producer gets when the ring is full: `None` = `full` at once; otherwise
@@ -50,52 +75,6 @@ pub struct DaemonConfig {
     pub dedupe_records: usize,
     /// ...and none older than this.
     pub dedupe_age: Duration,
-}
-
-/// Defaults of the redelivery policy (a subscription may set its own deadline and
-/// maximum delivery count in `Subscribe`).
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct RedeliveryConfig {
-    /// An event not settled this long after delivery is redelivered.
-    pub ack_deadline: Duration,
-    /// Deliveries before an event becomes a dead letter of the subscription.
-    pub max_deliveries: u16,
-    /// Wait before the first redelivery after a missed deadline; doubles each time.
-    pub backoff: Duration,
-    /// Longest wait between redeliveries.
-    pub backoff_max: Duration,
-}
-
-impl Default for RedeliveryConfig {
-    fn default() -> Self {
-        RedeliveryConfig {
-            ack_deadline: Duration::from_secs(30),
-            max_deliveries: 5,
-            backoff: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(60),
-        }
-    }
-}
-
-impl RedeliveryConfig {
-    /// The policy of a subscription that asked for `ack_deadline_ms` and
-    /// `max_deliveries` (0 = this default).
-    pub fn policy(&self, ack_deadline_ms: u32, max_deliveries: u16) -> crate::subscription::Policy {
-        crate::subscription::Policy {
-            ack_deadline_ns: if ack_deadline_ms == 0 {
-                self.ack_deadline.as_nanos() as u64
-            } else {
-                u64::from(ack_deadline_ms) * 1_000_000
-            },
-            backoff_ns: self.backoff.as_nanos() as u64,
-            backoff_max_ns: self.backoff_max.as_nanos() as u64,
-            max_deliveries: if max_deliveries == 0 {
-                self.max_deliveries
-            } else {
-                max_deliveries
-            },
-        }
-    }
 }
 
 impl Default for DaemonConfig {
@@ -111,7 +90,7 @@ impl Default for DaemonConfig {
             connections_max: 128,
             busy_poll_us: 0,
             ring_entries: 1024,
-            indication_queue_len: 4096,
+            io: IoChoice::Auto,
             redelivery: RedeliveryConfig::default(),
             full_wait: None,
             dedupe_records: dedupe::WINDOW_RECORDS_DEFAULT,
@@ -144,31 +123,51 @@ pub enum DaemonError {
     /// The socket could not be set up.
     #[error(transparent)]
     Listener(#[from] listener::ListenerError),
-    /// io_uring is not available.
+    /// io_uring was asked for and is not available.
     #[error("{0}")]
     IoUring(String),
+    /// A configuration value is out of range.
+    #[error("{0}")]
+    Config(String),
     /// A system call failed.
     #[error("{0}: {1}")]
     Io(&'static str, std::io::Error),
     /// The log failed (the region stopped accepting writes).
     #[error(transparent)]
     Log(log::LogError),
-    /// More connection slots were asked for than the daemon can tell apart.
-    #[error(
-        "{0} connection slots asked for; the limit is {CONNECTIONS_MAX} (lower --connections-max)"
-    )]
-    TooManyConnections(usize),
+}
+
+/// What `ready` learns.
+#[derive(Debug)]
+pub struct ServeInfo {
+    /// The socket clients connect to.
+    pub socket: PathBuf,
+    /// The region in use.
+    pub region: PathBuf,
+    /// What recovery found (None for a region created now).
+    pub recovery: Option<log::RecoveryReport>,
+    /// Time from start to ready.
+    pub started_in: Duration,
+    /// The I/O backend serving.
+    pub backend: crate::reactor::Backend,
 }
 
 /// Opens (or creates) the region, recovers it, binds the socket and runs until
 /// SIGTERM/SIGINT. `ready` is called once the socket accepts connections.
 pub fn serve(config: DaemonConfig, ready: impl FnOnce(&ServeInfo)) -> Result<(), DaemonError> {
-    if config.connections_max > CONNECTIONS_MAX {
-        return Err(DaemonError::TooManyConnections(config.connections_max));
+    if config.connections_max == 0 || config.connections_max > crate::event::limits::CONNECTIONS_MAX
+    {
+        return Err(DaemonError::Config(format!(
+            "--connections-max {} is outside 1..={}",
+            config.connections_max,
+            crate::event::limits::CONNECTIONS_MAX
+        )));
     }
     let region_path = config.region_path();
     let socket_path = config.socket_path();
-    if config.region.is_none() {
+    // The directory is created whether or not the region is elsewhere: the socket
+    // lives in it by default.
+    if config.socket.is_none() || config.region.is_none() {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| DaemonError::Io("creating the data directory", e))?;
     }
@@ -214,15 +213,15 @@ pub fn serve(config: DaemonConfig, ready: impl FnOnce(&ServeInfo)) -> Result<(),
     }
     // The same checks as `herald check`, on what recovery found.
     let findings = match &report {
-        Some(r) => check::check(r, log.subscriptions()),
+        Some(r) => crate::subscription::check::check(r, log.subscriptions()),
         None => Vec::new(),
     };
     for f in &findings {
         match f.severity {
-            check::Severity::Problem => {
+            crate::subscription::check::Severity::Problem => {
                 tracing::error!(area = f.area, subject = %f.subject, "{}", f.detail)
             }
-            check::Severity::Note => {
+            crate::subscription::check::Severity::Note => {
                 tracing::info!(area = f.area, subject = %f.subject, "{}", f.detail)
             }
         }
@@ -232,18 +231,100 @@ pub fn serve(config: DaemonConfig, ready: impl FnOnce(&ServeInfo)) -> Result<(),
     let previous_stop_clean = report
         .as_ref()
         .is_none_or(|r| r.previous_stop == log::PreviousStop::Clean);
-    let mut daemon = daemon::Daemon::new(config, log, listener, previous_stop_clean)?;
-    daemon.set_start_findings(findings);
-    let serve_info = ServeInfo {
-        socket: socket_path.clone(),
-        region: info.path.clone(),
-        recovery: report,
-        started_in: started.elapsed(),
+    let served = Served {
+        config,
+        log,
+        listener: OwnedFd::from(listener),
+        previous_stop_clean,
+        start: StartInfo {
+            findings,
+            io_fallback: None,
+            region: Some(info.clone()),
+        },
+        serve_info: ServeInfo {
+            socket: socket_path.clone(),
+            region: info.path.clone(),
+            recovery: report,
+            started_in: started.elapsed(),
+            backend: crate::reactor::Backend::Epoll,
+        },
     };
-    ready(&serve_info);
-    let result = daemon.run();
+    let result = match choose_backend(&served.config) {
+        Ok(Chosen::Uring(reactor)) => served.run(*reactor, ready),
+        Ok(Chosen::Epoll(reactor, fallback)) => {
+            let mut served = served;
+            served.start.io_fallback = fallback;
+            served.run(reactor, ready)
+        }
+        Err(e) => Err(e),
+    };
     let _ = std::fs::remove_file(&socket_path);
     result
+}
+
+/// Everything opened before the reactor is chosen.
+struct Served {
+    config: DaemonConfig,
+    log: log::Log<log::MappedRegion>,
+    listener: OwnedFd,
+    previous_stop_clean: bool,
+    start: StartInfo,
+    serve_info: ServeInfo,
+}
+
+impl Served {
+    fn run<R: Reactor<Listener = OwnedFd>>(
+        mut self,
+        mut reactor: R,
+        ready: impl FnOnce(&ServeInfo),
+    ) -> Result<(), DaemonError> {
+        reactor
+            .listen(self.listener)
+            .map_err(|e| DaemonError::Io("listening on the socket", e))?;
+        self.serve_info.backend = reactor.backend();
+        tracing::info!(backend = %reactor.backend(), "I/O backend");
+        let core = Core::new(
+            self.config,
+            reactor,
+            self.log,
+            self.previous_stop_clean,
+            self.start,
+        )?;
+        ready(&self.serve_info);
+        core.run()
+    }
+}
+
+enum Chosen {
+    Uring(Box<UringReactor>),
+    /// epoll, and why io_uring is not used when it was tried.
+    Epoll(EpollReactor, Option<String>),
+}
+
+fn choose_backend(config: &DaemonConfig) -> Result<Chosen, DaemonError> {
+    let spin = Duration::from_micros(config.busy_poll_us);
+    let epoll = |fallback| {
+        EpollReactor::new(config.connections_max)
+            .map(|r| Chosen::Epoll(r, fallback))
+            .map_err(|e| DaemonError::Io("setting up epoll", e))
+    };
+    match config.io {
+        IoChoice::Epoll => epoll(None),
+        IoChoice::IoUring => UringReactor::new(config.ring_entries, spin)
+            .map(|r| Chosen::Uring(Box::new(r)))
+            .map_err(|refusal| DaemonError::IoUring(refusal.explanation)),
+        IoChoice::Auto => match UringReactor::new(config.ring_entries, spin) {
+            Ok(r) => Ok(Chosen::Uring(Box::new(r))),
+            Err(refusal) => {
+                tracing::warn!(
+                    cause = refusal.cause,
+                    "io_uring refused, serving with epoll: {}",
+                    refusal.explanation
+                );
+                epoll(Some(format!("{}: {}", refusal.cause, refusal.explanation)))
+            }
+        },
+    }
 }
 
 type Opened = (
@@ -272,17 +353,4 @@ fn open_or_create(
         None,
         true,
     ))
-}
-
-/// What `ready` learns.
-#[derive(Debug)]
-pub struct ServeInfo {
-    /// The socket clients connect to.
-    pub socket: PathBuf,
-    /// The region in use.
-    pub region: PathBuf,
-    /// What recovery found (None for a region created now).
-    pub recovery: Option<log::RecoveryReport>,
-    /// Time from start to ready.
-    pub started_in: std::time::Duration,
 }

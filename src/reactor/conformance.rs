@@ -115,7 +115,7 @@ fn real_backend<R: Reactor<Socket = OwnedFd, Listener = OwnedFd>>(mut r: R) {
         wait_for(&mut r, "eof", |out| take_received(out, token)),
         Ok(0)
     );
-    r.close(socket, token);
+    r.close(socket, Some(token));
     assert_eq!(
         client.read(&mut [0u8; 1]).unwrap(),
         0,
@@ -137,7 +137,7 @@ fn real_backend<R: Reactor<Socket = OwnedFd, Listener = OwnedFd>>(mut r: R) {
         take_received(out, token2)
     });
     assert!(matches!(done, Ok(0) | Err(_)), "{done:?}");
-    r.close(socket2, token2);
+    r.close(socket2, Some(token2));
 
     // Outbound: connect to another listener, talk both ways.
     let path_out = dir.path().join("out.sock");
@@ -169,7 +169,7 @@ fn real_backend<R: Reactor<Socket = OwnedFd, Listener = OwnedFd>>(mut r: R) {
     unsafe { r.recv(&out_socket, buf.as_mut_ptr(), buf.len(), token3) };
     let n = wait_for(&mut r, "recv outbound", |out| take_received(out, token3)).unwrap();
     assert_eq!(&buf[..n], b"ok");
-    r.close(out_socket, token3);
+    r.close(out_socket, Some(token3));
 
     // A connection refused is a completion, not a panic.
     let token4 = Token {

@@ -438,8 +438,8 @@ impl Reactor for EpollReactor {
         unsafe { libc::shutdown(socket.as_raw_fd(), libc::SHUT_RDWR) };
     }
 
-    fn close(&mut self, socket: OwnedFd, token: Token) {
-        if let Some(s) = self.slots.get_mut(token.slot as usize) {
+    fn close(&mut self, socket: OwnedFd, token: Option<Token>) {
+        if let Some(s) = token.and_then(|t| self.slots.get_mut(t.slot as usize)) {
             if s.fd == socket.as_raw_fd() {
                 let queued = s.queued;
                 *s = SlotIo::EMPTY;

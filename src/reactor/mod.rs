@@ -192,8 +192,9 @@ pub trait Reactor {
     /// (receives with end of stream, sends with an error).
     fn shutdown(&mut self, socket: &Self::Socket);
 
-    /// Closes `socket`. Only once none of its operations is in flight.
-    fn close(&mut self, socket: Self::Socket, token: Token);
+    /// Closes `socket` (attached to `token`, or never attached: None). Only once none
+    /// of its operations is in flight.
+    fn close(&mut self, socket: Self::Socket, token: Option<Token>);
 
     /// Submits what was armed and waits up to `timeout` for at least one completion,
     /// appending every completion available to `out`.

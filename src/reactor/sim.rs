@@ -355,9 +355,9 @@ impl Reactor for SimReactor {
         self.net.0.borrow_mut().pipes[socket.pipe].closed[socket.side] = true;
     }
 
-    fn close(&mut self, socket: SimSocket, token: Token) {
+    fn close(&mut self, socket: SimSocket, token: Option<Token>) {
         self.net.0.borrow_mut().pipes[socket.pipe].closed[socket.side] = true;
-        if let Some(s) = self.slots.get_mut(token.slot as usize) {
+        if let Some(s) = token.and_then(|t| self.slots.get_mut(t.slot as usize)) {
             if s.socket == Some((socket.pipe, socket.side)) {
                 *s = SimSlot::default();
             }

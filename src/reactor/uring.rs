@@ -244,7 +244,7 @@ impl Reactor for UringReactor {
         unsafe { libc::shutdown(socket.as_raw_fd(), libc::SHUT_RDWR) };
     }
 
-    fn close(&mut self, socket: OwnedFd, _token: Token) {
+    fn close(&mut self, socket: OwnedFd, _token: Option<Token>) {
         drop(socket);
     }
 

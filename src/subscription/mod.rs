@@ -1,14 +1,19 @@
 //! Subscriptions: the durable spec (filters, minimum severity, window, flags) kept in
 //! the log's subscription table, the tracker that turns deliveries and confirmations
-//! into a durable cursor, and the region's consistency checks ([`check`]).
+//! into a durable cursor, the set of every subscription the daemon runs with its
+//! recovery mode ([`SubscriptionSet`]), and the region's consistency checks ([`check`]).
 //!
 //! A spec decides itself which events are meant for it ([`SubscriptionSpec::matches`]),
 //! with the pattern grammar of `event`; this module depends on `log` and `event` only
 //! (see DESIGN.md).
 
 pub mod check;
+mod set;
 mod spec;
 mod tracker;
 
+pub use set::{
+    AttachError, DeadReplay, RedeliveryConfig, SinkId, SubscriptionSet, SubscriptionState,
+};
 pub use spec::{SpecError, SubscriptionSpec};
 pub use tracker::{Due, Policy, Sent, Tracker};

@@ -178,6 +178,30 @@ impl SubscriptionSpec {
                 .any(|pattern| matches_validated(pattern, topic))
     }
 
+    /// Whether `other` has the same filters (minimum severity and patterns, in order):
+    /// a durable subscription's filters are fixed at creation.
+    pub fn same_filters(&self, other: &SubscriptionSpec) -> bool {
+        self.min_severity == other.min_severity && self.patterns().eq(other.patterns())
+    }
+
+    /// Every event, window 64: what a durable subscription whose stored spec cannot be
+    /// read receives, rather than a guess at its filters.
+    pub fn match_all() -> SubscriptionSpec {
+        let mut spec = SubscriptionSpec {
+            min_severity: Severity::Debug,
+            window_events: 64,
+            automatic_recovery: false,
+            ack_deadline_ms: 0,
+            max_deliveries: 0,
+            pattern_count: 1,
+            pattern_bytes: [0; SUBSCRIPTION_PATTERN_LIST_BYTES_MAX],
+            pattern_used: 2,
+        };
+        spec.pattern_bytes[0] = 1;
+        spec.pattern_bytes[1] = b'>';
+        spec
+    }
+
     /// Sets the redelivery policy (0 = the daemon's default for either).
     pub fn with_policy(mut self, ack_deadline_ms: u32, max_deliveries: u16) -> SubscriptionSpec {
         self.ack_deadline_ms = ack_deadline_ms;

@@ -1,12 +1,15 @@
-//! `Admin` requests (PROTOCOL.md section 10.5): an operator lists, replays and purges
-//! dead letters while the daemon runs. Not on the event path: these allocate freely.
+//! `Admin` requests (PROTOCOL.md section 10.5): an operator pages through
+//! subscriptions, lists, replays and purges dead letters while the daemon runs.
 
-use super::Daemon;
+use super::super::core::Core;
+use super::fit_rows;
 use crate::log::{self, DeadLetterId, SubscriptionId};
+use crate::pmem::Medium;
+use crate::reactor::Reactor;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-/// Most dead letters one `dead.list` answer carries (the reply is one frame).
+/// Most rows one list answer carries (fewer when they would not fit one frame).
 const LIST_LIMIT_MAX: usize = 200;
 /// Payload bytes shown per dead letter in a list.
 const PAYLOAD_PREVIEW_BYTES: usize = 120;
@@ -23,24 +26,33 @@ struct Request {
     /// Every dead letter of the subscription.
     #[serde(default)]
     all: bool,
-    /// For `dead.list`: at most this many (default and maximum 200).
+    /// For lists: at most this many (default and maximum 200).
     limit: Option<usize>,
     /// For `dead.list`: only those with a higher original seq (to page through).
     after_seq: Option<u64>,
+    /// For `subscriptions`: only those with a higher table index (to page through).
+    after_index: Option<usize>,
 }
 
-impl Daemon {
+#[derive(Copy, Clone)]
+enum Act {
+    Replay,
+    Purge,
+}
+
+impl<R: Reactor, M: Medium> Core<R, M> {
     /// Carries out one `Admin` request and returns the JSON answer.
-    pub(super) fn admin(&mut self, request: &str) -> String {
+    pub(in crate::delivery) fn admin(&mut self, request: &str) -> String {
         let answer = match serde_json::from_str::<Request>(request) {
             Err(e) => Err(format!("not a valid request: {e}")),
             Ok(r) => match r.op.as_str() {
+                "subscriptions" => Ok(self.subscriptions_page(&r)),
                 "dead.list" => self.dead_list(&r),
                 "dead.replay" => self.dead_act(&r, Act::Replay),
                 "dead.purge" => self.dead_act(&r, Act::Purge),
                 "dead.purge_unowned" => self.purge_unowned(),
                 other => Err(format!(
-                    "unknown op {other:?}; known: dead.list, dead.replay, dead.purge, dead.purge_unowned"
+                    "unknown op {other:?}; known: subscriptions, dead.list, dead.replay, dead.purge, dead.purge_unowned"
                 )),
             },
         };
@@ -48,6 +60,23 @@ impl Daemon {
             Ok(v) => v.to_string(),
             Err(e) => json!({ "error": e }).to_string(),
         }
+    }
+
+    /// A page of `status`'s subscription rows.
+    fn subscriptions_page(&self, r: &Request) -> Value {
+        let limit = r.limit.unwrap_or(LIST_LIMIT_MAX).min(LIST_LIMIT_MAX);
+        let total = self
+            .subs
+            .iter()
+            .filter(|(index, _)| r.after_index.is_none_or(|a| *index > a))
+            .count();
+        let mut rows = Vec::new();
+        let shown = fit_rows(
+            0,
+            self.subscription_rows(r.after_index).take(limit),
+            &mut rows,
+        );
+        json!({ "total": total, "shown": shown, "subscriptions": rows })
     }
 
     fn subscription_named(&self, name: &str) -> Result<SubscriptionId, String> {
@@ -63,44 +92,49 @@ impl Daemon {
             None => None,
         };
         let limit = r.limit.unwrap_or(LIST_LIMIT_MAX).min(LIST_LIMIT_MAX);
-        let letters: Box<dyn Iterator<Item = &log::DeadLetter>> = match filter {
-            Some(id) => Box::new(self.log.dead_letters_of(id)),
-            None => Box::new(self.log.dead_letters()),
-        };
-        let mut matching: Vec<&log::DeadLetter> = letters
+        let mut matching: Vec<&log::DeadLetter> = self
+            .log
+            .dead_letters()
+            .filter(|d| match filter {
+                Some(id) => {
+                    d.subscription == id
+                        && self.log.subscription(id).map(|s| s.uid) == Some(d.subscription_uid)
+                }
+                None => true,
+            })
             .filter(|d| r.after_seq.is_none_or(|after| d.seq.0 > after))
             .collect();
         matching.sort_by_key(|d| (d.seq.0, d.subscription.0));
-        let rows: Vec<Value> = matching
-            .iter()
-            .take(limit)
-            .map(|d| {
-                let name = self
-                    .log
-                    .subscription(d.subscription)
-                    .filter(|s| s.uid == d.subscription_uid)
-                    .map(|s| String::from_utf8_lossy(s.name()).into_owned());
-                let event = self.log.dead_event(d.id);
-                json!({
-                    "subscription": name,
-                    "seq": d.seq.0,
-                    "reason": match d.reason {
-                        log::DeadReason::Rejected => "rejected",
-                        log::DeadReason::MaxDeliveries => "max_deliveries",
-                    },
-                    "deliveries": d.delivery_count,
-                    "dead_at_unix_ns": d.dead_unix_ns,
-                    "replay_requested": d.replay_requested,
-                    "topic": event.map(|e| String::from_utf8_lossy(e.topic).into_owned()),
-                    "severity": event.map(|e| e.severity.name()),
-                    "source": event.map(|e| String::from_utf8_lossy(e.source).into_owned()),
-                    "stored_at_unix_ns": event.map(|e| e.timestamp_ns),
-                    "payload_bytes": event.map(|e| e.payload.len()),
-                    "payload_preview": event.map(|e| String::from_utf8_lossy(&e.payload[..e.payload.len().min(PAYLOAD_PREVIEW_BYTES)]).into_owned()),
-                })
-            })
-            .collect();
-        Ok(json!({ "total": matching.len(), "shown": rows.len(), "dead_letters": rows }))
+        let rows = matching.iter().take(limit).map(|d| self.dead_row(d));
+        let mut shown_rows = Vec::new();
+        let shown = fit_rows(0, rows, &mut shown_rows);
+        Ok(json!({ "total": matching.len(), "shown": shown, "dead_letters": shown_rows }))
+    }
+
+    fn dead_row(&self, d: &log::DeadLetter) -> Value {
+        let name = self
+            .log
+            .subscription(d.subscription)
+            .filter(|s| s.uid == d.subscription_uid)
+            .map(|s| String::from_utf8_lossy(s.name()).into_owned());
+        let event = self.log.dead_event(d.id);
+        json!({
+            "subscription": name,
+            "seq": d.seq.0,
+            "reason": match d.reason {
+                log::DeadReason::Rejected => "rejected",
+                log::DeadReason::MaxDeliveries => "max_deliveries",
+            },
+            "deliveries": d.delivery_count,
+            "dead_at_unix_ns": d.dead_unix_ns,
+            "replay_requested": d.replay_requested,
+            "topic": event.map(|e| String::from_utf8_lossy(e.topic).into_owned()),
+            "severity": event.map(|e| e.severity.name()),
+            "source": event.map(|e| String::from_utf8_lossy(e.source).into_owned()),
+            "stored_at_unix_ns": event.map(|e| e.timestamp_ns),
+            "payload_bytes": event.map(|e| e.payload.len()),
+            "payload_preview": event.map(|e| String::from_utf8_lossy(&e.payload[..e.payload.len().min(PAYLOAD_PREVIEW_BYTES)]).into_owned()),
+        })
     }
 
     /// Purges what no subscription can name: orphans (their subscription was deleted
@@ -139,13 +173,10 @@ impl Daemon {
             .copied()
             .filter(|s| !chosen.iter().any(|c| c.2 == *s))
             .collect();
-        let sub_index = self
-            .subs
-            .iter()
-            .position(|s| s.as_ref().is_some_and(|s| s.durable == Some(id)));
+        let sub_index = self.subs.index_of(id);
         // One in flight right now is left alone: its outcome decides.
         let busy = sub_index
-            .and_then(|i| self.subs[i].as_ref())
+            .and_then(|i| self.subs.get(i))
             .and_then(|s| s.replaying.map(|r| r.id));
         let mut done = 0usize;
         match act {
@@ -165,7 +196,7 @@ impl Daemon {
                         .map_err(|e| e.to_string())?;
                     done += 1;
                 }
-                if let Some(sub) = sub_index.and_then(|i| self.subs[i].as_mut()) {
+                if let Some(sub) = sub_index.and_then(|i| self.subs.get_mut(i)) {
                     sub.dead_replays = sub.dead_replays.saturating_add(done as u32);
                 }
             }
@@ -176,10 +207,4 @@ impl Daemon {
         };
         Ok(json!({ key: done, "not_found": missing, "in_flight": busy.is_some() }))
     }
-}
-
-#[derive(Copy, Clone)]
-enum Act {
-    Replay,
-    Purge,
 }

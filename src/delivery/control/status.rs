@@ -1,0 +1,178 @@
+//! The `status` answer: a JSON document an operator or a script can read
+//! (PROTOCOL.md section 10.7 gives its schema).
+
+use super::super::core::Core;
+use super::fit_rows;
+use crate::log::SubscriptionMode;
+use crate::pmem::Medium;
+use crate::reactor::Reactor;
+use serde_json::{json, Value};
+
+/// One subscription as `status` shows it.
+#[derive(serde::Serialize)]
+pub struct SubscriptionRow {
+    /// Its index in the daemon's table: stable while it exists; pages go `after` it.
+    pub index: usize,
+    /// The durable name; empty for a live-only subscription.
+    pub name: String,
+    /// Durable (kept across disconnections and restarts).
+    pub durable: bool,
+    /// A connection is attached.
+    pub connected: bool,
+    /// Every position below it is settled or not meant for it.
+    pub cursor: u64,
+    /// Ring positions from the cursor to the tail (events and padding of every
+    /// subscription; an upper bound of what waits for this one).
+    pub pending_slots: u64,
+    /// Delivered, not settled.
+    pub in_flight: usize,
+    /// Owed a redelivery (deadline missed, nak, disconnect).
+    pub awaiting_redelivery: usize,
+    /// Normal or recovering.
+    pub mode: SubscriptionMode,
+    /// While recovering: where the replay ends.
+    pub replay_end: Option<u64>,
+    /// Redeliveries since the daemon started.
+    pub redelivered: u64,
+    /// Dead letters made since the daemon started.
+    pub dead_lettered: u64,
+    /// Live-only: events given up on since the daemon started.
+    pub dropped: u64,
+    /// Its acknowledgement deadline.
+    pub ack_deadline_ms: u64,
+    /// Its maximum deliveries.
+    pub max_deliveries: u16,
+    /// Why its stored state failed the start-up checks, if it did.
+    pub damage: Option<&'static str>,
+    /// It is the oldest unreleased position: what keeps the ring from being reused.
+    pub holds_ring: bool,
+}
+
+impl<R: Reactor, M: Medium> Core<R, M> {
+    /// The status document. Subscriptions are listed while they fit one frame; the
+    /// rest is paged with the `subscriptions` admin request.
+    pub(in crate::delivery) fn status_json(&self) -> String {
+        let mut doc = self.status_without_subscriptions();
+        let total = self.subs.iter().count();
+        let fixed = doc.to_string().len();
+        let mut rows = Vec::new();
+        let shown = fit_rows(fixed, self.subscription_rows(None), &mut rows);
+        doc["subscriptions_total"] = total.into();
+        doc["subscriptions_shown"] = shown.into();
+        doc["subscriptions"] = Value::Array(rows);
+        doc.to_string()
+    }
+
+    /// One row per subscription after table index `after` (all: None), in index
+    /// order.
+    pub(in crate::delivery) fn subscription_rows(
+        &self,
+        after: Option<usize>,
+    ) -> impl Iterator<Item = Value> + '_ {
+        let tail = self.log.tail().0;
+        let head = self.log.head().0;
+        let used = self.log.used_slots();
+        self.subs
+            .iter()
+            .filter(move |(index, _)| after.is_none_or(|a| *index > a))
+            .map(move |(index, s)| {
+                let entry = s.durable.and_then(|id| self.log.subscription(id));
+                let policy = s.tracker.policy();
+                let row = SubscriptionRow {
+                    index,
+                    name: entry.map_or(String::new(), |e| {
+                        String::from_utf8_lossy(e.name()).into_owned()
+                    }),
+                    durable: s.durable.is_some(),
+                    connected: s.sink.is_some(),
+                    cursor: s.tracker.cursor(),
+                    pending_slots: tail.saturating_sub(s.tracker.cursor()),
+                    in_flight: s.tracker.in_flight(),
+                    awaiting_redelivery: s.tracker.waiting(),
+                    mode: s.mode(),
+                    replay_end: s.replay_end,
+                    redelivered: s.redelivered,
+                    dead_lettered: s.dead_lettered,
+                    dropped: s.dropped,
+                    ack_deadline_ms: policy.ack_deadline_ns / 1_000_000,
+                    max_deliveries: policy.max_deliveries,
+                    damage: entry.and_then(|e| e.damage),
+                    // The subscriptions whose cursor is the head keep the ring from
+                    // being reused: an operator looks here when producers get `full`.
+                    holds_ring: s.durable.is_some() && s.tracker.cursor() == head && used > 0,
+                };
+                serde_json::to_value(row).unwrap_or(Value::Null)
+            })
+    }
+
+    fn status_without_subscriptions(&self) -> Value {
+        let log = &self.log;
+        let g = log.geometry();
+        let config = &self.config;
+        let durability = log.medium().durability();
+        let region = match &self.start.region {
+            Some(info) => json!({
+                "path": info.path,
+                "kind": info.kind,
+                "flush": info.flush.name(),
+                "durability": info.durability,
+                "guarantee": info.durability.describe(),
+            }),
+            None => json!({
+                "kind": "simulated",
+                "durability": durability,
+                "guarantee": durability.describe(),
+            }),
+        };
+        let dedupe = &self.dedupe;
+        let (dead_free, dead_slots) = log.dead_letter_slots();
+        json!({
+            "region": region,
+            "io": {
+                "backend": self.reactor.backend(),
+                "io_uring_refused": self.start.io_fallback,
+            },
+            "commit": {
+                "gate": self.pipeline.gate().name(),
+                "answers_held": self.pipeline.held(),
+            },
+            "ring": {
+                "slot_count": g.ring.slot_count,
+                "slot_bytes": g.ring.slot_bytes,
+                "used_slots": log.used_slots(),
+                "reserve_slots": g.ring.reserve_slots,
+                "head": log.head().0,
+                "tail": log.tail().0,
+            },
+            "dead_letters": {
+                "count": log.dead_letters().count(),
+                "slots": dead_slots,
+                "free_slots": dead_free,
+            },
+            "connections": {
+                "open": self.conns.open_count(),
+                "limit": config.connections_max,
+                "refused_at_limit": self.conns.refused,
+                "producers_waiting_for_room": self.conns.waiting_for_room(),
+            },
+            "when_full": match config.full_wait {
+                None => json!({ "policy": "fail" }),
+                Some(w) => json!({ "policy": "wait", "timeout_ms": w.as_millis() as u64 }),
+            },
+            "redelivery_defaults": {
+                "ack_deadline_ms": config.redelivery.ack_deadline.as_millis() as u64,
+                "max_deliveries": config.redelivery.max_deliveries,
+                "backoff_ms": config.redelivery.backoff.as_millis() as u64,
+                "backoff_max_ms": config.redelivery.backoff_max.as_millis() as u64,
+            },
+            "start_checks": self.start.findings,
+            "idempotency": {
+                "keys_remembered": dedupe.len(),
+                "window_records": dedupe.capacity(),
+                "window_age_s": dedupe.max_age().as_secs(),
+                "memory_bytes": dedupe.memory_bytes(),
+                "publishes_answered_from_window": self.deduplicated,
+            },
+        })
+    }
+}

@@ -1,0 +1,489 @@
+//! The daemon's core: one turn of its loop is the data path, in order. It runs over a
+//! [`Reactor`] (io_uring, epoll or the simulator) and a [`Medium`] (a mapped region or
+//! the simulated one), and calls the kernel through neither directly, so a test drives
+//! the whole daemon in one process.
+//!
+//! One turn:
+//! 1. **completions**: accepted connections, received bytes, finished sends, SIGTERM;
+//! 2. **ingest** (`ingest.rs`): frames become commands; every publish of the round goes
+//!    into one group commit (`commit.rs`), whose answers are held;
+//! 3. **gate**: the groups the durability gate has released get their answers encoded
+//!    and their events become visible to fan-out;
+//! 4. **fan-out** (`fanout.rs`): each subscription's sink gets redeliveries, replayed
+//!    dead letters and new events, within its window and the sink's room;
+//! 5. **release** (`release.rs`): dead letters written, recoveries ended, moved cursors
+//!    persisted in one fence;
+//! 6. **control** (`control/`): status and admin requests answered;
+//! 7. **arm** the reactor with every receive and send, and wait.
+
+use super::commit::{CommitPipeline, Gate};
+use super::conn::{sink_of, Connections};
+use super::dead::DeadQueue;
+use super::dedupe::DedupeWindow;
+use super::ingest::{decode_frames, Ingest, PendingSubscribe, Stop};
+use super::reply::{Identity, Reply};
+use super::sink::ConnSink;
+use super::{fanout, release, DaemonConfig, DaemonError};
+use crate::log::{self, Log, Seq, SubscriptionId};
+use crate::pmem::Medium;
+use crate::protocol::{self, ErrorCode};
+use crate::reactor::{Completion, Reactor};
+use crate::subscription::{AttachError, SubscriptionSet};
+use std::time::Duration;
+
+/// Longest sleep in the kernel: bounds how late a shutdown, a redelivery deadline or
+/// another periodic check runs.
+const SLEEP_MAX: Duration = Duration::from_millis(200);
+/// Most expired idempotency keys forgotten per turn (bounds the work of one turn).
+const DEDUPE_EXPIRE_PER_TURN: usize = 256;
+/// Shortest sleep while a redelivery is due.
+const REDELIVERY_SLEEP_MIN: Duration = Duration::from_millis(1);
+/// How often a publish waiting for room in a full ring looks again.
+const FULL_RETRY_INTERVAL: Duration = Duration::from_millis(5);
+/// How long a shutdown waits for connections to take their last bytes.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
+
+/// Where the daemon stands.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Serving.
+    Running,
+    /// SIGTERM: every connection was told `shutting_down`; waiting (until the
+    /// deadline, monotonic ns) for their output to go.
+    ShuttingDown {
+        /// Give up waiting at this time.
+        deadline: u64,
+    },
+    /// Done: the caller closes the log cleanly.
+    Stopped,
+}
+
+/// What the daemon learned while starting, shown by `status`.
+#[derive(Clone, Debug, Default)]
+pub struct StartInfo {
+    /// What the start-up checks found.
+    pub findings: Vec<crate::subscription::check::Finding>,
+    /// Why io_uring is not in use, when `--io auto` fell back to epoll.
+    pub io_fallback: Option<String>,
+    /// The region as opened (None for a simulated medium).
+    pub region: Option<crate::pmem::RegionInfo>,
+}
+
+/// The running daemon over reactor `R` and medium `M`.
+pub struct Core<R: Reactor, M: Medium> {
+    pub(super) config: DaemonConfig,
+    pub(super) reactor: R,
+    pub(super) log: Log<M>,
+    pub(super) conns: Connections<R::Socket>,
+    pub(super) subs: SubscriptionSet,
+    pub(super) pipeline: CommitPipeline,
+    pub(super) dead: DeadQueue,
+    pub(super) dedupe: DedupeWindow,
+    /// Publishes answered from the dedupe window since the daemon started.
+    pub(super) deduplicated: u64,
+    pub(super) start: StartInfo,
+    subscribes: Vec<PendingSubscribe>,
+    completions: Vec<Completion<R::Socket>>,
+    cursor_updates: Vec<(SubscriptionId, Seq)>,
+    /// This turn's monotonic time (ns).
+    now: u64,
+    /// This turn's wall-clock time (ns since the epoch).
+    unix_now: u64,
+    phase: Phase,
+}
+
+impl<R: Reactor, M: Medium> Core<R, M> {
+    /// Takes an opened log and a reactor already listening; allocates every buffer and
+    /// loads the durable subscriptions (`previous_stop_clean`: else those with unsettled
+    /// events start recovering).
+    pub fn new(
+        config: DaemonConfig,
+        reactor: R,
+        mut log: Log<M>,
+        previous_stop_clean: bool,
+        start: StartInfo,
+    ) -> Result<Core<R, M>, DaemonError> {
+        let connections = config.connections_max;
+        let subscriptions = log.geometry().subscriptions.entry_count as usize + connections;
+        let recovered_tail = log.tail().0;
+        let mut subs = SubscriptionSet::new(subscriptions);
+        subs.load_durable(
+            &mut log,
+            &config.redelivery,
+            recovered_tail,
+            previous_stop_clean,
+        )
+        .map_err(DaemonError::Log)?;
+        let identity = Identity {
+            node_id: log.geometry().node_id,
+            payload_max: log
+                .geometry()
+                .ring
+                .payload_bytes_max
+                .min(protocol::EVENT_PAYLOAD_BYTES_MAX as u64) as u32,
+        };
+        let mut dedupe = DedupeWindow::new(
+            config
+                .dedupe_records
+                .clamp(1, crate::event::limits::DEDUPE_WINDOW_RECORDS_MAX),
+            config
+                .dedupe_age
+                .min(crate::event::limits::DEDUPE_WINDOW_AGE_MAX),
+        );
+        rebuild_dedupe_window(&log, &mut dedupe, reactor.unix_ns());
+        Ok(Core {
+            conns: Connections::new(connections),
+            subs,
+            pipeline: CommitPipeline::new(Gate::Fence, recovered_tail, identity),
+            dead: DeadQueue::new(subscriptions),
+            dedupe,
+            deduplicated: 0,
+            start,
+            subscribes: Vec::with_capacity(connections),
+            completions: Vec::with_capacity(config.ring_entries as usize * 2),
+            cursor_updates: Vec::with_capacity(subscriptions),
+            now: reactor.now_ns(),
+            unix_now: reactor.unix_ns(),
+            phase: Phase::Running,
+            config,
+            reactor,
+            log,
+        })
+    }
+
+    /// Runs turns until a SIGTERM's shutdown is complete, then closes the log cleanly.
+    pub fn run(mut self) -> Result<(), DaemonError> {
+        while self.turn()? != Phase::Stopped {}
+        self.stop()
+    }
+
+    /// After the last turn: the final release, then the clean-stop mark. A crash before
+    /// `close_clean` is an unclean stop at the next start.
+    pub fn stop(&mut self) -> Result<(), DaemonError> {
+        self.release()?;
+        self.log.close_clean().map_err(DaemonError::Log)?;
+        tracing::info!(
+            "shut down cleanly: every acknowledged event is in the log, cursors persisted"
+        );
+        Ok(())
+    }
+
+    /// One turn of the loop: the data path in order, then a wait for the next
+    /// completions (at most until the next deadline). Returns where the daemon stands.
+    pub fn turn(&mut self) -> Result<Phase, DaemonError> {
+        self.now = self.reactor.now_ns();
+        self.unix_now = self.reactor.unix_ns();
+        self.take_completions();
+        if let Err(e) = self.ingest() {
+            // Nothing of the failed group may be acknowledged: its producers are told
+            // so before the daemon stops.
+            self.pipeline.fail(&mut self.conns);
+            self.flush_before_failing();
+            return Err(e);
+        }
+        self.pipeline.release(&mut self.conns);
+        self.fan_out();
+        self.release()?;
+        self.control();
+        self.arm();
+        if let Phase::ShuttingDown { deadline } = self.phase {
+            if self.conns.flushed() || self.now >= deadline {
+                self.phase = Phase::Stopped;
+                return Ok(self.phase);
+            }
+        }
+        let sleep = self.sleep();
+        self.completions.clear();
+        self.reactor
+            .wait(sleep, &mut self.completions)
+            .map_err(|e| DaemonError::Io("waiting for I/O", e))?;
+        Ok(self.phase)
+    }
+
+    /// The reactor (tests drive the simulator's clients beside it).
+    pub fn reactor(&self) -> &R {
+        &self.reactor
+    }
+
+    /// The log.
+    pub fn log(&self) -> &Log<M> {
+        &self.log
+    }
+
+    /// Gives the log back (tests reopen its medium as a restart would).
+    pub fn into_log(self) -> Log<M> {
+        self.log
+    }
+
+    fn take_completions(&mut self) {
+        let mut completions = std::mem::take(&mut self.completions);
+        for c in completions.drain(..) {
+            match c {
+                Completion::Accepted { result, .. } => match result {
+                    Ok(socket) if self.phase == Phase::Running => {
+                        if let Err(socket) = self.conns.open(&mut self.reactor, socket) {
+                            tracing::warn!(
+                                limit = self.config.connections_max,
+                                "connection refused: all connection slots are in use (raise --connections-max)"
+                            );
+                            self.reactor.close(socket, None);
+                        }
+                    }
+                    Ok(socket) => self.reactor.close(socket, None),
+                    Err(errno) => {
+                        tracing::warn!(error = %std::io::Error::from_raw_os_error(errno), "accept failed")
+                    }
+                },
+                Completion::Received { token, result } => {
+                    if let Some(slot) = self.conns.received(token, result) {
+                        self.close(slot);
+                    }
+                }
+                Completion::Sent { token, result } => {
+                    if let Some(slot) = self.conns.sent(token, result) {
+                        self.close(slot);
+                    }
+                }
+                Completion::Connected { .. } => {}
+                Completion::Terminate => self.terminate(),
+            }
+        }
+        self.completions = completions;
+    }
+
+    /// SIGTERM: stop accepting, tell every connection `shutting_down` (after what it is
+    /// already owed), and wait for their output to go.
+    fn terminate(&mut self) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        tracing::info!("signal received: finishing in-flight commits and shutting down");
+        self.reactor.stop_accepting();
+        self.phase = Phase::ShuttingDown {
+            deadline: self.now + SHUTDOWN_FLUSH.as_nanos() as u64,
+        };
+        for slot in 0..self.conns.len() {
+            let conn = self.conns.get_mut(slot);
+            if !conn.open_for_io() || conn.close_after_flush {
+                continue;
+            }
+            let reply = Reply::error(
+                0,
+                ErrorCode::ShuttingDown,
+                "the daemon is shutting down; reconnect later",
+            );
+            // Behind the answers already held: they go first.
+            self.pipeline.answer(conn, slot, reply, false);
+        }
+    }
+
+    /// Starts closing a connection and detaches its subscription.
+    fn close(&mut self, slot: usize) {
+        if let Some(index) = self.conns.close(&mut self.reactor, slot) {
+            self.subs.detach(index);
+        }
+    }
+
+    /// Decodes and commits in rounds: a round ends with one group commit, then
+    /// handles the subscribes that needed the log, which may unblock connections for
+    /// another round.
+    fn ingest(&mut self) -> Result<(), DaemonError> {
+        self.dedupe.expire(self.unix_now, DEDUPE_EXPIRE_PER_TURN);
+        loop {
+            let stop = self.ingest_round()?;
+            let subscribes = std::mem::take(&mut self.subscribes);
+            let had_subscribes = !subscribes.is_empty();
+            for p in &subscribes {
+                self.subscribe(p);
+            }
+            self.subscribes = subscribes;
+            self.subscribes.clear();
+            if !had_subscribes && stop != Stop::GroupFull {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One group commit of what every connection's buffer holds.
+    fn ingest_round(&mut self) -> Result<Stop, DaemonError> {
+        let Core {
+            log,
+            conns,
+            subs,
+            pipeline,
+            subscribes,
+            dead,
+            dedupe,
+            deduplicated,
+            now,
+            unix_now,
+            config,
+            ..
+        } = self;
+        let mut cx = Ingest {
+            subs,
+            pipeline,
+            subscribes,
+            dead,
+            dedupe,
+            deduplicated,
+            now: *now,
+            unix_now: *unix_now,
+            full_wait_ns: config.full_wait.map(|d| d.as_nanos() as u64),
+        };
+        let mut batch = log.batch();
+        let mut stop = Stop::Done;
+        for (slot, conn) in conns.iter_mut() {
+            let readable = conn.has_input
+                && conn.open_for_io()
+                && !conn.close_after_flush
+                && !conn.blocked
+                && !conn.recv_in_flight;
+            if !readable {
+                continue;
+            }
+            if decode_frames(slot, conn, &mut batch, &mut cx) == Stop::GroupFull {
+                stop = Stop::GroupFull;
+                break;
+            }
+        }
+        match cx.pipeline.commit(batch) {
+            Ok(_) => {
+                cx.pipeline.committed_to(log.tail().0);
+                Ok(stop)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "group commit failed; herald stops writing to the region");
+                Err(DaemonError::Log(e))
+            }
+        }
+    }
+
+    /// Attaches a `Subscribe`'s subscription and answers it.
+    fn subscribe(&mut self, p: &PendingSubscribe) {
+        let conn = self.conns.get_mut(p.slot);
+        if conn.generation != p.generation || !conn.open_for_io() {
+            return;
+        }
+        conn.blocked = false;
+        conn.has_input = true;
+        let attached = self.subs.attach(
+            &mut self.log,
+            p.name(),
+            p.spec,
+            &self.config.redelivery,
+            sink_of(p.slot),
+        );
+        let reply = match attached {
+            Ok(index) => {
+                self.conns.get_mut(p.slot).subscription = Some(index);
+                let sub = self.subs.get(index);
+                let mode = match sub.map(|s| s.mode()) {
+                    Some(log::SubscriptionMode::Recovering) => {
+                        protocol::SubscriptionMode::Recovering
+                    }
+                    _ => protocol::SubscriptionMode::Normal,
+                };
+                Reply::Subscribed {
+                    mode,
+                    pending: self.subs.pending(index, &self.log),
+                }
+            }
+            Err(e) => {
+                let (code, message) = match &e {
+                    AttachError::NameInUse => (ErrorCode::NameInUse, "this durable subscription is attached to another connection"),
+                    AttachError::OtherFilters => (ErrorCode::Invalid, "this durable subscription exists with other filters; filters are fixed at creation: use a new name"),
+                    AttachError::TableFull(_) => (ErrorCode::Internal, "cannot create the durable subscription (table full or region failed)"),
+                    AttachError::NoSlot => (ErrorCode::Internal, "no free subscription slot"),
+                    AttachError::Log(_) => (ErrorCode::Internal, "cannot create the durable subscription (table full or region failed)"),
+                };
+                tracing::warn!(error = %e, "subscribe refused");
+                Reply::error(0, code, message)
+            }
+        };
+        let conn = self.conns.get_mut(p.slot);
+        self.pipeline.answer(conn, p.slot, reply, false);
+    }
+
+    fn fan_out(&mut self) {
+        let end = self.pipeline.durable_end();
+        let Core {
+            log,
+            subs,
+            conns,
+            now,
+            dead,
+            ..
+        } = self;
+        for (index, sub) in subs.iter_mut() {
+            match sub.sink {
+                Some(sink) => {
+                    let conn = conns.get_mut(sink.0 as usize);
+                    fanout::pump(log, end, index, sub, &mut ConnSink(conn), *now, dead);
+                }
+                None if sub.durable.is_some() => fanout::hold(log, end, sub),
+                None => {}
+            }
+        }
+    }
+
+    fn release(&mut self) -> Result<(), DaemonError> {
+        release::release(
+            &mut self.log,
+            &mut self.subs,
+            &mut self.dead,
+            &mut self.cursor_updates,
+        )
+        .map_err(DaemonError::Log)
+    }
+
+    fn arm(&mut self) {
+        let reading = self.phase == Phase::Running;
+        let outcome = self.conns.arm(&mut self.reactor, reading);
+        for slot in outcome.to_close.iter() {
+            self.close(slot);
+        }
+    }
+
+    /// How long the loop may sleep: until the next redelivery deadline of an attached
+    /// subscription, soon while a publish waits for room, at most [`SLEEP_MAX`].
+    fn sleep(&self) -> Duration {
+        if self.conns.waiting_for_room() > 0 {
+            return FULL_RETRY_INTERVAL;
+        }
+        let mut sleep = SLEEP_MAX;
+        for (_, sub) in self.subs.iter().filter(|(_, s)| s.sink.is_some()) {
+            sleep = sleep.min(Duration::from_nanos(
+                sub.next_due().saturating_sub(self.now),
+            ));
+        }
+        // A due event that cannot go yet (its sink is full) waits for a send
+        // completion, which wakes the loop anyway: never spin.
+        sleep.max(REDELIVERY_SLEEP_MIN)
+    }
+
+    /// The log failed: give the answers just turned into errors a chance to go out.
+    fn flush_before_failing(&mut self) {
+        self.arm();
+        let mut spare = Vec::new();
+        let _ = self.reactor.wait(Duration::ZERO, &mut spare);
+    }
+}
+
+/// The dedupe window survives restarts: every keyed event still intact in the ring
+/// (released ones too, until their slots are reused) is remembered again.
+fn rebuild_dedupe_window<M: Medium>(log: &Log<M>, dedupe: &mut DedupeWindow, unix_now: u64) {
+    let tail = log.tail().0;
+    let oldest = tail.saturating_sub(log.geometry().ring.slot_count);
+    let mut remembered = 0u64;
+    for e in log.events_since(Seq(oldest), tail) {
+        if !e.key.is_empty() {
+            dedupe.insert(e.source, e.key, e.seq, e.timestamp_ns);
+            remembered += 1;
+        }
+    }
+    dedupe.expire(unix_now, usize::MAX);
+    if remembered > 0 {
+        tracing::info!(keys = dedupe.len(), "idempotency keys rebuilt from the log");
+    }
+}

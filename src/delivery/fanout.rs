@@ -1,0 +1,145 @@
+//! Fan-out: each attached subscription gets what it is owed, in this order: due
+//! redeliveries, a dead letter an operator asked to replay, then the durable events
+//! after its position that match its filters (held at the replay's end while it is
+//! recovering), within its window and its sink's room. A durable subscription without
+//! a sink holds the first event meant for it and lets the ones before go.
+
+use super::dead::DeadQueue;
+use super::sink::{Offer, Sink};
+use crate::log::{Log, Seq};
+use crate::pmem::Medium;
+use crate::subscription::{Due, Sent, SubscriptionState};
+
+/// Sends attached subscription `index` what it is owed, reading the log up to `end`
+/// (what the durability gate has released).
+pub fn pump<M: Medium>(
+    log: &Log<M>,
+    end: u64,
+    index: usize,
+    sub: &mut SubscriptionState,
+    sink: &mut dyn Sink,
+    now: u64,
+    dead: &mut DeadQueue,
+) {
+    if !sink.accepts() {
+        return;
+    }
+    while let Some(due) = sub.tracker.due(now) {
+        match due {
+            Due::Redeliver { seq } => {
+                let Some(e) = log.read(Seq(seq)) else {
+                    // Cannot happen while the cursor holds it; never loop on it.
+                    tracing::error!(seq, "an unsettled event is not readable; settling it");
+                    sub.tracker.settle(seq);
+                    continue;
+                };
+                let tracker = &mut sub.tracker;
+                match sink.offer(&e, &mut || tracker.resent(seq, now)) {
+                    Offer::Sent => sub.redelivered += 1,
+                    Offer::NoRoom => return,
+                    Offer::Undeliverable => {
+                        sub.tracker.settle(seq);
+                    }
+                }
+            }
+            Due::Exhausted { seq, deliveries } => {
+                dead.exhausted(index, sub, seq, deliveries, now);
+            }
+        }
+    }
+    replay_dead_letter(log, index, sub, sink, now, dead);
+    let end = sub.replay_end.map_or(end, |r| r.min(end));
+    let mut events = log.events_since(Seq(sub.tracker.next()), end);
+    while sub.tracker.has_room() {
+        let Some(e) = events.next() else {
+            sub.tracker
+                .skip_to(events.next_position().max(sub.tracker.next()));
+            break;
+        };
+        let next = e.seq.0 + e.span as u64;
+        if !sub.spec.matches(e.topic, e.severity) {
+            sub.tracker.skip_to(next);
+            continue;
+        }
+        let tracker = &mut sub.tracker;
+        match sink.offer(&e, &mut || tracker.sent(e.seq.0, next, now)) {
+            Offer::Sent => {}
+            Offer::NoRoom => return,
+            Offer::Undeliverable => {
+                tracing::warn!(
+                    seq = e.seq.0,
+                    "stored event is not deliverable over the protocol; skipping it"
+                );
+                sub.tracker.skip_to(next);
+            }
+        }
+    }
+    if let Some(replay_end) = sub.replay_end {
+        if !sub.recovery_done_sent && sub.tracker.next() >= replay_end && sink.recovery_done() {
+            sub.recovery_done_sent = true;
+        }
+    }
+}
+
+/// Sends the next dead letter an operator asked to replay, one at a time; a replay not
+/// settled within the deadline stays a dead letter.
+fn replay_dead_letter<M: Medium>(
+    log: &Log<M>,
+    index: usize,
+    sub: &mut SubscriptionState,
+    sink: &mut dyn Sink,
+    now: u64,
+    dead: &mut DeadQueue,
+) {
+    if let Some(r) = sub.replaying {
+        if !r.settled && now >= r.deadline {
+            dead.replay_outcome(index, sub, r.seq..=r.seq, false);
+        }
+        return;
+    }
+    let (Some(id), true) = (sub.durable, sub.dead_replays > 0) else {
+        return;
+    };
+    let next = log.dead_letters_of(id).find(|d| d.replay_requested);
+    let Some(d) = next.copied() else {
+        sub.dead_replays = 0;
+        return;
+    };
+    let Some(e) = log.dead_event(d.id) else {
+        return;
+    };
+    let deliveries = d.delivery_count.saturating_add(1);
+    let mut sent = || Sent {
+        redelivered: true,
+        delivery_count: deliveries.min(u32::from(u16::MAX)) as u16,
+    };
+    if let Offer::Sent = sink.offer(&e, &mut sent) {
+        sub.replaying = Some(crate::subscription::DeadReplay {
+            id: d.id,
+            seq: d.seq.0,
+            deliveries,
+            deadline: now.saturating_add(sub.tracker.policy().ack_deadline_ns),
+            settled: false,
+        });
+    }
+}
+
+/// A durable subscription without a sink holds the first event meant for it; events
+/// before that, not meant for it, are passed so they can be released.
+pub fn hold<M: Medium>(log: &Log<M>, end: u64, sub: &mut SubscriptionState) {
+    if sub.tracker.in_flight() > 0 {
+        return;
+    }
+    let mut events = log.events_since(Seq(sub.tracker.next()), end);
+    loop {
+        match events.next() {
+            Some(e) if sub.spec.matches(e.topic, e.severity) => return,
+            Some(e) => sub.tracker.skip_to(e.seq.0 + e.span as u64),
+            None => {
+                sub.tracker
+                    .skip_to(events.next_position().max(sub.tracker.next()));
+                return;
+            }
+        }
+    }
+}

@@ -24,15 +24,19 @@ fn the_counter_sees_allocations_on_this_thread() {
 #[test]
 fn a_steady_state_daemon_turn_allocates_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let log = herald::log::create_file(&dir.path().join("region.pmem"), 2 << 20, &StoreOptions::default(), 3)
-        .expect("region");
+    let log = herald::log::create_file(
+        &dir.path().join("region.pmem"),
+        2 << 20,
+        &StoreOptions::default(),
+        3,
+    )
+    .expect("region");
     let net = sim::net();
     let mut node = SimNode::start(&net, sim::SOCKET, sim::config(), log, true).expect("start");
-    let (mut sub, _) = subscriber(&mut node, "ops", 64);
+    let (mut sub, _, _) = subscriber(&mut node, "ops", 64);
     let mut p = producer(&mut node, "fsd");
     let payload = [7u8; 200];
-    let mut keyed = sim::event("fs.disk.error", &payload);
-    let plain = keyed;
+    let plain = sim::event("fs.disk.error", &payload);
     let mut keys = [[0u8; 8]; 4];
     let mut got = Vec::with_capacity(4096);
     let mut cycle = |node: &mut SimNode<_>, round: u64, counted: &mut u64| {
@@ -46,6 +50,7 @@ fn a_steady_state_daemon_turn_allocates_nothing() {
             *key = (round * 4 + i as u64).to_le_bytes();
         }
         let batch: [herald::protocol::Event<'_>; 4] = std::array::from_fn(|i| {
+            let mut keyed = plain;
             keyed.key = &keys[i];
             keyed
         });
@@ -61,7 +66,10 @@ fn a_steady_state_daemon_turn_allocates_nothing() {
             *counted += allocations;
             got.clear();
             sim::received(&mut p, &mut got);
-            stored += got.iter().filter(|g| matches!(g, Got::Stored { .. })).count();
+            stored += got
+                .iter()
+                .filter(|g| matches!(g, Got::Stored { .. }))
+                .count();
             got.clear();
             sim::received(&mut sub, &mut got);
             for g in &got {
@@ -92,7 +100,11 @@ fn a_steady_state_daemon_turn_allocates_nothing() {
     }
     assert_eq!(allocations, 0, "steady-state turns allocated");
     let log = node.core().log();
-    assert_eq!(log.head(), log.tail(), "everything was confirmed and released");
+    assert_eq!(
+        log.head(),
+        log.tail(),
+        "everything was confirmed and released"
+    );
     assert!(
         log.tail().0 > log.geometry().ring.slot_count,
         "the ring wrapped during the test"

@@ -21,9 +21,15 @@ fn reopen(log: Log<SimMedium>) -> (Log<SimMedium>, bool) {
 #[test]
 fn publish_deliver_confirm_release_runs_in_one_process_and_survives_a_power_cut() {
     let net = sim::net();
-    let mut node = SimNode::start(&net, sim::SOCKET, sim::config(), sim::fresh_log(4 << 20), true)
-        .expect("start");
-    let (mut sub, subscribed) = subscriber(&mut node, "ops", 16);
+    let mut node = SimNode::start(
+        &net,
+        sim::SOCKET,
+        sim::config(),
+        sim::fresh_log(4 << 20),
+        true,
+    )
+    .expect("start");
+    let (mut sub, subscribed, _) = subscriber(&mut node, "ops", 16);
     assert_eq!(
         subscribed,
         Got::Subscribed {
@@ -64,7 +70,7 @@ fn publish_deliver_confirm_release_runs_in_one_process_and_survives_a_power_cut(
     assert!(!clean, "a power cut is not a clean stop");
     let net = sim::net();
     let mut node = SimNode::start(&net, sim::SOCKET, sim::config(), log, clean).expect("restart");
-    let (mut sub, subscribed) = subscriber(&mut node, "ops", 16);
+    let (mut sub, subscribed, mut got) = subscriber(&mut node, "ops", 16);
     assert_eq!(
         subscribed,
         Got::Subscribed {
@@ -73,7 +79,9 @@ fn publish_deliver_confirm_release_runs_in_one_process_and_survives_a_power_cut(
         },
         "the unconfirmed event waits, in recovery mode"
     );
-    let got = turns_until(&mut node, &mut sub, 10, |g| g.len() >= 2);
+    while got.len() < 2 {
+        got.extend(turns_until(&mut node, &mut sub, 10, |g| !g.is_empty()));
+    }
     assert_eq!(
         got,
         [
@@ -93,8 +101,14 @@ fn publish_deliver_confirm_release_runs_in_one_process_and_survives_a_power_cut(
 fn a_batch_repeating_a_key_is_answered_with_distinct_events_in_the_simulation_too() {
     use herald::protocol::{EventBatch, Frame};
     let net = sim::net();
-    let mut node = SimNode::start(&net, sim::SOCKET, sim::config(), sim::fresh_log(4 << 20), true)
-        .expect("start");
+    let mut node = SimNode::start(
+        &net,
+        sim::SOCKET,
+        sim::config(),
+        sim::fresh_log(4 << 20),
+        true,
+    )
+    .expect("start");
     let mut p = producer(&mut node, "fsd");
     let mut a = sim::event("fs.a", b"one");
     a.key = b"k";

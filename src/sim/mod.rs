@@ -35,7 +35,13 @@ impl<M: Medium> SimNode<M> {
         reactor
             .listen(listener.clone())
             .map_err(|e| DaemonError::Io("listening", e))?;
-        let core = Core::new(config, reactor, log, previous_stop_clean, StartInfo::default())?;
+        let core = Core::new(
+            config,
+            reactor,
+            log,
+            previous_stop_clean,
+            StartInfo::default(),
+        )?;
         Ok(SimNode {
             net: net.clone(),
             listener,

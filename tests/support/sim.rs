@@ -6,9 +6,7 @@ use herald::delivery::DaemonConfig;
 use herald::log::{Log, LogConfig};
 use herald::pmem::sim::SimMedium;
 use herald::pmem::Medium;
-use herald::protocol::{
-    Event, Frame, Pattern, Patterns, Role, Seq, Severity, Subscribe, Topic,
-};
+use herald::protocol::{Event, Frame, Pattern, Patterns, Role, Seq, Severity, Subscribe, Topic};
 use herald::reactor::sim::SimNet;
 use herald::sim::{hello, SimClient, SimNode};
 
@@ -38,10 +36,26 @@ pub fn net() -> SimNet {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Got {
     HelloOk,
-    Stored { correlation: u64, first: u64, last: u64, count: u16 },
-    Error { code: u16, message: String },
-    Subscribed { recovering: bool, pending: u64 },
-    Deliver { seq: u64, redelivered: bool, count: u16, payload: Vec<u8> },
+    Stored {
+        correlation: u64,
+        first: u64,
+        last: u64,
+        count: u16,
+    },
+    Error {
+        code: u16,
+        message: String,
+    },
+    Subscribed {
+        recovering: bool,
+        pending: u64,
+    },
+    Deliver {
+        seq: u64,
+        redelivered: bool,
+        count: u16,
+        payload: Vec<u8>,
+    },
     RecoveryDone,
     Status(String),
     Pong(u64),
@@ -127,9 +141,13 @@ pub fn producer<M: Medium>(node: &mut SimNode<M>, name: &str) -> SimClient {
     p
 }
 
-/// Connects a subscriber to durable `name` (all topics) with `window`; returns it and
-/// its `Subscribed` answer.
-pub fn subscriber<M: Medium>(node: &mut SimNode<M>, name: &str, window: u32) -> (SimClient, Got) {
+/// Connects a subscriber to durable `name` (all topics) with `window`; returns it, its
+/// `Subscribed` answer, and whatever came right behind it (deliveries).
+pub fn subscriber<M: Medium>(
+    node: &mut SimNode<M>,
+    name: &str,
+    window: u32,
+) -> (SimClient, Got, Vec<Got>) {
     let mut s = node.connect();
     s.send(&hello(Role::Subscriber, name));
     let all = [Pattern::parse(b">").expect("valid")];
@@ -142,20 +160,30 @@ pub fn subscriber<M: Medium>(node: &mut SimNode<M>, name: &str, window: u32) -> 
         max_deliveries: 0,
         patterns: Patterns::from_patterns(&all),
     }));
-    let got = turns_until(node, &mut s, 10, |g| g.len() >= 2);
+    let mut got = turns_until(node, &mut s, 10, |g| g.len() >= 2);
     assert_eq!(got[0], Got::HelloOk);
-    (s, got[1].clone())
+    let rest = got.split_off(2);
+    (s, got[1].clone(), rest)
 }
 
 /// Publishes one event and runs turns until it is stored; returns its seq.
-pub fn publish<M: Medium>(node: &mut SimNode<M>, p: &mut SimClient, correlation: u64, payload: &[u8]) -> u64 {
+pub fn publish<M: Medium>(
+    node: &mut SimNode<M>,
+    p: &mut SimClient,
+    correlation: u64,
+    payload: &[u8],
+) -> u64 {
     p.send(&Frame::Publish {
         correlation,
         event: event("fs.sim", payload),
     });
     let got = turns_until(node, p, 10, |g| !g.is_empty());
     match &got[0] {
-        Got::Stored { correlation: c, first, .. } if *c == correlation => *first,
+        Got::Stored {
+            correlation: c,
+            first,
+            ..
+        } if *c == correlation => *first,
         other => panic!("expected Stored({correlation}), got {other:?}"),
     }
 }

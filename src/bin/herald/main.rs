@@ -13,7 +13,6 @@ mod check;
 mod dead;
 mod format;
 mod inspect;
-mod measure;
 mod output;
 mod parse;
 mod peers;

@@ -7,10 +7,10 @@
 //! stay in the log until its consumer confirms them, as Redis and JetStream keep theirs.
 
 use super::workload::{settle, Consumer, Peer, Producer, Workload, BATCH_EVENTS};
-use crate::measure::{event, DaemonProcess};
 use anyhow::Context;
 use herald::client::Client;
 use herald::log::{self, LiveEvents};
+use herald::measure::{event, DaemonProcess};
 use herald::pmem::{MappedRegion, Medium, RegionOptions};
 use herald::protocol::{Event, Role, Severity};
 use std::path::{Path, PathBuf};
@@ -40,7 +40,13 @@ impl HeraldPeer {
     pub fn start(scratch: &Path, msync: bool) -> anyhow::Result<HeraldPeer> {
         // Busy poll 0 is the daemon's default: the comparison runs herald as shipped.
         let extra: &[&str] = if msync { &["--sync", "msync"] } else { &[] };
-        let daemon = DaemonProcess::start_with(0, REGION_SIZE, Some(scratch), extra)?;
+        let daemon = DaemonProcess::start_with(
+            &std::env::current_exe()?,
+            0,
+            REGION_SIZE,
+            Some(scratch),
+            extra,
+        )?;
         Ok(HeraldPeer { daemon, stored: 0 })
     }
 

@@ -37,8 +37,8 @@ pub struct BenchArgs {
 #[derive(clap::Subcommand)]
 enum BenchCommand {
     /// Run the same workloads against herald and the systems users would pick instead
-    /// (Redis Streams, NATS JetStream, PMDK libpmemlog) and two floors, each on its own
-    /// throwaway server, and print one table with each system's durability.
+    /// (Redis Streams, NATS JetStream, PMDK libpmemlog) and two floors, and print one
+    /// table with each system's durability: runs the herald-bench-peers program.
     #[command(after_help = peers::AFTER_HELP)]
     Peers(peers::PeersArgs),
 }

@@ -7,13 +7,17 @@
 //! - `log` uses `pmem` and `event`;
 //! - `protocol` uses `event`;
 //! - `subscription` uses `log` and `event`;
-//! - `delivery` uses `log`, `protocol`, `subscription` and `event`;
-//! - `client` uses `protocol`.
+//! - `reactor` (the I/O seam: io_uring, epoll, the simulator) stands alone;
+//! - `delivery` (the daemon) uses `log`, `protocol`, `subscription` and `reactor`;
+//! - `client` uses `protocol`;
+//! - `sim` (the daemon in one process, for tests) uses `delivery` and `reactor`;
+//! - `measure` (benchmark helpers, not part of the client API) uses `protocol`.
 
 pub mod client;
 pub mod delivery;
 pub mod event;
 pub mod log;
+pub mod measure;
 pub mod pmem;
 pub mod protocol;
 pub mod reactor;

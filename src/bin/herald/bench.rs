@@ -1,12 +1,12 @@
 //! `herald bench`: the daemon's speed beside a same-run baseline (a bare Unix-socket
 //! echo round trip), through the normal client library and daemon binary.
 
-use crate::measure::{
-    echo_round_trips, event, histogram, latency, warmup_count, DaemonProcess, Pacer,
-};
 use crate::peers;
 use hdrhistogram::Histogram;
 use herald::client::Client;
+use herald::measure::{
+    echo_round_trips, event, histogram, latency, warmup_count, DaemonProcess, Pacer,
+};
 use herald::protocol::{Role, Severity};
 use std::path::Path;
 use std::process::ExitCode;
@@ -37,8 +37,8 @@ pub struct BenchArgs {
 #[derive(clap::Subcommand)]
 enum BenchCommand {
     /// Run the same workloads against herald and the systems users would pick instead
-    /// (Redis Streams, NATS JetStream, PMDK libpmemlog) and two floors, each on its own
-    /// throwaway server, and print one table with each system's durability.
+    /// (Redis Streams, NATS JetStream, PMDK libpmemlog) and two floors, and print one
+    /// table with each system's durability: runs the herald-bench-peers program.
     #[command(after_help = peers::AFTER_HELP)]
     Peers(peers::PeersArgs),
 }
@@ -180,6 +180,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             eprintln!("{line}");
         }
     };
+    // The daemon measured is this very binary.
+    let herald = std::env::current_exe()?;
     let scratch = tempfile::tempdir()?;
     let mut latencies = Vec::new();
     let mut ratios = serde_json::Map::new();
@@ -192,7 +194,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         say(format!(
             "publish latency, daemon polling {busy_poll_us} us before sleeping..."
         ));
-        let d = DaemonProcess::start(busy_poll_us, "256M", None)?;
+        let d = DaemonProcess::start(&herald, busy_poll_us, "256M", None)?;
         let p64 = publish_latency(&d.socket, 64, n)?;
         let p1k = publish_latency(&d.socket, 1024, n)?;
         let ratio = p64.value_at_quantile(0.5) as f64 / echo64.value_at_quantile(0.5) as f64;
@@ -214,7 +216,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         ));
     }
 
-    let d = DaemonProcess::start(0, "256M", None)?;
+    let d = DaemonProcess::start(&herald, 0, "256M", None)?;
     let mut throughputs = Vec::new();
     for payload in [64usize, 1024] {
         for batch in [1usize, 64] {

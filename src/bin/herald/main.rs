@@ -13,7 +13,6 @@ mod check;
 mod dead;
 mod format;
 mod inspect;
-mod measure;
 mod output;
 mod parse;
 mod peers;
@@ -98,8 +97,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,async_nats=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let result = match cli.command {

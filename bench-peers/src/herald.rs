@@ -7,10 +7,10 @@
 //! stay in the log until its consumer confirms them, as Redis and JetStream keep theirs.
 
 use super::workload::{settle, Consumer, Peer, Producer, Workload, BATCH_EVENTS};
-use crate::measure::{event, DaemonProcess};
 use anyhow::Context;
 use herald::client::Client;
 use herald::log::{self, LiveEvents};
+use herald::measure::{event, DaemonProcess};
 use herald::pmem::{MappedRegion, Medium, RegionOptions};
 use herald::protocol::{Event, Role, Severity};
 use std::path::{Path, PathBuf};
@@ -26,6 +26,40 @@ const WINDOW_EVENTS: u32 = 1024;
 /// Name of every benchmark connection (the events' `source`).
 const CLIENT_NAME: &str = "bench-peers";
 
+/// The variable naming the `herald` binary to measure; `herald bench peers` sets it
+/// to itself, so the herald compared is the one the user ran.
+const HERALD_BIN_VARIABLE: &str = "HERALD_BIN";
+
+/// The `herald` binary to measure: `$HERALD_BIN`, else the `herald` beside this
+/// program (cargo builds both members into the same target directory), else `herald`
+/// on PATH.
+fn herald_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os(HERALD_BIN_VARIABLE) {
+        let path = PathBuf::from(path);
+        anyhow::ensure!(
+            path.is_file(),
+            "{HERALD_BIN_VARIABLE}={} is not a file",
+            path.display()
+        );
+        return Ok(path);
+    }
+    let exe = std::env::current_exe().context("finding this program's own path")?;
+    let beside = exe.with_file_name("herald");
+    if beside.is_file() {
+        return Ok(beside);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("herald"))
+        .find(|candidate| candidate.is_file())
+        .with_context(|| {
+            format!(
+                "no herald binary: {HERALD_BIN_VARIABLE} is not set, there is none beside {} and none on PATH; build it with `cargo build --release -p herald` (into the same target directory as this program)",
+                exe.display()
+            )
+        })
+}
+
 /// A running herald daemon for the comparison.
 pub struct HeraldPeer {
     daemon: DaemonProcess,
@@ -40,7 +74,8 @@ impl HeraldPeer {
     pub fn start(scratch: &Path, msync: bool) -> anyhow::Result<HeraldPeer> {
         // Busy poll 0 is the daemon's default: the comparison runs herald as shipped.
         let extra: &[&str] = if msync { &["--sync", "msync"] } else { &[] };
-        let daemon = DaemonProcess::start_with(0, REGION_SIZE, Some(scratch), extra)?;
+        let daemon =
+            DaemonProcess::start_with(&herald_binary()?, 0, REGION_SIZE, Some(scratch), extra)?;
         Ok(HeraldPeer { daemon, stored: 0 })
     }
 

@@ -1,8 +1,16 @@
-//! What `herald bench` and `herald bench peers` share: a throwaway daemon, latency
+//! What `herald bench` (in the `herald` binary) and the peer comparison (the
+//! `herald-bench-peers` binary, its own crate) share: a throwaway daemon, latency
 //! histograms and their percentiles, the benchmark's event, the Unix-socket echo.
+//!
+//! It lives in the library, not in either binary, so both measure the same way without
+//! one copying the other; it uses only crates herald depends on already, so the
+//! peer comparison's dependencies stay out of herald. Not part of the client API.
 
+use crate::protocol::{Event, Severity, Topic};
+use anyhow::Context;
 use hdrhistogram::Histogram;
-use herald::protocol::{Event, Severity, Topic};
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -11,8 +19,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A herald daemon started from this binary on a throwaway data directory, stopped
-/// (SIGTERM, then waited for) when dropped, whatever happened meanwhile.
+/// A herald daemon started on a throwaway data directory, stopped (SIGTERM, then waited
+/// for) when dropped, whatever happened meanwhile.
 pub struct DaemonProcess {
     child: Child,
     /// The daemon's socket.
@@ -21,19 +29,21 @@ pub struct DaemonProcess {
 }
 
 impl DaemonProcess {
-    /// Starts `herald serve` with a region of `region_size` (as `--region-size` takes
-    /// it) under a new directory in `parent` (the system's temporary directory when
-    /// `None`), and waits for its `ready:` line.
+    /// Starts `HERALD serve` (`herald` is the path of the `herald` binary) with a region
+    /// of `region_size` (as `--region-size` takes it) under a new directory in `parent`
+    /// (the system's temporary directory when `None`), and waits for its `ready:` line.
     pub fn start(
+        herald: &Path,
         busy_poll_us: u64,
         region_size: &str,
         parent: Option<&Path>,
     ) -> anyhow::Result<DaemonProcess> {
-        DaemonProcess::start_with(busy_poll_us, region_size, parent, &[])
+        DaemonProcess::start_with(herald, busy_poll_us, region_size, parent, &[])
     }
 
     /// [`start`](Self::start) with more `herald serve` arguments.
     pub fn start_with(
+        herald: &Path,
         busy_poll_us: u64,
         region_size: &str,
         parent: Option<&Path>,
@@ -45,7 +55,7 @@ impl DaemonProcess {
                 .tempdir_in(parent)?,
             None => tempfile::tempdir()?,
         };
-        let mut child = Command::new(std::env::current_exe()?)
+        let mut child = Command::new(herald)
             .args([
                 "serve",
                 "--region-size",
@@ -58,7 +68,8 @@ impl DaemonProcess {
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .spawn()?;
+            .spawn()
+            .with_context(|| format!("starting {} serve", herald.display()))?;
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
         let daemon = DaemonProcess {
@@ -81,8 +92,10 @@ impl DaemonProcess {
 
 impl Drop for DaemonProcess {
     fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        // SIGTERM, not Child::kill's SIGKILL: the daemon stops cleanly, as it would in
+        // service. nix rather than libc::kill keeps `unsafe` out of this module.
+        let pid = Pid::from_raw(self.child.id() as i32);
+        let _ = signal::kill(pid, Signal::SIGTERM);
         let _ = self.child.wait();
     }
 }

@@ -1,10 +1,19 @@
-//! `herald bench peers`: the same workloads against herald and the systems its users
-//! would otherwise run, each started here on a throwaway directory and stopped after,
-//! with every system's durability in this configuration beside its numbers.
+//! `herald-bench-peers` (also run as `herald bench peers`): the same workloads against
+//! herald and the systems its users would otherwise run, each started here on a
+//! throwaway directory and stopped after, with every system's durability in this
+//! configuration beside its numbers.
+//!
+//! It is a crate of its own so that its dependencies (the clients of Redis and NATS,
+//! an async runtime, a plotting library, a dynamic loader) stay out of the `herald`
+//! binary and out of every program that uses herald's client library. The `herald`
+//! binary's `bench peers` subcommand runs this program with the same arguments.
 //!
 //! A system is a [`workload::Peer`]; the workloads are written once in
 //! [`workload`]. Each peer reads its stored and delivered counts back from the system
 //! itself, and the report marks a row that lost or failed to deliver anything.
+//!
+//! Exit codes: 0 every system ran and stored and delivered every event, 1 otherwise,
+//! 2 usage.
 
 mod floors;
 mod herald;
@@ -17,17 +26,21 @@ mod server;
 mod workload;
 
 use anyhow::Context;
+use clap::Parser;
 use report::{Durability, Report, SystemReport};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use workload::{Kind, Plan, Workload, PAYLOAD_BYTES};
 
-/// The examples under `herald bench peers --help`.
-pub const AFTER_HELP: &str = "Examples:\n  tools/install-peers.sh && herald bench peers       # a few minutes\n  herald bench peers --quick --json-out peers.json   # seconds: checks the harness\n  herald bench peers --systems herald,redis-always --plot cmp.svg\n\nPeers come from Debian's packages (redis-server, nats-server, libpmemlog-dev);\ntools/install-peers.sh installs what is missing. A system that is missing is\nreported as not installed and the exit status is 1.\n\nOutput: the table on stdout, every figure in --json-out, latency distributions\nin --plot (SVG). Exit status: 0 every system ran and stored and delivered every\nevent, 1 otherwise, 2 usage.";
+/// The examples and notes under `--help`.
+const AFTER_HELP: &str = "Examples:\n  tools/install-peers.sh && herald-bench-peers       # a few minutes\n  herald-bench-peers --quick --json-out peers.json   # seconds: checks the harness\n  herald-bench-peers --systems herald,redis-always --plot cmp.svg\n  herald bench peers --quick                         # the same program, through herald\n\nBuild it with `cargo build --release -p herald-bench-peers`; it lands beside\ntarget/release/herald. `herald bench peers ARGS` runs it with the same ARGS.\n\nThe herald measured is the binary named by HERALD_BIN (`herald bench peers` sets it\nto itself), else the `herald` beside this program, else `herald` on PATH.\n\nPeers come from Debian's packages (redis-server, nats-server, libpmemlog-dev);\ntools/install-peers.sh installs what is missing. A system that is missing is\nreported as not installed and the exit status is 1.\n\nOutput: the table on stdout, every figure in --json-out, latency distributions\nin --plot (SVG). Exit status: 0 every system ran and stored and delivered every\nevent, 1 otherwise, 2 usage.";
 
-/// Arguments of `herald bench peers`.
-#[derive(clap::Args)]
-pub struct PeersArgs {
+/// Run the same workloads against herald and the systems users would pick instead
+/// (Redis Streams, NATS JetStream, PMDK libpmemlog) and two floors, each on its own
+/// throwaway server, and print one table with each system's durability.
+#[derive(Parser)]
+#[command(name = "herald-bench-peers", version, after_help = AFTER_HELP)]
+struct PeersArgs {
     /// Small counts and short runs: checks the harness on every system, measures
     /// nothing worth comparing.
     #[arg(long)]
@@ -270,8 +283,28 @@ fn run_workload(r: &mut Running, w: &Workload, plan: &Plan) {
     }
 }
 
-/// Entry point of `herald bench peers`.
-pub fn run(args: PeersArgs) -> anyhow::Result<ExitCode> {
+fn main() -> ExitCode {
+    let args = PeersArgs::parse();
+    // The NATS client logs through tracing; its routine reconnect chatter is noise
+    // beside the table, its warnings are not.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,async_nats=warn".into()),
+        )
+        .init();
+    match run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("herald-bench-peers: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The comparison: start every system, run every workload on each, report.
+fn run(args: PeersArgs) -> anyhow::Result<ExitCode> {
     // libpmem reads this once, when libpmemlog is loaded; set it while this process
     // has one thread, before any library could read the environment concurrently.
     std::env::set_var(pmemlog::FORCE_PMEM_VARIABLE, "1");

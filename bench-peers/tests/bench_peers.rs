@@ -1,8 +1,12 @@
 //! `herald bench peers --quick` on every system, so the comparison harness cannot rot:
 //! each system must really store and deliver every event it was given, by the counts
 //! the harness reads back from the system itself. No timing is asserted.
+//!
+//! It goes through the `herald` binary, as users do, so it also checks that
+//! `herald bench peers` finds and runs `herald-bench-peers`.
 
 use serde_json::Value;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Every system, and whether it stores and delivers (floors do one or the other).
@@ -19,12 +23,46 @@ const SYSTEMS: [(&str, bool, bool); 8] = [
 const WORKLOADS: [&str; 3] = ["publish_latency", "throughput", "end_to_end"];
 const PAYLOADS: [u64; 2] = [64, 1024];
 
+/// The `herald` binary beside this package's `herald-bench-peers`, built now.
+///
+/// Cargo names only the tested package's own binaries to its tests
+/// (`CARGO_BIN_EXE_herald-bench-peers`), and herald is another package, which this one
+/// uses as a library. So the test asks cargo to build it, in the same target
+/// directory and profile as this test (a no-op under `cargo test --workspace`, which
+/// has just built it for herald's own tests), and never runs a stale one.
+fn herald_binary() -> PathBuf {
+    let bench_peers = Path::new(env!("CARGO_BIN_EXE_herald-bench-peers"));
+    let profile_dir = bench_peers
+        .parent()
+        .expect("target/<profile>/herald-bench-peers");
+    let target_dir = profile_dir.parent().expect("target/<profile>");
+    // target/debug holds `cargo test`'s test profile, target/release `--release`'s.
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("release") => "release",
+        _ => "test",
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let status = Command::new(cargo)
+        .args(["build", "--quiet", "--package", "herald", "--bin", "herald"])
+        .args(["--profile", profile, "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(target_dir)
+        .status()
+        .expect("run cargo build --package herald");
+    assert!(status.success(), "cargo build --package herald: {status}");
+    let herald = profile_dir.join("herald");
+    assert!(herald.is_file(), "cargo built no {}", herald.display());
+    herald
+}
+
 #[test]
 fn every_system_stores_and_delivers_every_event_of_every_workload() {
     let dir = tempfile::tempdir().unwrap();
     let json_path = dir.path().join("peers.json");
     let plot_path = dir.path().join("peers.svg");
-    let output = Command::new(env!("CARGO_BIN_EXE_herald"))
+    let output = Command::new(herald_binary())
         .args(["bench", "peers", "--quick", "--json-out"])
         .arg(&json_path)
         .arg("--plot")

@@ -7,7 +7,7 @@
 use super::workload::{
     Consumer, Peer, Plan, Producer, Workload, BATCH_EVENTS, PRODUCERS, STAMP_BYTES,
 };
-use crate::measure::EchoServer;
+use herald::measure::EchoServer;
 use herald::pmem::{MappedRegion, Medium, RegionOptions, CACHE_LINE_BYTES};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;

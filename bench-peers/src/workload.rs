@@ -1,8 +1,8 @@
 //! The three workloads, written once against the [`Peer`] trait so every system runs
 //! exactly the same loop, and the counts each system reports about itself afterwards.
 
-use crate::measure::{histogram, warmup_count, Pacer};
 use hdrhistogram::Histogram;
+use herald::measure::{histogram, warmup_count, Pacer};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -83,13 +83,18 @@ impl Geometry {
 
     /// Byte offset of slot `index`.
     pub fn slot_offset(&self, index: u64) -> usize {
-        debug_assert!(index < self.ring.slot_count);
+        // Kept in release builds: an index past the ring would write into the next
+        // section, which the medium's own bounds check would not catch.
+        assert!(index < self.ring.slot_count, "slot {index} beyond the ring");
         (self.ring_data_offset + index * self.ring.slot_bytes) as usize
     }
 
     /// Byte offset of subscription entry `index`.
     pub fn subscription_offset(&self, index: u32) -> usize {
-        debug_assert!((index as u64) < self.subscriptions.entry_count);
+        assert!(
+            (index as u64) < self.subscriptions.entry_count,
+            "subscription entry {index} beyond the table"
+        );
         (self.subscriptions_data_offset + index as u64 * self.subscriptions.entry_bytes) as usize
     }
 
@@ -121,7 +126,10 @@ impl Geometry {
 
     /// Byte offset of dead-letter slot `index`.
     pub fn dead_slot_offset(&self, index: u64) -> usize {
-        debug_assert!(index < self.dead_letters.slot_count);
+        assert!(
+            index < self.dead_letters.slot_count,
+            "dead-letter slot {index} beyond the area"
+        );
         (self.dead_letters_data_offset + index * self.dead_letters.slot_bytes) as usize
     }
 

@@ -967,7 +967,7 @@ fn write_event<M: Medium>(
     h.key_len = e.key.len() as u8;
     h.span = span as u16;
     h.group_offset = group_offset;
-    debug_assert_eq!(index, seq % log.geometry.ring.slot_count);
+    assert_eq!(index, seq % log.geometry.ring.slot_count, "a record's slot is its seq");
     let start = (log.geometry.ring_data_offset + index * log.geometry.ring.slot_bytes) as usize;
     let mut at = start;
     log.medium.write(at, bytemuck::bytes_of(&h));
@@ -980,7 +980,11 @@ fn write_event<M: Medium>(
     // cache), instead of one call per field.
     let sum = crc_append(log.consts.checksum_seed, &log.medium.bytes()[start + 4..at]);
     log.medium.write(start, &sum.to_le_bytes());
-    // Paired assertion: what we flush must be what recovery will accept.
-    debug_assert!(scan::valid_record(log.medium.bytes(), &log.geometry, index).is_some());
+    // Paired assertion, kept in release builds: what we flush must be what recovery
+    // will accept (it re-reads the record just written, still in cache).
+    assert!(
+        scan::valid_record(log.medium.bytes(), &log.geometry, index).is_some(),
+        "a record about to be flushed would not pass recovery's checks"
+    );
     log.medium.flush(start, at - start);
 }

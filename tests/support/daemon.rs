@@ -17,16 +17,23 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `herald serve --data-dir DIR` with extra arguments.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Daemon {
-        let mut child = Command::new(herald_binary())
+        Daemon::start_with(data_dir, extra, |_| {})
+    }
+
+    /// Starts `herald serve --data-dir DIR` with extra arguments, letting `configure`
+    /// change the command first (a seccomp filter, the environment).
+    pub fn start_with(data_dir: &Path, extra: &[&str], configure: impl FnOnce(&mut Command)) -> Daemon {
+        let mut command = Command::new(herald_binary());
+        command
             .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn herald serve");
+            .stderr(Stdio::inherit());
+        configure(&mut command);
+        let mut child = command.spawn().expect("spawn herald serve");
         let mut line = String::new();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         stdout.read_line(&mut line).expect("read ready line");

@@ -336,3 +336,138 @@ fn the_largest_subscription_the_decoder_accepts_is_stored_and_reattached_and_one
         .collect();
     assert_eq!(names, ["wide"], "nothing else was created");
 }
+
+/// A topic of exactly 255 bytes, different for each `i`.
+fn long_topic(i: usize) -> String {
+    let head = format!("fs.t{i:05}.");
+    format!("{head}{}", "x".repeat(255 - head.len()))
+}
+
+#[test]
+fn answers_larger_than_a_frame_are_paged_and_the_cli_shows_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon::Daemon::start(dir.path(), &["--connections-max", "300"]);
+    // 300 dead letters whose rows (long topics, payload previews) take ~160 KB.
+    let mut sub = herald::client::Client::connect(&d.socket(), Role::Subscriber, "picky").unwrap();
+    sub.subscribe("picky", &[">"], Severity::Debug, 300, false).unwrap();
+    let mut p = Raw::connect(&d.socket());
+    p.hello(Role::Producer, "fsd");
+    let topics: Vec<String> = (0..300).map(long_topic).collect();
+    let payload = [b'p'; 200];
+    for (i, t) in topics.iter().enumerate() {
+        p.send(&Frame::Publish {
+            correlation: i as u64,
+            event: keyed(t, b"", &payload),
+        });
+        assert!(matches!(frame(&p.recv().unwrap()), Frame::Stored { .. }));
+    }
+    for _ in 0..300 {
+        let seq = sub
+            .next_delivery(Some(std::time::Duration::from_secs(20)))
+            .unwrap()
+            .expect("a delivery")
+            .seq;
+        sub.reject(seq).unwrap();
+    }
+    sub.flush().unwrap();
+    d.wait_for_status("300 dead letters", |s| s["dead_letters"]["count"] == 300);
+    // One answer holds what fits one frame and says where to go on.
+    let mut control = herald::client::Client::connect(&d.socket(), Role::Control, "op").unwrap();
+    let page: serde_json::Value =
+        serde_json::from_str(&control.admin(r#"{"op":"dead.list"}"#).unwrap()).unwrap();
+    let shown = page["shown"].as_u64().unwrap();
+    assert_eq!(page["total"], 300);
+    assert!(shown > 0 && shown < 200, "cut to fit the frame: {shown}");
+    assert!(page["next"]["after_seq"].is_u64(), "{}", page["next"]);
+    // The CLI pages through all of them.
+    let out = daemon::herald(&["dead", "list", "--json", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = all["dead_letters"].as_array().unwrap();
+    assert_eq!(rows.len(), 300);
+    let mut seen: Vec<u64> = rows.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    seen.dedup();
+    assert_eq!(seen.len(), 300, "each once, in order");
+
+    // A status with 290 subscriptions (~95 KB of rows) is paged the same way.
+    let mut live: Vec<Raw> = Vec::new();
+    for i in 0..290 {
+        let mut s = Raw::connect(&d.socket());
+        s.hello(Role::Subscriber, &format!("live{i}"));
+        s.subscribe("", &[&format!("fs.t{i:05}.>")], 8);
+        live.push(s);
+    }
+    let status: serde_json::Value = serde_json::from_str(&control.status().unwrap()).unwrap();
+    assert_eq!(status["subscriptions_total"], 291);
+    let shown = status["subscriptions_shown"].as_u64().unwrap();
+    assert!(shown < 291, "cut to fit: {shown}");
+    assert!(status["subscriptions_next"]["after_index"].is_u64());
+    let out = daemon::herald(&["status", "--json", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = all["subscriptions"].as_array().unwrap();
+    assert_eq!(rows.len(), 291, "every subscription listed");
+    let mut indices: Vec<u64> = rows.iter().map(|r| r["index"].as_u64().unwrap()).collect();
+    indices.dedup();
+    assert_eq!(indices.len(), 291);
+}
+
+#[test]
+fn a_server_frame_sent_to_the_daemon_is_answered_unexpected_and_the_connection_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon::Daemon::start(dir.path(), &[]);
+    let mut c = Raw::connect(&d.socket());
+    c.hello(Role::Producer, "confused");
+    c.send(&Frame::Pong { token: 1 });
+    match frame(&c.recv().expect("an error")) {
+        Frame::Error { code, .. } => assert_eq!(code, ErrorCode::Unexpected),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.recv(), None);
+    // The daemon serves on.
+    let mut again = Raw::connect(&d.socket());
+    again.hello(Role::Producer, "next");
+}
+
+#[test]
+fn after_a_closing_error_frames_pipelined_behind_it_are_not_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon::Daemon::start(dir.path(), &[]);
+    let mut first = Raw::connect(&d.socket());
+    first.hello(Role::Both, "a");
+    first.subscribe("fixed", &["fs.>"], 8);
+    first.send(&Frame::Goodbye);
+    assert_eq!(first.recv(), None);
+    // The same name with other filters is `invalid`; the publish and ping pipelined
+    // behind it must get nothing (PROTOCOL.md section 7: a closing error closes).
+    let mut second = Raw::connect(&d.socket());
+    second.hello(Role::Both, "b");
+    let patterns = [herald::protocol::Pattern::parse(b"net.>").unwrap()];
+    // One write: the three frames are in the daemon's buffer together.
+    let mut wire = Vec::with_capacity(4096);
+    for f in [
+        Frame::Subscribe(herald::protocol::Subscribe {
+            name: "fixed",
+            min_severity: Severity::Debug,
+            window_events: 8,
+            automatic_recovery: false,
+            ack_deadline_ms: 0,
+            max_deliveries: 0,
+            patterns: herald::protocol::Patterns::from_patterns(&patterns),
+        }),
+        Frame::Publish {
+            correlation: 5,
+            event: keyed("fs.a", b"", b"after the error"),
+        },
+        Frame::Ping { token: 6 },
+    ] {
+        herald::protocol::encode_to_vec(&f, &mut wire).unwrap();
+    }
+    second.send_bytes(&wire);
+    match frame(&second.recv().expect("the error")) {
+        Frame::Error { code, .. } => assert_eq!(code, ErrorCode::Invalid),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(second.recv(), None, "nothing after the closing error");
+    assert_eq!(d.status()["ring"]["tail"], d.status()["ring"]["head"], "nothing was stored");
+}

@@ -28,7 +28,7 @@ enum Action {
         /// Only this durable subscription's.
         #[arg(long, value_name = "NAME")]
         subscription: Option<String>,
-        /// At most this many (the daemon sends at most 200).
+        /// At most this many (default: every one; the daemon answers in pages).
         #[arg(long, value_name = "N")]
         limit: Option<usize>,
         /// The daemon's JSON answer, unchanged.
@@ -107,13 +107,12 @@ pub fn run(args: DeadArgs) -> anyhow::Result<ExitCode> {
     };
     let socket = client::socket_path(&args.data_dir);
     let mut client = Client::connect(&socket, Role::Control, "herald-dead")?;
-    let answer = client.admin(&request.to_string())?;
+    let value = match &args.action {
+        Action::List { limit, .. } => list_all(&mut client, request, *limit)?,
+        _ => ask(&mut client, &request)?,
+    };
     client.goodbye()?;
-    let value: Value = serde_json::from_str(&answer)
-        .with_context(|| format!("the daemon's answer is not JSON: {answer}"))?;
-    if let Some(e) = value.get("error").and_then(Value::as_str) {
-        bail!("{e}");
-    }
+    let answer = value.to_string();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if json_out {
@@ -142,6 +141,56 @@ pub fn run(args: DeadArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One admin request and its answer, an `{"error": ...}` answer being an error.
+fn ask(client: &mut Client, request: &Value) -> anyhow::Result<Value> {
+    let answer = client.admin(&request.to_string())?;
+    let value: Value = serde_json::from_str(&answer)
+        .with_context(|| format!("the daemon's answer is not JSON: {answer}"))?;
+    if let Some(e) = value.get("error").and_then(Value::as_str) {
+        bail!("{e}");
+    }
+    Ok(value)
+}
+
+/// Every page of a `dead.list` (up to `limit` rows), as one answer.
+fn list_all(client: &mut Client, mut request: Value, limit: Option<usize>) -> anyhow::Result<Value> {
+    let mut all = ask(client, &request)?;
+    // Bounded: each page moves past at least one dead letter of a bounded area.
+    for _ in 0..herald::event::limits::DEAD_LETTER_SLOTS_MAX {
+        let shown = all["dead_letters"].as_array().map_or(0, Vec::len);
+        let Some(next) = all.get("next").cloned() else {
+            break;
+        };
+        if limit.is_some_and(|l| shown >= l) {
+            break;
+        }
+        request["after_seq"] = next["after_seq"].clone();
+        request["after_subscription"] = next["after_subscription"].clone();
+        if let Some(l) = limit {
+            request["limit"] = (l - shown).into();
+        }
+        let page = ask(client, &request)?;
+        let rows = page["dead_letters"].as_array().cloned().unwrap_or_default();
+        if rows.is_empty() {
+            break;
+        }
+        if let Some(list) = all["dead_letters"].as_array_mut() {
+            list.extend(rows);
+        }
+        match page.get("next") {
+            Some(next) => all["next"] = next.clone(),
+            None => {
+                if let Some(map) = all.as_object_mut() {
+                    map.remove("next");
+                }
+            }
+        }
+    }
+    let shown = all["dead_letters"].as_array().map_or(0, Vec::len);
+    all["shown"] = shown.into();
+    Ok(all)
 }
 
 fn select(op: &str, s: &Select) -> Value {

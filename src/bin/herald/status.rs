@@ -16,7 +16,9 @@ pub struct StatusArgs {
     /// The daemon's data directory; its socket is DIR/herald.sock.
     #[arg(long, value_name = "DIR", default_value = parse::DATA_DIR_DEFAULT)]
     data_dir: PathBuf,
-    /// Print the daemon's JSON document unchanged.
+    /// Print the daemon's JSON document as sent; when its subscription rows did not
+    /// fit one frame, the rest are paged in (`subscriptions` admin requests) and the
+    /// whole document is printed with every row.
     #[arg(long)]
     json: bool,
 }
@@ -28,26 +30,66 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let socket = client::socket_path(&args.data_dir);
     let mut client = Client::connect(&socket, Role::Control, CLIENT_NAME)?;
     let json = client.status()?;
+    let mut value: Value = serde_json::from_str(&json).with_context(|| {
+        format!(
+            "herald at {} sent a status that is not valid JSON: {json}",
+            socket.display()
+        )
+    })?;
+    let paged = page_in_subscriptions(&mut client, &mut value)?;
     client.goodbye()?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    if args.json {
+    if args.json && !paged {
+        // As the daemon sent it.
         out.write_all(json.as_bytes())?;
         if !json.ends_with('\n') {
             writeln!(out)?;
         }
+    } else if args.json {
+        writeln!(out, "{value}")?;
     } else {
-        let value: Value = serde_json::from_str(&json).with_context(|| {
-            format!(
-                "herald at {} sent a status that is not valid JSON; `herald status --json` \
-                 shows it as sent",
-                socket.display()
-            )
-        })?;
         render(&mut out, &value)?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Asks for the subscription rows the status frame had no room for, page by page,
+/// and appends them: the document then lists every subscription.
+/// Returns whether there was anything to page in.
+fn page_in_subscriptions(client: &mut Client, status: &mut Value) -> anyhow::Result<bool> {
+    let paged = status.get("subscriptions_next").is_some();
+    // Bounded: each page moves past at least one subscription of a bounded table.
+    for _ in 0..herald::event::limits::SUBSCRIPTION_ENTRIES_MAX as usize + herald::event::limits::CONNECTIONS_MAX {
+        let Some(next) = status.get("subscriptions_next").cloned() else {
+            return Ok(paged);
+        };
+        let request = serde_json::json!({ "op": "subscriptions", "after_index": next["after_index"] });
+        let page: Value = serde_json::from_str(&client.admin(&request.to_string())?)
+            .context("the daemon's subscriptions page is not JSON")?;
+        if let Some(e) = page.get("error") {
+            anyhow::bail!("the daemon refused a subscriptions page: {e}");
+        }
+        let rows = page["subscriptions"].as_array().cloned().unwrap_or_default();
+        if rows.is_empty() {
+            break;
+        }
+        let shown = status["subscriptions_shown"].as_u64().unwrap_or(0) + rows.len() as u64;
+        if let Some(all) = status["subscriptions"].as_array_mut() {
+            all.extend(rows);
+        }
+        status["subscriptions_shown"] = shown.into();
+        match page.get("next") {
+            Some(next) => status["subscriptions_next"] = serde_json::json!({ "after_index": next["after_index"] }),
+            None => {
+                if let Some(map) = status.as_object_mut() {
+                    map.remove("subscriptions_next");
+                }
+            }
+        }
+    }
+    Ok(paged)
 }
 
 /// Renders any JSON document readably: each top-level key a section, nested objects

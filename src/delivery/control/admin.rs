@@ -28,8 +28,11 @@ struct Request {
     all: bool,
     /// For lists: at most this many (default and maximum 200).
     limit: Option<usize>,
-    /// For `dead.list`: only those with a higher original seq (to page through).
+    /// For `dead.list`: only those after this original seq (to page through)...
     after_seq: Option<u64>,
+    /// ...and, with the same seq, after this subscription index (the `next` of the
+    /// previous page gives both).
+    after_subscription: Option<u32>,
     /// For `subscriptions`: only those with a higher table index (to page through).
     after_index: Option<usize>,
 }
@@ -76,7 +79,15 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             self.subscription_rows(r.after_index).take(limit),
             &mut rows,
         );
-        json!({ "total": total, "shown": shown, "subscriptions": rows })
+        let next = rows
+            .last()
+            .filter(|_| shown < total)
+            .map(|row| row["index"].clone());
+        let mut answer = json!({ "total": total, "shown": shown, "subscriptions": rows });
+        if let Some(index) = next {
+            answer["next"] = json!({ "after_index": index });
+        }
+        answer
     }
 
     fn subscription_named(&self, name: &str) -> Result<SubscriptionId, String> {
@@ -102,13 +113,22 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                 }
                 None => true,
             })
-            .filter(|d| r.after_seq.is_none_or(|after| d.seq.0 > after))
+            .filter(|d| match (r.after_seq, r.after_subscription) {
+                (None, _) => true,
+                (Some(seq), None) => d.seq.0 > seq,
+                (Some(seq), Some(sub)) => (d.seq.0, d.subscription.0) > (seq, sub),
+            })
             .collect();
         matching.sort_by_key(|d| (d.seq.0, d.subscription.0));
         let rows = matching.iter().take(limit).map(|d| self.dead_row(d));
         let mut shown_rows = Vec::new();
         let shown = fit_rows(0, rows, &mut shown_rows);
-        Ok(json!({ "total": matching.len(), "shown": shown, "dead_letters": shown_rows }))
+        let mut answer = json!({ "total": matching.len(), "shown": shown, "dead_letters": shown_rows });
+        if let (true, Some(last)) = (shown < matching.len(), shown.checked_sub(1)) {
+            let d = matching[last];
+            answer["next"] = json!({ "after_seq": d.seq.0, "after_subscription": d.subscription.0 });
+        }
+        Ok(answer)
     }
 
     fn dead_row(&self, d: &log::DeadLetter) -> Value {
@@ -120,6 +140,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         let event = self.log.dead_event(d.id);
         json!({
             "subscription": name,
+            "subscription_index": d.subscription.0,
             "seq": d.seq.0,
             "reason": match d.reason {
                 log::DeadReason::Rejected => "rejected",

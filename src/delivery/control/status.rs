@@ -59,6 +59,9 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         let shown = fit_rows(fixed, self.subscription_rows(None), &mut rows);
         doc["subscriptions_total"] = total.into();
         doc["subscriptions_shown"] = shown.into();
+        if let (true, Some(last)) = (shown < total, rows.last()) {
+            doc["subscriptions_next"] = json!({ "after_index": last["index"] });
+        }
         doc["subscriptions"] = Value::Array(rows);
         doc.to_string()
     }

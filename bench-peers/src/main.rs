@@ -287,8 +287,12 @@ fn main() -> ExitCode {
     let args = PeersArgs::parse();
     // The NATS client logs through tracing; its routine reconnect chatter is noise
     // beside the table, its warnings are not.
+    // Colour codes only for a person at a terminal: a file, a pipe or journald gets
+    // plain text.
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,async_nats=warn".into()),

@@ -32,6 +32,9 @@ pub struct BenchArgs {
     /// Print one JSON document instead of the table.
     #[arg(long)]
     json: bool,
+    /// The daemon's I/O backends to measure, each beside the same echo floor.
+    #[arg(long, value_delimiter = ',', default_value = "io-uring,epoll", value_name = "BACKEND,...")]
+    io: Vec<crate::serve::IoMode>,
 }
 
 #[derive(clap::Subcommand)]
@@ -51,6 +54,7 @@ const E2E_RATE_PER_SECOND: u64 = 5_000;
 
 #[derive(serde::Serialize)]
 struct Throughput {
+    io: &'static str,
     producers: usize,
     batch: usize,
     payload_bytes: usize,
@@ -190,66 +194,76 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     latencies.push(latency("echo round trip 64 B (baseline)", &echo64));
     latencies.push(latency("echo round trip 1 KiB (baseline)", &echo1k));
 
-    for busy_poll_us in [50u64, 0] {
-        say(format!(
-            "publish latency, daemon polling {busy_poll_us} us before sleeping..."
-        ));
-        let d = DaemonProcess::start(&herald, busy_poll_us, "256M", None)?;
-        let p64 = publish_latency(&d.socket, 64, n)?;
-        let p1k = publish_latency(&d.socket, 1024, n)?;
-        let ratio = p64.value_at_quantile(0.5) as f64 / echo64.value_at_quantile(0.5) as f64;
-        ratios.insert(
-            format!("publish_64B_p50_over_echo_p50_busy_poll_{busy_poll_us}us"),
-            ratio.into(),
-        );
-        ratios.insert(
-            format!("publish_1KiB_p50_over_echo_p50_busy_poll_{busy_poll_us}us"),
-            (p1k.value_at_quantile(0.5) as f64 / echo1k.value_at_quantile(0.5) as f64).into(),
-        );
-        latencies.push(latency(
-            format!("durable publish 64 B (busy poll {busy_poll_us} us)"),
-            &p64,
-        ));
-        latencies.push(latency(
-            format!("durable publish 1 KiB (busy poll {busy_poll_us} us)"),
-            &p1k,
-        ));
-    }
-
-    let d = DaemonProcess::start(&herald, 0, "256M", None)?;
     let mut throughputs = Vec::new();
-    for payload in [64usize, 1024] {
-        for batch in [1usize, 64] {
-            for producers in [1usize, 4, 16] {
-                say(format!(
-                    "throughput: {producers} producers, batch {batch}, {payload} B..."
-                ));
-                let eps = throughput(&d.socket, producers, batch, payload, seconds)?;
-                throughputs.push(Throughput {
-                    producers,
-                    batch,
-                    payload_bytes: payload,
-                    events_per_second: eps,
-                });
+    for io in &args.io {
+        let io_name = io.name();
+        // Polling before sleeping is io_uring's; epoll sleeps at once.
+        let polls: &[u64] = match io {
+            crate::serve::IoMode::Epoll => &[0],
+            _ => &[50, 0],
+        };
+        for &busy_poll_us in polls {
+            say(format!(
+                "publish latency, {io_name}, daemon polling {busy_poll_us} us before sleeping..."
+            ));
+            let d = DaemonProcess::start_with(&herald, busy_poll_us, "256M", None, &["--io", io_name])?;
+            let p64 = publish_latency(&d.socket, 64, n)?;
+            let p1k = publish_latency(&d.socket, 1024, n)?;
+            let ratio = p64.value_at_quantile(0.5) as f64 / echo64.value_at_quantile(0.5) as f64;
+            ratios.insert(
+                format!("{io_name}_publish_64B_p50_over_echo_p50_busy_poll_{busy_poll_us}us"),
+                ratio.into(),
+            );
+            ratios.insert(
+                format!("{io_name}_publish_1KiB_p50_over_echo_p50_busy_poll_{busy_poll_us}us"),
+                (p1k.value_at_quantile(0.5) as f64 / echo1k.value_at_quantile(0.5) as f64).into(),
+            );
+            latencies.push(latency(
+                format!("{io_name}: durable publish 64 B (busy poll {busy_poll_us} us)"),
+                &p64,
+            ));
+            latencies.push(latency(
+                format!("{io_name}: durable publish 1 KiB (busy poll {busy_poll_us} us)"),
+                &p1k,
+            ));
+        }
+
+        let d = DaemonProcess::start_with(&herald, 0, "256M", None, &["--io", io_name])?;
+        for payload in [64usize, 1024] {
+            for batch in [1usize, 64] {
+                for producers in [1usize, 4, 16] {
+                    say(format!(
+                        "throughput, {io_name}: {producers} producers, batch {batch}, {payload} B..."
+                    ));
+                    let eps = throughput(&d.socket, producers, batch, payload, seconds)?;
+                    throughputs.push(Throughput {
+                        io: io_name,
+                        producers,
+                        batch,
+                        payload_bytes: payload,
+                        events_per_second: eps,
+                    });
+                }
             }
         }
+        for subscribers in [1usize, 4] {
+            say(format!("end to end, {io_name}, {subscribers} subscriber(s)..."));
+            let h = end_to_end(&d.socket, subscribers, n.min(10_000), E2E_RATE_PER_SECOND)?;
+            latencies.push(latency(
+                format!(
+                    "{io_name}: publish -> delivered, {subscribers} subscriber(s), {} events/s",
+                    E2E_RATE_PER_SECOND
+                ),
+                &h,
+            ));
+        }
+        let best = throughputs
+            .iter()
+            .filter(|t| t.io == io_name)
+            .map(|t| t.events_per_second)
+            .fold(0.0, f64::max);
+        ratios.insert(format!("{io_name}_best_throughput_events_per_second"), best.into());
     }
-    for subscribers in [1usize, 4] {
-        say(format!("end to end, {subscribers} subscriber(s)..."));
-        let h = end_to_end(&d.socket, subscribers, n.min(10_000), E2E_RATE_PER_SECOND)?;
-        latencies.push(latency(
-            format!(
-                "publish -> delivered, {subscribers} subscriber(s), {} events/s",
-                E2E_RATE_PER_SECOND
-            ),
-            &h,
-        ));
-    }
-    let best = throughputs
-        .iter()
-        .map(|t| t.events_per_second)
-        .fold(0.0, f64::max);
-    ratios.insert("best_throughput_events_per_second".into(), best.into());
 
     if args.json {
         println!(
@@ -259,23 +273,23 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<58} {:>9} {:>9} {:>9}",
+        "{:<68} {:>9} {:>9} {:>9}",
         "latency (us)", "p50", "p99", "p99.9"
     );
     for l in &latencies {
         println!(
-            "{:<58} {:>9.1} {:>9.1} {:>9.1}",
+            "{:<68} {:>9.1} {:>9.1} {:>9.1}",
             l.name, l.p50_us, l.p99_us, l.p999_us
         );
     }
     println!(
-        "\n{:<10} {:>6} {:>9} {:>16}",
-        "producers", "batch", "payload", "events/s"
+        "\n{:<9} {:<10} {:>6} {:>9} {:>16}",
+        "io", "producers", "batch", "payload", "events/s"
     );
     for t in &throughputs {
         println!(
-            "{:<10} {:>6} {:>8}B {:>16.0}",
-            t.producers, t.batch, t.payload_bytes, t.events_per_second
+            "{:<9} {:<10} {:>6} {:>8}B {:>16.0}",
+            t.io, t.producers, t.batch, t.payload_bytes, t.events_per_second
         );
     }
     println!("\nratios (same run):");

@@ -185,8 +185,11 @@ static herald_status fail_not_open(herald_client *c, const char *operation) {
 static const char *server_code_advice(uint16_t code, herald_role role) {
     switch (code) {
     case HERALD_SERVER_INVALID:
+        return "the daemon found the request invalid (its message says why: a durable subscription's patterns and "
+               "min_severity, for one, are fixed when it is created; use a new name to change them)";
     case HERALD_SERVER_TOO_LARGE:
-        return "the daemon refused a frame libherald sent: a daemon of another version, or a bug; please report it";
+        return "a frame or field is above the daemon's limit, which libherald checks against PROTOCOL.md: a daemon "
+               "of another version, or a bug; please report it";
     case HERALD_SERVER_UNEXPECTED:
         return "the request is not valid at this point of the conversation (a second subscribe?)";
     case HERALD_SERVER_UNSUPPORTED_VERSION:

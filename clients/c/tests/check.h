@@ -20,7 +20,7 @@ static int tests_run;
 static int tests_failed;
 static const char *test_current = "(none)";
 
-static int check_report(int ok, const char *file, int line, const char *what) {
+static inline int check_report(int ok, const char *file, int line, const char *what) {
     checks_run++;
     if (!ok) {
         checks_failed++;
@@ -46,7 +46,7 @@ static int check_report(int ok, const char *file, int line, const char *what) {
     check_bytes_((const uint8_t *)(actual), (size_t)(actual_len), (const uint8_t *)(expected),           \
                  (size_t)(expected_len), __FILE__, __LINE__, #actual)
 
-static void check_bytes_(const uint8_t *a, size_t a_len, const uint8_t *e, size_t e_len, const char *file, int line,
+static inline void check_bytes_(const uint8_t *a, size_t a_len, const uint8_t *e, size_t e_len, const char *file, int line,
                          const char *what) {
     char text[160];
     if (a_len != e_len) {
@@ -77,7 +77,7 @@ static void check_bytes_(const uint8_t *a, size_t a_len, const uint8_t *e, size_
 
 typedef void (*test_function)(void);
 
-static void run_test(const char *name, test_function test) {
+static inline void run_test(const char *name, test_function test) {
     int failed_before = checks_failed;
     test_current = name;
     tests_run++;
@@ -93,7 +93,7 @@ static void run_test(const char *name, test_function test) {
 
 #define RUN(test) run_test(#test, test)
 
-static int finish(const char *program) {
+static inline int finish(const char *program) {
     printf("%s: %d of %d tests passed (%d checks, %d failed)\n", program, tests_run - tests_failed, tests_run,
            checks_run, checks_failed);
     return checks_failed == 0 && tests_run > 0 ? 0 : 1;

@@ -458,16 +458,10 @@ static herald_status need_subscription(herald_client *c, const char *operation) 
 
 /* ---------------------------------------------------------------- connect ---- */
 
-static herald_status say_hello(herald_client *c, const char *client_name) {
+/* Send the Hello already encoded in the send buffer (hello_len bytes), await HelloOk. */
+static herald_status say_hello(herald_client *c, size_t hello_len) {
     const char *operation = "connect";
-    hc_why why;
-    size_t name_len = strnlen(client_name, HERALD_CLIENT_NAME_BYTES_MAX + 1);
-    size_t len = hc_encode_hello(c->tx, c->tx_cap, HERALD_PROTOCOL_VERSION, HERALD_PROTOCOL_VERSION,
-                                 (uint8_t)c->role, (const uint8_t *)client_name, name_len, &why);
-    if (len == 0) {
-        record(c, HERALD_E_ARGUMENT, true, 0, operation, "%s", why.text);
-        return HERALD_E_ARGUMENT;
-    }
+    size_t len = hello_len;
     c->state = STATE_AWAIT_HELLO_OK;
     herald_status s = send_frame(c, len, operation);
     hc_frame reply;
@@ -586,11 +580,20 @@ herald_status herald_connect(const char *socket_path, herald_role role, const ch
         *client_out = NULL;
         return HERALD_E_NOMEM;
     }
+    /* The Hello is encoded first, so that a bad name is refused before connecting. */
+    const char *name = client_name == NULL ? "" : client_name;
+    hc_why why;
+    size_t hello_len = hc_encode_hello(c->tx, c->tx_cap, HERALD_PROTOCOL_VERSION, HERALD_PROTOCOL_VERSION,
+                                       (uint8_t)role, (const uint8_t *)name,
+                                       strnlen(name, HERALD_CLIENT_NAME_BYTES_MAX + 1), &why);
+    if (hello_len == 0) {
+        return record(c, HERALD_E_ARGUMENT, true, 0, "connect", "%s; nothing was sent", why.text);
+    }
     herald_status s = connect_socket(c);
     if (s != HERALD_OK) {
         return s;
     }
-    return say_hello(c, client_name == NULL ? "" : client_name);
+    return say_hello(c, hello_len);
 }
 
 herald_status herald_goodbye(herald_client *c) {

@@ -256,6 +256,33 @@ static int64_t monotonic_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* ------------------------------------------------------------- allocations ---- */
+
+/* The test is linked with -Wl,--wrap=malloc (and calloc, realloc): every allocation
+ * libherald's objects make goes through these and is counted. */
+static long allocations;
+void *__real_malloc(size_t size);
+void *__real_calloc(size_t count, size_t size);
+void *__real_realloc(void *pointer, size_t size);
+void *__wrap_malloc(size_t size);
+void *__wrap_calloc(size_t count, size_t size);
+void *__wrap_realloc(void *pointer, size_t size);
+
+void *__wrap_malloc(size_t size) {
+    allocations++;
+    return __real_malloc(size);
+}
+
+void *__wrap_calloc(size_t count, size_t size) {
+    allocations++;
+    return __real_calloc(count, size);
+}
+
+void *__wrap_realloc(void *pointer, size_t size) {
+    allocations++;
+    return __real_realloc(pointer, size);
+}
+
 /* ------------------------------------------------------------------ tests ---- */
 
 static void publish_subscribe_confirm_round_trip(void) {
@@ -682,6 +709,57 @@ static void both_role_publishes_while_deliveries_wait(void) {
     goodbye(both);
 }
 
+static void nothing_is_allocated_after_connect(void) {
+    long at_start = allocations;
+    herald_client *sub = subscribe_as(&shared, "alloc-sub", "alloc", "alloc.>", NULL);
+    herald_client *pub = connect_as(&shared, HERALD_ROLE_PRODUCER, "alloc-producer");
+    herald_client *control = connect_as(&shared, HERALD_ROLE_CONTROL, "alloc-control");
+    CHECK_EQ(allocations - at_start, 3 * 3); /* each client: itself and its two buffers */
+    long after_connect = allocations;
+
+    static uint8_t payload[HERALD_EVENT_PAYLOAD_BYTES_MAX];
+    herald_event batch[8];
+    memset(batch, 0, sizeof batch);
+    for (int i = 0; i < 8; i++) {
+        batch[i].topic = "alloc.batch";
+        batch[i].payload = payload;
+        batch[i].payload_len = 1000;
+    }
+    herald_event big;
+    memset(&big, 0, sizeof big);
+    big.topic = "alloc.big";
+    big.key = "big-1";
+    big.key_len = 5;
+    big.payload = payload;
+    big.payload_len = sizeof payload;
+    int expected = 0;
+    for (int round = 0; round < 50; round++) {
+        CHECK_STATUS(pub, herald_publish(pub, &big, NULL), HERALD_OK); /* the same key: stored once */
+        CHECK_STATUS(pub, herald_publish_batch(pub, batch, 8, NULL), HERALD_OK);
+        expected += round == 0 ? 9 : 8;
+    }
+    herald_delivery d;
+    for (int i = 0; i < expected; i++) {
+        if (!expect_event(sub, &d)) {
+            break;
+        }
+        CHECK_STATUS(sub, herald_confirm(sub, d.seq, d.seq), HERALD_OK);
+    }
+    CHECK_STATUS(sub, herald_receive(sub, &d, 0), HERALD_E_TIMEOUT);
+    CHECK_STATUS(sub, herald_ping(sub), HERALD_OK);
+    const char *json;
+    CHECK_STATUS(control, herald_request_status(control, &json, NULL), HERALD_OK);
+    CHECK_STATUS(control, herald_admin(control, "{\"op\":\"dead.list\"}", &json, NULL), HERALD_OK);
+    herald_event bad = big;
+    bad.topic = "bad..topic";
+    CHECK_STATUS(pub, herald_publish(pub, &bad, NULL), HERALD_E_ARGUMENT);
+    CHECK_EQ(allocations - after_connect, 0);
+    goodbye(sub);
+    goodbye(pub);
+    goodbye(control);
+    CHECK_EQ(allocations - after_connect, 0); /* goodbye and close free, never allocate */
+}
+
 static void connect_to_a_missing_socket_says_what_to_do(void) {
     herald_client *c = NULL;
     char path[96];
@@ -861,6 +939,7 @@ int main(void) {
     RUN(publish_on_a_subscriber_connection_is_not_permitted_and_closes_it);
     RUN(local_refusals_send_nothing_and_keep_the_connection);
     RUN(both_role_publishes_while_deliveries_wait);
+    RUN(nothing_is_allocated_after_connect);
     RUN(connect_to_a_missing_socket_says_what_to_do);
     daemon_stop(&shared);
     RUN(a_full_log_answers_full_and_keeps_the_connection);

@@ -9,6 +9,10 @@
  * reply can never store it twice. Exit status: 0 all stored, 75 the log is full
  * (retry later), 1 any other failure, 2 usage.
  */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L /* getopt, sigaction: this example is POSIX; herald.h is plain C11 */
+#endif
+
 #include <herald.h>
 
 #include <stdio.h>

@@ -11,6 +11,10 @@
  * COUNT events, or on SIGINT/SIGTERM, leaving with Goodbye. Exit status 0, 1 failure,
  * 2 usage.
  */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L /* getopt, sigaction: this example is POSIX; herald.h is plain C11 */
+#endif
+
 #include <herald.h>
 
 #include <signal.h>

@@ -14,6 +14,7 @@
  */
 #include "codec.h"
 #include "io.h"
+#include "state.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -28,52 +29,6 @@
 #else
 #define HERALD_PRINTF(format_index, first_arg)
 #endif
-
-/* ---------------------------------------------------- the client state table ---- */
-
-/* Client states (section 6, client side). */
-typedef enum client_state {
-    STATE_AWAIT_HELLO_OK,
-    STATE_READY,
-    STATE_AWAIT_SUBSCRIBED,
-    STATE_SUBSCRIBED,
-    STATE_CLOSED,
-    STATE_COUNT
-} client_state;
-
-/* What a server frame does in a state. */
-typedef enum client_action {
-    ACTION_CLOSE,         /* the server broke the protocol: close */
-    ACTION_OK,            /* accepted, state unchanged */
-    ACTION_TO_READY,      /* accepted, the connection is Ready */
-    ACTION_TO_SUBSCRIBED, /* accepted, the connection is Subscribed */
-    ACTION_SEE_CODE       /* an Error: closes unless its code is `full` */
-} client_action;
-
-enum { SERVER_FRAME_TYPES = HC_PONG - HC_HELLO_OK + 1 };
-
-/* PROTOCOL.md section 6, CLIENT_TABLE, row by row and column by column as printed
- * there: HelloOk, Stored, Error, Subscribed, Deliver, RecoveryDone, StatusReply, Pong. */
-static const uint8_t CLIENT_TABLE[STATE_COUNT][SERVER_FRAME_TYPES] = {
-    [STATE_AWAIT_HELLO_OK] = {ACTION_TO_READY, ACTION_CLOSE, ACTION_SEE_CODE, ACTION_CLOSE, ACTION_CLOSE,
-                              ACTION_CLOSE, ACTION_CLOSE, ACTION_CLOSE},
-    [STATE_READY] = {ACTION_CLOSE, ACTION_OK, ACTION_SEE_CODE, ACTION_CLOSE, ACTION_CLOSE, ACTION_CLOSE, ACTION_OK,
-                     ACTION_OK},
-    [STATE_AWAIT_SUBSCRIBED] = {ACTION_CLOSE, ACTION_OK, ACTION_SEE_CODE, ACTION_TO_SUBSCRIBED, ACTION_CLOSE,
-                                ACTION_CLOSE, ACTION_CLOSE, ACTION_OK},
-    [STATE_SUBSCRIBED] = {ACTION_CLOSE, ACTION_OK, ACTION_SEE_CODE, ACTION_CLOSE, ACTION_OK, ACTION_OK,
-                          ACTION_CLOSE, ACTION_OK},
-    [STATE_CLOSED] = {ACTION_CLOSE, ACTION_CLOSE, ACTION_CLOSE, ACTION_CLOSE, ACTION_CLOSE, ACTION_CLOSE,
-                      ACTION_CLOSE, ACTION_CLOSE},
-};
-
-static const char *const STATE_NAMES[STATE_COUNT] = {"AwaitHelloOk", "Ready", "AwaitSubscribed", "Subscribed",
-                                                     "Closed"};
-
-static client_action table_action(client_state state, uint8_t type) {
-    /* hc_decode let only server frame types through. */
-    return (client_action)CLIENT_TABLE[state][type - HC_HELLO_OK];
-}
 
 /* ---------------------------------------------------------------- client ---- */
 
@@ -356,10 +311,10 @@ static herald_status await_reply(herald_client *c, uint8_t want, uint64_t correl
             return s;
         }
         char what[160];
-        switch (table_action(c->state, reply->type)) {
+        switch (hc_client_action(c->state, reply->type)) {
         case ACTION_CLOSE:
             (void)snprintf(what, sizeof what, "it sent %s while the connection was %s (section 6)",
-                           hc_frame_type_name(reply->type), STATE_NAMES[c->state]);
+                           hc_frame_type_name(reply->type), hc_client_state_name(c->state));
             return fail_protocol(c, operation, what);
         case ACTION_SEE_CODE:
             return on_error(c, reply, c->parked_bytes, len, operation, want == HC_STORED, correlation);
@@ -378,7 +333,7 @@ static herald_status await_reply(herald_client *c, uint8_t want, uint64_t correl
                            hc_frame_type_name(reply->type), hc_frame_type_name(want));
             return fail_protocol(c, operation, what);
         }
-        client_action action = table_action(c->state, reply->type);
+        client_action action = hc_client_action(c->state, reply->type);
         if (action == ACTION_TO_READY) {
             c->state = STATE_READY;
         } else if (action == ACTION_TO_SUBSCRIBED) {
@@ -842,10 +797,10 @@ herald_status herald_receive(herald_client *c, herald_delivery *delivery_out, in
         return s;
     }
     char what[128];
-    switch (table_action(c->state, f.type)) {
+    switch (hc_client_action(c->state, f.type)) {
     case ACTION_CLOSE:
         (void)snprintf(what, sizeof what, "it sent %s while the connection was %s (section 6)",
-                       hc_frame_type_name(f.type), STATE_NAMES[c->state]);
+                       hc_frame_type_name(f.type), hc_client_state_name(c->state));
         return fail_protocol(c, operation, what);
     case ACTION_SEE_CODE:
         return on_error(c, &f, 0, len, operation, false, 0);

@@ -8,6 +8,7 @@
 #include "check.h"
 #include "codec.h"
 #include "frames.h"
+#include "state.h"
 
 #include <stdlib.h>
 
@@ -925,6 +926,219 @@ static void corrupted_frames_never_read_outside_themselves(void) {
     }
 }
 
+/* ------------------------------------------------ the tables of PROTOCOL.md ---- */
+
+/* PROTOCOL.md, from $HERALD_PROTOCOL_MD or the repository root (make runs the tests
+ * in clients/c). The tables the code copies are read from it and compared cell by
+ * cell, so that a change to either side fails here. */
+static FILE *open_protocol_md(void) {
+    const char *configured = getenv("HERALD_PROTOCOL_MD");
+    const char *path = configured != NULL && configured[0] != 0 ? configured : "../../PROTOCOL.md";
+    FILE *f = fopen(path, "r");
+    if (!CHECK(f != NULL)) {
+        fprintf(stderr, "     cannot open %s: run from clients/c or set HERALD_PROTOCOL_MD\n", path);
+    }
+    return f;
+}
+
+enum { CELLS_MAX = 16, CELL_BYTES = 64 };
+
+/* Splits a markdown table row into trimmed cells; returns how many. */
+static int table_cells(const char *line, char cells[CELLS_MAX][CELL_BYTES]) {
+    if (line[0] != '|') {
+        return 0;
+    }
+    int n = 0;
+    const char *p = line + 1;
+    while (*p != 0 && *p != '\n' && n < CELLS_MAX) {
+        const char *end = strchr(p, '|');
+        if (end == NULL) {
+            break;
+        }
+        while (p < end && *p == ' ') {
+            p++;
+        }
+        const char *last = end;
+        while (last > p && last[-1] == ' ') {
+            last--;
+        }
+        size_t len = (size_t)(last - p) < CELL_BYTES - 1 ? (size_t)(last - p) : CELL_BYTES - 1;
+        memcpy(cells[n], p, len);
+        cells[n][len] = 0;
+        n++;
+        p = end + 1;
+    }
+    return n;
+}
+
+/* Reads lines until one starts with `prefix`; returns false at the end of the file. */
+static bool find_line(FILE *f, const char *prefix, char *line, size_t cap) {
+    while (fgets(line, (int)cap, f) != NULL) {
+        if (strncmp(line, prefix, strlen(prefix)) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static int action_of_cell(const char *cell) {
+    if (strcmp(cell, "close") == 0) return ACTION_CLOSE;
+    if (strcmp(cell, "ok") == 0) return ACTION_OK;
+    if (strcmp(cell, "see code") == 0) return ACTION_SEE_CODE;
+    if (strcmp(cell, "\xE2\x86\x92 Ready") == 0) return ACTION_TO_READY;
+    if (strcmp(cell, "\xE2\x86\x92 Subscribed") == 0) return ACTION_TO_SUBSCRIBED;
+    return -1;
+}
+
+static void client_table_is_the_one_in_protocol_md_section_6(void) {
+    FILE *f = open_protocol_md();
+    if (f == NULL) {
+        return;
+    }
+    static char line[4096];
+    char header[CELLS_MAX][CELL_BYTES], cells[CELLS_MAX][CELL_BYTES];
+    if (!CHECK(find_line(f, "| client state |", line, sizeof line))) {
+        fclose(f);
+        return;
+    }
+    int columns = table_cells(line, header);
+    CHECK_EQ(columns, 9);
+    uint8_t types[CELLS_MAX] = {0};
+    for (int col = 1; col < columns; col++) {
+        for (unsigned t = HC_HELLO_OK; t <= HC_PONG; t++) {
+            if (strcmp(header[col], hc_frame_type_name((uint8_t)t)) == 0) {
+                types[col] = (uint8_t)t;
+            }
+        }
+        if (!CHECK(types[col] != 0)) {
+            fprintf(stderr, "     column \"%s\" is no server frame\n", header[col]);
+        }
+    }
+    int rows = 0, compared = 0;
+    CHECK(fgets(line, sizeof line, f) != NULL); /* |---|---| */
+    while (fgets(line, sizeof line, f) != NULL && table_cells(line, cells) == columns) {
+        int state = -1;
+        for (int st = 0; st < STATE_COUNT; st++) {
+            if (strcmp(cells[0], hc_client_state_name((client_state)st)) == 0) {
+                state = st;
+            }
+        }
+        if (!CHECK(state >= 0)) {
+            fprintf(stderr, "     row \"%s\" is no client state\n", cells[0]);
+            continue;
+        }
+        rows++;
+        for (int col = 1; col < columns; col++) {
+            int want = action_of_cell(cells[col]);
+            if (!CHECK(want >= 0 && (int)hc_client_action((client_state)state, types[col]) == want)) {
+                fprintf(stderr, "     %s / %s: PROTOCOL.md says \"%s\"\n", cells[0], header[col], cells[col]);
+            }
+            compared++;
+        }
+    }
+    CHECK_EQ(rows, STATE_COUNT);
+    CHECK_EQ(compared, STATE_COUNT * 8);
+    fclose(f);
+}
+
+static void error_codes_are_the_ones_in_protocol_md_section_7(void) {
+    FILE *f = open_protocol_md();
+    if (f == NULL) {
+        return;
+    }
+    static char line[4096];
+    char cells[CELLS_MAX][CELL_BYTES];
+    CHECK(find_line(f, "| code | name | closes |", line, sizeof line));
+    CHECK(fgets(line, sizeof line, f) != NULL);
+    int codes = 0;
+    while (fgets(line, sizeof line, f) != NULL && table_cells(line, cells) >= 3) {
+        uint16_t code = (uint16_t)atoi(cells[0]);
+        char name[CELL_BYTES];
+        size_t len = strlen(cells[1]);
+        CHECK(len > 2 && cells[1][0] == '`' && cells[1][len - 1] == '`');
+        memcpy(name, cells[1] + 1, len - 2);
+        name[len - 2] = 0;
+        if (!CHECK(strcmp(herald_server_code_name(code), name) == 0)) {
+            fprintf(stderr, "     code %u: PROTOCOL.md names it %s, the code %s\n", code, name,
+                    herald_server_code_name(code));
+        }
+        CHECK(hc_error_code_closes(code) == (strcmp(cells[2], "yes") == 0));
+        codes++;
+    }
+    CHECK_EQ(codes, 9);
+    fclose(f);
+}
+
+/* The last integer of a cell, its digit groups joined: "0..=3 600 000 ms" is 3600000. */
+static long last_number(const char *cell) {
+    long value = -1;
+    for (const char *p = cell; *p != 0; p++) {
+        if (*p >= '0' && *p <= '9') {
+            long n = 0;
+            while ((*p >= '0' && *p <= '9') || (*p == ' ' && p[1] >= '0' && p[1] <= '9')) {
+                if (*p != ' ') {
+                    n = n * 10 + (*p - '0');
+                }
+                p++;
+            }
+            value = n;
+            p--;
+        }
+    }
+    return value;
+}
+
+static void limits_are_the_ones_in_protocol_md_section_11(void) {
+    FILE *f = open_protocol_md();
+    if (f == NULL) {
+        return;
+    }
+    static const struct {
+        const char *constant;
+        long value;
+    } limits[] = {
+        {"`FRAME_BYTES_MAX`", HERALD_FRAME_BYTES_MAX},
+        {"`FRAME_HEADER_BYTES`", HERALD_FRAME_HEADER_BYTES},
+        {"`EVENT_PAYLOAD_BYTES_MAX`", HERALD_EVENT_PAYLOAD_BYTES_MAX},
+        {"`TOPIC_BYTES_MAX`", HERALD_TOPIC_BYTES_MAX},
+        {"`SOURCE_BYTES_MAX`", HERALD_SOURCE_BYTES_MAX},
+        {"`CLIENT_NAME_BYTES_MAX`", HERALD_CLIENT_NAME_BYTES_MAX},
+        {"`KEY_BYTES_MAX`", HERALD_KEY_BYTES_MAX},
+        {"`BATCH_EVENTS_MAX`", HERALD_BATCH_EVENTS_MAX},
+        {"`SUBSCRIPTION_NAME_BYTES_MAX`", HERALD_SUBSCRIPTION_NAME_BYTES_MAX},
+        {"`SUBSCRIPTION_PATTERNS_MAX`", HERALD_SUBSCRIPTION_PATTERNS_MAX},
+        {"`PATTERN_BYTES_MAX`", HERALD_PATTERN_BYTES_MAX},
+        {"`WINDOW_EVENTS_MAX`", HERALD_WINDOW_EVENTS_MAX},
+        {"`NAK_DELAY_MS_MAX`", HERALD_NAK_DELAY_MS_MAX},
+        {"`ACK_DEADLINE_MS_MAX`", HERALD_ACK_DEADLINE_MS_MAX},
+        {"`ERROR_MESSAGE_BYTES_MAX`", HERALD_ERROR_MESSAGE_BYTES_MAX},
+        {"`STATUS_JSON_BYTES_MAX`", HERALD_STATUS_JSON_BYTES_MAX},
+        {"`ADMIN_REQUEST_BYTES_MAX`", HERALD_ADMIN_REQUEST_BYTES_MAX},
+    };
+    size_t count = sizeof limits / sizeof *limits;
+    static char line[4096];
+    char cells[CELLS_MAX][CELL_BYTES];
+    CHECK(find_line(f, "| limit | value | constant |", line, sizeof line));
+    CHECK(fgets(line, sizeof line, f) != NULL);
+    size_t found = 0;
+    while (fgets(line, sizeof line, f) != NULL && table_cells(line, cells) == 3) {
+        size_t i = 0;
+        while (i < count && strcmp(limits[i].constant, cells[2]) != 0) {
+            i++;
+        }
+        if (!CHECK(i < count)) {
+            fprintf(stderr, "     PROTOCOL.md has a limit %s that herald.h does not\n", cells[2]);
+            continue;
+        }
+        found++;
+        if (!CHECK(last_number(cells[1]) == limits[i].value)) {
+            fprintf(stderr, "     %s: PROTOCOL.md says \"%s\", herald.h %ld\n", cells[2], cells[1], limits[i].value);
+        }
+    }
+    CHECK_EQ(found, count);
+    fclose(f);
+}
+
 /* ------------------------------------------------------------------ names ---- */
 
 static void every_status_and_server_code_has_its_own_name(void) {
@@ -978,5 +1192,8 @@ int main(void) {
     RUN(every_truncation_of_a_delivery_is_refused);
     RUN(corrupted_frames_never_read_outside_themselves);
     RUN(every_status_and_server_code_has_its_own_name);
+    RUN(client_table_is_the_one_in_protocol_md_section_6);
+    RUN(error_codes_are_the_ones_in_protocol_md_section_7);
+    RUN(limits_are_the_ones_in_protocol_md_section_11);
     return finish("test_codec");
 }

@@ -914,6 +914,11 @@ int main(void) {
                         "repository root (target/debug/herald), or put herald on PATH\n");
         return 1;
     }
+    if (access(herald_binary, X_OK) != 0) {
+        fprintf(stderr, "test_daemon: the herald binary %s is not an executable file (%s); fix HERALD_BIN\n",
+                herald_binary, strerror(errno));
+        return 1;
+    }
     printf("test_daemon: daemon %s\n", herald_binary);
     snprintf(scratch_dir, sizeof scratch_dir, "/tmp/libherald-test.XXXXXX");
     if (mkdtemp(scratch_dir) == NULL) {

@@ -6,7 +6,7 @@
 # 2. runs every Rust test of the workspace, the daemons on io_uring;
 # 3. runs the daemon suite again with every daemon on epoll (the backend for hosts
 #    that refuse io_uring), so both backends pass the same tests;
-# 4. runs the Python client's tests against the daemon just built.
+# 4. runs the Python client's and the C client's tests against the daemon just built.
 #
 # Where this host refuses io_uring, step 2 runs on epoll too and says so loudly.
 set -euo pipefail
@@ -41,5 +41,8 @@ HERALD_IO=epoll cargo test --workspace \
 echo "== the Python client (clients/python), against target/debug/herald"
 python3 -m pip install --quiet ./clients/python
 HERALD_BIN="$PWD/target/debug/herald" python3 -m pytest -q clients/python
+
+echo "== the C client (clients/c), against target/debug/herald"
+HERALD_BIN="$PWD/target/debug/herald" make --no-print-directory -C clients/c check
 
 echo "== every test passed"

@@ -75,6 +75,9 @@ extern "C" {
 #define HERALD_SUBSCRIPTION_NAME_BYTES_MAX 64u    /* durable name; empty = live-only */
 #define HERALD_SUBSCRIPTION_PATTERNS_MAX 16u      /* patterns per subscription, at least 1 */
 #define HERALD_PATTERN_BYTES_MAX 255u             /* one pattern, at least 1 byte */
+/* A subscription's patterns in all, each with its length byte (what a durable
+   subscription's stored spec holds). */
+#define HERALD_SUBSCRIPTION_PATTERN_LIST_BYTES_MAX 332u
 #define HERALD_WINDOW_EVENTS_MAX 4096u            /* events in flight, at least 1 */
 #define HERALD_NAK_DELAY_MS_MAX 3600000u          /* nak delay */
 #define HERALD_ACK_DEADLINE_MS_MAX 3600000u       /* acknowledgement deadline; 0 = daemon default */

@@ -491,6 +491,11 @@ size_t hc_encode_subscribe(uint8_t *out, size_t out_cap, uint32_t frame_bytes_ma
         }
         patterns_bytes += 1 + len;
     }
+    if (patterns_bytes > HERALD_SUBSCRIPTION_PATTERN_LIST_BYTES_MAX) {
+        why_set(why, "the subscription's patterns take %zu bytes with their length bytes; the limit is %u",
+                patterns_bytes, HERALD_SUBSCRIPTION_PATTERN_LIST_BYTES_MAX);
+        return 0;
+    }
     if (s->window_events < 1 || s->window_events > HERALD_WINDOW_EVENTS_MAX) {
         why_set(why, "window_events %u is out of range 1..=4096 (herald_subscription_init sets 64)", s->window_events);
         return 0;

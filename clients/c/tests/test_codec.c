@@ -524,20 +524,24 @@ static void subscription_limits_are_refused_one_past_the_edge(void) {
 }
 
 static void the_largest_subscribe_fits_a_frame(void) {
-    static char name[65], patterns_text[16][256];
-    const char *patterns[16];
+    /* The largest: a 64-byte name and patterns taking the whole 332-byte list (a
+       255-byte pattern and a 75-byte one, each with its length byte). One byte more
+       is refused. */
+    static char name[65], long_pattern[256], rest[80];
     memset(name, 'n', 64);
-    for (int i = 0; i < 16; i++) {
-        memset(patterns_text[i], 'p', 255);
-        patterns[i] = patterns_text[i];
-    }
+    memset(long_pattern, 'p', 255);
+    memset(rest, 'q', 75);
+    const char *patterns[] = {long_pattern, rest};
     herald_subscription s;
     herald_subscription_init(&s);
     s.name = name;
     s.patterns = patterns;
-    s.pattern_count = 16;
+    s.pattern_count = 2;
     hc_why why;
-    CHECK_EQ(subscribe_of(&s, &why), 6 + 17 + 64 + 16 * 256);
+    CHECK_EQ(subscribe_of(&s, &why), 6 + 17 + 64 + 332);
+    rest[75] = 'q';
+    rest[76] = 0;
+    CHECK(subscribe_of(&s, &why) == 0 && strstr(why.text, "332") != NULL);
 }
 
 static void settling_hello_and_admin_limits_are_refused(void) {
@@ -1108,6 +1112,7 @@ static void limits_are_the_ones_in_protocol_md_section_11(void) {
         {"`SUBSCRIPTION_NAME_BYTES_MAX`", HERALD_SUBSCRIPTION_NAME_BYTES_MAX},
         {"`SUBSCRIPTION_PATTERNS_MAX`", HERALD_SUBSCRIPTION_PATTERNS_MAX},
         {"`PATTERN_BYTES_MAX`", HERALD_PATTERN_BYTES_MAX},
+        {"`SUBSCRIPTION_PATTERN_LIST_BYTES_MAX`", HERALD_SUBSCRIPTION_PATTERN_LIST_BYTES_MAX},
         {"`WINDOW_EVENTS_MAX`", HERALD_WINDOW_EVENTS_MAX},
         {"`NAK_DELAY_MS_MAX`", HERALD_NAK_DELAY_MS_MAX},
         {"`ACK_DEADLINE_MS_MAX`", HERALD_ACK_DEADLINE_MS_MAX},

@@ -458,3 +458,11 @@ def test_admin_requests_are_json_objects_of_at_most_4096_bytes() -> None:
 )
 def test_patterns_match_as_section_8_says(pattern: str, topic: str, matches: bool) -> None:
     assert topic_matches(pattern, topic) is matches
+
+
+def test_a_subscriptions_patterns_take_at_most_332_bytes_in_all() -> None:
+    largest = ["p" * 255, "q" * 75]  # 256 + 76 = 332 with the length bytes
+    frame = codec.encode_subscribe(name="n" * 64, patterns=largest)
+    assert len(frame) == 6 + 17 + 64 + 332
+    with pytest.raises(LimitExceeded, match="332"):
+        codec.encode_subscribe(name="n", patterns=["p" * 255, "q" * 76])

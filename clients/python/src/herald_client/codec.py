@@ -258,6 +258,12 @@ def encode_subscribe(
             f"a subscription has 1..={limits.SUBSCRIPTION_PATTERNS_MAX} patterns, not {len(patterns)}"
         )
     encoded_patterns = [_pattern(pattern) for pattern in patterns]
+    list_bytes = sum(1 + len(pattern) for pattern in encoded_patterns)
+    if list_bytes > limits.SUBSCRIPTION_PATTERN_LIST_BYTES_MAX:
+        raise LimitExceeded(
+            f"the subscription's patterns take {list_bytes} bytes with their length bytes;"
+            f" the limit is {limits.SUBSCRIPTION_PATTERN_LIST_BYTES_MAX}"
+        )
     flags = SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY if automatic_recovery else 0
     header = _SUBSCRIBE.pack(
         flags,

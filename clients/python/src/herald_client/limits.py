@@ -38,6 +38,8 @@ BATCH_EVENTS_MAX: Final = 256
 SUBSCRIPTION_NAME_BYTES_MAX: Final = 64
 SUBSCRIPTION_PATTERNS_MAX: Final = 16
 PATTERN_BYTES_MAX: Final = 255
+SUBSCRIPTION_PATTERN_LIST_BYTES_MAX: Final = 332
+"""A subscription's patterns in all, each with its length byte (section 11)."""
 WINDOW_EVENTS_MAX: Final = 4096
 ACK_DEADLINE_MS_MAX: Final = 3_600_000
 MAX_DELIVERIES_MAX: Final = 0xFFFF

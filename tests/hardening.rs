@@ -349,7 +349,8 @@ fn answers_larger_than_a_frame_are_paged_and_the_cli_shows_every_row() {
     let d = daemon::Daemon::start(dir.path(), &["--connections-max", "300"]);
     // 300 dead letters whose rows (long topics, payload previews) take ~160 KB.
     let mut sub = herald::client::Client::connect(&d.socket(), Role::Subscriber, "picky").unwrap();
-    sub.subscribe("picky", &[">"], Severity::Debug, 300, false).unwrap();
+    sub.subscribe("picky", &[">"], Severity::Debug, 300, false)
+        .unwrap();
     let mut p = Raw::connect(&d.socket());
     p.hello(Role::Producer, "fsd");
     let topics: Vec<String> = (0..300).map(long_topic).collect();
@@ -380,7 +381,13 @@ fn answers_larger_than_a_frame_are_paged_and_the_cli_shows_every_row() {
     assert!(shown > 0 && shown < 200, "cut to fit the frame: {shown}");
     assert!(page["next"]["after_seq"].is_u64(), "{}", page["next"]);
     // The CLI pages through all of them.
-    let out = daemon::herald(&["dead", "list", "--json", "--data-dir", dir.path().to_str().unwrap()]);
+    let out = daemon::herald(&[
+        "dead",
+        "list",
+        "--json",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{out:?}");
     let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = all["dead_letters"].as_array().unwrap();
@@ -402,7 +409,12 @@ fn answers_larger_than_a_frame_are_paged_and_the_cli_shows_every_row() {
     let shown = status["subscriptions_shown"].as_u64().unwrap();
     assert!(shown < 291, "cut to fit: {shown}");
     assert!(status["subscriptions_next"]["after_index"].is_u64());
-    let out = daemon::herald(&["status", "--json", "--data-dir", dir.path().to_str().unwrap()]);
+    let out = daemon::herald(&[
+        "status",
+        "--json",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{out:?}");
     let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = all["subscriptions"].as_array().unwrap();
@@ -469,5 +481,9 @@ fn after_a_closing_error_frames_pipelined_behind_it_are_not_answered() {
         other => panic!("{other:?}"),
     }
     assert_eq!(second.recv(), None, "nothing after the closing error");
-    assert_eq!(d.status()["ring"]["tail"], d.status()["ring"]["head"], "nothing was stored");
+    assert_eq!(
+        d.status()["ring"]["tail"],
+        d.status()["ring"]["head"],
+        "nothing was stored"
+    );
 }

@@ -59,12 +59,15 @@ fn under_a_filter_refusing_io_uring_herald_serves_with_epoll_and_redelivers_afte
     assert!(d.ready_line.contains("io epoll"), "{}", d.ready_line);
     let status = d.status();
     assert_eq!(status["io"]["backend"], "epoll", "{status}");
-    let refused = status["io"]["io_uring_refused"].as_str().unwrap_or_default();
+    let refused = status["io"]["io_uring_refused"]
+        .as_str()
+        .unwrap_or_default();
     assert!(refused.contains("seccomp"), "the cause is named: {refused}");
 
     let socket = d.socket();
     let mut sub = Client::connect(&socket, Role::Subscriber, "ops").unwrap();
-    sub.subscribe("ops", &[">"], Severity::Debug, 16, false).unwrap();
+    sub.subscribe("ops", &[">"], Severity::Debug, 16, false)
+        .unwrap();
     let mut p = Client::connect(&socket, Role::Producer, "fsd").unwrap();
     let payloads: Vec<String> = (0..5).map(|i| format!("event {i}")).collect();
     let seqs = publish_each(&mut p, "fs.disk", Severity::Error, &payloads);
@@ -89,7 +92,8 @@ fn under_a_filter_refusing_io_uring_herald_serves_with_epoll_and_redelivers_afte
     let d = Daemon::start_with(dir.path(), &[], under(&filter));
     assert!(d.ready_line.contains("io epoll"), "{}", d.ready_line);
     let mut sub = Client::connect(&d.socket(), Role::Subscriber, "ops").unwrap();
-    sub.subscribe("ops", &[">"], Severity::Debug, 16, false).unwrap();
+    sub.subscribe("ops", &[">"], Severity::Debug, 16, false)
+        .unwrap();
     for seq in &seqs[2..] {
         let dl = sub
             .next_delivery(Some(Duration::from_secs(20)))

@@ -31,7 +31,12 @@ fn log_lines_written_to_a_pipe_are_plain_text_without_colour_codes() {
     // SAFETY: plain kill(2) on our child's pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let mut log = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
     assert!(child.wait().unwrap().success());
     assert!(log.contains("region created"), "{log}");
     assert!(!log.contains('\u{1b}'), "colour codes in a pipe: {log:?}");

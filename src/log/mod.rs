@@ -12,6 +12,7 @@
 //! keep a copy of their own, and the run-state word ([`run_state`]), which tells the
 //! next open whether this run stopped cleanly.
 
+mod batch;
 pub mod cursors;
 pub mod dead;
 pub mod event;
@@ -22,6 +23,7 @@ pub mod scan;
 mod store;
 
 pub use crate::event::{Seq, Severity, SubscriptionMode};
+pub use batch::{Batch, BatchMark};
 pub use cursors::{Subscription, SubscriptionError, SubscriptionId};
 pub use dead::{
     DeadLetter, DeadLetterError, DeadLetterId, DeadLetterProblem, DeadProblemKind, DeadReason,
@@ -34,7 +36,6 @@ pub use scan::{LiveEvents, RecoveryReport, SlotOutcome};
 pub use crate::pmem::{FileSync, MappedRegion, RegionOptions};
 pub use store::{create_file, format_existing, open_path, OpenError, StoreOptions};
 
-use crate::event::limits::{KEY_BYTES_MAX, SOURCE_BYTES_MAX, TOPIC_BYTES_MAX};
 use crate::pmem::Medium;
 use layout::*;
 
@@ -399,15 +400,7 @@ impl<M: Medium> Log<M> {
 
     /// Starts a group commit.
     pub fn batch(&mut self) -> Batch<'_, M> {
-        let start = self.tail;
-        Batch {
-            log: self,
-            start,
-            first: None,
-            last: 0,
-            count: 0,
-            committed: false,
-        }
+        Batch::new(self)
     }
 
     /// Appends one event with its own fence.
@@ -787,204 +780,4 @@ impl<M: Medium> Log<M> {
         self.medium.write(at, bytemuck::bytes_of(&h));
         self.medium.flush(at, SLOT_HEADER_BYTES);
     }
-}
-
-/// A savepoint inside a [`Batch`].
-#[derive(Copy, Clone, Debug)]
-pub struct BatchMark {
-    tail: u64,
-    first: Option<u64>,
-    last: u64,
-    count: u32,
-}
-
-/// A group commit in progress: events pushed into it are stored and flushed but not
-/// durable until [`Batch::commit`] fences them all at once. Dropping it uncommitted
-/// rolls the tail back and invalidates what it wrote.
-pub struct Batch<'l, M: Medium> {
-    log: &'l mut Log<M>,
-    start: u64,
-    first: Option<u64>,
-    last: u64,
-    count: u32,
-    committed: bool,
-}
-
-impl<M: Medium> Batch<'_, M> {
-    /// Stores one event into the ring (not yet durable). Allocates nothing.
-    pub fn push(&mut self, event: &EventRef<'_>) -> Result<Seq, AppendError> {
-        let log = &mut *self.log;
-        if let Some(reason) = &log.failed {
-            return Err(AppendError::Failed(reason.clone()));
-        }
-        let c = log.consts;
-        let ring = log.geometry.ring;
-        check_event(event, ring.payload_bytes_max)?;
-        let body = event.topic.len() + event.source.len() + event.key.len() + event.payload.len();
-        let n = ring.slot_count;
-        let span = (SLOT_HEADER_BYTES + body).div_ceil(ring.slot_bytes as usize) as u64;
-        let index = log.tail % n;
-        let pad = if index + span > n { n - index } else { 0 };
-        let used = log.tail - log.head;
-        let limit = if event.severity.may_use_reserve() {
-            n
-        } else {
-            n - ring.reserve_slots
-        };
-        if used + pad + span > limit {
-            return Err(AppendError::Full {
-                needed_slots: pad + span,
-                free_slots: n - used,
-                reserve_slots: ring.reserve_slots,
-            });
-        }
-        if log.tail + pad + span - self.start > c.group_slots_max {
-            return Err(AppendError::GroupFull {
-                slots_max: c.group_slots_max,
-            });
-        }
-        if pad > 0 {
-            log.write_pad(log.tail, pad, (log.tail - self.start) as u32);
-            log.tail += pad;
-        }
-        let seq = log.tail;
-        let index = if pad > 0 { 0 } else { index };
-        write_event(log, seq, index, span, (seq - self.start) as u32, event);
-        log.tail += span;
-        self.first.get_or_insert(seq);
-        self.last = seq;
-        self.count += 1;
-        Ok(Seq(seq))
-    }
-
-    /// A savepoint: [`Batch::rollback_to`] undoes every push after it. Lets a caller
-    /// store a group of events all or nothing inside a larger group commit.
-    pub fn mark(&self) -> BatchMark {
-        BatchMark {
-            tail: self.log.tail,
-            first: self.first,
-            last: self.last,
-            count: self.count,
-        }
-    }
-
-    /// Undoes every push since `mark`: the records are invalidated (their first word
-    /// zeroed and flushed, made durable by this batch's fence or its rollback's) and
-    /// the tail moves back.
-    pub fn rollback_to(&mut self, mark: BatchMark) {
-        let n = self.log.geometry.ring.slot_count;
-        let mut p = mark.tail;
-        while p < self.log.tail {
-            let at = self.log.geometry.slot_offset(p % n);
-            let header: SlotHeader =
-                bytemuck::pod_read_unaligned(&self.log.medium.bytes()[at..at + SLOT_HEADER_BYTES]);
-            self.log.medium.write(at, &[0u8; 8]);
-            self.log.medium.flush(at, 8);
-            p += (header.span as u64).max(1);
-        }
-        self.log.tail = mark.tail;
-        self.first = mark.first;
-        self.last = mark.last;
-        self.count = mark.count;
-    }
-
-    /// Makes every pushed event durable with one fence. Only after this returns may
-    /// the producer be told `stored`.
-    pub fn commit(mut self) -> Result<Option<Committed>, LogError> {
-        self.committed = true;
-        if self.log.tail == self.start {
-            return Ok(None);
-        }
-        self.log.fence()?;
-        if self.log.subscription_count == 0 {
-            // No subscription means no intended recipient: released once stored.
-            self.log.head = self.log.tail;
-        }
-        Ok(self.first.map(|first| Committed {
-            first: Seq(first),
-            last: Seq(self.last),
-            count: self.count,
-        }))
-    }
-}
-
-impl<M: Medium> Drop for Batch<'_, M> {
-    fn drop(&mut self) {
-        if self.committed || self.log.tail == self.start {
-            return;
-        }
-        self.rollback_to(BatchMark {
-            tail: self.start,
-            first: None,
-            last: 0,
-            count: 0,
-        });
-        // Fenced, so the producer's "not stored" stays true across a crash. A failure
-        // here marks the log failed (it is recorded by `fence`).
-        let _ = self.log.fence();
-    }
-}
-
-fn check_event(e: &EventRef<'_>, payload_max: u64) -> Result<(), AppendError> {
-    if e.topic.is_empty() || e.topic.len() > TOPIC_BYTES_MAX {
-        return Err(AppendError::Invalid("topic must be 1..=255 bytes"));
-    }
-    if e.source.len() > SOURCE_BYTES_MAX {
-        return Err(AppendError::Invalid("source must be at most 255 bytes"));
-    }
-    if e.key.len() > KEY_BYTES_MAX {
-        return Err(AppendError::Invalid(
-            "idempotency key must be at most 64 bytes",
-        ));
-    }
-    if e.payload.len() as u64 > payload_max {
-        return Err(AppendError::TooLarge {
-            bytes: e.payload.len(),
-            max_bytes: payload_max,
-        });
-    }
-    Ok(())
-}
-
-fn write_event<M: Medium>(
-    log: &mut Log<M>,
-    seq: u64,
-    index: u64,
-    span: u64,
-    group_offset: u32,
-    e: &EventRef<'_>,
-) {
-    let mut h: SlotHeader = bytemuck::Zeroable::zeroed();
-    h.magic = SLOT_MAGIC;
-    h.kind = SLOT_KIND_EVENT;
-    h.severity = e.severity as u8;
-    h.seq = seq;
-    h.timestamp_ns = e.timestamp_ns;
-    h.payload_len = e.payload.len() as u32;
-    h.flags = e.flags;
-    h.topic_len = e.topic.len() as u8;
-    h.source_len = e.source.len() as u8;
-    h.key_len = e.key.len() as u8;
-    h.span = span as u16;
-    h.group_offset = group_offset;
-    assert_eq!(index, seq % log.geometry.ring.slot_count, "a record's slot is its seq");
-    let start = (log.geometry.ring_data_offset + index * log.geometry.ring.slot_bytes) as usize;
-    let mut at = start;
-    log.medium.write(at, bytemuck::bytes_of(&h));
-    at += SLOT_HEADER_BYTES;
-    for part in [e.topic, e.source, e.key, e.payload] {
-        log.medium.write(at, part);
-        at += part.len();
-    }
-    // One checksum pass over the record's contiguous bytes, just written (still in
-    // cache), instead of one call per field.
-    let sum = crc_append(log.consts.checksum_seed, &log.medium.bytes()[start + 4..at]);
-    log.medium.write(start, &sum.to_le_bytes());
-    // Paired assertion, kept in release builds: what we flush must be what recovery
-    // will accept (it re-reads the record just written, still in cache).
-    assert!(
-        scan::valid_record(log.medium.bytes(), &log.geometry, index).is_some(),
-        "a record about to be flushed would not pass recovery's checks"
-    );
-    log.medium.flush(start, at - start);
 }

@@ -22,7 +22,11 @@ impl Daemon {
 
     /// Starts `herald serve --data-dir DIR` with extra arguments, letting `configure`
     /// change the command first (a seccomp filter, the environment).
-    pub fn start_with(data_dir: &Path, extra: &[&str], configure: impl FnOnce(&mut Command)) -> Daemon {
+    pub fn start_with(
+        data_dir: &Path,
+        extra: &[&str],
+        configure: impl FnOnce(&mut Command),
+    ) -> Daemon {
         let mut command = Command::new(herald_binary());
         command
             .arg("serve")

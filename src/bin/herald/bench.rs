@@ -33,7 +33,12 @@ pub struct BenchArgs {
     #[arg(long)]
     json: bool,
     /// The daemon's I/O backends to measure, each beside the same echo floor.
-    #[arg(long, value_delimiter = ',', default_value = "io-uring,epoll", value_name = "BACKEND,...")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "io-uring,epoll",
+        value_name = "BACKEND,..."
+    )]
     io: Vec<crate::serve::IoMode>,
 }
 
@@ -206,7 +211,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             say(format!(
                 "publish latency, {io_name}, daemon polling {busy_poll_us} us before sleeping..."
             ));
-            let d = DaemonProcess::start_with(&herald, busy_poll_us, "256M", None, &["--io", io_name])?;
+            let d =
+                DaemonProcess::start_with(&herald, busy_poll_us, "256M", None, &["--io", io_name])?;
             let p64 = publish_latency(&d.socket, 64, n)?;
             let p1k = publish_latency(&d.socket, 1024, n)?;
             let ratio = p64.value_at_quantile(0.5) as f64 / echo64.value_at_quantile(0.5) as f64;
@@ -247,7 +253,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             }
         }
         for subscribers in [1usize, 4] {
-            say(format!("end to end, {io_name}, {subscribers} subscriber(s)..."));
+            say(format!(
+                "end to end, {io_name}, {subscribers} subscriber(s)..."
+            ));
             let h = end_to_end(&d.socket, subscribers, n.min(10_000), E2E_RATE_PER_SECOND)?;
             latencies.push(latency(
                 format!(
@@ -262,7 +270,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             .filter(|t| t.io == io_name)
             .map(|t| t.events_per_second)
             .fold(0.0, f64::max);
-        ratios.insert(format!("{io_name}_best_throughput_events_per_second"), best.into());
+        ratios.insert(
+            format!("{io_name}_best_throughput_events_per_second"),
+            best.into(),
+        );
     }
 
     if args.json {

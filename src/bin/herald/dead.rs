@@ -155,7 +155,11 @@ fn ask(client: &mut Client, request: &Value) -> anyhow::Result<Value> {
 }
 
 /// Every page of a `dead.list` (up to `limit` rows), as one answer.
-fn list_all(client: &mut Client, mut request: Value, limit: Option<usize>) -> anyhow::Result<Value> {
+fn list_all(
+    client: &mut Client,
+    mut request: Value,
+    limit: Option<usize>,
+) -> anyhow::Result<Value> {
     let mut all = ask(client, &request)?;
     // Bounded: each page moves past at least one dead letter of a bounded area.
     for _ in 0..herald::event::limits::DEAD_LETTER_SLOTS_MAX {

@@ -73,7 +73,13 @@ pub struct ServeArgs {
     connections_max: usize,
     /// The I/O backend. Docker's default seccomp profile, Kubernetes' RuntimeDefault and
     /// `kernel.io_uring_disabled` refuse io_uring; `auto` then serves with epoll.
-    #[arg(long, value_enum, default_value = "auto", value_name = "BACKEND", env = "HERALD_IO")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "auto",
+        value_name = "BACKEND",
+        env = "HERALD_IO"
+    )]
     io: IoMode,
     /// Microseconds to poll for work before sleeping in the kernel. Polling saves a
     /// wake-up when requests arrive back to back, but takes a core: on a 2-core machine

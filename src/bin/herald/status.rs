@@ -61,17 +61,23 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
 fn page_in_subscriptions(client: &mut Client, status: &mut Value) -> anyhow::Result<bool> {
     let paged = status.get("subscriptions_next").is_some();
     // Bounded: each page moves past at least one subscription of a bounded table.
-    for _ in 0..herald::event::limits::SUBSCRIPTION_ENTRIES_MAX as usize + herald::event::limits::CONNECTIONS_MAX {
+    for _ in 0..herald::event::limits::SUBSCRIPTION_ENTRIES_MAX as usize
+        + herald::event::limits::CONNECTIONS_MAX
+    {
         let Some(next) = status.get("subscriptions_next").cloned() else {
             return Ok(paged);
         };
-        let request = serde_json::json!({ "op": "subscriptions", "after_index": next["after_index"] });
+        let request =
+            serde_json::json!({ "op": "subscriptions", "after_index": next["after_index"] });
         let page: Value = serde_json::from_str(&client.admin(&request.to_string())?)
             .context("the daemon's subscriptions page is not JSON")?;
         if let Some(e) = page.get("error") {
             anyhow::bail!("the daemon refused a subscriptions page: {e}");
         }
-        let rows = page["subscriptions"].as_array().cloned().unwrap_or_default();
+        let rows = page["subscriptions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         if rows.is_empty() {
             break;
         }
@@ -81,7 +87,10 @@ fn page_in_subscriptions(client: &mut Client, status: &mut Value) -> anyhow::Res
         }
         status["subscriptions_shown"] = shown.into();
         match page.get("next") {
-            Some(next) => status["subscriptions_next"] = serde_json::json!({ "after_index": next["after_index"] }),
+            Some(next) => {
+                status["subscriptions_next"] =
+                    serde_json::json!({ "after_index": next["after_index"] })
+            }
             None => {
                 if let Some(map) = status.as_object_mut() {
                     map.remove("subscriptions_next");

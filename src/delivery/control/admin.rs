@@ -123,10 +123,12 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         let rows = matching.iter().take(limit).map(|d| self.dead_row(d));
         let mut shown_rows = Vec::new();
         let shown = fit_rows(0, rows, &mut shown_rows);
-        let mut answer = json!({ "total": matching.len(), "shown": shown, "dead_letters": shown_rows });
+        let mut answer =
+            json!({ "total": matching.len(), "shown": shown, "dead_letters": shown_rows });
         if let (true, Some(last)) = (shown < matching.len(), shown.checked_sub(1)) {
             let d = matching[last];
-            answer["next"] = json!({ "after_seq": d.seq.0, "after_subscription": d.subscription.0 });
+            answer["next"] =
+                json!({ "after_seq": d.seq.0, "after_subscription": d.subscription.0 });
         }
         Ok(answer)
     }

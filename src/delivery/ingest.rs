@@ -152,9 +152,21 @@ fn decode_from<S, M: Medium>(
                 conn.set_name(h.client_name.as_bytes());
                 cx.pipeline.answer(conn, slot, Reply::HelloOk, false);
             }
-            Frame::Publish { correlation, event } => {
-                match publish(conn, slot, correlation, &event, batch, cx) {
+            Frame::Publish { .. } | Frame::PublishBatch { .. } => {
+                let published = match frame {
+                    Frame::Publish { correlation, event } => {
+                        publish(conn, slot, correlation, &event, batch, cx)
+                    }
+                    Frame::PublishBatch {
+                        correlation,
+                        events,
+                    } => publish_batch(conn, slot, correlation, events, batch, cx),
+                    _ => Published::Answered,
+                };
+                match published {
                     Published::Answered => {}
+                    // The frame stays in the buffer (its transition is a self-loop):
+                    // it waits for room, or goes into the next group commit.
                     Published::Waits => {
                         consumed -= frame_bytes;
                         break;
@@ -166,21 +178,6 @@ fn decode_from<S, M: Medium>(
                     }
                 }
             }
-            Frame::PublishBatch {
-                correlation,
-                events,
-            } => match publish_batch(conn, slot, correlation, events, batch, cx) {
-                Published::Answered => {}
-                Published::Waits => {
-                    consumed -= frame_bytes;
-                    break;
-                }
-                Published::GroupFull => {
-                    consumed -= frame_bytes;
-                    stop = Stop::GroupFull;
-                    break;
-                }
-            },
             Frame::Subscribe(s) => {
                 let spec = SubscriptionSpec::new(
                     s.min_severity,

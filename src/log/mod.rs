@@ -616,7 +616,7 @@ impl<M: Medium> Log<M> {
     /// The copy of a dead letter's event, with its original seq.
     pub fn dead_event(&self, id: DeadLetterId) -> Option<EventView<'_>> {
         let d = self.dead.get(id)?;
-        Some(dead::read_event(self.medium.bytes(), &self.geometry, d))
+        dead::read_event(self.medium.bytes(), &self.geometry, d)
     }
 
     /// Purges dead letters (valid or damaged) with one fence: each status word goes

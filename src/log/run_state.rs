@@ -30,12 +30,13 @@ pub enum PreviousStop {
 
 /// Reads the run-state word.
 pub fn read(bytes: &[u8]) -> PreviousStop {
-    let word = u64::from_le_bytes(
-        bytes[RUN_STATE_OFFSET..RUN_STATE_OFFSET + 8]
-            .try_into()
-            .expect("8-byte slice"),
-    );
-    match word {
+    let Some(word) = bytes
+        .get(RUN_STATE_OFFSET..)
+        .and_then(|b| b.first_chunk::<8>())
+    else {
+        return PreviousStop::Unknown;
+    };
+    match u64::from_le_bytes(*word) {
         RUN_STATE_CLEAN => PreviousStop::Clean,
         RUN_STATE_RUNNING => PreviousStop::Unclean,
         _ => PreviousStop::Unknown,

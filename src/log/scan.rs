@@ -161,6 +161,8 @@ pub fn read_event<'a>(bytes: &'a [u8], g: &Geometry, seq: Seq) -> Option<EventVi
     let index = seq.0 % g.ring.slot_count;
     let h =
         valid_record(bytes, g, index).filter(|h| h.seq == seq.0 && h.kind == SLOT_KIND_EVENT)?;
+    // `valid_record` checked it; a record that does not say is no event.
+    let severity = Severity::from_u8(h.severity)?;
     let mut at = g.slot_offset(index) + SLOT_HEADER_BYTES;
     let mut take = |n: usize| {
         let s = &bytes[at..at + n];
@@ -171,7 +173,7 @@ pub fn read_event<'a>(bytes: &'a [u8], g: &Geometry, seq: Seq) -> Option<EventVi
         seq,
         span: h.span,
         timestamp_ns: h.timestamp_ns,
-        severity: Severity::from_u8(h.severity).expect("validated"),
+        severity,
         flags: h.flags,
         topic: take(h.topic_len as usize),
         source: take(h.source_len as usize),

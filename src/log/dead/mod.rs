@@ -438,8 +438,24 @@ pub fn scan(
         match classify(facts) {
             DeadSlotOutcome::Free => slot += 1,
             DeadSlotOutcome::Record => {
-                let h = header.expect("a record's header is sane");
-                let s = decode_status(seed, status, stored).expect("a record's status binds");
+                // The table's `Record` row implies all three (a sane header, a status
+                // bound to the stored checksum); should one not hold, the slot is
+                // damaged, not a reason to stop.
+                let (Some(h), Some(s), Some(reason)) = (
+                    header,
+                    decode_status(seed, status, stored),
+                    header.and_then(|h| DeadReason::from_u8(h.reason)),
+                ) else {
+                    problems.push(DeadLetterProblem {
+                        id: DeadLetterId::new(slot, stored),
+                        slot,
+                        kind: DeadProblemKind::Damaged,
+                        seq: header.map(|h| h.seq),
+                        problem: format!("dead-letter slot {slot}: inconsistent record"),
+                    });
+                    slot += 1;
+                    continue;
+                };
                 let subscription = SubscriptionId(h.subscription_index);
                 let orphan = subscriptions
                     .get(h.subscription_index as usize)
@@ -451,7 +467,7 @@ pub fn scan(
                     subscription_uid: h.subscription_uid,
                     seq: Seq(h.seq),
                     delivery_count: s.delivery_count,
-                    reason: DeadReason::from_u8(h.reason).expect("sane header"),
+                    reason,
                     dead_unix_ns: h.dead_unix_ns,
                     replay_requested: s.replay_requested,
                     slots: h.span as u64,
@@ -488,8 +504,9 @@ pub fn scan(
 }
 
 /// The copy of the event held by the record `d` (validated when the area was scanned
-/// or the record written; the bytes are re-read from the region).
-pub fn read_event<'a>(bytes: &'a [u8], g: &Geometry, d: &DeadLetter) -> EventView<'a> {
+/// or the record written; the bytes are re-read from the region). `None` if the header
+/// no longer says a valid event.
+pub fn read_event<'a>(bytes: &'a [u8], g: &Geometry, d: &DeadLetter) -> Option<EventView<'a>> {
     let at = g.dead_slot_offset(d.id.slot());
     let h: DeadHeader = bytemuck::pod_read_unaligned(&bytes[at..at + DEAD_HEADER_BYTES]);
     let mut next = at + DEAD_HEADER_BYTES;
@@ -499,18 +516,19 @@ pub fn read_event<'a>(bytes: &'a [u8], g: &Geometry, d: &DeadLetter) -> EventVie
         s
     };
     let body = h.body_len();
-    EventView {
+    let severity = Severity::from_u8(h.severity)?;
+    Some(EventView {
         seq: Seq(h.seq),
         // The span the event had in the ring (the plan keeps it within u16).
         span: g.span_for_body(body).min(u16::MAX as u64) as u16,
         timestamp_ns: h.timestamp_ns,
-        severity: Severity::from_u8(h.severity).expect("validated header"),
+        severity,
         flags: h.flags,
         topic: take(h.topic_len as usize),
         source: take(h.source_len as usize),
         key: take(h.key_len as usize),
         payload: take(h.payload_len as usize),
-    }
+    })
 }
 
 // --- the in-memory area -----------------------------------------------------------------

@@ -42,6 +42,9 @@ const REDELIVERY_SLEEP_MIN: Duration = Duration::from_millis(1);
 const FULL_RETRY_INTERVAL: Duration = Duration::from_millis(5);
 /// How long a shutdown waits for connections to take their last bytes.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
+/// How often hello and idle deadlines are looked at (their precision: a deadline is
+/// enforced at most this much, plus one sleep, late).
+const HOUSEKEEPING_INTERVAL_NS: u64 = 100_000_000;
 
 /// Where the daemon stands.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -90,6 +93,40 @@ pub struct Core<R: Reactor, M: Medium> {
     /// This turn's wall-clock time (ns since the epoch).
     unix_now: u64,
     phase: Phase,
+    /// When hello and idle deadlines are next looked at.
+    next_housekeeping: u64,
+    /// The `busy` frame a connection beyond every slot gets before it is closed,
+    /// encoded once.
+    busy_frame: Vec<u8>,
+    /// Connections closed for saying no hello, or nothing, in time.
+    pub(super) timed_out: u64,
+    /// One log line a second, at most, about connections refused or timed out: a
+    /// flood of them must not flood the log.
+    connection_log: Limiter,
+}
+
+/// Lets a kind of log line through at most once per interval and counts the rest.
+#[derive(Default)]
+struct Limiter {
+    last_ns: Option<u64>,
+    suppressed: u64,
+}
+
+impl Limiter {
+    /// Whether a line may go out at `now`; if so, how many were held back since the
+    /// last one.
+    fn allow(&mut self, now: u64, interval_ns: u64) -> Option<u64> {
+        match self.last_ns {
+            Some(last) if now.saturating_sub(last) < interval_ns => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last_ns = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
 }
 
 impl<R: Reactor, M: Medium> Core<R, M> {
@@ -103,7 +140,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         previous_stop_clean: bool,
         start: StartInfo,
     ) -> Result<Core<R, M>, DaemonError> {
-        let connections = config.connections_max;
+        let connections = config.connection_slots();
         let subscriptions = log.geometry().subscriptions.entry_count as usize + connections;
         let recovered_tail = log.tail().0;
         let mut subs = SubscriptionSet::new(subscriptions);
@@ -145,6 +182,10 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             now: reactor.now_ns(),
             unix_now: reactor.unix_ns(),
             phase: Phase::Running,
+            next_housekeeping: 0,
+            busy_frame: busy_frame(config.connection_slots()),
+            timed_out: 0,
+            connection_log: Limiter::default(),
             config,
             reactor,
             log,
@@ -174,6 +215,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         self.now = self.reactor.now_ns();
         self.unix_now = self.reactor.unix_ns();
         self.take_completions();
+        self.housekeeping();
         if let Err(e) = self.ingest() {
             // Nothing of the failed group may be acknowledged: its producers are told
             // so before the daemon stops.
@@ -221,12 +263,16 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             match c {
                 Completion::Accepted { result, .. } => match result {
                     Ok(socket) if self.phase == Phase::Running => {
-                        if let Err(socket) = self.conns.open(&mut self.reactor, socket) {
-                            tracing::warn!(
-                                limit = self.config.connections_max,
-                                "connection refused: all connection slots are in use (raise --connections-max)"
-                            );
-                            self.reactor.close(socket, None);
+                        if let Err(socket) = self.conns.open(&mut self.reactor, socket, self.now) {
+                            if let Some(more) = self.connection_log.allow(self.now, 1_000_000_000) {
+                                tracing::warn!(
+                                    slots = self.config.connection_slots(),
+                                    refused_since_last_line = more,
+                                    refused_in_all = self.conns.refused,
+                                    "connection refused: every connection slot is in use (raise --connections-max)"
+                                );
+                            }
+                            self.reactor.refuse(socket, &self.busy_frame);
                         }
                     }
                     Ok(socket) => self.reactor.close(socket, None),
@@ -235,7 +281,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                     }
                 },
                 Completion::Received { token, result } => {
-                    if let Some(slot) = self.conns.received(token, result) {
+                    if let Some(slot) = self.conns.received(token, result, self.now) {
                         self.close(slot);
                     }
                 }
@@ -273,6 +319,54 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                 "the daemon is shutting down; reconnect later",
             );
             // Behind the answers already held: they go first.
+            self.pipeline.answer(conn, slot, reply, false);
+        }
+    }
+
+    /// Every [`HOUSEKEEPING_INTERVAL_NS`]: a connection that has not said hello within
+    /// the hello timeout, or (with an idle timeout) sent nothing within it, is told
+    /// `timed_out` and closed.
+    fn housekeeping(&mut self) {
+        if self.now < self.next_housekeeping || self.phase != Phase::Running {
+            return;
+        }
+        self.next_housekeeping = self.now + HOUSEKEEPING_INTERVAL_NS;
+        let hello_ns = self.config.hello_timeout.as_nanos() as u64;
+        let idle_ns = self.config.idle_timeout.map(|d| d.as_nanos() as u64);
+        for slot in 0..self.conns.len() {
+            let conn = self.conns.get_mut(slot);
+            if !conn.open_for_io() || conn.close_after_flush {
+                continue;
+            }
+            let reply = if conn.machine.state() == protocol::ServerState::AwaitHello
+                && self.now.saturating_sub(conn.opened_ns) >= hello_ns
+            {
+                Reply::Refused {
+                    code: ErrorCode::TimedOut,
+                    before: "no hello within ",
+                    number: self.config.hello_timeout.as_secs(),
+                    after: " s of connecting (--hello-timeout)",
+                }
+            } else if idle_ns
+                .is_some_and(|idle| self.now.saturating_sub(conn.last_input_ns) >= idle)
+            {
+                Reply::Refused {
+                    code: ErrorCode::TimedOut,
+                    before: "nothing received for ",
+                    number: self.config.idle_timeout.map_or(0, |d| d.as_secs()),
+                    after: " s (--idle-timeout); send Ping to keep a quiet connection",
+                }
+            } else {
+                continue;
+            };
+            self.timed_out += 1;
+            if let Some(more) = self.connection_log.allow(self.now, 1_000_000_000) {
+                tracing::info!(
+                    slot,
+                    timed_out_since_last_line = more,
+                    "closing a connection that said no hello, or nothing, in time"
+                );
+            }
             self.pipeline.answer(conn, slot, reply, false);
         }
     }
@@ -320,6 +414,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             config,
             ..
         } = self;
+        let (slots, serving) = conns.slots_and_serving();
         let mut cx = Ingest {
             subs,
             pipeline,
@@ -330,10 +425,12 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             now: *now,
             unix_now: *unix_now,
             full_wait_ns: config.full_wait.map(|d| d.as_nanos() as u64),
+            serving,
+            serving_max: config.connections_max,
         };
         let mut batch = log.batch();
         let mut stop = Stop::Done;
-        for (slot, conn) in conns.iter_mut() {
+        for (slot, conn) in slots.iter_mut().enumerate() {
             let readable = conn.has_input
                 && conn.open_for_io()
                 && !conn.close_after_flush
@@ -390,15 +487,19 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                 }
             }
             Err(e) => {
-                let (code, message) = match &e {
-                    AttachError::NameInUse => (ErrorCode::NameInUse, "this durable subscription is attached to another connection"),
-                    AttachError::OtherFilters => (ErrorCode::Invalid, "this durable subscription exists with other filters; filters are fixed at creation: use a new name"),
-                    AttachError::TableFull(_) => (ErrorCode::Internal, "cannot create the durable subscription (table full or region failed)"),
-                    AttachError::NoSlot => (ErrorCode::Internal, "no free subscription slot"),
-                    AttachError::Log(_) => (ErrorCode::Internal, "cannot create the durable subscription (table full or region failed)"),
-                };
                 tracing::warn!(error = %e, "subscribe refused");
-                Reply::error(0, code, message)
+                match e {
+                    AttachError::NameInUse => Reply::error(0, ErrorCode::NameInUse, "this durable subscription is attached to another connection"),
+                    AttachError::OtherFilters => Reply::error(0, ErrorCode::Invalid, "this durable subscription exists with other filters; filters are fixed at creation: use a new name"),
+                    AttachError::TableFull(entries) => Reply::Refused {
+                        code: ErrorCode::TableFull,
+                        before: "the region's subscription table is full (",
+                        number: entries,
+                        after: " durable subscriptions): attach to an existing one, or delete one",
+                    },
+                    AttachError::NoSlot => Reply::error(0, ErrorCode::Internal, "no free subscription slot"),
+                    AttachError::Log(_) => Reply::error(0, ErrorCode::Internal, "cannot create the durable subscription: the region failed"),
+                }
             }
         };
         let conn = self.conns.get_mut(p.slot);
@@ -433,6 +534,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             &mut self.subs,
             &mut self.dead,
             &mut self.cursor_updates,
+            self.now,
         )
         .map_err(DaemonError::Log)
     }
@@ -467,6 +569,28 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         self.arm();
         let mut spare = Vec::new();
         let _ = self.reactor.wait(Duration::ZERO, &mut spare);
+    }
+}
+
+/// The `busy` error frame for a connection beyond every one of `slots` slots.
+fn busy_frame(slots: usize) -> Vec<u8> {
+    let mut text = super::reply::MessageText::new();
+    let message = text.compose(
+        "every one of the daemon's ",
+        slots as u64,
+        " connection slots is in use (--connections-max); try again later",
+    );
+    let mut frame =
+        Vec::with_capacity(protocol::FRAME_HEADER_BYTES + protocol::ERROR_FIXED_BYTES + 256);
+    let error = protocol::Frame::Error {
+        correlation: 0,
+        code: ErrorCode::Busy,
+        message,
+    };
+    match protocol::encode_to_vec(&error, &mut frame) {
+        Ok(_) => frame,
+        // Cannot happen (the message is short); the connection is then closed silently.
+        Err(_) => Vec::new(),
     }
 }
 

@@ -58,8 +58,15 @@ pub struct DaemonConfig {
     pub file_sync: FileSync,
     /// Permissions of the socket.
     pub socket_mode: u32,
-    /// Connection slots (each with its buffers, allocated at start).
+    /// Producer and subscriber connections served at once (each slot with its
+    /// buffers, allocated at start); [`CONTROL_SLOTS`] more are kept for control.
     pub connections_max: usize,
+    /// A connection that has not said hello this long after it was accepted is told
+    /// `timed_out` and closed.
+    pub hello_timeout: Duration,
+    /// A connection that sent nothing this long is told `timed_out` and closed (None:
+    /// never).
+    pub idle_timeout: Option<Duration>,
     /// Microseconds to poll for completions before sleeping in the kernel (io_uring).
     pub busy_poll_us: u64,
     /// io_uring submission queue entries.
@@ -88,6 +95,8 @@ impl Default for DaemonConfig {
             file_sync: FileSync::CacheFlush,
             socket_mode: 0o600,
             connections_max: 128,
+            hello_timeout: Duration::from_secs(10),
+            idle_timeout: None,
             busy_poll_us: 0,
             ring_entries: 1024,
             io: IoChoice::Auto,
@@ -99,7 +108,16 @@ impl Default for DaemonConfig {
     }
 }
 
+/// Connection slots kept beyond `connections_max` for the control role, so that an
+/// operator's `herald status` gets in when producers and subscribers fill the rest.
+pub const CONTROL_SLOTS: usize = 2;
+
 impl DaemonConfig {
+    /// Every connection slot: the served ones and the control ones.
+    pub fn connection_slots(&self) -> usize {
+        self.connections_max + CONTROL_SLOTS
+    }
+
     /// The region path in use.
     pub fn region_path(&self) -> PathBuf {
         self.region
@@ -304,7 +322,7 @@ enum Chosen {
 fn choose_backend(config: &DaemonConfig) -> Result<Chosen, DaemonError> {
     let spin = Duration::from_micros(config.busy_poll_us);
     let epoll = |fallback| {
-        EpollReactor::new(config.connections_max)
+        EpollReactor::new(config.connection_slots())
             .map(|r| Chosen::Epoll(r, fallback))
             .map_err(|e| DaemonError::Io("setting up epoll", e))
     };

@@ -459,6 +459,10 @@ impl Reactor for EpollReactor {
         drop(socket);
     }
 
+    fn refuse(&mut self, socket: OwnedFd, farewell: &[u8]) {
+        super::refuse_fd(socket, farewell);
+    }
+
     fn wait(&mut self, timeout: Duration, out: &mut Vec<Completion<OwnedFd>>) -> io::Result<()> {
         let before = out.len();
         out.append(&mut self.ready);

@@ -196,6 +196,11 @@ pub trait Reactor {
     /// of its operations is in flight.
     fn close(&mut self, socket: Self::Socket, token: Option<Token>);
 
+    /// Closes a socket that was never attached after writing `farewell` (a short error
+    /// frame) if the socket takes it at once, without waiting: how a connection beyond
+    /// every slot learns why it is turned away.
+    fn refuse(&mut self, socket: Self::Socket, farewell: &[u8]);
+
     /// Submits what was armed and waits up to `timeout` for at least one completion,
     /// appending every completion available to `out`.
     fn wait(
@@ -340,6 +345,23 @@ fn sockaddr_of(address: &Address) -> io::Result<(libc::sockaddr_storage, libc::s
             ))
         }
     }
+}
+
+/// Writes `farewell` to `socket` if it takes it at once, then closes it (the real
+/// backends' [`Reactor::refuse`]).
+fn refuse_fd(socket: OwnedFd, farewell: &[u8]) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `farewell` is valid for its length; a failed or short send is fine (the
+    // connection is being turned away either way).
+    unsafe {
+        libc::send(
+            socket.as_raw_fd(),
+            farewell.as_ptr().cast(),
+            farewell.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    drop(socket);
 }
 
 /// The pending error of a socket whose non-blocking connect finished (0 = connected).

@@ -364,6 +364,15 @@ impl Reactor for SimReactor {
         }
     }
 
+    fn refuse(&mut self, socket: SimSocket, farewell: &[u8]) {
+        let mut net = self.net.0.borrow_mut();
+        let pipe = &mut net.pipes[socket.pipe];
+        let queue = &mut pipe.to[1 - socket.side];
+        let n = farewell.len().min(queue.free());
+        queue.bytes.extend(&farewell[..n]);
+        pipe.closed[socket.side] = true;
+    }
+
     fn wait(&mut self, timeout: Duration, out: &mut Vec<Completion<SimSocket>>) -> io::Result<()> {
         if !self.transfer(out) {
             // Nothing can happen until a client acts or time passes: the daemon sleeps

@@ -248,6 +248,10 @@ impl Reactor for UringReactor {
         drop(socket);
     }
 
+    fn refuse(&mut self, socket: OwnedFd, farewell: &[u8]) {
+        super::refuse_fd(socket, farewell);
+    }
+
     fn wait(&mut self, timeout: Duration, out: &mut Vec<Completion<OwnedFd>>) -> io::Result<()> {
         let timeout = if self.ready.is_empty() {
             timeout

@@ -31,7 +31,7 @@ impl<M: Medium> SimNode<M> {
         previous_stop_clean: bool,
     ) -> Result<SimNode<M>, DaemonError> {
         let listener = net.listener(path);
-        let mut reactor = SimReactor::new(net, config.connections_max);
+        let mut reactor = SimReactor::new(net, config.connection_slots());
         reactor
             .listen(listener.clone())
             .map_err(|e| DaemonError::Io("listening", e))?;

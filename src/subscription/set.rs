@@ -302,6 +302,9 @@ impl SubscriptionSet {
                 or_stored(spec.max_deliveries.into(), sub.spec.max_deliveries.into()) as u16,
             );
             sub.tracker.configure(spec.window_events, policy);
+            // How the subscriber leaves recovery is its own choice on each connection,
+            // like its window.
+            sub.spec.automatic_recovery = spec.automatic_recovery;
             i
         } else {
             let i = self.free_slot()?;

@@ -67,10 +67,21 @@ pub struct ServeArgs {
     /// Socket permissions, octal.
     #[arg(long, default_value = "600", value_parser = parse_mode, value_name = "MODE")]
     socket_mode: u32,
-    /// Connection slots, each with its buffers (about half a MiB) allocated at start;
-    /// at most 65536.
-    #[arg(long, default_value_t = 128, value_parser = parse_connections_max, value_name = "N")]
+    /// Producer and subscriber connections served at once, each slot with its buffers
+    /// (484 KiB) allocated at start; at most 65536. Two more slots are kept for
+    /// control connections (`herald status` gets in when the rest are taken); a
+    /// connection beyond the limit is told `busy` and closed.
+    #[arg(long, default_value_t = 128, value_parser = parse_connections_max, value_name = "N", help_heading = "Connections")]
     connections_max: usize,
+    /// A connection that has not said hello this long after connecting is told
+    /// `timed_out` and closed (so that silent connections cannot hold every slot).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION", help_heading = "Connections")]
+    hello_timeout: Duration,
+    /// A connection that sends nothing this long is told `timed_out` and closed; 0
+    /// (the default) never closes a quiet connection. Clients that may sit quiet then
+    /// send Ping more often than this.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration, value_name = "DURATION", help_heading = "Connections")]
+    idle_timeout: Duration,
     /// The I/O backend. Docker's default seccomp profile, Kubernetes' RuntimeDefault and
     /// `kernel.io_uring_disabled` refuse io_uring; `auto` then serves with epoll.
     #[arg(
@@ -196,6 +207,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         socket_mode: args.socket_mode,
         connections_max: args.connections_max,
+        hello_timeout: args.hello_timeout,
+        idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
         busy_poll_us: args.busy_poll_us,
         io: match args.io {
             IoMode::Auto => IoChoice::Auto,

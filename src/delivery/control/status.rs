@@ -151,11 +151,17 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                 "count": log.dead_letters().count(),
                 "slots": dead_slots,
                 "free_slots": dead_free,
+                "full": self.dead.full_since.is_some(),
+                "events_waiting_for_room": self.dead.pending.len(),
             },
             "connections": {
                 "open": self.conns.open_count(),
+                "serving": self.conns.serving,
                 "limit": config.connections_max,
+                "control_slots": super::super::CONTROL_SLOTS,
+                "buffer_bytes_per_slot": super::super::CONNECTION_SLOT_BYTES,
                 "refused_at_limit": self.conns.refused,
+                "timed_out": self.timed_out,
                 "producers_waiting_for_room": self.conns.waiting_for_room(),
             },
             "when_full": match config.full_wait {

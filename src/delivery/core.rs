@@ -100,6 +100,8 @@ pub struct Core<R: Reactor, M: Medium> {
     busy_frame: Vec<u8>,
     /// Connections closed for saying no hello, or nothing, in time.
     pub(super) timed_out: u64,
+    /// A sync to disk failed (the log is failed too): the turn stops the daemon.
+    sync_failed: Option<crate::log::LogError>,
     /// One log line a second, at most, about connections refused or timed out: a
     /// flood of them must not flood the log.
     connection_log: Limiter,
@@ -171,7 +173,15 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         Ok(Core {
             conns: Connections::new(connections),
             subs,
-            pipeline: CommitPipeline::new(Gate::Fence, recovered_tail, identity),
+            pipeline: CommitPipeline::new(
+                if log.deferred() {
+                    Gate::Sync
+                } else {
+                    Gate::Fence
+                },
+                recovered_tail,
+                identity,
+            ),
             dead: DeadQueue::new(subscriptions),
             dedupe,
             deduplicated: 0,
@@ -185,6 +195,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             next_housekeeping: 0,
             busy_frame: busy_frame(config.connection_slots()),
             timed_out: 0,
+            sync_failed: None,
             connection_log: Limiter::default(),
             config,
             reactor,
@@ -215,6 +226,11 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         self.now = self.reactor.now_ns();
         self.unix_now = self.reactor.unix_ns();
         self.take_completions();
+        if let Some(e) = self.sync_failed.take() {
+            self.pipeline.fail(&mut self.conns);
+            self.flush_before_failing();
+            return Err(DaemonError::Log(e));
+        }
         self.housekeeping();
         if let Err(e) = self.ingest() {
             // Nothing of the failed group may be acknowledged: its producers are told
@@ -227,9 +243,12 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         self.fan_out();
         self.release()?;
         self.control();
+        self.start_sync();
         self.arm();
         if let Phase::ShuttingDown { deadline } = self.phase {
-            if self.conns.flushed() || self.now >= deadline {
+            // Answers held for a sync under way go out before the daemon stops.
+            let said_all = self.conns.flushed() && self.pipeline.held() == 0;
+            if said_all || self.now >= deadline {
                 self.phase = Phase::Stopped;
                 return Ok(self.phase);
             }
@@ -291,6 +310,20 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                     }
                 }
                 Completion::Connected { .. } => {}
+                Completion::Synced { token, result } => {
+                    if self.pipeline.sync_token() == Some(token) {
+                        if let Some(number) = self.pipeline.sync_number() {
+                            let result = result.map_err(std::io::Error::from_raw_os_error);
+                            match self.log.end_sync(number, result) {
+                                Ok(()) => self.pipeline.sync_completed(number),
+                                Err(e) => {
+                                    tracing::error!(error = %e, "a sync to disk failed; herald stops writing to the region");
+                                    self.sync_failed = Some(e);
+                                }
+                            }
+                        }
+                    }
+                }
                 Completion::Terminate => self.terminate(),
             }
         }
@@ -525,6 +558,22 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                 None if sub.durable.is_some() => fanout::hold(log, end, sub),
                 None => {}
             }
+        }
+    }
+
+    /// On a region synced to disk: once nothing is being synced, syncs what this turn
+    /// and the turns since the last sync wrote (group commits and cursor releases)
+    /// while the loop goes on; the next group gathers meanwhile.
+    fn start_sync(&mut self) {
+        if self.pipeline.sync_in_flight() {
+            return;
+        }
+        match self.log.begin_sync() {
+            Some((number, request)) => {
+                self.pipeline.sync_began(number, self.log.tail().0);
+                self.reactor.sync(request.fd, number as u32);
+            }
+            None => self.pipeline.nothing_to_sync(),
         }
     }
 

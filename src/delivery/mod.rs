@@ -272,7 +272,7 @@ pub fn serve(config: DaemonConfig, ready: impl FnOnce(&ServeInfo)) -> Result<(),
         Ok(Chosen::Epoll(reactor, fallback)) => {
             let mut served = served;
             served.start.io_fallback = fallback;
-            served.run(reactor, ready)
+            served.run(*reactor, ready)
         }
         Err(e) => Err(e),
     };
@@ -316,14 +316,14 @@ impl Served {
 enum Chosen {
     Uring(Box<UringReactor>),
     /// epoll, and why io_uring is not used when it was tried.
-    Epoll(EpollReactor, Option<String>),
+    Epoll(Box<EpollReactor>, Option<String>),
 }
 
 fn choose_backend(config: &DaemonConfig) -> Result<Chosen, DaemonError> {
     let spin = Duration::from_micros(config.busy_poll_us);
     let epoll = |fallback| {
         EpollReactor::new(config.connection_slots())
-            .map(|r| Chosen::Epoll(r, fallback))
+            .map(|r| Chosen::Epoll(Box::new(r), fallback))
             .map_err(|e| DaemonError::Io("setting up epoll", e))
     };
     match config.io {

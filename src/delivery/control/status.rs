@@ -138,6 +138,8 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             "commit": {
                 "gate": self.pipeline.gate().name(),
                 "answers_held": self.pipeline.held(),
+                "syncs": self.pipeline.syncs,
+                "sync_in_flight": self.pipeline.sync_in_flight(),
             },
             "ring": {
                 "slot_count": g.ring.slot_count,

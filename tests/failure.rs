@@ -112,7 +112,9 @@ fn an_event_not_settled_in_time_comes_back_flagged_with_a_growing_count_then_bec
 fn nak_redelivers_after_its_delay_working_extends_the_deadline_and_reject_is_final() {
     let dir = tempfile::tempdir().unwrap();
     let d = daemon::Daemon::start(dir.path(), &FAST_BACKOFF);
-    let mut sub = subscriber(&d, "worker", policy(400, 5));
+    // A deadline no step of this test comes near (a failure detector): only the nak
+    // brings an event back, and `working` is seen moving the deadline in status.
+    let mut sub = subscriber(&d, "worker", policy(60_000, 5));
     let mut p = Client::connect(&d.socket(), Role::Producer, "p").unwrap();
     let seqs = publish_each(
         &mut p,
@@ -137,23 +139,48 @@ fn nak_redelivers_after_its_delay_working_extends_the_deadline_and_reject_is_fin
         "not before its delay"
     );
     sub.confirm(seqs[0], seqs[0]).unwrap();
-    // Keep the second alive past several deadlines with `working`, then confirm it.
-    // (Working replaces the deadline each time; a missed one would show as a delivery.)
-    for _ in 0..4 {
+    sub.flush().unwrap();
+    // Once the first is confirmed and the third a dead letter, the second is the one
+    // event with a deadline: status shows it.
+    let deadline_of_second = |s: &serde_json::Value| {
+        sub_row(s, "worker")["deadline_monotonic_ns_min"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("the second event has a deadline: {s}"))
+    };
+    let s = d.wait_for_status("the first confirmed, the third a dead letter", |s| {
+        let row = sub_row(s, "worker");
+        row["in_flight"] == 1 && row["dead_lettered"] == 1
+    });
+    let mut deadline = deadline_of_second(&s);
+    // Each `working` restarts the second's deadline from the moment the daemon reads
+    // it. The pong says it was read (one connection's frames are handled in order, and
+    // a delivery sent before it would make `ping` fail); the status asked after it
+    // shows the new deadline.
+    for _ in 0..3 {
         sub.working(seqs[1]).unwrap();
+        sub.ping().expect("a pong, and no delivery before it");
+        let moved = deadline_of_second(&d.status());
         assert!(
-            sub.next_delivery(Some(Duration::from_millis(200)))
-                .unwrap()
-                .is_none(),
-            "neither the working event nor the rejected one comes back"
+            moved > deadline,
+            "working moved the deadline: {moved} > {deadline}"
         );
+        deadline = moved;
     }
     sub.confirm(seqs[1], seqs[1]).unwrap();
+    // Neither the working event nor the rejected one comes back: the next delivery is
+    // a marker published after them (deliveries come in seq order, redeliveries first).
+    let marker = p
+        .publish(&event("jobs.run", Severity::Info, b"marker"))
+        .unwrap()
+        .first_seq;
+    let (seq, redelivered, count, _) = next(&mut sub);
+    assert_eq!((seq, redelivered, count), (marker, false, 1));
+    sub.confirm(seq, seq).unwrap();
     sub.flush().unwrap();
-    d.wait_for_status("the rejected event as a dead letter", |s| {
+    let s = d.wait_for_status("the rejected event as a dead letter", |s| {
         sub_row(s, "worker")["dead_lettered"] == 1 && s["ring"]["used_slots"] == 0
     });
-    assert_eq!(sub_row(&d.status(), "worker")["redelivered"], 1);
+    assert_eq!(sub_row(&s, "worker")["redelivered"], 1, "only the nak: {s}");
 }
 
 #[test]

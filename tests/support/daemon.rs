@@ -1,5 +1,6 @@
 //! Starts the real `herald serve` binary in a temporary data directory and waits for
-//! its `ready` line (no sleeping, no polling of the socket).
+//! its `ready` line (no sleeping, no polling of the socket). Waits for a state ask for
+//! status, a documented interval apart, until it is shown.
 
 #![allow(dead_code)]
 

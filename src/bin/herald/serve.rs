@@ -14,8 +14,11 @@ use std::time::Duration;
 pub enum SyncMode {
     /// Cache-line flushes only: survives a process crash, not a power cut (fast).
     Flush,
-    /// msync to disk at every group commit: survives a power cut.
-    Msync,
+    /// Each group commit is synced to disk (fdatasync) before producers are told
+    /// stored: survives a power cut. The loop goes on while the disk works, and the
+    /// next group gathers meanwhile. `msync` is the same (its old name).
+    #[value(alias = "msync")]
+    Disk,
 }
 
 /// The I/O backend of the daemon's loop.
@@ -203,7 +206,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         file_sync: match args.sync {
             SyncMode::Flush => FileSync::CacheFlush,
-            SyncMode::Msync => FileSync::Msync,
+            SyncMode::Disk => FileSync::Disk,
         },
         socket_mode: args.socket_mode,
         connections_max: args.connections_max,

@@ -19,7 +19,8 @@ fn in_disk_mode_pipelined_publishes_are_stored_delivered_and_survive_kill_9() {
     assert_eq!(status["commit"]["gate"], "sync", "{status}");
 
     let mut sub = Client::connect(&d.socket(), Role::Subscriber, "ops").unwrap();
-    sub.subscribe("ops", &[">"], Severity::Debug, 256, false).unwrap();
+    sub.subscribe("ops", &[">"], Severity::Debug, 256, false)
+        .unwrap();
     let mut p = Client::connect(&d.socket(), Role::Producer, "fsd").unwrap();
     // Pipelined: many commits share each sync.
     let payloads: Vec<String> = (0..200).map(|i| format!("event {i}")).collect();
@@ -48,13 +49,14 @@ fn in_disk_mode_pipelined_publishes_are_stored_delivered_and_survive_kill_9() {
         daemon::sub_row(s, "ops")["cursor"].as_u64() == Some(seqs[100].0)
     });
     let syncs = d.status()["commit"]["syncs"].as_u64().unwrap();
-    assert!(syncs >= 1 && syncs < 200, "commits shared syncs: {syncs}");
+    assert!((1..200).contains(&syncs), "commits shared syncs: {syncs}");
     d.kill();
 
     // The old name of the mode still works.
     let d = Daemon::start(dir.path(), &["--sync", "msync"]);
     let mut sub = Client::connect(&d.socket(), Role::Subscriber, "ops").unwrap();
-    sub.subscribe("ops", &[">"], Severity::Debug, 256, false).unwrap();
+    sub.subscribe("ops", &[">"], Severity::Debug, 256, false)
+        .unwrap();
     for want in &seqs[100..] {
         let dl = sub
             .next_delivery(Some(Duration::from_secs(20)))

@@ -112,6 +112,11 @@ impl CommitPipeline {
         self.held.len()
     }
 
+    /// Bytes of the held-answers queue.
+    pub fn footprint_bytes(&self) -> usize {
+        self.held.capacity() * std::mem::size_of::<Held>()
+    }
+
     /// Whether another answer can be held.
     pub fn has_room(&self) -> bool {
         self.held.len() < HELD_REPLIES_MAX

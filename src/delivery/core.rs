@@ -261,6 +261,19 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         Ok(self.phase)
     }
 
+    /// Bytes of the daemon's own buffers and tables (not the region): what a steady
+    /// load must not make grow.
+    pub fn footprint_bytes(&self) -> usize {
+        self.conns.len() * super::conn::SLOT_BYTES
+            + self.subs.footprint_bytes()
+            + self.pipeline.footprint_bytes()
+            + self.dead.footprint_bytes()
+            + self.dedupe.memory_bytes()
+            + self.subscribes.capacity() * std::mem::size_of::<PendingSubscribe>()
+            + self.completions.capacity() * std::mem::size_of::<Completion<R::Socket>>()
+            + self.cursor_updates.capacity() * std::mem::size_of::<(SubscriptionId, Seq)>()
+    }
+
     /// The reactor (tests drive the simulator's clients beside it).
     pub fn reactor(&self) -> &R {
         &self.reactor

@@ -381,6 +381,11 @@ impl Tracker {
             .map(|f| f.deliveries)
     }
 
+    /// Bytes of its window of in-flight events.
+    pub fn footprint_bytes(&self) -> usize {
+        self.in_flight.capacity() * std::mem::size_of::<InFlight>()
+    }
+
     /// The cursor that may be made durable.
     pub fn cursor(&self) -> u64 {
         self.in_flight.front().map_or(self.next, |f| f.seq)

@@ -2,7 +2,7 @@
 //! and FoundationDB's simulator: one seed drives simulated time, producers (single
 //! publishes, batches, idempotency keys, cut connections and retries), subscribers
 //! (confirm, nak, working, reject, stalls, disconnects), a small ring that fills, dead
-//! letters, recovery mode, process crashes and power cuts of the medium (flush mode:
+//! letters and a dead-letter area that fills (an operator purges it), recovery mode, process crashes and power cuts of the medium (flush mode:
 //! each unfenced word survives or not; disk mode: each unsynced page survives whole or
 //! not, in any order). An oracle checks as it goes and at the end:
 //!

@@ -6,7 +6,8 @@
 //! A new setting is a new field here, and a line in [`daemon_config`].
 
 use crate::logging::LogFormat;
-use herald::delivery::{self, DaemonConfig, IoChoice, RedeliveryConfig};
+use crate::sdnotify::SdNotify;
+use herald::delivery::{self, DaemonConfig, IoChoice, NoNotifier, Notifier, RedeliveryConfig};
 use herald::event::limits::CONNECTIONS_MAX;
 use herald::log::LogConfig;
 use herald::pmem::FileSync;
@@ -247,7 +248,25 @@ pub fn daemon_config(args: &ServeArgs) -> DaemonConfig {
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = daemon_config(&args);
-    delivery::serve(config, |info| {
+    // Under systemd (Type=notify): progress, readiness, the watchdog and the shutdown.
+    let notify = SdNotify::from_env();
+    let socket = config.socket_path();
+    let notifier: Box<dyn Notifier> = match &notify {
+        Some(n) => {
+            let region = config.region_path();
+            n.status(&if region.exists() {
+                format!(
+                    "scanning the region {} for unconfirmed events",
+                    region.display()
+                )
+            } else {
+                format!("creating the region {}", region.display())
+            });
+            Box::new(n.loop_notifier(&socket))
+        }
+        None => Box::new(NoNotifier),
+    };
+    delivery::serve_notifying(config, notifier, |info| {
         let replayed = info.recovery.as_ref().map_or(0, |r| r.live_events);
         // One line on stdout, for scripts and tests to wait on.
         println!(
@@ -259,6 +278,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             info.backend
         );
         let _ = std::io::stdout().flush();
+        if let Some(n) = &notify {
+            n.ready(info);
+        }
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -21,6 +21,7 @@ use super::conn::{sink_of, Connections};
 use super::dead::DeadQueue;
 use super::dedupe::DedupeWindow;
 use super::ingest::{decode_frames, Ingest, PendingSubscribe, Stop};
+use super::notify::{NoNotifier, Notifier};
 use super::reply::{Identity, Reply};
 use super::sink::ConnSink;
 use super::{fanout, release, DaemonConfig, DaemonError};
@@ -105,6 +106,10 @@ pub struct Core<R: Reactor, M: Medium> {
     /// One log line a second, at most, about connections refused or timed out: a
     /// flood of them must not flood the log.
     connection_log: Limiter,
+    /// Told of turns, recovery progress and the shutdown (systemd in `herald serve`).
+    notifier: Box<dyn Notifier>,
+    /// Subscriptions in recovery mode when the notifier was last told.
+    replaying: usize,
 }
 
 /// Lets a kind of log line through at most once per interval and counts the rest.
@@ -170,6 +175,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                 .min(crate::event::limits::DEDUPE_WINDOW_AGE_MAX),
         );
         rebuild_dedupe_window(&log, &mut dedupe, reactor.unix_ns());
+        let replaying = count_replaying(&subs);
         Ok(Core {
             conns: Connections::new(connections),
             subs,
@@ -197,10 +203,24 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             timed_out: 0,
             sync_failed: None,
             connection_log: Limiter::default(),
+            // A zero-sized notifier: boxing it allocates nothing.
+            notifier: Box::new(NoNotifier),
+            replaying,
             config,
             reactor,
             log,
         })
+    }
+
+    /// Tells `notifier`, from now on, of every turn, of recovery progress and of the
+    /// shutdown.
+    pub fn set_notifier(&mut self, notifier: Box<dyn Notifier>) {
+        self.notifier = notifier;
+    }
+
+    /// Subscriptions in recovery mode (replaying unconfirmed events after a crash).
+    pub fn replaying_subscriptions(&self) -> usize {
+        count_replaying(&self.subs)
     }
 
     /// Runs turns until a SIGTERM's shutdown is complete, then closes the log cleanly.
@@ -225,6 +245,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
     pub fn turn(&mut self) -> Result<Phase, DaemonError> {
         self.now = self.reactor.now_ns();
         self.unix_now = self.reactor.unix_ns();
+        self.notifier.turn(self.now);
         self.take_completions();
         if let Some(e) = self.sync_failed.take() {
             self.pipeline.fail(&mut self.conns);
@@ -350,6 +371,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             return;
         }
         tracing::info!("signal received: finishing in-flight commits and shutting down");
+        self.notifier.stopping();
         self.reactor.stop_accepting();
         self.phase = Phase::ShuttingDown {
             deadline: self.now + SHUTDOWN_FLUSH.as_nanos() as u64,
@@ -377,6 +399,11 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             return;
         }
         self.next_housekeeping = self.now + HOUSEKEEPING_INTERVAL_NS;
+        let replaying = count_replaying(&self.subs);
+        if replaying != self.replaying {
+            self.replaying = replaying;
+            self.notifier.replaying(replaying);
+        }
         let hello_ns = self.config.hello_timeout.as_nanos() as u64;
         let idle_ns = self.config.idle_timeout.map(|d| d.as_nanos() as u64);
         for slot in 0..self.conns.len() {
@@ -632,6 +659,13 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         let mut spare = Vec::new();
         let _ = self.reactor.wait(Duration::ZERO, &mut spare);
     }
+}
+
+/// Subscriptions in recovery mode.
+fn count_replaying(subs: &SubscriptionSet) -> usize {
+    subs.iter()
+        .filter(|(_, s)| s.mode() == log::SubscriptionMode::Recovering)
+        .count()
 }
 
 /// The `busy` error frame for a connection beyond every one of `slots` slots.

@@ -76,7 +76,9 @@ pub struct ServeArgs {
     /// Bytes per ring slot for a region created on first use (multiple of 64).
     #[arg(long, default_value_t = 128, value_name = "BYTES")]
     slot_bytes: u32,
-    /// How commits on an ordinary file are made durable.
+    /// How commits on an ordinary file are made durable: `flush` survives a process
+    /// crash; `disk` (fdatasync before `stored`, old name `msync`) survives a power cut.
+    /// Ignored for a DAX region, where the flushes reach persistent memory.
     #[arg(long, value_enum, default_value = "flush")]
     sync: SyncMode,
     /// Socket permissions, octal.

@@ -487,3 +487,227 @@ fn after_a_closing_error_frames_pipelined_behind_it_are_not_answered() {
         "nothing was stored"
     );
 }
+
+/// Expects the next frame to be an error with `code`, then the end of the stream;
+/// returns the message.
+fn closing_error(c: &mut Raw, code: ErrorCode) -> String {
+    let f = c.recv().expect("an error frame");
+    let message = match frame(&f) {
+        Frame::Error {
+            code: got, message, ..
+        } => {
+            assert_eq!(got, code, "{message}");
+            message.to_string()
+        }
+        other => panic!("expected {code:?}, got {other:?}"),
+    };
+    assert_eq!(c.recv(), None, "the connection closes after {code:?}");
+    message
+}
+
+#[test]
+fn the_durable_subscription_beyond_the_table_gets_table_full_naming_its_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon::Daemon::start(dir.path(), &[]);
+    // A default region's table holds 64 durable subscriptions.
+    for i in 0..64 {
+        let mut s = Raw::connect(&d.socket());
+        s.hello(Role::Subscriber, "filler");
+        assert!(matches!(
+            frame(&s.subscribe(&format!("s{i}"), &[">"], 1)),
+            Frame::Subscribed { .. }
+        ));
+        s.send(&Frame::Goodbye);
+        assert_eq!(s.recv(), None);
+    }
+    let mut s = Raw::connect(&d.socket());
+    s.hello(Role::Subscriber, "one-too-many");
+    s.send(&Frame::Subscribe(herald::protocol::Subscribe {
+        name: "s64",
+        min_severity: Severity::Debug,
+        window_events: 1,
+        automatic_recovery: false,
+        ack_deadline_ms: 0,
+        max_deliveries: 0,
+        patterns: herald::protocol::Patterns::from_patterns(&[herald::protocol::Pattern::parse(
+            b">",
+        )
+        .unwrap()]),
+    }));
+    let message = closing_error(&mut s, ErrorCode::TableFull);
+    assert!(message.contains("64"), "{message}");
+    // An existing one still attaches.
+    let mut again = Raw::connect(&d.socket());
+    again.hello(Role::Subscriber, "back");
+    assert!(matches!(
+        frame(&again.subscribe("s3", &[">"], 1)),
+        Frame::Subscribed { .. }
+    ));
+}
+
+#[test]
+fn at_the_connection_limit_clients_are_told_busy_and_control_still_gets_in_and_silent_ones_time_out(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon::Daemon::start(
+        dir.path(),
+        &["--connections-max", "3", "--hello-timeout", "1s"],
+    );
+    let mut producers: Vec<Raw> = (0..3)
+        .map(|i| {
+            let mut p = Raw::connect(&d.socket());
+            p.hello(Role::Producer, &format!("p{i}"));
+            p
+        })
+        .collect();
+    // The fourth producer is told busy, with the limit.
+    let mut fourth = Raw::connect(&d.socket());
+    fourth.send(&Frame::Hello(herald::protocol::Hello {
+        version_min: 1,
+        version_max: 1,
+        role: Role::Producer,
+        client_name: "p3",
+    }));
+    let message = closing_error(&mut fourth, ErrorCode::Busy);
+    assert!(
+        message.contains('3') && message.contains("--connections-max"),
+        "{message}"
+    );
+    // An operator still gets in: control connections have slots of their own.
+    let mut control = herald::client::Client::connect(&d.socket(), Role::Control, "op").unwrap();
+    let status: serde_json::Value = serde_json::from_str(&control.status().unwrap()).unwrap();
+    assert_eq!(status["connections"]["serving"], 3, "{status}");
+    // The last slot is taken by a connection that never says hello...
+    let mut silent = Raw::connect(&d.socket());
+    // ...so one more finds every slot in use: it is told busy before the close. (Each
+    // status is a round trip through the daemon's loop; bounded, a failure detector.)
+    let mut open = 0;
+    for _ in 0..1000 {
+        let s: serde_json::Value = serde_json::from_str(&control.status().unwrap()).unwrap();
+        open = s["connections"]["open"].as_u64().unwrap();
+        if open == 5 {
+            break;
+        }
+    }
+    assert_eq!(open, 5, "the silent connection was accepted");
+    let mut beyond = Raw::connect(&d.socket());
+    let message = closing_error(&mut beyond, ErrorCode::Busy);
+    assert!(message.contains("slots"), "{message}");
+    // The silent one is closed once its hello is overdue.
+    let message = closing_error(&mut silent, ErrorCode::TimedOut);
+    assert!(message.contains("hello"), "{message}");
+    let status: serde_json::Value = serde_json::from_str(&control.status().unwrap()).unwrap();
+    assert_eq!(status["connections"]["timed_out"], 1, "{status}");
+    assert_eq!(status["connections"]["refused_at_limit"], 1, "{status}");
+    // The producers were served throughout.
+    for (i, p) in producers.iter_mut().enumerate() {
+        p.send(&Frame::Publish {
+            correlation: i as u64,
+            event: keyed("fs.a", b"", b"still served"),
+        });
+        assert!(matches!(frame(&p.recv().unwrap()), Frame::Stored { .. }));
+    }
+}
+
+#[test]
+fn with_an_idle_timeout_a_quiet_connection_is_told_timed_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon::Daemon::start(dir.path(), &["--idle-timeout", "1s"]);
+    let mut quiet = Raw::connect(&d.socket());
+    quiet.hello(Role::Producer, "quiet");
+    let message = closing_error(&mut quiet, ErrorCode::TimedOut);
+    assert!(message.contains("Ping"), "{message}");
+}
+
+#[test]
+fn a_full_dead_letter_area_is_said_once_shown_in_status_and_a_purge_frees_the_waiting_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    // A dead-letter area of 16 one-slot letters.
+    let options = herald::log::StoreOptions {
+        config: herald::log::LogConfig {
+            slot_bytes: 128,
+            reserve_slots: None,
+            subscription_entries: 8,
+            payload_bytes_max: 1024,
+            dead_letter_slots: Some(16),
+        },
+        ..Default::default()
+    };
+    drop(herald::log::create_file(&dir.path().join("region.pmem"), 1 << 20, &options, 7).unwrap());
+    let log_path = dir.path().join("daemon.log");
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    // A backoff of an hour: what waits for room may not wait for a redelivery.
+    let d = daemon::Daemon::start_with(
+        dir.path(),
+        &[
+            "--redelivery-backoff",
+            "1h",
+            "--redelivery-backoff-max",
+            "1h",
+        ],
+        |c| {
+            c.stderr(log_file);
+        },
+    );
+    let mut sub = herald::client::Client::connect(&d.socket(), Role::Subscriber, "audit").unwrap();
+    sub.subscribe("audit", &[">"], Severity::Debug, 64, false)
+        .unwrap();
+    let mut p = herald::client::Client::connect(&d.socket(), Role::Producer, "p").unwrap();
+    let seqs = daemon::publish_each(
+        &mut p,
+        "audit.x",
+        Severity::Warning,
+        (0..40).map(|i| format!("bad {i}")),
+    );
+    for _ in &seqs {
+        let seq = sub
+            .next_delivery(Some(std::time::Duration::from_secs(20)))
+            .unwrap()
+            .expect("a delivery")
+            .seq;
+        sub.reject(seq).unwrap();
+    }
+    sub.flush().unwrap();
+    d.wait_for_status("the area full, 24 waiting", |s| {
+        s["dead_letters"]["full"] == true && s["dead_letters"]["events_waiting_for_room"] == 24
+    });
+    assert_eq!(daemon::sub_row(&d.status(), "audit")["dead_lettered"], 16);
+    // Room made: every waiting event becomes a dead letter at once (not after the
+    // hour-long backoff), and the ring drains.
+    let out = daemon::herald(&[
+        "dead",
+        "purge",
+        "--data-dir",
+        data,
+        "--subscription",
+        "audit",
+        "--all",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    d.wait_for_status("16 of the waiting dead-lettered", |s| {
+        s["dead_letters"]["events_waiting_for_room"] == 8 && s["dead_letters"]["count"] == 16
+    });
+    let out = daemon::herald(&[
+        "dead",
+        "purge",
+        "--data-dir",
+        data,
+        "--subscription",
+        "audit",
+        "--all",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    d.wait_for_status("everything dead-lettered and released", |s| {
+        s["dead_letters"]["full"] == false
+            && s["dead_letters"]["events_waiting_for_room"] == 0
+            && s["ring"]["used_slots"] == 0
+    });
+    assert_eq!(daemon::sub_row(&d.status(), "audit")["dead_lettered"], 40);
+    assert_eq!(d.stop().code(), Some(0));
+    // The log said the area was full once, not once per event.
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let full_lines = log.lines().filter(|l| l.contains("no room")).count();
+    assert_eq!(full_lines, 1, "{log}");
+    assert!(log.lines().count() < 20, "a quiet log: {log}");
+}

@@ -75,6 +75,14 @@ pub struct Conn<S> {
     pub held_replies: u32,
     /// Bytes of `held_replies` once encoded.
     pub held_bytes: usize,
+    /// When (daemon clock, ns) the connection was accepted: its hello is due within the
+    /// hello timeout.
+    pub opened_ns: u64,
+    /// When it last sent anything (for the idle timeout).
+    pub last_input_ns: u64,
+    /// Counted against `--connections-max`: its hello chose a producer or subscriber
+    /// role (control connections have slots of their own).
+    pub serving: bool,
 }
 
 impl<S> Conn<S> {
@@ -111,11 +119,15 @@ impl<S> Conn<S> {
             full_since: None,
             held_replies: 0,
             held_bytes: 0,
+            opened_ns: 0,
+            last_input_ns: 0,
+            serving: false,
         }
     }
 
-    /// Takes a new socket: every field back to its initial state, the buffers kept.
-    fn open(&mut self, socket: S) {
+    /// Takes a new socket at time `now`: every field back to its initial state, the
+    /// buffers kept.
+    fn open(&mut self, socket: S, now: u64) {
         let generation = self.generation.wrapping_add(1);
         let recv = std::mem::take(&mut self.recv);
         let send = std::mem::take(&mut self.send);
@@ -123,6 +135,8 @@ impl<S> Conn<S> {
         *self = Conn {
             socket: Some(socket),
             generation,
+            opened_ns: now,
+            last_input_ns: now,
             ..Conn::with_buffers(recv, send, admin)
         };
     }
@@ -226,6 +240,8 @@ pub struct Connections<S> {
     slots: Vec<Conn<S>>,
     /// Connections refused because every slot was in use.
     pub refused: u64,
+    /// Open connections whose hello chose a producer or subscriber role.
+    pub serving: usize,
 }
 
 impl<S> Connections<S> {
@@ -234,6 +250,7 @@ impl<S> Connections<S> {
         Connections {
             slots: (0..count).map(|_| Conn::new()).collect(),
             refused: 0,
+            serving: 0,
         }
     }
 
@@ -252,9 +269,9 @@ impl<S> Connections<S> {
         &mut self.slots[slot]
     }
 
-    /// Every slot with its index, to change them.
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut Conn<S>)> {
-        self.slots.iter_mut().enumerate()
+    /// Every slot, and the count of serving connections (ingest admits hellos).
+    pub fn slots_and_serving(&mut self) -> (&mut [Conn<S>], &mut usize) {
+        (&mut self.slots, &mut self.serving)
     }
 
     /// Connection `slot` if `token` is its current generation's.
@@ -271,7 +288,12 @@ impl<S> Connections<S> {
 
     /// Puts a new socket in a free slot (attached to the reactor), or gives it back
     /// when every slot is in use.
-    pub fn open<R: Reactor<Socket = S>>(&mut self, reactor: &mut R, socket: S) -> Result<usize, S> {
+    pub fn open<R: Reactor<Socket = S>>(
+        &mut self,
+        reactor: &mut R,
+        socket: S,
+        now: u64,
+    ) -> Result<usize, S> {
         let Some(slot) = self
             .slots
             .iter()
@@ -281,7 +303,7 @@ impl<S> Connections<S> {
             return Err(socket);
         };
         let conn = &mut self.slots[slot];
-        conn.open(socket);
+        conn.open(socket, now);
         let token = conn.token(slot);
         if let Some(socket) = &conn.socket {
             if let Err(e) = reactor.attach(socket, token) {
@@ -292,12 +314,18 @@ impl<S> Connections<S> {
         Ok(slot)
     }
 
-    /// A receive completed.
-    pub fn received(&mut self, token: Token, result: Result<usize, i32>) -> Option<usize> {
+    /// A receive completed at time `now`.
+    pub fn received(
+        &mut self,
+        token: Token,
+        result: Result<usize, i32>,
+        now: u64,
+    ) -> Option<usize> {
         let (slot, conn) = self.current(token)?;
         conn.recv_in_flight = false;
         match result {
             Ok(n) if n > 0 => {
+                conn.last_input_ns = now;
                 conn.recv_len += n;
                 conn.has_input = true;
                 None
@@ -337,6 +365,9 @@ impl<S> Connections<S> {
             return None;
         }
         conn.closing = true;
+        if std::mem::take(&mut conn.serving) {
+            self.serving -= 1;
+        }
         if let Some(socket) = &conn.socket {
             reactor.shutdown(socket);
         }

@@ -21,6 +21,7 @@ use super::conn::{sink_of, Connections};
 use super::dead::DeadQueue;
 use super::dedupe::DedupeWindow;
 use super::ingest::{decode_frames, Ingest, PendingSubscribe, Stop};
+use super::notify::{NoNotifier, Notifier};
 use super::reply::{Identity, Reply};
 use super::sink::ConnSink;
 use super::{fanout, release, DaemonConfig, DaemonError};
@@ -42,6 +43,9 @@ const REDELIVERY_SLEEP_MIN: Duration = Duration::from_millis(1);
 const FULL_RETRY_INTERVAL: Duration = Duration::from_millis(5);
 /// How long a shutdown waits for connections to take their last bytes.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
+/// How often hello and idle deadlines are looked at (their precision: a deadline is
+/// enforced at most this much, plus one sleep, late).
+const HOUSEKEEPING_INTERVAL_NS: u64 = 100_000_000;
 
 /// Where the daemon stands.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -90,6 +94,46 @@ pub struct Core<R: Reactor, M: Medium> {
     /// This turn's wall-clock time (ns since the epoch).
     unix_now: u64,
     phase: Phase,
+    /// When hello and idle deadlines are next looked at.
+    next_housekeeping: u64,
+    /// The `busy` frame a connection beyond every slot gets before it is closed,
+    /// encoded once.
+    busy_frame: Vec<u8>,
+    /// Connections closed for saying no hello, or nothing, in time.
+    pub(super) timed_out: u64,
+    /// A sync to disk failed (the log is failed too): the turn stops the daemon.
+    sync_failed: Option<crate::log::LogError>,
+    /// One log line a second, at most, about connections refused or timed out: a
+    /// flood of them must not flood the log.
+    connection_log: Limiter,
+    /// Told of turns, recovery progress and the shutdown (systemd in `herald serve`).
+    notifier: Box<dyn Notifier>,
+    /// Subscriptions in recovery mode when the notifier was last told.
+    replaying: usize,
+}
+
+/// Lets a kind of log line through at most once per interval and counts the rest.
+#[derive(Default)]
+struct Limiter {
+    last_ns: Option<u64>,
+    suppressed: u64,
+}
+
+impl Limiter {
+    /// Whether a line may go out at `now`; if so, how many were held back since the
+    /// last one.
+    fn allow(&mut self, now: u64, interval_ns: u64) -> Option<u64> {
+        match self.last_ns {
+            Some(last) if now.saturating_sub(last) < interval_ns => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last_ns = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
 }
 
 impl<R: Reactor, M: Medium> Core<R, M> {
@@ -103,7 +147,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         previous_stop_clean: bool,
         start: StartInfo,
     ) -> Result<Core<R, M>, DaemonError> {
-        let connections = config.connections_max;
+        let connections = config.connection_slots();
         let subscriptions = log.geometry().subscriptions.entry_count as usize + connections;
         let recovered_tail = log.tail().0;
         let mut subs = SubscriptionSet::new(subscriptions);
@@ -131,10 +175,19 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                 .min(crate::event::limits::DEDUPE_WINDOW_AGE_MAX),
         );
         rebuild_dedupe_window(&log, &mut dedupe, reactor.unix_ns());
+        let replaying = count_replaying(&subs);
         Ok(Core {
             conns: Connections::new(connections),
             subs,
-            pipeline: CommitPipeline::new(Gate::Fence, recovered_tail, identity),
+            pipeline: CommitPipeline::new(
+                if log.deferred() {
+                    Gate::Sync
+                } else {
+                    Gate::Fence
+                },
+                recovered_tail,
+                identity,
+            ),
             dead: DeadQueue::new(subscriptions),
             dedupe,
             deduplicated: 0,
@@ -145,10 +198,29 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             now: reactor.now_ns(),
             unix_now: reactor.unix_ns(),
             phase: Phase::Running,
+            next_housekeeping: 0,
+            busy_frame: busy_frame(config.connection_slots()),
+            timed_out: 0,
+            sync_failed: None,
+            connection_log: Limiter::default(),
+            // A zero-sized notifier: boxing it allocates nothing.
+            notifier: Box::new(NoNotifier),
+            replaying,
             config,
             reactor,
             log,
         })
+    }
+
+    /// Tells `notifier`, from now on, of every turn, of recovery progress and of the
+    /// shutdown.
+    pub fn set_notifier(&mut self, notifier: Box<dyn Notifier>) {
+        self.notifier = notifier;
+    }
+
+    /// Subscriptions in recovery mode (replaying unconfirmed events after a crash).
+    pub fn replaying_subscriptions(&self) -> usize {
+        count_replaying(&self.subs)
     }
 
     /// Runs turns until a SIGTERM's shutdown is complete, then closes the log cleanly.
@@ -173,7 +245,14 @@ impl<R: Reactor, M: Medium> Core<R, M> {
     pub fn turn(&mut self) -> Result<Phase, DaemonError> {
         self.now = self.reactor.now_ns();
         self.unix_now = self.reactor.unix_ns();
+        self.notifier.turn(self.now);
         self.take_completions();
+        if let Some(e) = self.sync_failed.take() {
+            self.pipeline.fail(&mut self.conns);
+            self.flush_before_failing();
+            return Err(DaemonError::Log(e));
+        }
+        self.housekeeping();
         if let Err(e) = self.ingest() {
             // Nothing of the failed group may be acknowledged: its producers are told
             // so before the daemon stops.
@@ -185,9 +264,12 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         self.fan_out();
         self.release()?;
         self.control();
+        self.start_sync();
         self.arm();
         if let Phase::ShuttingDown { deadline } = self.phase {
-            if self.conns.flushed() || self.now >= deadline {
+            // Answers held for a sync under way go out before the daemon stops.
+            let said_all = self.conns.flushed() && self.pipeline.held() == 0;
+            if said_all || self.now >= deadline {
                 self.phase = Phase::Stopped;
                 return Ok(self.phase);
             }
@@ -198,6 +280,19 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             .wait(sleep, &mut self.completions)
             .map_err(|e| DaemonError::Io("waiting for I/O", e))?;
         Ok(self.phase)
+    }
+
+    /// Bytes of the daemon's own buffers and tables (not the region): what a steady
+    /// load must not make grow.
+    pub fn footprint_bytes(&self) -> usize {
+        self.conns.len() * super::conn::SLOT_BYTES
+            + self.subs.footprint_bytes()
+            + self.pipeline.footprint_bytes()
+            + self.dead.footprint_bytes()
+            + self.dedupe.memory_bytes()
+            + self.subscribes.capacity() * std::mem::size_of::<PendingSubscribe>()
+            + self.completions.capacity() * std::mem::size_of::<Completion<R::Socket>>()
+            + self.cursor_updates.capacity() * std::mem::size_of::<(SubscriptionId, Seq)>()
     }
 
     /// The reactor (tests drive the simulator's clients beside it).
@@ -221,12 +316,16 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             match c {
                 Completion::Accepted { result, .. } => match result {
                     Ok(socket) if self.phase == Phase::Running => {
-                        if let Err(socket) = self.conns.open(&mut self.reactor, socket) {
-                            tracing::warn!(
-                                limit = self.config.connections_max,
-                                "connection refused: all connection slots are in use (raise --connections-max)"
-                            );
-                            self.reactor.close(socket, None);
+                        if let Err(socket) = self.conns.open(&mut self.reactor, socket, self.now) {
+                            if let Some(more) = self.connection_log.allow(self.now, 1_000_000_000) {
+                                tracing::warn!(
+                                    slots = self.config.connection_slots(),
+                                    refused_since_last_line = more,
+                                    refused_in_all = self.conns.refused,
+                                    "connection refused: every connection slot is in use (raise --connections-max)"
+                                );
+                            }
+                            self.reactor.refuse(socket, &self.busy_frame);
                         }
                     }
                     Ok(socket) => self.reactor.close(socket, None),
@@ -235,7 +334,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                     }
                 },
                 Completion::Received { token, result } => {
-                    if let Some(slot) = self.conns.received(token, result) {
+                    if let Some(slot) = self.conns.received(token, result, self.now) {
                         self.close(slot);
                     }
                 }
@@ -245,6 +344,20 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                     }
                 }
                 Completion::Connected { .. } => {}
+                Completion::Synced { token, result } => {
+                    if self.pipeline.sync_token() == Some(token) {
+                        if let Some(number) = self.pipeline.sync_number() {
+                            let result = result.map_err(std::io::Error::from_raw_os_error);
+                            match self.log.end_sync(number, result) {
+                                Ok(()) => self.pipeline.sync_completed(number),
+                                Err(e) => {
+                                    tracing::error!(error = %e, "a sync to disk failed; herald stops writing to the region");
+                                    self.sync_failed = Some(e);
+                                }
+                            }
+                        }
+                    }
+                }
                 Completion::Terminate => self.terminate(),
             }
         }
@@ -258,6 +371,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             return;
         }
         tracing::info!("signal received: finishing in-flight commits and shutting down");
+        self.notifier.stopping();
         self.reactor.stop_accepting();
         self.phase = Phase::ShuttingDown {
             deadline: self.now + SHUTDOWN_FLUSH.as_nanos() as u64,
@@ -273,6 +387,59 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                 "the daemon is shutting down; reconnect later",
             );
             // Behind the answers already held: they go first.
+            self.pipeline.answer(conn, slot, reply, false);
+        }
+    }
+
+    /// Every [`HOUSEKEEPING_INTERVAL_NS`]: a connection that has not said hello within
+    /// the hello timeout, or (with an idle timeout) sent nothing within it, is told
+    /// `timed_out` and closed.
+    fn housekeeping(&mut self) {
+        if self.now < self.next_housekeeping || self.phase != Phase::Running {
+            return;
+        }
+        self.next_housekeeping = self.now + HOUSEKEEPING_INTERVAL_NS;
+        let replaying = count_replaying(&self.subs);
+        if replaying != self.replaying {
+            self.replaying = replaying;
+            self.notifier.replaying(replaying);
+        }
+        let hello_ns = self.config.hello_timeout.as_nanos() as u64;
+        let idle_ns = self.config.idle_timeout.map(|d| d.as_nanos() as u64);
+        for slot in 0..self.conns.len() {
+            let conn = self.conns.get_mut(slot);
+            if !conn.open_for_io() || conn.close_after_flush {
+                continue;
+            }
+            let reply = if conn.machine.state() == protocol::ServerState::AwaitHello
+                && self.now.saturating_sub(conn.opened_ns) >= hello_ns
+            {
+                Reply::Refused {
+                    code: ErrorCode::TimedOut,
+                    before: "no hello within ",
+                    number: self.config.hello_timeout.as_secs(),
+                    after: " s of connecting (--hello-timeout)",
+                }
+            } else if idle_ns
+                .is_some_and(|idle| self.now.saturating_sub(conn.last_input_ns) >= idle)
+            {
+                Reply::Refused {
+                    code: ErrorCode::TimedOut,
+                    before: "nothing received for ",
+                    number: self.config.idle_timeout.map_or(0, |d| d.as_secs()),
+                    after: " s (--idle-timeout); send Ping to keep a quiet connection",
+                }
+            } else {
+                continue;
+            };
+            self.timed_out += 1;
+            if let Some(more) = self.connection_log.allow(self.now, 1_000_000_000) {
+                tracing::info!(
+                    slot,
+                    timed_out_since_last_line = more,
+                    "closing a connection that said no hello, or nothing, in time"
+                );
+            }
             self.pipeline.answer(conn, slot, reply, false);
         }
     }
@@ -320,6 +487,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             config,
             ..
         } = self;
+        let (slots, serving) = conns.slots_and_serving();
         let mut cx = Ingest {
             subs,
             pipeline,
@@ -330,10 +498,12 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             now: *now,
             unix_now: *unix_now,
             full_wait_ns: config.full_wait.map(|d| d.as_nanos() as u64),
+            serving,
+            serving_max: config.connections_max,
         };
         let mut batch = log.batch();
         let mut stop = Stop::Done;
-        for (slot, conn) in conns.iter_mut() {
+        for (slot, conn) in slots.iter_mut().enumerate() {
             let readable = conn.has_input
                 && conn.open_for_io()
                 && !conn.close_after_flush
@@ -390,15 +560,19 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                 }
             }
             Err(e) => {
-                let (code, message) = match &e {
-                    AttachError::NameInUse => (ErrorCode::NameInUse, "this durable subscription is attached to another connection"),
-                    AttachError::OtherFilters => (ErrorCode::Invalid, "this durable subscription exists with other filters; filters are fixed at creation: use a new name"),
-                    AttachError::TableFull(_) => (ErrorCode::Internal, "cannot create the durable subscription (table full or region failed)"),
-                    AttachError::NoSlot => (ErrorCode::Internal, "no free subscription slot"),
-                    AttachError::Log(_) => (ErrorCode::Internal, "cannot create the durable subscription (table full or region failed)"),
-                };
                 tracing::warn!(error = %e, "subscribe refused");
-                Reply::error(0, code, message)
+                match e {
+                    AttachError::NameInUse => Reply::error(0, ErrorCode::NameInUse, "this durable subscription is attached to another connection"),
+                    AttachError::OtherFilters => Reply::error(0, ErrorCode::Invalid, "this durable subscription exists with other filters; filters are fixed at creation: use a new name"),
+                    AttachError::TableFull(entries) => Reply::Refused {
+                        code: ErrorCode::TableFull,
+                        before: "the region's subscription table is full (",
+                        number: entries,
+                        after: " durable subscriptions): attach to an existing one, or delete one",
+                    },
+                    AttachError::NoSlot => Reply::error(0, ErrorCode::Internal, "no free subscription slot"),
+                    AttachError::Log(_) => Reply::error(0, ErrorCode::Internal, "cannot create the durable subscription: the region failed"),
+                }
             }
         };
         let conn = self.conns.get_mut(p.slot);
@@ -427,12 +601,29 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         }
     }
 
+    /// On a region synced to disk: once nothing is being synced, syncs what this turn
+    /// and the turns since the last sync wrote (group commits and cursor releases)
+    /// while the loop goes on; the next group gathers meanwhile.
+    fn start_sync(&mut self) {
+        if self.pipeline.sync_in_flight() {
+            return;
+        }
+        match self.log.begin_sync() {
+            Some((number, request)) => {
+                self.pipeline.sync_began(number, self.log.tail().0);
+                self.reactor.sync(request.fd, number as u32);
+            }
+            None => self.pipeline.nothing_to_sync(),
+        }
+    }
+
     fn release(&mut self) -> Result<(), DaemonError> {
         release::release(
             &mut self.log,
             &mut self.subs,
             &mut self.dead,
             &mut self.cursor_updates,
+            self.now,
         )
         .map_err(DaemonError::Log)
     }
@@ -467,6 +658,35 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         self.arm();
         let mut spare = Vec::new();
         let _ = self.reactor.wait(Duration::ZERO, &mut spare);
+    }
+}
+
+/// Subscriptions in recovery mode.
+fn count_replaying(subs: &SubscriptionSet) -> usize {
+    subs.iter()
+        .filter(|(_, s)| s.mode() == log::SubscriptionMode::Recovering)
+        .count()
+}
+
+/// The `busy` error frame for a connection beyond every one of `slots` slots.
+fn busy_frame(slots: usize) -> Vec<u8> {
+    let mut text = super::reply::MessageText::new();
+    let message = text.compose(
+        "every one of the daemon's ",
+        slots as u64,
+        " connection slots is in use (--connections-max); try again later",
+    );
+    let mut frame =
+        Vec::with_capacity(protocol::FRAME_HEADER_BYTES + protocol::ERROR_FIXED_BYTES + 256);
+    let error = protocol::Frame::Error {
+        correlation: 0,
+        code: ErrorCode::Busy,
+        message,
+    };
+    match protocol::encode_to_vec(&error, &mut frame) {
+        Ok(_) => frame,
+        // Cannot happen (the message is short); the connection is then closed silently.
+        Err(_) => Vec::new(),
     }
 }
 

@@ -7,8 +7,13 @@
 use crate::log::DeadLetterId;
 use crate::subscription::{DeadReplay, SubscriptionState};
 
-/// Most dead letters one turn queues; more wait (postponed) for a later turn.
-pub const DEAD_PENDING_MAX: usize = 1024;
+/// Most events waiting to become dead letters: a whole window of one subscription.
+/// Beyond it an event stays postponed in its tracker and comes back later.
+pub const DEAD_PENDING_MAX: usize = crate::event::limits::WINDOW_EVENTS_MAX as usize;
+/// While the dead-letter area is full, how often the log says so again.
+pub const FULL_LOG_INTERVAL_NS: u64 = 60_000_000_000;
+/// How often the log says how many dead letters were made, at most.
+pub const MADE_LOG_INTERVAL_NS: u64 = 1_000_000_000;
 
 /// Why an event is to become a dead letter.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -47,10 +52,20 @@ pub struct DeadOutcome {
 
 /// Both queues, allocated at start-up.
 pub struct DeadQueue {
-    /// Events to dead-letter.
+    /// Events to dead-letter: queued this turn, or waiting for room in a full area (then
+    /// tried again every turn, so a purge frees them at once).
     pub pending: Vec<DeadPending>,
     /// Replay outcomes to record.
     pub outcomes: Vec<DeadOutcome>,
+    /// Since when (daemon clock) the area has had no room for what waits.
+    pub full_since: Option<u64>,
+    /// When the log last said the area is full.
+    pub full_logged_at: u64,
+    /// Dead letters made since the log last said how many (one line a second at most:
+    /// a subscriber rejecting everything must not flood the log).
+    pub made_unlogged: u64,
+    /// When the log last said it.
+    pub made_logged_at: u64,
 }
 
 impl DeadQueue {
@@ -59,6 +74,29 @@ impl DeadQueue {
         DeadQueue {
             pending: Vec::with_capacity(DEAD_PENDING_MAX),
             outcomes: Vec::with_capacity(subscriptions),
+            full_since: None,
+            full_logged_at: 0,
+            made_unlogged: 0,
+            made_logged_at: 0,
+        }
+    }
+
+    /// Bytes of both queues.
+    pub fn footprint_bytes(&self) -> usize {
+        self.pending.capacity() * std::mem::size_of::<DeadPending>()
+            + self.outcomes.capacity() * std::mem::size_of::<DeadOutcome>()
+    }
+
+    /// Queues `d` unless the same event of the same subscription waits already (an
+    /// event postponed while the area was full comes back exhausted) or the queue is
+    /// full (it stays postponed and comes back).
+    fn queue(&mut self, d: DeadPending) {
+        let waiting = self
+            .pending
+            .iter()
+            .any(|p| p.sub == d.sub && p.seq == d.seq);
+        if !waiting && self.pending.len() < DEAD_PENDING_MAX {
+            self.pending.push(d);
         }
     }
 
@@ -78,8 +116,8 @@ impl DeadQueue {
         };
         // Not sent again meanwhile; if the queue is full it comes back as exhausted
         // later.
-        if sub.tracker.postpone(seq, now).is_some() && self.pending.len() < DEAD_PENDING_MAX {
-            self.pending.push(DeadPending {
+        if sub.tracker.postpone(seq, now).is_some() {
+            self.queue(DeadPending {
                 sub: index,
                 seq,
                 deliveries,
@@ -106,8 +144,8 @@ impl DeadQueue {
             );
             sub.tracker.settle(seq);
             sub.dropped += 1;
-        } else if self.pending.len() < DEAD_PENDING_MAX {
-            self.pending.push(DeadPending {
+        } else {
+            self.queue(DeadPending {
                 sub: index,
                 seq,
                 deliveries,

@@ -60,6 +60,10 @@ pub struct Ingest<'a> {
     pub unix_now: u64,
     /// How long a publish may wait for room in a full ring (None: answer `full`).
     pub full_wait_ns: Option<u64>,
+    /// Open producer and subscriber connections (a hello admits one more)...
+    pub serving: &'a mut usize,
+    /// ...of at most this many (`--connections-max`).
+    pub serving_max: usize,
 }
 
 /// Why decoding a connection stopped.
@@ -150,7 +154,23 @@ fn decode_from<S, M: Medium>(
         match frame {
             Frame::Hello(h) => {
                 conn.set_name(h.client_name.as_bytes());
-                cx.pipeline.answer(conn, slot, Reply::HelloOk, false);
+                // Producers and subscribers are limited; control connections have
+                // slots of their own, so an operator still gets in.
+                let reply = if h.role == protocol::Role::Control {
+                    Reply::HelloOk
+                } else if *cx.serving >= cx.serving_max {
+                    Reply::Refused {
+                        code: ErrorCode::Busy,
+                        before: "connection limit reached: the daemon serves ",
+                        number: cx.serving_max as u64,
+                        after: " producer and subscriber connections (--connections-max); try again later",
+                    }
+                } else {
+                    *cx.serving += 1;
+                    conn.serving = true;
+                    Reply::HelloOk
+                };
+                cx.pipeline.answer(conn, slot, reply, false);
             }
             Frame::Publish { .. } | Frame::PublishBatch { .. } => {
                 let published = match frame {
@@ -437,9 +457,10 @@ fn publish_batch<S, M: Medium>(
             true,
         ),
         (Some(e), _) => {
-            // All or nothing (PROTOCOL.md): undo this batch's events.
+            // All or nothing (PROTOCOL.md): undo this batch's events. If some were
+            // pushed, "not stored" may be said only once their undoing is durable.
             batch.rollback_to(mark);
-            (append_error(correlation, &e), false)
+            (append_error(correlation, &e), first_new.is_some())
         }
         (None, None) => (
             Reply::error(correlation, ErrorCode::Invalid, "empty batch"),

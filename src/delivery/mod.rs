@@ -14,6 +14,7 @@ pub mod dedupe;
 mod fanout;
 mod ingest;
 pub mod listener;
+mod notify;
 mod release;
 mod reply;
 mod sink;
@@ -21,6 +22,7 @@ mod sink;
 pub use self::core::{Core, Phase, StartInfo};
 pub use crate::subscription::RedeliveryConfig;
 pub use conn::SLOT_BYTES as CONNECTION_SLOT_BYTES;
+pub use notify::{NoNotifier, Notifier};
 
 use crate::log::{self, LogConfig, StoreOptions};
 use crate::log::{FileSync, RegionOptions};
@@ -58,8 +60,15 @@ pub struct DaemonConfig {
     pub file_sync: FileSync,
     /// Permissions of the socket.
     pub socket_mode: u32,
-    /// Connection slots (each with its buffers, allocated at start).
+    /// Producer and subscriber connections served at once (each slot with its
+    /// buffers, allocated at start); [`CONTROL_SLOTS`] more are kept for control.
     pub connections_max: usize,
+    /// A connection that has not said hello this long after it was accepted is told
+    /// `timed_out` and closed.
+    pub hello_timeout: Duration,
+    /// A connection that sent nothing this long is told `timed_out` and closed (None:
+    /// never).
+    pub idle_timeout: Option<Duration>,
     /// Microseconds to poll for completions before sleeping in the kernel (io_uring).
     pub busy_poll_us: u64,
     /// io_uring submission queue entries.
@@ -88,6 +97,8 @@ impl Default for DaemonConfig {
             file_sync: FileSync::CacheFlush,
             socket_mode: 0o600,
             connections_max: 128,
+            hello_timeout: Duration::from_secs(10),
+            idle_timeout: None,
             busy_poll_us: 0,
             ring_entries: 1024,
             io: IoChoice::Auto,
@@ -99,7 +110,16 @@ impl Default for DaemonConfig {
     }
 }
 
+/// Connection slots kept beyond `connections_max` for the control role, so that an
+/// operator's `herald status` gets in when producers and subscribers fill the rest.
+pub const CONTROL_SLOTS: usize = 2;
+
 impl DaemonConfig {
+    /// Every connection slot: the served ones and the control ones.
+    pub fn connection_slots(&self) -> usize {
+        self.connections_max + CONTROL_SLOTS
+    }
+
     /// The region path in use.
     pub fn region_path(&self) -> PathBuf {
         self.region
@@ -150,11 +170,24 @@ pub struct ServeInfo {
     pub started_in: Duration,
     /// The I/O backend serving.
     pub backend: crate::reactor::Backend,
+    /// Subscriptions in recovery mode at start (replaying unconfirmed events after a
+    /// crash); later changes go to [`Notifier::replaying`].
+    pub replaying_subscriptions: usize,
 }
 
 /// Opens (or creates) the region, recovers it, binds the socket and runs until
 /// SIGTERM/SIGINT. `ready` is called once the socket accepts connections.
 pub fn serve(config: DaemonConfig, ready: impl FnOnce(&ServeInfo)) -> Result<(), DaemonError> {
+    serve_notifying(config, Box::new(NoNotifier), ready)
+}
+
+/// [`serve`], telling `notifier` of the loop's turns, of recovery progress and of the
+/// shutdown (`herald serve` under systemd).
+pub fn serve_notifying(
+    config: DaemonConfig,
+    notifier: Box<dyn Notifier>,
+    ready: impl FnOnce(&ServeInfo),
+) -> Result<(), DaemonError> {
     if config.connections_max == 0 || config.connections_max > crate::event::limits::CONNECTIONS_MAX
     {
         return Err(DaemonError::Config(format!(
@@ -235,6 +268,7 @@ pub fn serve(config: DaemonConfig, ready: impl FnOnce(&ServeInfo)) -> Result<(),
         config,
         log,
         listener: OwnedFd::from(listener),
+        notifier,
         previous_stop_clean,
         start: StartInfo {
             findings,
@@ -247,6 +281,7 @@ pub fn serve(config: DaemonConfig, ready: impl FnOnce(&ServeInfo)) -> Result<(),
             recovery: report,
             started_in: started.elapsed(),
             backend: crate::reactor::Backend::Epoll,
+            replaying_subscriptions: 0,
         },
     };
     let result = match choose_backend(&served.config) {
@@ -254,7 +289,7 @@ pub fn serve(config: DaemonConfig, ready: impl FnOnce(&ServeInfo)) -> Result<(),
         Ok(Chosen::Epoll(reactor, fallback)) => {
             let mut served = served;
             served.start.io_fallback = fallback;
-            served.run(reactor, ready)
+            served.run(*reactor, ready)
         }
         Err(e) => Err(e),
     };
@@ -267,6 +302,7 @@ struct Served {
     config: DaemonConfig,
     log: log::Log<log::MappedRegion>,
     listener: OwnedFd,
+    notifier: Box<dyn Notifier>,
     previous_stop_clean: bool,
     start: StartInfo,
     serve_info: ServeInfo,
@@ -283,13 +319,15 @@ impl Served {
             .map_err(|e| DaemonError::Io("listening on the socket", e))?;
         self.serve_info.backend = reactor.backend();
         tracing::info!(backend = %reactor.backend(), "I/O backend");
-        let core = Core::new(
+        let mut core = Core::new(
             self.config,
             reactor,
             self.log,
             self.previous_stop_clean,
             self.start,
         )?;
+        core.set_notifier(self.notifier);
+        self.serve_info.replaying_subscriptions = core.replaying_subscriptions();
         ready(&self.serve_info);
         core.run()
     }
@@ -298,14 +336,14 @@ impl Served {
 enum Chosen {
     Uring(Box<UringReactor>),
     /// epoll, and why io_uring is not used when it was tried.
-    Epoll(EpollReactor, Option<String>),
+    Epoll(Box<EpollReactor>, Option<String>),
 }
 
 fn choose_backend(config: &DaemonConfig) -> Result<Chosen, DaemonError> {
     let spin = Duration::from_micros(config.busy_poll_us);
     let epoll = |fallback| {
-        EpollReactor::new(config.connections_max)
-            .map(|r| Chosen::Epoll(r, fallback))
+        EpollReactor::new(config.connection_slots())
+            .map(|r| Chosen::Epoll(Box::new(r), fallback))
             .map_err(|e| DaemonError::Io("setting up epoll", e))
     };
     match config.io {

@@ -4,19 +4,22 @@
 //! are done, and every cursor that moved is persisted, all changed cursors in one
 //! fence; slots below the lowest cursor may then be reused.
 
-use super::dead::{DeadCause, DeadQueue};
+use super::dead::{DeadCause, DeadQueue, FULL_LOG_INTERVAL_NS, MADE_LOG_INTERVAL_NS};
 use crate::log::{self, Log, Seq, SubscriptionId, SubscriptionMode};
 use crate::pmem::Medium;
 use crate::subscription::SubscriptionSet;
 
-/// Runs the release stage. `cursor_updates` is scratch space sized at start-up.
+/// Runs the release stage at time `now`. `cursor_updates` is scratch space sized at
+/// start-up.
 pub fn release<M: Medium>(
     log: &mut Log<M>,
     subs: &mut SubscriptionSet,
     dead: &mut DeadQueue,
     cursor_updates: &mut Vec<(SubscriptionId, Seq)>,
+    now: u64,
 ) -> Result<(), log::LogError> {
-    write_dead_letters(log, subs, dead)?;
+    write_dead_letters(log, subs, dead, now)?;
+    record_replay_outcomes(log, subs, dead)?;
     leave_recovery(log, subs)?;
     cursor_updates.clear();
     for (_, sub) in subs.iter() {
@@ -25,7 +28,9 @@ pub fn release<M: Medium>(
         let Some(persisted) = log.subscription(id).map(|s| s.cursor) else {
             continue;
         };
-        if cursor > persisted {
+        // On a region synced to disk, a cursor whose last write still waits for its
+        // sync moves with the next one (its progress is kept meanwhile).
+        if cursor > persisted && log.cursor_writable(id) {
             cursor_updates.push((id, Seq(cursor)));
         }
     }
@@ -36,13 +41,17 @@ pub fn release<M: Medium>(
 }
 
 /// Turns the queued rejected and exhausted events into dead letters, each durable
-/// before its subscription may settle it (and so before any cursor passes it), and
-/// records the outcomes of replayed dead letters.
+/// before its subscription may settle it (and so before any cursor passes it). Those
+/// the area has no room for stay queued, tried again every turn (a purge frees them at
+/// once), and the log says so once, then once a minute.
 fn write_dead_letters<M: Medium>(
     log: &mut Log<M>,
     subs: &mut SubscriptionSet,
     dead: &mut DeadQueue,
+    now: u64,
 ) -> Result<(), log::LogError> {
+    let mut kept = 0;
+    let mut no_room = None;
     for i in 0..dead.pending.len() {
         let d = dead.pending[i];
         let Some(sub) = subs.get_mut(d.sub) else {
@@ -66,20 +75,60 @@ fn write_dead_letters<M: Medium>(
             Ok(_) => {
                 sub.tracker.settle(d.seq);
                 sub.dead_lettered += 1;
-                let name = log.subscription(id).map_or(&b""[..], |e| e.name());
-                tracing::warn!(subscription = %String::from_utf8_lossy(name), seq = d.seq, deliveries = d.deliveries, cause = ?d.cause, "event moved to the subscription's dead letters (`herald dead list`)");
+                dead.made_unlogged += 1;
+                if now.saturating_sub(dead.made_logged_at) >= MADE_LOG_INTERVAL_NS {
+                    let name = log.subscription(id).map_or(&b""[..], |e| e.name());
+                    tracing::warn!(events = dead.made_unlogged, last_subscription = %String::from_utf8_lossy(name), last_seq = d.seq, last_cause = ?d.cause, "events moved to their subscriptions' dead letters (`herald dead list`)");
+                    dead.made_unlogged = 0;
+                    dead.made_logged_at = now;
+                }
             }
             Err(log::DeadLetterError::Failed(e)) => {
                 dead.pending.clear();
                 return Err(log::LogError::Failed(e));
             }
+            Err(e @ (log::DeadLetterError::Full { .. } | log::DeadLetterError::NoArea)) => {
+                // It holds the ring until there is room; kept, in order.
+                no_room = Some(e);
+                dead.pending[kept] = d;
+                kept += 1;
+            }
             Err(e) => {
-                // Kept unsettled (it holds the ring) and tried again later.
                 tracing::error!(seq = d.seq, error = %e, "cannot write a dead letter; the event stays with its subscription");
             }
         }
     }
-    dead.pending.clear();
+    dead.pending.truncate(kept);
+    match (no_room, dead.full_since) {
+        (Some(e), None) => {
+            dead.full_since = Some(now);
+            dead.full_logged_at = now;
+            tracing::warn!(waiting = kept, error = %e, "the dead-letter area has no room: events given up on wait, holding the ring, until dead letters are purged (`herald dead list`, `herald dead purge`)");
+        }
+        (Some(_), Some(_)) if now.saturating_sub(dead.full_logged_at) >= FULL_LOG_INTERVAL_NS => {
+            dead.full_logged_at = now;
+            tracing::warn!(
+                waiting = kept,
+                "the dead-letter area is still full; events wait for room"
+            );
+        }
+        (None, Some(_)) => {
+            dead.full_since = None;
+            tracing::info!(
+                "the dead-letter area has room again; the events that waited are dead letters now"
+            );
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Records what became of dead letters replayed on an operator's request.
+fn record_replay_outcomes<M: Medium>(
+    log: &mut Log<M>,
+    subs: &mut SubscriptionSet,
+    dead: &mut DeadQueue,
+) -> Result<(), log::LogError> {
     for i in 0..dead.outcomes.len() {
         let o = dead.outcomes[i];
         let result = if o.confirmed {

@@ -43,6 +43,18 @@ pub enum Reply {
         /// The ping's token.
         token: u64,
     },
+    /// A refusal whose message names a number (a limit, a table size): the text is
+    /// `before`, the number, `after`, put together only when it is encoded.
+    Refused {
+        /// Why.
+        code: ErrorCode,
+        /// The text before the number.
+        before: &'static str,
+        /// The number.
+        number: u64,
+        /// The text after it.
+        after: &'static str,
+    },
 }
 
 impl Reply {
@@ -59,17 +71,38 @@ impl Reply {
     /// reply is built valid) counts as the largest; [`encode_reply`] then closes its
     /// connection instead of sending it.
     pub fn bytes(self) -> usize {
-        encoded_len(&self.frame(1, 0, 0)).unwrap_or(REPLY_BYTES_MAX)
+        let mut text = MessageText::new();
+        encoded_len(&self.frame(1, 0, 0, &mut text)).unwrap_or(REPLY_BYTES_MAX)
     }
 
     /// Whether the connection closes after it.
     pub fn closes(self) -> bool {
-        matches!(self, Reply::Error { code, .. } if code.closes_connection())
+        match self {
+            Reply::Error { code, .. } | Reply::Refused { code, .. } => code.closes_connection(),
+            _ => false,
+        }
     }
 
-    /// The frame that carries it.
-    fn frame(self, version: u16, node_id: u64, payload_max: u32) -> Frame<'static> {
+    /// The frame that carries it (`text` holds a refusal's message while the frame is
+    /// encoded).
+    fn frame<'t>(
+        self,
+        version: u16,
+        node_id: u64,
+        payload_max: u32,
+        text: &'t mut MessageText,
+    ) -> Frame<'t> {
         match self {
+            Reply::Refused {
+                code,
+                before,
+                number,
+                after,
+            } => Frame::Error {
+                correlation: 0,
+                code,
+                message: text.compose(before, number, after),
+            },
             Reply::HelloOk => Frame::HelloOk(HelloOk {
                 version,
                 node_id,
@@ -105,6 +138,60 @@ impl Reply {
     }
 }
 
+/// A refusal's message, put together on the stack (nothing allocated).
+pub struct MessageText {
+    bytes: [u8; 256],
+    len: usize,
+}
+
+impl MessageText {
+    /// An empty message.
+    pub fn new() -> MessageText {
+        MessageText {
+            bytes: [0; 256],
+            len: 0,
+        }
+    }
+
+    /// `before`, `number` in decimal, `after`; cut at the buffer's end (on a character
+    /// boundary: the parts are ASCII-safe UTF-8 and digits).
+    pub fn compose(&mut self, before: &str, number: u64, after: &str) -> &str {
+        self.len = 0;
+        self.push(before.as_bytes());
+        let mut digits = [0u8; 20];
+        let mut n = number;
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.push(&digits[at..]);
+        self.push(after.as_bytes());
+        // Whole parts or whole digits only were copied, so this is valid UTF-8 unless
+        // a part was cut inside a character: then the text ends before it.
+        match std::str::from_utf8(&self.bytes[..self.len]) {
+            Ok(text) => text,
+            Err(e) => std::str::from_utf8(&self.bytes[..e.valid_up_to()]).unwrap_or_default(),
+        }
+    }
+
+    fn push(&mut self, part: &[u8]) {
+        let n = part.len().min(self.bytes.len() - self.len);
+        self.bytes[self.len..self.len + n].copy_from_slice(&part[..n]);
+        self.len += n;
+    }
+}
+
+impl Default for MessageText {
+    fn default() -> Self {
+        MessageText::new()
+    }
+}
+
 /// The largest answer other than `StatusReply`: an `Error` with the longest message.
 pub const REPLY_BYTES_MAX: usize =
     protocol::FRAME_HEADER_BYTES + protocol::ERROR_FIXED_BYTES + protocol::ERROR_MESSAGE_BYTES_MAX;
@@ -129,7 +216,8 @@ pub fn encode_reply<S>(conn: &mut Conn<S>, slot: usize, reply: Reply, identity: 
         conn.close_after_flush = true;
     }
     let version = conn.machine.version().unwrap_or(1);
-    let frame = reply.frame(version, identity.node_id, identity.payload_max);
+    let mut text = MessageText::new();
+    let frame = reply.frame(version, identity.node_id, identity.payload_max, &mut text);
     conn.send_free();
     match encode(&frame, conn.send_tail()) {
         Ok(n) => conn.wrote(n),
@@ -189,9 +277,15 @@ mod tests {
                 pending: u64::MAX,
             },
             Reply::Pong { token: 3 },
+            Reply::Refused {
+                code: ErrorCode::Busy,
+                before: "connection limit reached: --connections-max is ",
+                number: u64::MAX,
+                after: "; try again later",
+            },
         ];
         for reply in replies {
-            let n = encoded_len(&reply.frame(1, 7, 65536)).expect("valid");
+            let n = encoded_len(&reply.frame(1, 7, 65536, &mut MessageText::new())).expect("valid");
             assert!(n <= REPLY_BYTES_MAX, "{reply:?}: {n}");
             assert_eq!(reply.bytes(), n);
         }
@@ -203,5 +297,15 @@ mod tests {
             count: 2,
         };
         assert_eq!(bad.bytes(), REPLY_BYTES_MAX);
+    }
+
+    #[test]
+    fn a_refusal_names_its_number_and_a_long_text_is_cut_not_broken() {
+        let mut text = MessageText::new();
+        assert_eq!(text.compose("limit ", 128, "; later"), "limit 128; later");
+        assert_eq!(text.compose("", 0, ""), "0");
+        let long = "é".repeat(200);
+        let cut = text.compose(&long, 7, "").to_owned();
+        assert!(cut.len() <= 256 && cut.chars().all(|c| c == 'é'), "{cut}");
     }
 }

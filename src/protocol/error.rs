@@ -29,11 +29,18 @@ pub enum ErrorCode {
     Internal = 8,
     /// The role chosen in the hello does not allow this frame.
     NotPermitted = 9,
+    /// The daemon is at its connection limit; the message names it.
+    Busy = 10,
+    /// The durable subscription cannot be created: the region's subscription table is
+    /// full.
+    TableFull = 11,
+    /// The connection did not say hello, or said nothing, within the daemon's limit.
+    TimedOut = 12,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 9] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::Invalid,
         ErrorCode::Unexpected,
         ErrorCode::UnsupportedVersion,
@@ -43,6 +50,9 @@ impl ErrorCode {
         ErrorCode::ShuttingDown,
         ErrorCode::Internal,
         ErrorCode::NotPermitted,
+        ErrorCode::Busy,
+        ErrorCode::TableFull,
+        ErrorCode::TimedOut,
     ];
 
     /// The code carrying `value`, if there is one.
@@ -57,6 +67,9 @@ impl ErrorCode {
             7 => Some(ErrorCode::ShuttingDown),
             8 => Some(ErrorCode::Internal),
             9 => Some(ErrorCode::NotPermitted),
+            10 => Some(ErrorCode::Busy),
+            11 => Some(ErrorCode::TableFull),
+            12 => Some(ErrorCode::TimedOut),
             _ => None,
         }
     }
@@ -78,6 +91,9 @@ impl ErrorCode {
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Internal => "internal",
             ErrorCode::NotPermitted => "not_permitted",
+            ErrorCode::Busy => "busy",
+            ErrorCode::TableFull => "table_full",
+            ErrorCode::TimedOut => "timed_out",
         }
     }
 

@@ -133,6 +133,13 @@ pub enum Completion<S> {
         /// Bytes sent.
         result: Result<usize, i32>,
     },
+    /// A sync armed with [`Reactor::sync`] finished.
+    Synced {
+        /// The token it was armed with.
+        token: u32,
+        /// Ok, or the errno of `fdatasync`.
+        result: Result<(), i32>,
+    },
     /// SIGTERM or SIGINT arrived: the daemon should stop.
     Terminate,
 }
@@ -195,6 +202,16 @@ pub trait Reactor {
     /// Closes `socket` (attached to `token`, or never attached: None). Only once none
     /// of its operations is in flight.
     fn close(&mut self, socket: Self::Socket, token: Option<Token>);
+
+    /// Starts making a file's data durable (`fdatasync` of `file`) without waiting; it
+    /// completes with [`Completion::Synced`] carrying `token`. One at a time. Without
+    /// a file (a simulated medium) it completes after the simulated disk's delay.
+    fn sync(&mut self, file: Option<std::os::fd::RawFd>, token: u32);
+
+    /// Closes a socket that was never attached after writing `farewell` (a short error
+    /// frame) if the socket takes it at once, without waiting: how a connection beyond
+    /// every slot learns why it is turned away.
+    fn refuse(&mut self, socket: Self::Socket, farewell: &[u8]);
 
     /// Submits what was armed and waits up to `timeout` for at least one completion,
     /// appending every completion available to `out`.
@@ -340,6 +357,23 @@ fn sockaddr_of(address: &Address) -> io::Result<(libc::sockaddr_storage, libc::s
             ))
         }
     }
+}
+
+/// Writes `farewell` to `socket` if it takes it at once, then closes it (the real
+/// backends' [`Reactor::refuse`]).
+fn refuse_fd(socket: OwnedFd, farewell: &[u8]) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `farewell` is valid for its length; a failed or short send is fine (the
+    // connection is being turned away either way).
+    unsafe {
+        libc::send(
+            socket.as_raw_fd(),
+            farewell.as_ptr().cast(),
+            farewell.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    drop(socket);
 }
 
 /// The pending error of a socket whose non-blocking connect finished (0 = connected).

@@ -4,6 +4,7 @@
 //! fuzz targets drive them turn by turn, deterministically.
 
 mod client;
+pub mod simulator;
 
 pub use client::{hello, SimClient};
 
@@ -31,7 +32,7 @@ impl<M: Medium> SimNode<M> {
         previous_stop_clean: bool,
     ) -> Result<SimNode<M>, DaemonError> {
         let listener = net.listener(path);
-        let mut reactor = SimReactor::new(net, config.connections_max);
+        let mut reactor = SimReactor::new(net, config.connection_slots());
         reactor
             .listen(listener.clone())
             .map_err(|e| DaemonError::Io("listening", e))?;

@@ -232,6 +232,17 @@ impl SubscriptionSet {
         Ok(())
     }
 
+    /// Bytes of the table and every tracker's window.
+    pub fn footprint_bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<Option<SubscriptionState>>()
+            + self
+                .slots
+                .iter()
+                .flatten()
+                .map(|s| s.tracker.footprint_bytes())
+                .sum::<usize>()
+    }
+
     /// The subscription at `index`.
     pub fn get(&self, index: usize) -> Option<&SubscriptionState> {
         self.slots.get(index).and_then(|s| s.as_ref())
@@ -302,6 +313,9 @@ impl SubscriptionSet {
                 or_stored(spec.max_deliveries.into(), sub.spec.max_deliveries.into()) as u16,
             );
             sub.tracker.configure(spec.window_events, policy);
+            // How the subscriber leaves recovery is its own choice on each connection,
+            // like its window.
+            sub.spec.automatic_recovery = spec.automatic_recovery;
             i
         } else {
             let i = self.free_slot()?;

@@ -146,7 +146,10 @@ typedef enum herald_server_code {
     HERALD_SERVER_NAME_IN_USE = 6,         /* the durable name is attached elsewhere (closes) */
     HERALD_SERVER_SHUTTING_DOWN = 7,       /* the daemon is stopping; reconnect later (closes) */
     HERALD_SERVER_INTERNAL = 8,            /* the daemon failed; not carried out (closes) */
-    HERALD_SERVER_NOT_PERMITTED = 9        /* the connection's role does not allow it (closes) */
+    HERALD_SERVER_NOT_PERMITTED = 9,       /* the connection's role does not allow it (closes) */
+    HERALD_SERVER_BUSY = 10,               /* the daemon is at its connection limit; try later (closes) */
+    HERALD_SERVER_TABLE_FULL = 11,         /* no room for another durable subscription (closes) */
+    HERALD_SERVER_TIMED_OUT = 12           /* no hello, or nothing at all, in the daemon's time limit (closes) */
 } herald_server_code;
 
 /* The role chosen at connect (PROTOCOL.md section 5); it fixes what the connection may do. */

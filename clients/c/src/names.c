@@ -34,6 +34,9 @@ const char *herald_server_code_name(uint16_t code) {
     case HERALD_SERVER_SHUTTING_DOWN: return "shutting_down";
     case HERALD_SERVER_INTERNAL: return "internal";
     case HERALD_SERVER_NOT_PERMITTED: return "not_permitted";
+    case HERALD_SERVER_BUSY: return "busy";
+    case HERALD_SERVER_TABLE_FULL: return "table_full";
+    case HERALD_SERVER_TIMED_OUT: return "timed_out";
     default: return "unknown";
     }
 }

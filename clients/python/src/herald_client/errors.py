@@ -35,6 +35,9 @@ class ErrorCode(enum.IntEnum):
     SHUTTING_DOWN = 7
     INTERNAL = 8
     NOT_PERMITTED = 9
+    BUSY = 10
+    TABLE_FULL = 11
+    TIMED_OUT = 12
 
     @property
     def code_name(self) -> str:

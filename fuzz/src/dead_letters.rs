@@ -124,7 +124,11 @@ fn check_listed(log: &Log<SimMedium>) {
         assert!(d.slots >= 1);
         used += d.slots;
     }
-    used += log.damaged_dead_letters().len() as u64;
+    used += log.damaged_dead_letter_slots();
+    assert!(
+        log.damaged_dead_letter_slots() >= log.damaged_dead_letters().len() as u64,
+        "a damaged record holds at least its first slot"
+    );
     assert_eq!(free + used, total, "free {free} + used {used} slots");
 }
 

@@ -133,7 +133,8 @@ pub fn analyze(bytes: &[u8], progress: scan::Progress<'_>) -> Result<Analysis, F
         + problems
             .iter()
             .filter(|p| p.kind == DeadProblemKind::Damaged)
-            .count() as u64;
+            .map(|p| p.slots)
+            .sum::<u64>();
     report.dead_letter_problems = problems;
     Ok(Analysis {
         geometry,
@@ -262,7 +263,7 @@ impl<M: Medium> Log<M> {
             .dead_letter_problems
             .iter()
             .filter(|p| p.kind == DeadProblemKind::Damaged)
-            .map(|p| p.id)
+            .map(|p| (p.id, p.slots))
             .collect();
         let dead = dead::DeadArea::new(&geometry, dead_letters, damaged);
         let next_uid = subscriptions
@@ -785,6 +786,13 @@ impl<M: Medium> Log<M> {
     /// `dead_letter_problems`); `purge_dead` accepts them.
     pub fn damaged_dead_letters(&self) -> &[DeadLetterId] {
         self.dead.damaged()
+    }
+
+    /// Slots the damaged dead-letter records hold (each holds the span its header
+    /// claims when that header is sane, else its first slot; see
+    /// [`DeadLetterProblem::slots`]).
+    pub fn damaged_dead_letter_slots(&self) -> u64 {
+        self.dead.damaged_slots()
     }
 
     /// Free and total slots of the dead-letter area (0 and 0 when it has none).

@@ -163,7 +163,7 @@ pub enum DeadLetterError {
 #[serde(rename_all = "snake_case")]
 pub enum DeadProblemKind {
     /// The record's bytes fail a check; it is not listed as a dead letter, holds its
-    /// first slot, and can be purged by its id.
+    /// slots ([`DeadLetterProblem::slots`]), and can be purged by its id.
     Damaged,
     /// A valid record whose subscription no longer exists; it is listed too.
     Orphan,
@@ -180,6 +180,11 @@ pub struct DeadLetterProblem {
     pub kind: DeadProblemKind,
     /// The original seq, when the header could be read.
     pub seq: Option<u64>,
+    /// Slots it holds in the area. An orphan: its span. A damaged record: the span its
+    /// header claims when the header is sane (the copy may be intact, and a record
+    /// written over it would change what a later scan finds), cut short before the next
+    /// record found; else 1.
+    pub slots: u64,
     /// What is wrong, for a person.
     pub problem: String,
 }
@@ -451,6 +456,7 @@ pub fn scan(
                         slot,
                         kind: DeadProblemKind::Damaged,
                         seq: header.map(|h| h.seq),
+                        slots: header.map_or(1, |h| h.span as u64),
                         problem: format!("dead-letter slot {slot}: inconsistent record"),
                     });
                     slot += 1;
@@ -479,6 +485,7 @@ pub fn scan(
                         slot,
                         kind: DeadProblemKind::Orphan,
                         seq: Some(h.seq),
+                        slots: h.span as u64,
                         problem: format!(
                             "dead letter of seq {} belongs to subscription {} (uid {}), which no longer exists; nothing will replay it: purge it",
                             h.seq, h.subscription_index, h.subscription_uid
@@ -489,18 +496,47 @@ pub fn scan(
                 slot += h.span as u64;
             }
             DeadSlotOutcome::Damaged(why) => {
+                // `header` is only a sane one: its span lies inside the area.
                 problems.push(DeadLetterProblem {
                     id: DeadLetterId::new(slot, stored),
                     slot,
                     kind: DeadProblemKind::Damaged,
                     seq: header.map(|h| h.seq),
+                    slots: header.map_or(1, |h| h.span as u64),
                     problem: format!("dead-letter slot {slot}: {why}"),
                 });
+                // The slots after it are examined too: a damaged length must not hide
+                // a valid record behind it.
                 slot += 1;
             }
         }
     }
+    clip_damaged_spans(&letters, &mut problems);
     (letters, problems)
+}
+
+/// Cuts each damaged record's slots short before the next record or damaged record
+/// found, so that no slot is held twice. Both lists are in slot order.
+fn clip_damaged_spans(letters: &[DeadLetter], problems: &mut [DeadLetterProblem]) {
+    let damaged_starts: Vec<u64> = problems
+        .iter()
+        .filter(|p| p.kind == DeadProblemKind::Damaged)
+        .map(|p| p.slot)
+        .collect();
+    for p in problems
+        .iter_mut()
+        .filter(|p| p.kind == DeadProblemKind::Damaged)
+    {
+        let next_letter = letters
+            .get(letters.partition_point(|d| d.id.slot() <= p.slot))
+            .map(|d| d.id.slot());
+        let next_damaged = damaged_starts
+            .get(damaged_starts.partition_point(|&s| s <= p.slot))
+            .copied();
+        if let Some(next) = next_letter.into_iter().chain(next_damaged).min() {
+            p.slots = p.slots.min(next - p.slot);
+        }
+    }
 }
 
 /// The copy of the event held by the record `d` (validated when the area was scanned
@@ -534,7 +570,7 @@ pub fn read_event<'a>(bytes: &'a [u8], g: &Geometry, d: &DeadLetter) -> Option<E
 // --- the in-memory area -----------------------------------------------------------------
 
 /// The area as the log keeps it in memory: a bitmap of used slots, the valid records
-/// (sorted by first slot) and the damaged ones (which hold their first slot until
+/// (sorted by first slot) and the damaged ones (which hold their slots until
 /// purged). Capacity for every record the area could hold is taken at open.
 pub struct DeadArea {
     slot_count: u64,
@@ -542,11 +578,19 @@ pub struct DeadArea {
     free_slots: u64,
     records: Vec<DeadLetter>,
     damaged: Vec<DeadLetterId>,
+    /// Slots each of `damaged` holds, in the same order.
+    damaged_slots: Vec<u64>,
 }
 
 impl DeadArea {
     /// Builds the in-memory state from what a scan found.
-    pub fn new(g: &Geometry, mut records: Vec<DeadLetter>, damaged: Vec<DeadLetterId>) -> Self {
+    /// `damaged`: each damaged record's id and the slots it holds (from the scan's
+    /// [`DeadLetterProblem`]s, which never overlap the records or each other).
+    pub fn new(
+        g: &Geometry,
+        mut records: Vec<DeadLetter>,
+        damaged: Vec<(DeadLetterId, u64)>,
+    ) -> Self {
         let slot_count = g.dead_letters.slot_count;
         let records_max = if slot_count == 0 {
             0
@@ -560,14 +604,14 @@ impl DeadArea {
             used: vec![0; slot_count.div_ceil(64) as usize],
             free_slots: slot_count,
             records: Vec::new(),
-            damaged,
+            damaged: damaged.iter().map(|d| d.0).collect(),
+            damaged_slots: damaged.iter().map(|d| d.1).collect(),
         };
         for d in &records {
             area.mark(d.id.slot(), d.slots, true);
         }
-        for i in 0..area.damaged.len() {
-            let slot = area.damaged[i].slot();
-            area.mark(slot, 1, true);
+        for (id, slots) in damaged {
+            area.mark(id.slot(), slots, true);
         }
         records.sort_unstable_by_key(|d| d.id.slot());
         area.records = records;
@@ -627,9 +671,14 @@ impl DeadArea {
         &self.records
     }
 
-    /// Ids of damaged records still holding their first slot.
+    /// Ids of damaged records still holding their slots.
     pub fn damaged(&self) -> &[DeadLetterId] {
         &self.damaged
+    }
+
+    /// Slots the damaged records hold.
+    pub fn damaged_slots(&self) -> u64 {
+        self.damaged_slots.iter().sum()
     }
 
     /// The record with this id.
@@ -681,7 +730,8 @@ impl DeadArea {
             self.mark(d.id.slot(), d.slots, false);
         } else if let Some(i) = self.damaged.iter().position(|&x| x == id) {
             self.damaged.swap_remove(i);
-            self.mark(id.slot(), 1, false);
+            let slots = self.damaged_slots.swap_remove(i);
+            self.mark(id.slot(), slots, false);
         }
     }
 }

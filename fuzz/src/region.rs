@@ -87,9 +87,12 @@ pub fn check_opened(mut log: Log<SimMedium>) {
     };
     let stored = match log.append(&event) {
         Ok(seq) => Some(seq),
-        Err(herald::log::AppendError::Full { .. } | herald::log::AppendError::TooLarge { .. }) => {
-            None
-        }
+        // Exhausted: a crafted record put the tail near 2^63.
+        Err(
+            herald::log::AppendError::Full { .. }
+            | herald::log::AppendError::TooLarge { .. }
+            | herald::log::AppendError::Exhausted { .. },
+        ) => None,
         Err(e) => panic!("an opened log refused a publish: {e}"),
     };
     if let Some(seq) = stored {

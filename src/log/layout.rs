@@ -170,6 +170,12 @@ pub struct SlotHeader {
 /// Bytes of [`SlotHeader`].
 pub const SLOT_HEADER_BYTES: usize = std::mem::size_of::<SlotHeader>();
 
+/// Every record's `seq` is below this. A region reaches it only after 2^63 slots (three
+/// centuries at a billion events a second); a record claiming more is damage. The bound
+/// leaves room for every position sum the log forms (a seq plus a span, a ring of slots
+/// or a group commit's slots) to stay far below `u64::MAX`.
+pub const SEQ_LIMIT: u64 = 1 << 63;
+
 impl SlotHeader {
     /// Body bytes that follow the header.
     pub fn body_len(&self) -> usize {

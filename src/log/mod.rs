@@ -99,6 +99,13 @@ pub enum AppendError {
     /// A field is out of range.
     #[error("invalid event: {0}")]
     Invalid(&'static str),
+    /// The ring's positions reached [`layout::SEQ_LIMIT`]: never in three centuries
+    /// of use, only in a crafted or damaged region.
+    #[error("sequence numbers exhausted at {tail} (the limit is 2^63); format a new region")]
+    Exhausted {
+        /// The tail.
+        tail: u64,
+    },
     /// The region failed earlier.
     #[error("persistent region failed: {0}")]
     Failed(String),
@@ -266,13 +273,16 @@ impl<M: Medium> Log<M> {
             .map(|p| (p.id, p.slots))
             .collect();
         let dead = dead::DeadArea::new(&geometry, dead_letters, damaged);
+        // Saturating: only a damaged or crafted entry holds a uid near u64::MAX. A uid
+        // tells the reuses of one table entry apart, so a repeat after that is harmless
+        // but for that entry's orphaned dead letters.
         let next_uid = subscriptions
             .iter()
             .flatten()
             .map(|s| s.uid)
             .max()
             .unwrap_or(0)
-            + 1;
+            .saturating_add(1);
         let mut log = Log {
             head: report.head,
             tail: report.tail,
@@ -644,7 +654,7 @@ impl<M: Medium> Log<M> {
             d.durable_cursor[index] = created.cursor;
             d.covered_by[index] = None;
         }
-        self.next_uid += 1;
+        self.next_uid = self.next_uid.saturating_add(1);
         self.subscriptions[index] = Some(created);
         self.recompute_head();
         Ok(SubscriptionId(index as u32))

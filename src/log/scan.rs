@@ -134,8 +134,12 @@ pub fn sync_watermark(bytes: &[u8]) -> u64 {
 pub fn valid_record(bytes: &[u8], g: &Geometry, index: u64) -> Option<SlotHeader> {
     let at = g.slot_offset(index);
     let header: SlotHeader = bytemuck::pod_read_unaligned(&bytes[at..at + SLOT_HEADER_BYTES]);
+    // A group's first record has a seq of at least 1, so `group_offset < seq`; both
+    // bounds keep the scan's position arithmetic from overflowing on a crafted record.
     if header.magic != SLOT_MAGIC
         || header.seq == 0
+        || header.seq >= SEQ_LIMIT
+        || u64::from(header.group_offset) >= header.seq
         || header.seq % g.ring.slot_count != index
         || header.span == 0
         || index + header.span as u64 > g.ring.slot_count

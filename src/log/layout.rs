@@ -455,6 +455,7 @@ fn crc_small_sse42(crc: u32, bytes: &[u8]) -> u32 {
     let mut state = !crc as u64;
     let mut words = bytes.chunks_exact(8);
     for w in &mut words {
+        // `chunks_exact(8)` yields 8-byte slices only.
         state = _mm_crc32_u64(
             state,
             u64::from_le_bytes(w.try_into().expect("8-byte chunk")),

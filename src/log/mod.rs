@@ -662,15 +662,13 @@ impl<M: Medium> Log<M> {
 
     /// Deletes a durable subscription: it no longer holds any event.
     pub fn delete_subscription(&mut self, id: SubscriptionId) -> Result<(), LogError> {
-        self.subscription(id)
-            .ok_or(LogError::UnknownSubscription(id))?;
+        let uid = self
+            .subscription(id)
+            .ok_or(LogError::UnknownSubscription(id))?
+            .uid;
         if let Some(reason) = &self.failed {
             return Err(LogError::Failed(reason.clone()));
         }
-        let uid = self.subscriptions[id.0 as usize]
-            .as_ref()
-            .expect("checked above")
-            .uid;
         cursors::delete(&mut self.medium, &self.geometry, id.0).map_err(|e| {
             self.failed = Some(e.to_string());
             LogError::Failed(e.to_string())
@@ -969,6 +967,7 @@ impl<M: Medium> Log<M> {
             self.fence()?;
         }
         for (id, cursor, mode) in updates {
+            // `release` (check_release) and `set_mode` looked every id up first.
             let s = self.subscriptions[id.0 as usize]
                 .as_mut()
                 .expect("validated by caller");

@@ -118,6 +118,7 @@ pub fn classify(f: SlotFacts) -> SlotOutcome {
         .iter()
         .find(|r| r.matches(f))
         .map(|r| r.outcome)
+        // `every_combination_of_recovery_facts_matches_exactly_one_rule` tries them all.
         .expect("the recovery table covers every combination (tested)")
 }
 
@@ -411,6 +412,7 @@ pub fn scan(
                 report.corrupt_slots += 1;
                 extend_run(&mut report.corrupt, p, REPORTED_RUNS_MAX);
             }
+            // `released` is `p < head`, and the walk starts at head.
             SlotOutcome::Released => unreachable!("the walk starts at head"),
         }
         p += step;

@@ -352,17 +352,19 @@ pub fn classify(f: DeadSlotFacts) -> DeadSlotOutcome {
         .iter()
         .find(|r| r.matches(f))
         .map(|r| r.outcome)
+        // `every_combination_of_dead_slot_facts_matches_exactly_one_rule` tries them all.
         .expect("the dead-letter table covers every combination (tested)")
 }
 
 // --- reading ------------------------------------------------------------------------------
 
+// Callers pass offsets inside a slot of the area (slots are at least 64 bytes).
 fn read_word(bytes: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8-byte slice"))
+    u64::from_le(bytemuck::pod_read_unaligned(&bytes[at..at + 8]))
 }
 
 fn read_u32(bytes: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4-byte slice"))
+    u32::from_le(bytemuck::pod_read_unaligned(&bytes[at..at + 4]))
 }
 
 /// The header at `slot`, if it lies wholly inside the area.
@@ -711,6 +713,7 @@ impl DeadArea {
 
     /// Replaces a record's status.
     pub fn set_status(&mut self, id: DeadLetterId, replay_requested: bool, delivery_count: u32) {
+        // `Log::set_dead_replay` looked the id up first.
         let i = self.position(id).expect("caller checked the id");
         self.records[i].replay_requested = replay_requested;
         self.records[i].delivery_count = delivery_count;
@@ -827,6 +830,7 @@ pub fn stage_static<M: Medium>(
     medium.write(at + DEAD_CHECKSUM_OFFSET, &checksum.to_le_bytes());
     // Paired assertion: what we flush is what the scan will accept once the status
     // word is written.
+    // `first_fit` chose a run inside the area, and the run holds the whole record.
     let check = read_header(medium.bytes(), g, slot).expect("the run is inside the area");
     assert!(
         header_sane(&check, g, slot),

@@ -120,8 +120,8 @@ impl Metrics {
     }
 }
 
-/// GET /metrics: 200, the text format's content type, valid for promtool.
-fn scrape(address: SocketAddr) -> Metrics {
+/// GET /metrics: its body (200, the text format's content type, valid for promtool).
+fn scrape_text(address: SocketAddr) -> String {
     let a = exchange(
         address,
         b"GET /metrics HTTP/1.1\r\nHost: herald\r\nAccept: text/plain\r\n\r\n",
@@ -134,7 +134,36 @@ fn scrape(address: SocketAddr) -> Metrics {
         a.head
     );
     promtool_check(&a.body);
-    Metrics::parse(&a.body)
+    a.body
+}
+
+/// GET /metrics, parsed.
+fn scrape(address: SocketAddr) -> Metrics {
+    Metrics::parse(&scrape_text(address))
+}
+
+/// OPERATIONS.md's metrics table: name → type.
+fn documented() -> BTreeMap<String, String> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/OPERATIONS.md"))
+        .expect("OPERATIONS.md");
+    doc.lines()
+        .filter(|l| l.starts_with("| `herald"))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            (cells[1].trim_matches('`').to_owned(), cells[2].to_owned())
+        })
+        .collect()
+}
+
+/// Every family a scrape has (`# TYPE` lines): name → type.
+fn families(body: &str) -> BTreeMap<String, String> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| {
+            let (name, kind) = l.split_once(' ').expect("name and type");
+            (name.to_owned(), kind.to_owned())
+        })
+        .collect()
 }
 
 /// The address the daemon serves metrics on, from its status.
@@ -189,7 +218,17 @@ fn metrics_pass_promtool_and_follow_events_published_delivered_settled_redeliver
         seqs.push(delivery.seq);
     }
 
-    let m = scrape(address);
+    let body = scrape_text(address);
+    // OPERATIONS.md documents exactly what is served (the scan's gauge is there only
+    // after a restart, shown by the crash test).
+    let served = families(&body);
+    let mut listed = documented();
+    listed.remove("herald_recovery_scan_duration_seconds");
+    assert_eq!(
+        served, listed,
+        "OPERATIONS.md's table and the scrape differ"
+    );
+    let m = Metrics::parse(&body);
     assert_eq!(m.get("herald_publishes_total{outcome=\"stored\"}"), 3.0);
     assert_eq!(m.get("herald_stored_events_total"), 3.0);
     assert!(m.get("herald_stored_ring_bytes_total") >= 3.0 * 128.0);
@@ -364,6 +403,12 @@ fn after_a_crash_the_subscription_replaying_shows_recovering_with_the_scan_durat
     );
     assert_eq!(m.get("herald_replaying_subscriptions"), 1.0);
     assert!(m.get("herald_recovery_scan_duration_seconds") >= 0.0);
+    assert_eq!(
+        documented()
+            .get("herald_recovery_scan_duration_seconds")
+            .map(String::as_str),
+        Some("gauge")
+    );
     assert!(d.stop().success());
 }
 

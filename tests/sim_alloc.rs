@@ -8,10 +8,15 @@ mod alloc_counter;
 mod sim;
 
 use alloc_counter::{allocations_during, assert_the_counter_counts, CountingAllocator};
+use herald::delivery::access::{Policy, Rule, Subject};
+use herald::delivery::DaemonConfig;
 use herald::log::StoreOptions;
 use herald::protocol::{EventBatch, Frame};
+use herald::reactor::sim::SimNet;
+use herald::reactor::PeerCredentials;
 use herald::sim::SimNode;
-use sim::{confirm, producer, subscriber, Got};
+use sim::{confirm, producer_as, subscriber_as, Got};
+use std::sync::Arc;
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
@@ -23,6 +28,39 @@ fn the_counter_sees_allocations_on_this_thread() {
 
 #[test]
 fn a_steady_state_daemon_turn_allocates_nothing() {
+    steady_state_turns_allocate_nothing(sim::config(), SimNet::DEFAULT_PEER);
+}
+
+/// The same under an access policy, its producer and subscriber another user whose
+/// every publish and subscribe is checked against the rules naming it.
+#[test]
+fn a_steady_state_turn_under_an_access_policy_allocates_nothing() {
+    let rule = |publish: &str, subscribe: &str| Rule {
+        subject: Subject::Uid(1001),
+        label: "uid 1001".into(),
+        publish: vec!["net.>".into(), publish.into()],
+        subscribe: vec![subscribe.into()],
+        subscriptions: vec!["ops".into()],
+        admin: false,
+    };
+    let policy = Policy::new(
+        vec![rule("audit.*", "net.>"), rule("fs.*.error", "fs.>")],
+        vec![0],
+    )
+    .expect("policy");
+    let config = DaemonConfig {
+        access: Some(Arc::new(policy)),
+        ..sim::config()
+    };
+    let peer = PeerCredentials {
+        pid: 9,
+        uid: 1001,
+        gid: 1001,
+    };
+    steady_state_turns_allocate_nothing(config, peer);
+}
+
+fn steady_state_turns_allocate_nothing(config: DaemonConfig, peer: PeerCredentials) {
     let dir = tempfile::tempdir().unwrap();
     let log = herald::log::create_file(
         &dir.path().join("region.pmem"),
@@ -32,9 +70,13 @@ fn a_steady_state_daemon_turn_allocates_nothing() {
     )
     .expect("region");
     let net = sim::net();
-    let mut node = SimNode::start(&net, sim::SOCKET, sim::config(), log, true).expect("start");
-    let (mut sub, _, _) = subscriber(&mut node, "ops", 64);
-    let mut p = producer(&mut node, "fsd");
+    let mut node = SimNode::start(&net, sim::SOCKET, config, log, true).expect("start");
+    let (mut sub, subscribed, _) = subscriber_as(&mut node, "ops", 64, "fs.>", peer);
+    assert!(
+        matches!(subscribed, Got::Subscribed { .. }),
+        "{subscribed:?}"
+    );
+    let mut p = producer_as(&mut node, "fsd", peer);
     let payload = [7u8; 200];
     let plain = sim::event("fs.disk.error", &payload);
     let mut keys = [[0u8; 8]; 4];

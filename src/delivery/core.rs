@@ -16,6 +16,7 @@
 //! 6. **control** (`control/`): status and admin requests answered;
 //! 7. **arm** the reactor with every receive and send, and wait.
 
+use super::access::Access;
 use super::commit::{CommitPipeline, Gate};
 use super::conn::{sink_of, Connections};
 use super::dead::DeadQueue;
@@ -110,6 +111,8 @@ pub struct Core<R: Reactor, M: Medium> {
     notifier: Box<dyn Notifier>,
     /// Subscriptions in recovery mode when the notifier was last told.
     replaying: usize,
+    /// The access policy and its refusals.
+    pub(super) access: Access,
 }
 
 /// Lets a kind of log line through at most once per interval and counts the rest.
@@ -206,6 +209,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             // A zero-sized notifier: boxing it allocates nothing.
             notifier: Box::new(NoNotifier),
             replaying,
+            access: Access::new(config.access.clone()),
             config,
             reactor,
             log,
@@ -295,6 +299,11 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             + self.cursor_updates.capacity() * std::mem::size_of::<(SubscriptionId, Seq)>()
     }
 
+    /// Frames the access policy refused since the daemon started.
+    pub fn access_refusals(&self) -> u64 {
+        self.access.refused
+    }
+
     /// The reactor (tests drive the simulator's clients beside it).
     pub fn reactor(&self) -> &R {
         &self.reactor
@@ -315,8 +324,14 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         for c in completions.drain(..) {
             match c {
                 Completion::Accepted { result, .. } => match result {
-                    Ok(socket) if self.phase == Phase::Running => {
-                        if let Err(socket) = self.conns.open(&mut self.reactor, socket, self.now) {
+                    Ok(accepted) if self.phase == Phase::Running => {
+                        let opened = self.conns.open(
+                            &mut self.reactor,
+                            accepted.socket,
+                            accepted.peer,
+                            self.now,
+                        );
+                        if let Err(socket) = opened {
                             if let Some(more) = self.connection_log.allow(self.now, 1_000_000_000) {
                                 tracing::warn!(
                                     slots = self.config.connection_slots(),
@@ -328,7 +343,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                             self.reactor.refuse(socket, &self.busy_frame);
                         }
                     }
-                    Ok(socket) => self.reactor.close(socket, None),
+                    Ok(accepted) => self.reactor.close(accepted.socket, None),
                     Err(errno) => {
                         tracing::warn!(error = %std::io::Error::from_raw_os_error(errno), "accept failed")
                     }
@@ -485,6 +500,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             now,
             unix_now,
             config,
+            access,
             ..
         } = self;
         let (slots, serving) = conns.slots_and_serving();
@@ -500,6 +516,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             full_wait_ns: config.full_wait.map(|d| d.as_nanos() as u64),
             serving,
             serving_max: config.connections_max,
+            access,
         };
         let mut batch = log.batch();
         let mut stop = Stop::Done;

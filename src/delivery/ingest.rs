@@ -363,12 +363,13 @@ fn admitted<'f, S>(
             if protocol::negotiate_version(h).is_err() {
                 return Ok(());
             }
-            let grant = access.grant(&conn.identity);
+            // Kept even when refused (the state stays AwaitHello, where nothing else is
+            // accepted), so that the refusal's log line names the client and its rules.
+            conn.set_name(h.client_name.as_bytes());
+            conn.grant = access.grant(&conn.identity);
             access
-                .check_role(&grant, h.role)
-                .map_err(|r| (r, h.role.name().as_bytes()))?;
-            conn.grant = grant;
-            Ok(())
+                .check_role(&conn.grant, h.role)
+                .map_err(|r| (r, h.role.name().as_bytes()))
         }
         Frame::Publish { event, .. } => {
             let topic = event.topic.as_bytes();

@@ -42,6 +42,10 @@ const DEDUPE_EXPIRE_PER_TURN: usize = 256;
 const REDELIVERY_SLEEP_MIN: Duration = Duration::from_millis(1);
 /// How often a publish waiting for room in a full ring looks again.
 const FULL_RETRY_INTERVAL: Duration = Duration::from_millis(5);
+/// Longest a cursor record waits for a group commit's sync to ride on, on a region
+/// synced to disk: what a power cut can make subscribers receive again (flagged
+/// redelivered), and how long confirmed events may keep their slots in a quiet ring.
+const CURSOR_SYNC_DELAY_NS: u64 = 200_000_000;
 /// How long a shutdown waits for connections to take their last bytes.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 /// How often hello and idle deadlines are looked at (their precision: a deadline is
@@ -90,6 +94,8 @@ pub struct Core<R: Reactor, M: Medium> {
     subscribes: Vec<PendingSubscribe>,
     completions: Vec<Completion<R::Socket>>,
     cursor_updates: Vec<(SubscriptionId, Seq)>,
+    /// Since when (monotonic ns) only cursor records wait for a sync, put off.
+    cursors_unsynced_since: Option<u64>,
     /// This turn's monotonic time (ns).
     now: u64,
     /// This turn's wall-clock time (ns since the epoch).
@@ -198,6 +204,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             subscribes: Vec::with_capacity(connections),
             completions: Vec::with_capacity(config.ring_entries as usize * 2),
             cursor_updates: Vec::with_capacity(subscriptions),
+            cursors_unsynced_since: None,
             now: reactor.now_ns(),
             unix_now: reactor.unix_ns(),
             phase: Phase::Running,
@@ -621,10 +628,27 @@ impl<R: Reactor, M: Medium> Core<R, M> {
     /// On a region synced to disk: once nothing is being synced, syncs what this turn
     /// and the turns since the last sync wrote (group commits and cursor releases)
     /// while the loop goes on; the next group gathers meanwhile.
+    ///
+    /// Cursor records alone are not synced at once: nobody waits for them, and a sync
+    /// of them would be in flight when the next publish comes, which would then wait
+    /// for two. They ride on the next group commit's sync, or are synced on their
+    /// own when the ring is filling (their slots are freed only once they are
+    /// durable), at shutdown, or [`CURSOR_SYNC_DELAY_NS`] after they were written.
     fn start_sync(&mut self) {
         if self.pipeline.sync_in_flight() {
             return;
         }
+        if self.log.only_cursors_unsynced() {
+            let since = *self.cursors_unsynced_since.get_or_insert(self.now);
+            let filling = self.log.used_slots() * 4 >= self.log.ring_slots() * 3
+                || self.conns.waiting_for_room() > 0;
+            let due = self.now.saturating_sub(since) >= CURSOR_SYNC_DELAY_NS;
+            if !filling && !due && self.phase == Phase::Running {
+                self.pipeline.nothing_to_sync();
+                return;
+            }
+        }
+        self.cursors_unsynced_since = None;
         match self.log.begin_sync() {
             Some((number, request)) => {
                 self.pipeline.sync_began(number, self.log.tail().0);
@@ -660,6 +684,10 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             return FULL_RETRY_INTERVAL;
         }
         let mut sleep = SLEEP_MAX;
+        if let Some(since) = self.cursors_unsynced_since {
+            let due = since + CURSOR_SYNC_DELAY_NS;
+            sleep = sleep.min(Duration::from_nanos(due.saturating_sub(self.now)));
+        }
         for (_, sub) in self.subs.iter().filter(|(_, s)| s.sink.is_some()) {
             sleep = sleep.min(Duration::from_nanos(
                 sub.next_due().saturating_sub(self.now),

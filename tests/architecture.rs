@@ -24,7 +24,18 @@ const RULE: &[(&str, &[&str])] = &[
         ],
     ),
     ("client", &["event", "protocol"]),
-    ("sim", &["delivery", "log", "pmem", "protocol", "reactor"]),
+    (
+        "sim",
+        &[
+            "delivery",
+            "event",
+            "log",
+            "pmem",
+            "protocol",
+            "reactor",
+            "subscription",
+        ],
+    ),
     ("measure", &["client", "protocol"]),
 ];
 

@@ -10,10 +10,10 @@ use herald::client::{Client, ClientError, Incoming, SubscribeOptions};
 use herald::protocol::{ErrorCode, Event, Role, Seq, Severity, SubscriptionMode};
 use std::time::Duration;
 
+/// How long a delivery that must come may take: a failure detector only. "Nothing
+/// else arrives" is never a wait: a marker published after is the next delivery, or
+/// status shows nothing in flight.
 const WAIT: Option<Duration> = Some(Duration::from_secs(20));
-/// For "nothing arrives": long enough that a wrongly sent frame would be seen, and no
-/// correctness depends on it (a late frame still fails a later assertion).
-const QUIET: Option<Duration> = Some(Duration::from_millis(300));
 
 fn subscriber(d: &daemon::Daemon, name: &str, options: SubscribeOptions) -> Client {
     let mut c = Client::connect(&d.socket(), Role::Subscriber, name).unwrap();
@@ -70,33 +70,51 @@ fn an_event_not_settled_in_time_comes_back_flagged_with_a_growing_count_then_bec
     }
     // Never confirmed: after the third deadline it is a dead letter, settled for the
     // subscription, and the events after it flow.
-    d.wait_for_status("the dead letter", |s| {
+    let s = d.wait_for_status("the dead letter", |s| {
         sub_row(s, "slow")["dead_lettered"] == 1
     });
-    let s = d.status();
     let row = sub_row(&s, "slow");
     assert_eq!(row["in_flight"], 0, "{s}");
     assert_eq!(row["redelivered"], 2, "{s}");
-    let after = p
-        .publish(&event("fs.disk.error", Severity::Error, b"after"))
-        .unwrap()
-        .first_seq;
-    let (seq, redelivered, count, _) = next(&mut sub);
-    assert_eq!((seq, redelivered, count), (after, false, 1));
-    sub.confirm(seq, seq).unwrap();
-    assert!(
-        sub.next_delivery(QUIET).unwrap().is_none(),
-        "the poison event stays dead"
-    );
+    // The subscriber comes back with a deadline no step of this test comes near (a
+    // failure detector), so what follows owes nothing to a deadline.
+    drop(sub);
+    let mut sub = subscriber(&d, "slow", policy(60_000, 3));
+    let [after, marker] = [&b"after"[..], b"marker"].map(|payload| {
+        p.publish(&event("fs.disk.error", Severity::Error, payload))
+            .unwrap()
+            .first_seq
+    });
+    for want in [after, marker] {
+        let (seq, redelivered, count, _) = next(&mut sub);
+        assert_eq!(
+            (seq, redelivered, count),
+            (want, false, 1),
+            "the events after it, and not the poison event again"
+        );
+        sub.confirm(seq, seq).unwrap();
+    }
     sub.flush().unwrap();
-    d.wait_for_status("the ring to be released", |s| s["ring"]["used_slots"] == 0);
+    let s = d.wait_for_status("the ring to be released", |s| s["ring"]["used_slots"] == 0);
+    let row = sub_row(&s, "slow");
+    assert_eq!(
+        (
+            &row["redelivered"],
+            &row["dead_lettered"],
+            &row["in_flight"]
+        ),
+        (&2.into(), &1.into(), &0.into()),
+        "the poison event stayed dead: {s}"
+    );
 }
 
 #[test]
 fn nak_redelivers_after_its_delay_working_extends_the_deadline_and_reject_is_final() {
     let dir = tempfile::tempdir().unwrap();
     let d = daemon::Daemon::start(dir.path(), &FAST_BACKOFF);
-    let mut sub = subscriber(&d, "worker", policy(400, 5));
+    // A deadline no step of this test comes near (a failure detector): only the nak
+    // brings an event back, and `working` is seen moving the deadline in status.
+    let mut sub = subscriber(&d, "worker", policy(60_000, 5));
     let mut p = Client::connect(&d.socket(), Role::Producer, "p").unwrap();
     let seqs = publish_each(
         &mut p,
@@ -121,23 +139,48 @@ fn nak_redelivers_after_its_delay_working_extends_the_deadline_and_reject_is_fin
         "not before its delay"
     );
     sub.confirm(seqs[0], seqs[0]).unwrap();
-    // Keep the second alive past several deadlines with `working`, then confirm it.
-    // (Working replaces the deadline each time; a missed one would show as a delivery.)
-    for _ in 0..4 {
+    sub.flush().unwrap();
+    // Once the first is confirmed and the third a dead letter, the second is the one
+    // event with a deadline: status shows it.
+    let deadline_of_second = |s: &serde_json::Value| {
+        sub_row(s, "worker")["deadline_monotonic_ns_min"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("the second event has a deadline: {s}"))
+    };
+    let s = d.wait_for_status("the first confirmed, the third a dead letter", |s| {
+        let row = sub_row(s, "worker");
+        row["in_flight"] == 1 && row["dead_lettered"] == 1
+    });
+    let mut deadline = deadline_of_second(&s);
+    // Each `working` restarts the second's deadline from the moment the daemon reads
+    // it. The pong says it was read (one connection's frames are handled in order, and
+    // a delivery sent before it would make `ping` fail); the status asked after it
+    // shows the new deadline.
+    for _ in 0..3 {
         sub.working(seqs[1]).unwrap();
+        sub.ping().expect("a pong, and no delivery before it");
+        let moved = deadline_of_second(&d.status());
         assert!(
-            sub.next_delivery(Some(Duration::from_millis(200)))
-                .unwrap()
-                .is_none(),
-            "neither the working event nor the rejected one comes back"
+            moved > deadline,
+            "working moved the deadline: {moved} > {deadline}"
         );
+        deadline = moved;
     }
     sub.confirm(seqs[1], seqs[1]).unwrap();
+    // Neither the working event nor the rejected one comes back: the next delivery is
+    // a marker published after them (deliveries come in seq order, redeliveries first).
+    let marker = p
+        .publish(&event("jobs.run", Severity::Info, b"marker"))
+        .unwrap()
+        .first_seq;
+    let (seq, redelivered, count, _) = next(&mut sub);
+    assert_eq!((seq, redelivered, count), (marker, false, 1));
+    sub.confirm(seq, seq).unwrap();
     sub.flush().unwrap();
-    d.wait_for_status("the rejected event as a dead letter", |s| {
+    let s = d.wait_for_status("the rejected event as a dead letter", |s| {
         sub_row(s, "worker")["dead_lettered"] == 1 && s["ring"]["used_slots"] == 0
     });
-    assert_eq!(sub_row(&d.status(), "worker")["redelivered"], 1);
+    assert_eq!(sub_row(&s, "worker")["redelivered"], 1, "only the nak: {s}");
 }
 
 #[test]
@@ -245,18 +288,18 @@ fn a_stuck_subscriber_fills_the_ring_producers_get_full_crit_still_gets_in_and_e
 #[test]
 fn with_when_full_wait_a_producer_is_held_until_room_appears_or_its_wait_ends() {
     let dir = tempfile::tempdir().unwrap();
-    let d = daemon::Daemon::start(
-        dir.path(),
-        &[
+    let full_wait = |wait| {
+        [
             "--region-size",
             "1M",
             "--when-full",
             "wait",
             "--full-wait",
-            "500ms",
-        ],
-    );
-    let mut stuck = subscriber(&d, "stuck", policy(0, 0));
+            wait,
+        ]
+    };
+    let d = daemon::Daemon::start(dir.path(), &full_wait("500ms"));
+    let stuck = subscriber(&d, "stuck", policy(0, 0));
     let mut p = Client::connect(&d.socket(), Role::Producer, "p").unwrap();
     let payload = [3u8; 200];
     let started = std::time::Instant::now();
@@ -265,7 +308,13 @@ fn with_when_full_wait_a_producer_is_held_until_room_appears_or_its_wait_ends() 
         started.elapsed() >= Duration::from_millis(500),
         "the last publish waited its full wait before `full`"
     );
-    // Now a publish waits; the subscriber confirms meanwhile and it gets in.
+    // Again with a wait no step of this test comes near (a failure detector), on the
+    // same full ring: a publish waits; the subscriber confirms meanwhile and it gets in.
+    drop((stuck, p));
+    assert!(d.stop().success());
+    let d = daemon::Daemon::start(dir.path(), &full_wait("60s"));
+    let mut stuck = subscriber(&d, "stuck", policy(0, 0));
+    let mut p = Client::connect(&d.socket(), Role::Producer, "p").unwrap();
     let correlation = p
         .send_publish(&event("fill.up", Severity::Info, b"waited"))
         .unwrap();
@@ -345,11 +394,19 @@ fn after_a_crash_a_subscription_with_unsettled_events_recovers_and_new_events_wa
             other => panic!("{name}: expected RecoveryDone, got {other:?}"),
         }
         if name == "manual" {
-            assert!(
-                c.next_delivery(QUIET).unwrap().is_none(),
-                "new events wait for `Recovered`"
-            );
-            assert_eq!(sub_row(&d.status(), "manual")["mode"], "recovering");
+            // New events wait for `Recovered`. Once the replay's confirmations are in,
+            // the daemon has had its turn to send the new event: status shows nothing
+            // in flight, and a ping asked after it finds no delivery ahead of its pong.
+            c.flush().unwrap();
+            let s = d.wait_for_status("the replay confirmed", |s| {
+                let row = sub_row(s, "manual");
+                row["cursor"].as_u64() >= row["replay_end"].as_u64()
+            });
+            let row = sub_row(&s, "manual");
+            assert_eq!(row["mode"], "recovering", "{s}");
+            assert_eq!(row["replay_end"].as_u64(), Some(new.0), "{s}");
+            assert_eq!(row["in_flight"], 0, "new events wait for `Recovered`: {s}");
+            c.ping().expect("a pong, and no delivery before it");
             c.recovered().unwrap();
         }
         let (seq, redelivered, _, _) = next(&mut c);
@@ -616,10 +673,10 @@ fn dead_letters_are_listed_replayed_and_purged_by_the_operator() {
             .map(|r| r["seq"].as_u64().unwrap())
             .collect::<Vec<u64>>()
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while remaining(&d) != vec![seqs[0].0, seqs[2].0] {
-        assert!(std::time::Instant::now() < deadline, "{:?}", remaining(&d));
-    }
+    d.wait_for_status("the replayed dead letter purged", |s| {
+        s["dead_letters"]["count"] == 2
+    });
+    assert_eq!(remaining(&d), vec![seqs[0].0, seqs[2].0]);
     // Dead letters survive a crash; purge removes them for good.
     d.kill();
     let d = daemon::Daemon::start(dir.path(), &[]);
@@ -692,11 +749,17 @@ fn a_retry_after_a_lost_stored_gets_the_original_seq_and_the_event_is_delivered_
         (stored.last_seq, &b"order 18"[..])
     );
     sub.confirm(seq, seq).unwrap();
-    assert!(
-        sub.next_delivery(QUIET).unwrap().is_none(),
-        "each event delivered once"
-    );
-    let s = d.status();
+    // Each event delivered once: the next delivery is a marker published after them
+    // (deliveries come in seq order, redeliveries first), and none was redelivered.
+    let marker = p
+        .publish(&event("orders.shipped", Severity::Notice, b"marker"))
+        .unwrap()
+        .first_seq;
+    assert_eq!(next(&mut sub).0, marker, "each event delivered once");
+    sub.confirm(marker, marker).unwrap();
+    sub.flush().unwrap();
+    let s = d.wait_for_status("everything settled", |s| s["ring"]["used_slots"] == 0);
+    assert_eq!(sub_row(&s, "once")["redelivered"], 0, "{s}");
     assert_eq!(s["idempotency"]["publishes_answered_from_window"], 2, "{s}");
 
     // The window is rebuilt from the log after a crash.
@@ -727,7 +790,14 @@ fn a_retry_after_a_lost_stored_gets_the_original_seq_and_the_event_is_delivered_
     );
     let (seq, redelivered, _, _) = next(&mut sub);
     assert_eq!((seq, redelivered), (theirs, false), "only the new event");
-    assert!(sub.next_delivery(QUIET).unwrap().is_none());
+    // And nothing after it but a marker published after it.
+    let marker = other
+        .publish(&event("orders.shipped", Severity::Notice, b"marker"))
+        .unwrap()
+        .first_seq;
+    let (seq, redelivered, _, _) = next(&mut sub);
+    assert_eq!((seq, redelivered), (marker, false), "only the new events");
+    assert_eq!(sub_row(&d.status(), "once")["redelivered"], 0);
 }
 
 #[test]
@@ -840,16 +910,28 @@ fn with_the_dead_letter_area_full_a_rejected_event_stays_held_until_room_is_made
     d.wait_for_status("the area to fill", |s| {
         sub_row(s, "audit")["dead_lettered"] == 16
     });
-    // The seventeenth is neither lost nor sent again: it holds the ring.
-    assert!(
-        sub.next_delivery(QUIET).unwrap().is_none(),
-        "not redelivered"
-    );
-    let s = d.status();
+    // The seventeenth is neither lost nor sent again: it holds the ring. A marker
+    // published now is the next delivery (a redelivery would come first), and the
+    // redelivery count stays 0 to the end.
+    let marker = p
+        .publish(&event("audit.login", Severity::Warning, b"marker"))
+        .unwrap()
+        .first_seq;
+    let (seq, redelivered, _, _) = next(&mut sub);
+    assert_eq!((seq, redelivered), (marker, false), "not redelivered");
+    sub.confirm(marker, marker).unwrap();
+    sub.flush().unwrap();
+    let s = d.wait_for_status("the marker confirmed", |s| {
+        sub_row(s, "audit")["in_flight"].as_u64() <= Some(1)
+    });
     let row = sub_row(&s, "audit");
     assert_eq!(
-        (row["dead_lettered"].as_u64(), row["in_flight"].as_u64()),
-        (Some(16), Some(1)),
+        (
+            row["dead_lettered"].as_u64(),
+            row["in_flight"].as_u64(),
+            row["redelivered"].as_u64()
+        ),
+        (Some(16), Some(1), Some(0)),
         "{s}"
     );
     assert_eq!(row["holds_ring"], true, "{s}");
@@ -864,9 +946,14 @@ fn with_the_dead_letter_area_full_a_rejected_event_stays_held_until_room_is_made
         "--all",
     ]);
     assert!(purge.status.success(), "{purge:?}");
-    d.wait_for_status("the held event to be dead-lettered", |s| {
+    let s = d.wait_for_status("the held event to be dead-lettered", |s| {
         sub_row(s, "audit")["dead_lettered"] == 17 && s["ring"]["used_slots"] == 0
     });
+    assert_eq!(
+        sub_row(&s, "audit")["redelivered"],
+        0,
+        "never sent again: {s}"
+    );
     let list = herald(&["dead", "list", "--data-dir", data, "--json"]);
     let doc: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
     assert_eq!(doc["dead_letters"][0]["seq"].as_u64(), Some(seqs[16].0));

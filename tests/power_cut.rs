@@ -16,6 +16,11 @@ fn stored_events_survive_power_cut_at_every_fence_and_between() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(12);
+    eprintln!(
+        "power-cut exploration: seeds {base}..{} (HERALD_POWERCUT_SEED, HERALD_POWERCUT_SEEDS); \
+         a failure names its seed and how to rerun it",
+        base + seeds
+    );
     let mut total = powercut::Stats::default();
     for i in 0..seeds {
         let seed = base + i;

@@ -28,6 +28,11 @@ fn for_each_seed(name: &str, case: impl Fn(u64)) {
         Ok(seed) => vec![seed.parse().expect("HERALD_PROTOCOL_SEED is a u64")],
         Err(_) => (SEED_BASE..SEED_BASE + CASES).collect(),
     };
+    eprintln!(
+        "{name}: seeds {}..={} (rerun one: HERALD_PROTOCOL_SEED=<seed> cargo test --test protocol_robustness)",
+        seeds[0],
+        seeds[seeds.len() - 1]
+    );
     for seed in seeds {
         if catch_unwind(AssertUnwindSafe(|| case(seed))).is_err() {
             panic!("{name} failed with seed {seed}; rerun with HERALD_PROTOCOL_SEED={seed}");

@@ -18,6 +18,9 @@ fn main() {
         .next()
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(rand::random);
+    // A fresh seed by default (this tool explores; tests/daemon_crash.rs keeps a fixed
+    // one), printed before anything runs so a run that hangs or is killed still names it.
+    println!("crashloop: {cycles} cycles, seed {seed}; reproduce: crashloop {cycles} {seed}");
     match crashloop::run(cycles, seed) {
         Ok(s) => println!("{s:?}, seed {seed}: no acknowledged event lost or stored twice; dead letters exactly the events given up on"),
         Err(m) => {

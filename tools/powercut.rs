@@ -24,6 +24,9 @@ fn main() {
     }
     let seconds = arg("--seconds").unwrap_or(60);
     let mut seed = arg("--seed").unwrap_or_else(rand::random);
+    // A fresh first seed by default (this tool explores; tests/power_cut.rs keeps fixed
+    // ones). Each failure names its own seed; rerun it with --seed.
+    println!("powercut: seeds from {seed} on, one after another; a failure names its seed (rerun with --seed <it>)");
     let images = arg("--images").unwrap_or(16) as u32;
     let operations = arg("--operations").unwrap_or(600);
     let deadline = Instant::now() + Duration::from_secs(seconds);

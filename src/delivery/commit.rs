@@ -5,8 +5,10 @@
 //! Order of durability for a group `g`:
 //! 1. its events are stored into the ring and their cache lines flushed (ingest);
 //! 2. `Batch::commit` fences them: durable on pmem, in the page cache of a file;
-//! 3. the gate opens for `g`: at once for the fence ([`Gate::Fence`]); the disk-sync
-//!    and partner-acknowledgement gates (later) open it when their completion arrives;
+//! 3. the gate opens for `g`: at once for the fence ([`Gate::Fence`]); for a region
+//!    synced to disk ([`Gate::Sync`]) when a sync begun after `g`'s commit completes
+//!    (one sync at a time; the groups committed meanwhile ride on the next one, so the
+//!    sync rate follows the load); the partner-acknowledgement gate (later) likewise;
 //! 4. `Stored` for `g`, and every answer queued behind it on the same connections,
 //!    are encoded; fan-out may read up to the group's end.
 //!
@@ -31,6 +33,9 @@ pub enum Gate {
     /// The fence of the group commit is the durability point (pmem, or a file's page
     /// cache): the gate opens as the commit returns.
     Fence,
+    /// A sync to disk, run asynchronously after the commit: the gate opens for every
+    /// group committed before the sync began when it completes.
+    Sync,
 }
 
 impl Gate {
@@ -38,8 +43,18 @@ impl Gate {
     pub fn name(self) -> &'static str {
         match self {
             Gate::Fence => "fence",
+            Gate::Sync => "sync",
         }
     }
+}
+
+/// A sync under way: its number, the last group it covers, and the log's tail when
+/// it began (everything below is durable once it completes).
+#[derive(Copy, Clone, Debug)]
+struct SyncUnderWay {
+    number: u64,
+    last_group: u64,
+    tail: u64,
 }
 
 #[derive(Copy, Clone, Debug)]
@@ -61,6 +76,9 @@ pub struct CommitPipeline {
     durable_end: u64,
     held: VecDeque<Held>,
     identity: Identity,
+    syncing: Option<SyncUnderWay>,
+    /// Syncs completed (for `status`).
+    pub syncs: u64,
 }
 
 impl CommitPipeline {
@@ -74,6 +92,8 @@ impl CommitPipeline {
             durable_end: tail,
             held: VecDeque::with_capacity(HELD_REPLIES_MAX),
             identity,
+            syncing: None,
+            syncs: 0,
         }
     }
 
@@ -90,6 +110,11 @@ impl CommitPipeline {
     /// Answers held now.
     pub fn held(&self) -> usize {
         self.held.len()
+    }
+
+    /// Bytes of the held-answers queue.
+    pub fn footprint_bytes(&self) -> usize {
+        self.held.capacity() * std::mem::size_of::<Held>()
     }
 
     /// Whether another answer can be held.
@@ -136,6 +161,7 @@ impl CommitPipeline {
         self.open_group += 1;
         match self.gate {
             Gate::Fence => self.durable_group = group,
+            Gate::Sync => {}
         }
         Ok(committed)
     }
@@ -144,7 +170,53 @@ impl CommitPipeline {
     pub fn committed_to(&mut self, tail: u64) {
         match self.gate {
             Gate::Fence => self.durable_end = self.durable_end.max(tail),
+            Gate::Sync => {}
         }
+    }
+
+    /// A sync of everything written so far began (sync gate): it covers every group
+    /// committed until now, and the log up to `tail`.
+    pub fn sync_began(&mut self, number: u64, tail: u64) {
+        self.syncing = Some(SyncUnderWay {
+            number,
+            last_group: self.open_group - 1,
+            tail,
+        });
+    }
+
+    /// Sync `number` completed: the groups it covers are durable.
+    pub fn sync_completed(&mut self, number: u64) {
+        let Some(s) = self.syncing.filter(|s| s.number == number) else {
+            return;
+        };
+        self.syncing = None;
+        self.syncs += 1;
+        self.durable_group = self.durable_group.max(s.last_group);
+        self.durable_end = self.durable_end.max(s.tail);
+    }
+
+    /// The sync gate with nothing written since the last sync and none under way:
+    /// every group committed since wrote nothing, so their answers (dedupe hits,
+    /// errors) are as durable as what came before them.
+    pub fn nothing_to_sync(&mut self) {
+        if self.gate == Gate::Sync && self.syncing.is_none() {
+            self.durable_group = self.durable_group.max(self.open_group - 1);
+        }
+    }
+
+    /// The number of the sync under way, as the reactor's token carries it.
+    pub fn sync_token(&self) -> Option<u32> {
+        self.syncing.map(|s| s.number as u32)
+    }
+
+    /// The number of the sync under way.
+    pub fn sync_number(&self) -> Option<u64> {
+        self.syncing.map(|s| s.number)
+    }
+
+    /// Whether a sync is under way.
+    pub fn sync_in_flight(&self) -> bool {
+        self.syncing.is_some()
     }
 
     /// Encodes every held answer whose group is durable into its connection.

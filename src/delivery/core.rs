@@ -21,6 +21,7 @@ use super::conn::{sink_of, Connections};
 use super::dead::DeadQueue;
 use super::dedupe::DedupeWindow;
 use super::ingest::{decode_frames, Ingest, PendingSubscribe, Stop};
+use super::notify::{NoNotifier, Notifier};
 use super::reply::{Identity, Reply};
 use super::sink::ConnSink;
 use super::{fanout, release, DaemonConfig, DaemonError};
@@ -100,9 +101,15 @@ pub struct Core<R: Reactor, M: Medium> {
     busy_frame: Vec<u8>,
     /// Connections closed for saying no hello, or nothing, in time.
     pub(super) timed_out: u64,
+    /// A sync to disk failed (the log is failed too): the turn stops the daemon.
+    sync_failed: Option<crate::log::LogError>,
     /// One log line a second, at most, about connections refused or timed out: a
     /// flood of them must not flood the log.
     connection_log: Limiter,
+    /// Told of turns, recovery progress and the shutdown (systemd in `herald serve`).
+    notifier: Box<dyn Notifier>,
+    /// Subscriptions in recovery mode when the notifier was last told.
+    replaying: usize,
 }
 
 /// Lets a kind of log line through at most once per interval and counts the rest.
@@ -168,10 +175,19 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                 .min(crate::event::limits::DEDUPE_WINDOW_AGE_MAX),
         );
         rebuild_dedupe_window(&log, &mut dedupe, reactor.unix_ns());
+        let replaying = count_replaying(&subs);
         Ok(Core {
             conns: Connections::new(connections),
             subs,
-            pipeline: CommitPipeline::new(Gate::Fence, recovered_tail, identity),
+            pipeline: CommitPipeline::new(
+                if log.deferred() {
+                    Gate::Sync
+                } else {
+                    Gate::Fence
+                },
+                recovered_tail,
+                identity,
+            ),
             dead: DeadQueue::new(subscriptions),
             dedupe,
             deduplicated: 0,
@@ -185,11 +201,26 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             next_housekeeping: 0,
             busy_frame: busy_frame(config.connection_slots()),
             timed_out: 0,
+            sync_failed: None,
             connection_log: Limiter::default(),
+            // A zero-sized notifier: boxing it allocates nothing.
+            notifier: Box::new(NoNotifier),
+            replaying,
             config,
             reactor,
             log,
         })
+    }
+
+    /// Tells `notifier`, from now on, of every turn, of recovery progress and of the
+    /// shutdown.
+    pub fn set_notifier(&mut self, notifier: Box<dyn Notifier>) {
+        self.notifier = notifier;
+    }
+
+    /// Subscriptions in recovery mode (replaying unconfirmed events after a crash).
+    pub fn replaying_subscriptions(&self) -> usize {
+        count_replaying(&self.subs)
     }
 
     /// Runs turns until a SIGTERM's shutdown is complete, then closes the log cleanly.
@@ -214,7 +245,13 @@ impl<R: Reactor, M: Medium> Core<R, M> {
     pub fn turn(&mut self) -> Result<Phase, DaemonError> {
         self.now = self.reactor.now_ns();
         self.unix_now = self.reactor.unix_ns();
+        self.notifier.turn(self.now);
         self.take_completions();
+        if let Some(e) = self.sync_failed.take() {
+            self.pipeline.fail(&mut self.conns);
+            self.flush_before_failing();
+            return Err(DaemonError::Log(e));
+        }
         self.housekeeping();
         if let Err(e) = self.ingest() {
             // Nothing of the failed group may be acknowledged: its producers are told
@@ -227,9 +264,12 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         self.fan_out();
         self.release()?;
         self.control();
+        self.start_sync();
         self.arm();
         if let Phase::ShuttingDown { deadline } = self.phase {
-            if self.conns.flushed() || self.now >= deadline {
+            // Answers held for a sync under way go out before the daemon stops.
+            let said_all = self.conns.flushed() && self.pipeline.held() == 0;
+            if said_all || self.now >= deadline {
                 self.phase = Phase::Stopped;
                 return Ok(self.phase);
             }
@@ -240,6 +280,19 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             .wait(sleep, &mut self.completions)
             .map_err(|e| DaemonError::Io("waiting for I/O", e))?;
         Ok(self.phase)
+    }
+
+    /// Bytes of the daemon's own buffers and tables (not the region): what a steady
+    /// load must not make grow.
+    pub fn footprint_bytes(&self) -> usize {
+        self.conns.len() * super::conn::SLOT_BYTES
+            + self.subs.footprint_bytes()
+            + self.pipeline.footprint_bytes()
+            + self.dead.footprint_bytes()
+            + self.dedupe.memory_bytes()
+            + self.subscribes.capacity() * std::mem::size_of::<PendingSubscribe>()
+            + self.completions.capacity() * std::mem::size_of::<Completion<R::Socket>>()
+            + self.cursor_updates.capacity() * std::mem::size_of::<(SubscriptionId, Seq)>()
     }
 
     /// The reactor (tests drive the simulator's clients beside it).
@@ -291,6 +344,20 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                     }
                 }
                 Completion::Connected { .. } => {}
+                Completion::Synced { token, result } => {
+                    if self.pipeline.sync_token() == Some(token) {
+                        if let Some(number) = self.pipeline.sync_number() {
+                            let result = result.map_err(std::io::Error::from_raw_os_error);
+                            match self.log.end_sync(number, result) {
+                                Ok(()) => self.pipeline.sync_completed(number),
+                                Err(e) => {
+                                    tracing::error!(error = %e, "a sync to disk failed; herald stops writing to the region");
+                                    self.sync_failed = Some(e);
+                                }
+                            }
+                        }
+                    }
+                }
                 Completion::Terminate => self.terminate(),
             }
         }
@@ -304,6 +371,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             return;
         }
         tracing::info!("signal received: finishing in-flight commits and shutting down");
+        self.notifier.stopping();
         self.reactor.stop_accepting();
         self.phase = Phase::ShuttingDown {
             deadline: self.now + SHUTDOWN_FLUSH.as_nanos() as u64,
@@ -331,6 +399,11 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             return;
         }
         self.next_housekeeping = self.now + HOUSEKEEPING_INTERVAL_NS;
+        let replaying = count_replaying(&self.subs);
+        if replaying != self.replaying {
+            self.replaying = replaying;
+            self.notifier.replaying(replaying);
+        }
         let hello_ns = self.config.hello_timeout.as_nanos() as u64;
         let idle_ns = self.config.idle_timeout.map(|d| d.as_nanos() as u64);
         for slot in 0..self.conns.len() {
@@ -528,6 +601,22 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         }
     }
 
+    /// On a region synced to disk: once nothing is being synced, syncs what this turn
+    /// and the turns since the last sync wrote (group commits and cursor releases)
+    /// while the loop goes on; the next group gathers meanwhile.
+    fn start_sync(&mut self) {
+        if self.pipeline.sync_in_flight() {
+            return;
+        }
+        match self.log.begin_sync() {
+            Some((number, request)) => {
+                self.pipeline.sync_began(number, self.log.tail().0);
+                self.reactor.sync(request.fd, number as u32);
+            }
+            None => self.pipeline.nothing_to_sync(),
+        }
+    }
+
     fn release(&mut self) -> Result<(), DaemonError> {
         release::release(
             &mut self.log,
@@ -570,6 +659,13 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         let mut spare = Vec::new();
         let _ = self.reactor.wait(Duration::ZERO, &mut spare);
     }
+}
+
+/// Subscriptions in recovery mode.
+fn count_replaying(subs: &SubscriptionSet) -> usize {
+    subs.iter()
+        .filter(|(_, s)| s.mode() == log::SubscriptionMode::Recovering)
+        .count()
 }
 
 /// The `busy` error frame for a connection beyond every one of `slots` slots.

@@ -81,6 +81,12 @@ impl DeadQueue {
         }
     }
 
+    /// Bytes of both queues.
+    pub fn footprint_bytes(&self) -> usize {
+        self.pending.capacity() * std::mem::size_of::<DeadPending>()
+            + self.outcomes.capacity() * std::mem::size_of::<DeadOutcome>()
+    }
+
     /// Queues `d` unless the same event of the same subscription waits already (an
     /// event postponed while the area was full comes back exhausted) or the queue is
     /// full (it stays postponed and comes back).

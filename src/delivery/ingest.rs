@@ -457,9 +457,10 @@ fn publish_batch<S, M: Medium>(
             true,
         ),
         (Some(e), _) => {
-            // All or nothing (PROTOCOL.md): undo this batch's events.
+            // All or nothing (PROTOCOL.md): undo this batch's events. If some were
+            // pushed, "not stored" may be said only once their undoing is durable.
             batch.rollback_to(mark);
-            (append_error(correlation, &e), false)
+            (append_error(correlation, &e), first_new.is_some())
         }
         (None, None) => (
             Reply::error(correlation, ErrorCode::Invalid, "empty batch"),

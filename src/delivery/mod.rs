@@ -14,6 +14,7 @@ pub mod dedupe;
 mod fanout;
 mod ingest;
 pub mod listener;
+mod notify;
 mod release;
 mod reply;
 mod sink;
@@ -21,6 +22,7 @@ mod sink;
 pub use self::core::{Core, Phase, StartInfo};
 pub use crate::subscription::RedeliveryConfig;
 pub use conn::SLOT_BYTES as CONNECTION_SLOT_BYTES;
+pub use notify::{NoNotifier, Notifier};
 
 use crate::log::{self, LogConfig, StoreOptions};
 use crate::log::{FileSync, RegionOptions};
@@ -168,11 +170,24 @@ pub struct ServeInfo {
     pub started_in: Duration,
     /// The I/O backend serving.
     pub backend: crate::reactor::Backend,
+    /// Subscriptions in recovery mode at start (replaying unconfirmed events after a
+    /// crash); later changes go to [`Notifier::replaying`].
+    pub replaying_subscriptions: usize,
 }
 
 /// Opens (or creates) the region, recovers it, binds the socket and runs until
 /// SIGTERM/SIGINT. `ready` is called once the socket accepts connections.
 pub fn serve(config: DaemonConfig, ready: impl FnOnce(&ServeInfo)) -> Result<(), DaemonError> {
+    serve_notifying(config, Box::new(NoNotifier), ready)
+}
+
+/// [`serve`], telling `notifier` of the loop's turns, of recovery progress and of the
+/// shutdown (`herald serve` under systemd).
+pub fn serve_notifying(
+    config: DaemonConfig,
+    notifier: Box<dyn Notifier>,
+    ready: impl FnOnce(&ServeInfo),
+) -> Result<(), DaemonError> {
     if config.connections_max == 0 || config.connections_max > crate::event::limits::CONNECTIONS_MAX
     {
         return Err(DaemonError::Config(format!(
@@ -253,6 +268,7 @@ pub fn serve(config: DaemonConfig, ready: impl FnOnce(&ServeInfo)) -> Result<(),
         config,
         log,
         listener: OwnedFd::from(listener),
+        notifier,
         previous_stop_clean,
         start: StartInfo {
             findings,
@@ -265,6 +281,7 @@ pub fn serve(config: DaemonConfig, ready: impl FnOnce(&ServeInfo)) -> Result<(),
             recovery: report,
             started_in: started.elapsed(),
             backend: crate::reactor::Backend::Epoll,
+            replaying_subscriptions: 0,
         },
     };
     let result = match choose_backend(&served.config) {
@@ -272,7 +289,7 @@ pub fn serve(config: DaemonConfig, ready: impl FnOnce(&ServeInfo)) -> Result<(),
         Ok(Chosen::Epoll(reactor, fallback)) => {
             let mut served = served;
             served.start.io_fallback = fallback;
-            served.run(reactor, ready)
+            served.run(*reactor, ready)
         }
         Err(e) => Err(e),
     };
@@ -285,6 +302,7 @@ struct Served {
     config: DaemonConfig,
     log: log::Log<log::MappedRegion>,
     listener: OwnedFd,
+    notifier: Box<dyn Notifier>,
     previous_stop_clean: bool,
     start: StartInfo,
     serve_info: ServeInfo,
@@ -301,13 +319,15 @@ impl Served {
             .map_err(|e| DaemonError::Io("listening on the socket", e))?;
         self.serve_info.backend = reactor.backend();
         tracing::info!(backend = %reactor.backend(), "I/O backend");
-        let core = Core::new(
+        let mut core = Core::new(
             self.config,
             reactor,
             self.log,
             self.previous_stop_clean,
             self.start,
         )?;
+        core.set_notifier(self.notifier);
+        self.serve_info.replaying_subscriptions = core.replaying_subscriptions();
         ready(&self.serve_info);
         core.run()
     }
@@ -316,14 +336,14 @@ impl Served {
 enum Chosen {
     Uring(Box<UringReactor>),
     /// epoll, and why io_uring is not used when it was tried.
-    Epoll(EpollReactor, Option<String>),
+    Epoll(Box<EpollReactor>, Option<String>),
 }
 
 fn choose_backend(config: &DaemonConfig) -> Result<Chosen, DaemonError> {
     let spin = Duration::from_micros(config.busy_poll_us);
     let epoll = |fallback| {
         EpollReactor::new(config.connection_slots())
-            .map(|r| Chosen::Epoll(r, fallback))
+            .map(|r| Chosen::Epoll(Box::new(r), fallback))
             .map_err(|e| DaemonError::Io("setting up epoll", e))
     };
     match config.io {

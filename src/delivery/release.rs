@@ -28,7 +28,9 @@ pub fn release<M: Medium>(
         let Some(persisted) = log.subscription(id).map(|s| s.cursor) else {
             continue;
         };
-        if cursor > persisted {
+        // On a region synced to disk, a cursor whose last write still waits for its
+        // sync moves with the next one (its progress is kept meanwhile).
+        if cursor > persisted && log.cursor_writable(id) {
             cursor_updates.push((id, Seq(cursor)));
         }
     }

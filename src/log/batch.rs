@@ -26,6 +26,8 @@ pub struct Batch<'l, M: Medium> {
     last: u64,
     count: u32,
     committed: bool,
+    /// Something pushed into this group was invalidated again.
+    rolled_back: bool,
 }
 
 impl<'l, M: Medium> Batch<'l, M> {
@@ -39,6 +41,7 @@ impl<'l, M: Medium> Batch<'l, M> {
             last: 0,
             count: 0,
             committed: false,
+            rolled_back: false,
         }
     }
 
@@ -104,6 +107,9 @@ impl<'l, M: Medium> Batch<'l, M> {
     /// the tail moves back.
     pub fn rollback_to(&mut self, mark: BatchMark) {
         let n = self.log.geometry.ring.slot_count;
+        if mark.tail < self.log.tail {
+            self.rolled_back = true;
+        }
         let mut p = mark.tail;
         while p < self.log.tail {
             let at = self.log.geometry.slot_offset(p % n);
@@ -120,13 +126,21 @@ impl<'l, M: Medium> Batch<'l, M> {
     }
 
     /// Makes every pushed event durable with one fence. Only after this returns may
-    /// the producer be told `stored`.
+    /// the producer be told `stored`, on a medium that is not deferred; on a deferred
+    /// one (a file synced to disk), only once a sync begun after it has ended
+    /// ([`Log::begin_sync`]).
+    ///
+    /// A group whose pushes were all rolled back is ordered too: its records'
+    /// invalidation must be durable before a producer is told "not stored".
     pub fn commit(mut self) -> Result<Option<Committed>, LogError> {
         self.committed = true;
+        if self.log.tail == self.start && !self.rolled_back {
+            return Ok(None);
+        }
+        self.log.order()?;
         if self.log.tail == self.start {
             return Ok(None);
         }
-        self.log.fence()?;
         if self.log.subscription_count == 0 {
             // No subscription means no intended recipient: released once stored.
             self.log.head = self.log.tail;

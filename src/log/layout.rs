@@ -87,6 +87,12 @@ pub const RUN_STATE_CLEAN: u64 = u64::from_le_bytes(*b"HRLDSTOP");
 /// Run-state word: a writable `Log::open` marked the region in use.
 pub const RUN_STATE_RUNNING: u64 = u64::from_le_bytes(*b"HRLDRUNS");
 
+/// Offset of the sync watermark: the cache line after the run-state word. On a region
+/// synced to disk it holds a ring position below which every record was synced when
+/// it was written (0: none, and on every other region): records at or above it may be
+/// torn by a power cut without having been acknowledged. One aligned 8-byte store.
+pub const SYNC_WATERMARK_OFFSET: usize = RUN_STATE_OFFSET + 64;
+
 /// The header at the start of each section.
 #[repr(C)]
 #[derive(Copy, Clone, Debug, Pod, Zeroable)]
@@ -403,6 +409,8 @@ const _: () = assert!(std::mem::offset_of!(DeadHeader, magic) == DEAD_MAGIC_OFFS
 const _: () = assert!(RUN_STATE_OFFSET.is_multiple_of(64));
 const _: () = assert!(RUN_STATE_OFFSET >= std::mem::size_of::<Superblock>());
 const _: () = assert!(RUN_STATE_OFFSET as u64 + 8 <= SUPERBLOCK_PAGE_BYTES);
+const _: () = assert!(SYNC_WATERMARK_OFFSET.is_multiple_of(64));
+const _: () = assert!(SYNC_WATERMARK_OFFSET as u64 + 8 <= SUPERBLOCK_PAGE_BYTES);
 const _: () = assert!(std::mem::size_of::<CursorRecord>() == 32);
 const _: () = assert!(SUBSCRIPTION_ENTRY_BYTES == 512);
 const _: () = assert!(SUBSCRIPTION_CURSORS_OFFSET == 448);

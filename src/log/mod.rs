@@ -183,6 +183,36 @@ pub struct Log<M: Medium> {
     /// One bit per subscription entry, all zero between calls: `release` marks the
     /// subscriptions it was given to refuse duplicates without allocating.
     listed: Vec<u64>,
+    /// On a deferred medium (a file synced to disk): what waits for a sync.
+    deferred: Option<Deferred>,
+}
+
+/// Deferred durability. On a medium synced to disk, group commits and cursor releases
+/// are only ordered when they return; they become durable when a sync begun after
+/// them ends ([`Log::begin_sync`], [`Log::end_sync`], run by the caller while it goes
+/// on). Every other change (subscriptions, modes, dead letters, the run-state word)
+/// syncs at its own fence, which also makes everything before it durable.
+///
+/// Two rules keep a power cut harmless:
+/// - a slot is reused only once the cursor that released it is durable: the head is
+///   computed from durable cursors;
+/// - a subscription's cursor is written again only once its previous write is
+///   durable: its two alternating records must never both be unsynced, or a power
+///   cut could leave neither valid.
+struct Deferred {
+    /// Something was written since the last sync began.
+    dirty: bool,
+    /// The sync under way, and the tail when it began.
+    in_flight: Option<(u64, u64)>,
+    /// Every record below this position is durable (the tail when the last
+    /// completed sync began).
+    synced_below: u64,
+    /// The number of the next sync.
+    next: u64,
+    /// Per subscription entry: its cursor as durably written...
+    durable_cursor: Vec<u64>,
+    /// ...and the sync its newest cursor record waits for (None: durable).
+    covered_by: Vec<Option<u64>>,
 }
 
 /// The reason writes are refused after [`Log::close_clean`].
@@ -255,7 +285,21 @@ impl<M: Medium> Log<M> {
             closed_clean: false,
             listed: vec![0; geometry.subscriptions.entry_count.div_ceil(64) as usize],
             dead,
+            deferred: None,
         };
+        if log.medium.deferred() {
+            let entries = geometry.subscriptions.entry_count as usize;
+            log.deferred = Some(Deferred {
+                dirty: false,
+                in_flight: None,
+                synced_below: log.tail,
+                next: 1,
+                durable_cursor: (0..entries)
+                    .map(|i| log.subscriptions[i].map_or(0, |s| s.cursor))
+                    .collect(),
+                covered_by: vec![None; entries],
+            });
+        }
         for run in hole_runs {
             log.seal(run.first, run.slots);
         }
@@ -264,6 +308,19 @@ impl<M: Medium> Log<M> {
             cursors::scrub_stale_record(&mut log.medium, &log.geometry, s);
         }
         run_state::stage(&mut log.medium, false);
+        // A watermark is meaningful only while the region is synced to disk: opened
+        // otherwise, recovery goes back to trusting fences alone; opened so, it starts
+        // at the tail, made durable by this fence (everything before it is).
+        let watermark = if log.medium.deferred() {
+            log.tail.max(1)
+        } else {
+            0
+        };
+        if scan::sync_watermark(log.medium.bytes()) != watermark {
+            log.medium
+                .write(SYNC_WATERMARK_OFFSET, &watermark.to_le_bytes());
+            log.medium.flush(SYNC_WATERMARK_OFFSET, 8);
+        }
         log.fence()?;
         Ok((log, report))
     }
@@ -319,6 +376,7 @@ impl<M: Medium> Log<M> {
         }
     }
 
+    /// Makes everything written so far durable (on a deferred medium: a sync now).
     fn fence(&mut self) -> Result<(), LogError> {
         if let Some(reason) = &self.failed {
             return Err(LogError::Failed(reason.clone()));
@@ -327,7 +385,121 @@ impl<M: Medium> Log<M> {
             let reason = e.to_string();
             self.failed = Some(reason.clone());
             LogError::Failed(reason)
-        })
+        })?;
+        self.mark_all_durable();
+        Ok(())
+    }
+
+    /// Orders what was written so far (a group commit, a release): durable at once on
+    /// a medium that is not deferred, else once a sync begun later ends.
+    fn order(&mut self) -> Result<(), LogError> {
+        if self.deferred.is_none() {
+            return self.fence();
+        }
+        if let Some(reason) = &self.failed {
+            return Err(LogError::Failed(reason.clone()));
+        }
+        self.medium.order().map_err(|e| {
+            let reason = e.to_string();
+            self.failed = Some(reason.clone());
+            LogError::Failed(reason)
+        })?;
+        if let Some(d) = &mut self.deferred {
+            d.dirty = true;
+        }
+        Ok(())
+    }
+
+    /// After a fence every write is durable, cursor records included.
+    fn mark_all_durable(&mut self) {
+        let Some(d) = &mut self.deferred else {
+            return;
+        };
+        d.dirty = false;
+        for s in self.subscriptions.iter().flatten() {
+            let i = s.id.0 as usize;
+            d.durable_cursor[i] = s.cursor;
+            d.covered_by[i] = None;
+        }
+        self.recompute_head();
+    }
+
+    /// Whether the medium is synced by the caller ([`Log::begin_sync`]).
+    pub fn deferred(&self) -> bool {
+        self.deferred.is_some()
+    }
+
+    /// Whether something written waits for a sync that has not begun.
+    pub fn needs_sync(&self) -> bool {
+        self.deferred.as_ref().is_some_and(|d| d.dirty)
+    }
+
+    /// Whether a sync has begun and not ended.
+    pub fn sync_in_flight(&self) -> bool {
+        self.deferred
+            .as_ref()
+            .is_some_and(|d| d.in_flight.is_some())
+    }
+
+    /// Begins a sync of everything written so far, if something waits and no sync is
+    /// under way: its number, and what the caller is to sync. Everything written
+    /// before this is durable once [`Log::end_sync`] of that number returns `Ok`.
+    pub fn begin_sync(&mut self) -> Option<(u64, crate::pmem::SyncRequest)> {
+        if self.failed.is_some() {
+            return None;
+        }
+        let d = self.deferred.as_mut()?;
+        if !d.dirty || d.in_flight.is_some() {
+            return None;
+        }
+        let number = d.next;
+        d.next += 1;
+        d.in_flight = Some((number, self.tail));
+        d.dirty = false;
+        // Tell recovery how far back torn records are expected: everything below this
+        // was synced. The word itself is synced by this sync or a later one; whatever
+        // value a power cut leaves is one that was true.
+        let watermark = d.synced_below.max(1);
+        self.medium
+            .write(SYNC_WATERMARK_OFFSET, &watermark.to_le_bytes());
+        self.medium.flush(SYNC_WATERMARK_OFFSET, 8);
+        Some((number, self.medium.begin_sync()))
+    }
+
+    /// Sync `number` ended with `result`: what it covered is durable, cursors that
+    /// moved become the head's (their slots may be reused), and their subscriptions'
+    /// cursors may be written again. A failed sync fails the log.
+    pub fn end_sync(&mut self, number: u64, result: std::io::Result<()>) -> Result<(), LogError> {
+        let Some(d) = &mut self.deferred else {
+            return Ok(());
+        };
+        let Some((_, began_at_tail)) = d.in_flight.filter(|(n, _)| *n == number) else {
+            return Ok(()); // not the sync under way (an answer for a past one)
+        };
+        d.in_flight = None;
+        d.synced_below = d.synced_below.max(began_at_tail);
+        if let Err(e) = self.medium.end_sync(result) {
+            let reason = format!("a sync to disk failed: {e}");
+            self.failed = Some(reason.clone());
+            return Err(LogError::Failed(reason));
+        }
+        for s in self.subscriptions.iter().flatten() {
+            let i = s.id.0 as usize;
+            if d.covered_by[i].is_some_and(|c| c <= number) {
+                d.durable_cursor[i] = s.cursor;
+                d.covered_by[i] = None;
+            }
+        }
+        self.recompute_head();
+        Ok(())
+    }
+
+    /// Whether subscription `id`'s cursor may be released now: always, unless its
+    /// previous cursor write still waits for a sync (deferred media).
+    pub fn cursor_writable(&self, id: SubscriptionId) -> bool {
+        self.deferred
+            .as_ref()
+            .is_none_or(|d| d.covered_by.get(id.0 as usize).is_some_and(|c| c.is_none()))
     }
 
     /// The geometry read at open.
@@ -465,6 +637,12 @@ impl<M: Medium> Log<M> {
             self.failed = Some(e.to_string());
             LogError::Failed(e.to_string())
         })?;
+        // Its creation fenced (synced): everything before it is durable too.
+        self.mark_all_durable();
+        if let Some(d) = &mut self.deferred {
+            d.durable_cursor[index] = created.cursor;
+            d.covered_by[index] = None;
+        }
         self.next_uid += 1;
         self.subscriptions[index] = Some(created);
         self.recompute_head();
@@ -486,6 +664,7 @@ impl<M: Medium> Log<M> {
             self.failed = Some(e.to_string());
             LogError::Failed(e.to_string())
         })?;
+        self.mark_all_durable();
         self.subscriptions[id.0 as usize] = None;
         self.recompute_head();
         // Its dead letters go with it, in a second fence: nothing could replay them.
@@ -689,7 +868,27 @@ impl<M: Medium> Log<M> {
             }
         }
         checked?;
-        self.update_cursors(updates.iter().map(|&(id, c)| (id, c.0, None)))
+        if self.deferred.is_none() {
+            return self.update_cursors(updates.iter().map(|&(id, c)| (id, c.0, None)));
+        }
+        if let Some(reason) = &self.failed {
+            return Err(LogError::Failed(reason.clone()));
+        }
+        // Written and ordered; durable (and the head moved) when the next sync ends.
+        for &(id, cursor) in updates {
+            let Some(s) = self.subscriptions[id.0 as usize].as_mut() else {
+                continue;
+            };
+            let mode = s.mode;
+            cursors::stage_cursor(&mut self.medium, &self.geometry, s, cursor.0, mode);
+        }
+        self.order()?;
+        if let Some(d) = &mut self.deferred {
+            for &(id, _) in updates {
+                d.covered_by[id.0 as usize] = Some(d.next);
+            }
+        }
+        Ok(())
     }
 
     /// Validates a release, marking each subscription in `listed` (cleared by the
@@ -712,6 +911,9 @@ impl<M: Medium> Log<M> {
             }
             if cursor.0 < self.tail && !self.is_record_start(cursor.0) {
                 return Err(bad("not the start of a record"));
+            }
+            if !self.cursor_writable(id) {
+                return Err(bad("its previous cursor write still waits for a sync"));
             }
             let bit = 1u64 << (id.0 % 64);
             let word = &mut self.listed[id.0 as usize / 64];
@@ -739,6 +941,15 @@ impl<M: Medium> Log<M> {
         if let Some(reason) = &self.failed {
             return Err(LogError::Failed(reason.clone()));
         }
+        // On a deferred medium, a cursor record still waiting for its sync must be
+        // durable before its pair is overwritten: one sync now makes everything so.
+        if self
+            .deferred
+            .as_ref()
+            .is_some_and(|d| d.covered_by.iter().any(Option::is_some))
+        {
+            self.fence()?;
+        }
         for (id, cursor, mode) in updates {
             let s = self.subscriptions[id.0 as usize]
                 .as_mut()
@@ -759,9 +970,17 @@ impl<M: Medium> Log<M> {
 
     fn recompute_head(&mut self) {
         self.subscription_count = self.subscriptions.iter().flatten().count();
+        // Slots are reused only below cursors that are durable: on a deferred medium,
+        // a cursor written but not yet synced does not release anything yet.
+        let deferred = &self.deferred;
         self.head = self
-            .subscriptions()
-            .map(|s| s.cursor)
+            .subscriptions
+            .iter()
+            .flatten()
+            .map(|s| match deferred {
+                Some(d) => d.durable_cursor[s.id.0 as usize],
+                None => s.cursor,
+            })
             .min()
             .unwrap_or(self.tail);
     }

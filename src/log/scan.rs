@@ -121,6 +121,14 @@ pub fn classify(f: SlotFacts) -> SlotOutcome {
         .expect("the recovery table covers every combination (tested)")
 }
 
+/// The sync watermark word (0 when never written).
+pub fn sync_watermark(bytes: &[u8]) -> u64 {
+    bytes
+        .get(SYNC_WATERMARK_OFFSET..SYNC_WATERMARK_OFFSET + 8)
+        .and_then(|w| w.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
 /// Reads the header at slot `index` and returns it if a valid record for that index
 /// starts there: magic, kind, position, lengths and checksum all hold.
 pub fn valid_record(bytes: &[u8], g: &Geometry, index: u64) -> Option<SlotHeader> {
@@ -300,6 +308,16 @@ pub fn scan(
     let (tail_end, last_group_first) = match newest {
         Some(h) => (h.seq + h.span as u64, h.seq - h.group_offset as u64),
         None => (Seq::FIRST.0, Seq::FIRST.0),
+    };
+    // On a region synced to disk, every group after the watermark may have been
+    // written but not synced (one sync under way, the next group gathering), and a
+    // power cut may keep any of their pages: their torn records were never
+    // acknowledged either.
+    let watermark = sync_watermark(bytes);
+    let last_group_first = if watermark > 0 {
+        last_group_first.min(watermark)
+    } else {
+        last_group_first
     };
     let window_start = tail_end.saturating_sub(n).max(Seq::FIRST.0);
     let is_valid_at = |p: u64| {

@@ -47,9 +47,10 @@ pub enum FileSync {
     /// Cache-line flushes only: fast, survives a process crash, not a power cut.
     #[default]
     CacheFlush,
-    /// `msync(MS_SYNC)` of the dirty range at every fence (group commit): survives a
-    /// power cut.
-    Msync,
+    /// Synced to disk (`fdatasync`) before commits are acknowledged: survives a power
+    /// cut. Group commits and cursor releases are synced asynchronously (the caller
+    /// runs the sync while it goes on); other changes sync at their fence.
+    Disk,
 }
 
 /// How to open or create a region.
@@ -173,8 +174,6 @@ pub struct MappedRegion {
     info: RegionInfo,
     mapping: Mapping,
     file: File,
-    /// Byte range flushed since the last fence, when durability comes from `msync`.
-    msync_dirty: Option<(usize, usize)>,
     /// Set by the first failed fence: after an I/O failure the region stays failed.
     failed: Option<String>,
 }
@@ -308,7 +307,7 @@ impl MappedRegion {
         let durability = match (kind, options.file_sync) {
             (RegionKind::DeviceDax | RegionKind::DaxFile, _) => Durability::PowerCut,
             (RegionKind::File, FileSync::CacheFlush) => Durability::ProcessCrash,
-            (RegionKind::File, FileSync::Msync) => Durability::Disk,
+            (RegionKind::File, FileSync::Disk) => Durability::Disk,
         };
         let info = RegionInfo {
             path: path.to_owned(),
@@ -325,7 +324,6 @@ impl MappedRegion {
             info,
             mapping,
             file,
-            msync_dirty: None,
             failed: None,
         })
     }
@@ -513,12 +511,9 @@ impl Medium for MappedRegion {
     #[inline]
     fn flush(&mut self, offset: usize, len: usize) {
         assert!(offset <= self.len && len <= self.len - offset);
+        // Synced to disk as a whole file: the mapping's writes are in the page cache,
+        // and fdatasync writes every dirty page of the file.
         if self.info.durability == Durability::Disk {
-            let end = offset + len;
-            self.msync_dirty = Some(match self.msync_dirty {
-                None => (offset, end),
-                Some((a, b)) => (a.min(offset), b.max(end)),
-            });
             return;
         }
         // SAFETY: the range is within the mapping (checked above).
@@ -537,8 +532,8 @@ impl Medium for MappedRegion {
                 self.info.path.display()
             )));
         }
-        if let Some((start, end)) = self.msync_dirty.take() {
-            if let Err(e) = self.msync(start, end) {
+        if self.info.durability == Durability::Disk {
+            if let Err(e) = self.file.sync_data() {
                 self.failed = Some(e.to_string());
                 return Err(e);
             }
@@ -550,6 +545,38 @@ impl Medium for MappedRegion {
 
     fn durability(&self) -> Durability {
         self.info.durability
+    }
+
+    fn deferred(&self) -> bool {
+        self.info.durability == Durability::Disk
+    }
+
+    fn order(&mut self) -> std::io::Result<()> {
+        if !self.deferred() {
+            return self.fence();
+        }
+        match &self.failed {
+            Some(reason) => Err(std::io::Error::other(format!(
+                "region {} failed earlier and accepts no more writes: {reason}",
+                self.info.path.display()
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    fn begin_sync(&mut self) -> super::SyncRequest {
+        use std::os::fd::AsRawFd;
+        super::SyncRequest {
+            fd: Some(self.file.as_raw_fd()),
+        }
+    }
+
+    fn end_sync(&mut self, result: std::io::Result<()>) -> std::io::Result<()> {
+        if let Err(e) = &result {
+            // After an I/O failure, stay failed: what the sync covered is unknown.
+            self.failed = Some(e.to_string());
+        }
+        result
     }
 }
 
@@ -609,19 +636,37 @@ mod tests {
     }
 
     #[test]
-    fn msync_mode_reports_disk_durability_and_syncs_on_fence() {
+    fn disk_mode_is_deferred_and_syncs_the_file_it_maps() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.pmem");
         let options = RegionOptions {
-            file_sync: FileSync::Msync,
+            file_sync: FileSync::Disk,
             ..Default::default()
         };
         let mut region = MappedRegion::create(&path, 1 << 20, &options).unwrap();
         assert_eq!(region.durability(), Durability::Disk);
+        assert!(region.deferred());
         region.write(100_000, b"durable");
         region.flush(100_000, 7);
+        region.order().unwrap();
+        let request = region.begin_sync();
+        let fd = request.fd.expect("the region's file");
+        // What a reactor does with the request: fdatasync the descriptor.
+        // SAFETY: a plain syscall on a descriptor the region keeps open.
+        let synced = unsafe { libc::fdatasync(fd) };
+        region
+            .end_sync(if synced == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            })
+            .unwrap();
         region.fence().unwrap();
-        assert!(region.msync_dirty.is_none());
+        // A failed sync fails the region for good.
+        assert!(region
+            .end_sync(Err(std::io::Error::from_raw_os_error(libc::EIO)))
+            .is_err());
+        assert!(region.order().is_err() && region.fence().is_err());
     }
 
     #[test]

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 /// epoll `data` of the signalfd.
 const SIGNAL_DATA: u64 = 1 << 63;
+/// epoll `data` of the sync thread's eventfd.
+const SYNC_DATA: u64 = (1 << 63) | 1;
 /// epoll `data` bit of a listener (its index below).
 const LISTENER_DATA: u64 = 1 << 62;
 /// Readiness events one `epoll_wait` returns at most (more wait for the next turn).
@@ -66,6 +68,67 @@ struct Listener {
     readable: bool,
 }
 
+/// A finished sync: its token and its result (an errno on failure).
+type SyncOutcome = (u32, Result<(), i32>);
+
+/// The thread that runs `fdatasync` for the epoll backend, which has no way to wait
+/// for a sync without blocking the loop: one request at a time (the caller never has
+/// two under way); it writes the eventfd in the epoll set when done. Per group commit,
+/// never per event.
+struct SyncThread {
+    requests: Option<std::sync::mpsc::SyncSender<(std::os::fd::RawFd, u32)>>,
+    done: std::sync::Arc<std::sync::Mutex<Option<SyncOutcome>>>,
+    event: OwnedFd,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SyncThread {
+    fn start() -> io::Result<SyncThread> {
+        // SAFETY: plain syscall; the result is checked.
+        let event = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if event < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a new descriptor we own.
+        let event = unsafe { OwnedFd::from_raw_fd(event) };
+        let (requests, incoming) = std::sync::mpsc::sync_channel::<(std::os::fd::RawFd, u32)>(1);
+        let done = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let (done_there, wake) = (done.clone(), event.as_raw_fd());
+        let thread = std::thread::Builder::new()
+            .name("herald-sync".into())
+            .spawn(move || {
+                for (fd, token) in incoming {
+                    // SAFETY: a plain syscall; the daemon keeps the region's file open
+                    // until this thread is joined (the reactor is dropped first).
+                    let r = unsafe { libc::fdatasync(fd) };
+                    let result = if r == 0 { Ok(()) } else { Err(last_errno()) };
+                    if let Ok(mut slot) = done_there.lock() {
+                        *slot = Some((token, result));
+                    }
+                    let one = 1u64;
+                    // SAFETY: writes 8 bytes from `one` to the eventfd.
+                    unsafe { libc::write(wake, (&one as *const u64).cast(), 8) };
+                }
+            })?;
+        Ok(SyncThread {
+            requests: Some(requests),
+            done,
+            event,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for SyncThread {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread after its current sync.
+        self.requests = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// The epoll reactor.
 pub struct EpollReactor {
     epoll: OwnedFd,
@@ -81,6 +144,8 @@ pub struct EpollReactor {
     clock: Instant,
     /// `epoll_pwait2` (nanosecond timeouts, Linux 5.11) works here.
     pwait2: bool,
+    /// Started at the first sync (only a region synced to disk needs it).
+    sync_thread: Option<SyncThread>,
 }
 
 impl EpollReactor {
@@ -105,6 +170,7 @@ impl EpollReactor {
             events: vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS_MAX],
             clock: Instant::now(),
             pwait2: true,
+            sync_thread: None,
         };
         reactor.add(
             reactor.signal_fd.as_raw_fd(),
@@ -319,6 +385,19 @@ impl EpollReactor {
         }
     }
 
+    fn sync_done(&mut self, out: &mut Vec<Completion<OwnedFd>>) {
+        let Some(t) = &self.sync_thread else {
+            return;
+        };
+        let mut count = 0u64;
+        // SAFETY: reads the eventfd's 8-byte counter into `count`.
+        unsafe { libc::read(t.event.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
+        let done = t.done.lock().ok().and_then(|mut slot| slot.take());
+        if let Some((token, result)) = done {
+            out.push(Completion::Synced { token, result });
+        }
+    }
+
     fn connected(&mut self, slot: u32, out: &mut Vec<Completion<OwnedFd>>) {
         let s = &mut self.slots[slot as usize];
         let Some(socket) = s.connecting.take() else {
@@ -463,6 +542,50 @@ impl Reactor for EpollReactor {
         super::refuse_fd(socket, farewell);
     }
 
+    fn sync(&mut self, file: Option<RawFd>, token: u32) {
+        let Some(fd) = file else {
+            self.ready.push(Completion::Synced {
+                token,
+                result: Ok(()),
+            });
+            return;
+        };
+        if self.sync_thread.is_none() {
+            match SyncThread::start() {
+                Ok(t) => {
+                    if let Err(e) = self.add(t.event.as_raw_fd(), libc::EPOLLIN as u32, SYNC_DATA) {
+                        self.ready.push(Completion::Synced {
+                            token,
+                            result: Err(e.raw_os_error().unwrap_or(libc::EIO)),
+                        });
+                        return;
+                    }
+                    self.sync_thread = Some(t);
+                }
+                Err(e) => {
+                    self.ready.push(Completion::Synced {
+                        token,
+                        result: Err(e.raw_os_error().unwrap_or(libc::EIO)),
+                    });
+                    return;
+                }
+            }
+        }
+        let sent = self
+            .sync_thread
+            .as_ref()
+            .and_then(|t| t.requests.as_ref())
+            .map(|r| r.try_send((fd, token)));
+        if !matches!(sent, Some(Ok(()))) {
+            // Only one sync is ever under way, so the channel has room: this is the
+            // thread gone, which fails the sync (and the log).
+            self.ready.push(Completion::Synced {
+                token,
+                result: Err(libc::EIO),
+            });
+        }
+    }
+
     fn wait(&mut self, timeout: Duration, out: &mut Vec<Completion<OwnedFd>>) -> io::Result<()> {
         let before = out.len();
         out.append(&mut self.ready);
@@ -486,6 +609,8 @@ impl Reactor for EpollReactor {
             let (bits, data) = (event.events, event.u64);
             if data == SIGNAL_DATA {
                 self.read_signals(out);
+            } else if data == SYNC_DATA {
+                self.sync_done(out);
             } else if data & LISTENER_DATA != 0 {
                 let index = (data & !LISTENER_DATA) as usize;
                 if let Some(l) = self.listeners.get_mut(index) {

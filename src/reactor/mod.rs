@@ -133,6 +133,13 @@ pub enum Completion<S> {
         /// Bytes sent.
         result: Result<usize, i32>,
     },
+    /// A sync armed with [`Reactor::sync`] finished.
+    Synced {
+        /// The token it was armed with.
+        token: u32,
+        /// Ok, or the errno of `fdatasync`.
+        result: Result<(), i32>,
+    },
     /// SIGTERM or SIGINT arrived: the daemon should stop.
     Terminate,
 }
@@ -195,6 +202,11 @@ pub trait Reactor {
     /// Closes `socket` (attached to `token`, or never attached: None). Only once none
     /// of its operations is in flight.
     fn close(&mut self, socket: Self::Socket, token: Option<Token>);
+
+    /// Starts making a file's data durable (`fdatasync` of `file`) without waiting; it
+    /// completes with [`Completion::Synced`] carrying `token`. One at a time. Without
+    /// a file (a simulated medium) it completes after the simulated disk's delay.
+    fn sync(&mut self, file: Option<std::os::fd::RawFd>, token: u32);
 
     /// Closes a socket that was never attached after writing `farewell` (a short error
     /// frame) if the socket takes it at once, without waiting: how a connection beyond

@@ -46,6 +46,11 @@ struct Net {
     listeners: Vec<(PathBuf, VecDeque<usize>)>,
     /// A SIGTERM for the daemon is pending.
     terminate: bool,
+    /// How long a simulated disk takes to sync.
+    sync_delay_ns: u64,
+    /// Simulated time one turn of the daemon takes, even a busy one (so that time
+    /// passes, and syncs complete, under a steady load).
+    turn_ns: u64,
 }
 
 /// The in-memory network.
@@ -65,7 +70,19 @@ impl SimNet {
             pipes: Vec::new(),
             listeners: Vec::new(),
             terminate: false,
+            sync_delay_ns: 100_000,
+            turn_ns: 10_000,
         })))
+    }
+
+    /// Sets the simulated time one busy turn takes (10 µs unless set).
+    pub fn set_turn_time(&self, turn: Duration) {
+        self.0.borrow_mut().turn_ns = turn.as_nanos() as u64;
+    }
+
+    /// Sets how long a simulated disk takes to sync (100 µs unless set).
+    pub fn set_sync_delay(&self, delay: Duration) {
+        self.0.borrow_mut().sync_delay_ns = delay.as_nanos() as u64;
     }
 
     /// A listener at `path` (the address outbound connections name).
@@ -189,6 +206,8 @@ pub struct SimReactor {
     listeners: Vec<usize>,
     accepting: bool,
     connects: Vec<(Token, Result<SimSocket, i32>)>,
+    /// The sync under way: its token and when (simulated time) it completes.
+    sync: Option<(u32, u64)>,
 }
 
 impl SimReactor {
@@ -200,7 +219,13 @@ impl SimReactor {
             listeners: Vec::new(),
             accepting: true,
             connects: Vec::with_capacity(slots),
+            sync: None,
         }
+    }
+
+    /// Whether a sync is under way (the simulator decides when a power cut falls).
+    pub fn sync_in_flight(&self) -> bool {
+        self.sync.is_some()
     }
 
     /// Carries out every armed operation the queues allow; returns whether any did.
@@ -263,6 +288,15 @@ impl SimReactor {
         }
         if std::mem::take(&mut net.terminate) {
             out.push(Completion::Terminate);
+        }
+        if let Some((token, due)) = self.sync {
+            if net.now_ns >= due {
+                self.sync = None;
+                out.push(Completion::Synced {
+                    token,
+                    result: Ok(()),
+                });
+            }
         }
         drop(net);
         for (token, result) in self.connects.drain(..) {
@@ -364,6 +398,11 @@ impl Reactor for SimReactor {
         }
     }
 
+    fn sync(&mut self, _file: Option<std::os::fd::RawFd>, token: u32) {
+        let net = self.net.0.borrow();
+        self.sync = Some((token, net.now_ns + net.sync_delay_ns));
+    }
+
     fn refuse(&mut self, socket: SimSocket, farewell: &[u8]) {
         let mut net = self.net.0.borrow_mut();
         let pipe = &mut net.pipes[socket.pipe];
@@ -374,10 +413,19 @@ impl Reactor for SimReactor {
     }
 
     fn wait(&mut self, timeout: Duration, out: &mut Vec<Completion<SimSocket>>) -> io::Result<()> {
+        // A turn takes time even when busy.
+        let turn_ns = self.net.0.borrow().turn_ns;
+        self.net.advance(Duration::from_nanos(turn_ns));
         if !self.transfer(out) {
             // Nothing can happen until a client acts or time passes: the daemon sleeps
-            // its whole timeout.
-            self.net.advance(timeout);
+            // its whole timeout, or until the sync under way completes.
+            let now = self.net.now_ns();
+            let wake = match self.sync {
+                Some((_, due)) => (now + timeout.as_nanos() as u64).min(due.max(now)),
+                None => now + timeout.as_nanos() as u64,
+            };
+            self.net.advance(Duration::from_nanos(wake - now));
+            self.transfer(out);
         }
         Ok(())
     }

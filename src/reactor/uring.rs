@@ -18,6 +18,7 @@ enum Op {
     Send = 3,
     Signal = 4,
     Connect = 5,
+    Sync = 6,
 }
 
 /// Packs an operation, a slot and its generation into `user_data`.
@@ -33,6 +34,7 @@ fn untag(user_data: u64) -> (Option<Op>, Token) {
         3 => Some(Op::Send),
         4 => Some(Op::Signal),
         5 => Some(Op::Connect),
+        6 => Some(Op::Sync),
         _ => None,
     };
     let token = Token {
@@ -252,6 +254,26 @@ impl Reactor for UringReactor {
         super::refuse_fd(socket, farewell);
     }
 
+    fn sync(&mut self, file: Option<std::os::fd::RawFd>, token: u32) {
+        let Some(fd) = file else {
+            self.ready.push(Completion::Synced {
+                token,
+                result: Ok(()),
+            });
+            return;
+        };
+        let entry = opcode::Fsync::new(types::Fd(fd))
+            .flags(types::FsyncFlags::DATASYNC)
+            .build()
+            .user_data(tag(Op::Sync, 0, token));
+        if let Err(e) = self.push(&entry) {
+            self.ready.push(Completion::Synced {
+                token,
+                result: Err(e.raw_os_error().unwrap_or(libc::EIO)),
+            });
+        }
+    }
+
     fn wait(&mut self, timeout: Duration, out: &mut Vec<Completion<OwnedFd>>) -> io::Result<()> {
         let timeout = if self.ready.is_empty() {
             timeout
@@ -325,6 +347,10 @@ impl Reactor for UringReactor {
                     };
                     out.push(Completion::Connected { token, result });
                 }
+                Some(Op::Sync) => out.push(Completion::Synced {
+                    token: token.generation,
+                    result: if result >= 0 { Ok(()) } else { Err(-result) },
+                }),
                 // Cancellations and other internal entries.
                 None => {}
             }
@@ -364,7 +390,14 @@ mod tests {
 
     #[test]
     fn tags_round_trip() {
-        for op in [Op::Accept, Op::Recv, Op::Send, Op::Signal, Op::Connect] {
+        for op in [
+            Op::Accept,
+            Op::Recv,
+            Op::Send,
+            Op::Signal,
+            Op::Connect,
+            Op::Sync,
+        ] {
             let t = tag(op, 4097, 0xdead_beef);
             assert_eq!(
                 untag(t),

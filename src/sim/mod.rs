@@ -4,6 +4,7 @@
 //! fuzz targets drive them turn by turn, deterministically.
 
 mod client;
+pub mod simulator;
 
 pub use client::{hello, SimClient};
 

@@ -232,6 +232,17 @@ impl SubscriptionSet {
         Ok(())
     }
 
+    /// Bytes of the table and every tracker's window.
+    pub fn footprint_bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<Option<SubscriptionState>>()
+            + self
+                .slots
+                .iter()
+                .flatten()
+                .map(|s| s.tracker.footprint_bytes())
+                .sum::<usize>()
+    }
+
     /// The subscription at `index`.
     pub fn get(&self, index: usize) -> Option<&SubscriptionState> {
         self.slots.get(index).and_then(|s| s.as_ref())

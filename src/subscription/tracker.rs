@@ -172,6 +172,18 @@ impl Tracker {
             .count()
     }
 
+    /// The earliest acknowledgement deadline of an event delivered and not settled
+    /// (monotonic ns), if any: what `status` shows, so a test can see `working` move it.
+    pub fn deadline_min(&self) -> Option<u64> {
+        self.in_flight
+            .iter()
+            .filter_map(|f| match f.state {
+                State::Sent { deadline } => Some(deadline),
+                _ => None,
+            })
+            .min()
+    }
+
     /// Next ring position to examine.
     pub fn next(&self) -> u64 {
         self.next
@@ -369,6 +381,11 @@ impl Tracker {
             .map(|f| f.deliveries)
     }
 
+    /// Bytes of its window of in-flight events.
+    pub fn footprint_bytes(&self) -> usize {
+        self.in_flight.capacity() * std::mem::size_of::<InFlight>()
+    }
+
     /// The cursor that may be made durable.
     pub fn cursor(&self) -> u64 {
         self.in_flight.front().map_or(self.next, |f| f.seq)
@@ -476,8 +493,10 @@ mod tests {
         let mut t = Tracker::new(1, 8, 0, policy());
         t.sent(1, 2, 0);
         t.sent(2, 3, 0);
+        assert_eq!(t.deadline_min(), Some(100 * MS));
         assert!(t.working(1, 90 * MS));
         assert!(t.nak(2, 5 * MS, 50 * MS));
+        assert_eq!(t.deadline_min(), Some(190 * MS), "1 extended, 2 waiting");
         assert_eq!(t.due(54 * MS), None);
         assert_eq!(t.due(55 * MS), Some(Due::Redeliver { seq: 2 }));
         t.resent(2, 55 * MS);

@@ -36,6 +36,15 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 const WINDOW: u32 = 16;
+/// How often a subscriber of the final lifetime, with nothing to read, looks at its
+/// stop flag: a poll interval; the drain's deadline bounds the whole wait.
+const STOP_POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// Longest a subscriber waits for the daemon's next frame while the daemon runs (a
+/// kill ends the wait at once: the connection closes). A failure detector: past it,
+/// deliveries stalled.
+const STALL_MAX: Duration = Duration::from_secs(30);
+/// How long the final lifetime gives every event to be settled: a failure detector.
+const DRAIN_MAX: Duration = Duration::from_secs(60);
 const PICKY_DEADLINE_MS: u32 = 60;
 const PICKY_MAX_DELIVERIES: u16 = 3;
 const DAEMON_ARGS: [&str; 6] = [
@@ -280,11 +289,11 @@ fn subscriber(
         if stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
             return Ok(seen);
         }
-        let timeout = Some(Duration::from_millis(if stop.is_some() {
-            200
+        let timeout = Some(if stop.is_some() {
+            STOP_POLL_INTERVAL
         } else {
-            5000
-        }));
+            STALL_MAX
+        });
         let (seq, counter, redelivered, count) = match client.next_incoming(timeout) {
             Ok(Some(Incoming::Deliver(d))) => (
                 d.seq,
@@ -301,7 +310,12 @@ fn subscriber(
             }
             Ok(Some(other)) => return Err(format!("{name}: unexpected {other:?}")),
             Ok(None) if stop.is_some() => continue,
-            Ok(None) | Err(_) => return Ok(seen),
+            Ok(None) => {
+                return Err(format!(
+                    "{name}: nothing from the daemon for {STALL_MAX:?} in lifetime {lifetime}"
+                ))
+            }
+            Err(_) => return Ok(seen),
         };
         let action = if who == Who::Picky {
             treatment(counter)
@@ -407,7 +421,8 @@ fn answered_from_window(socket: &std::path::Path) -> Result<u64, String> {
         .unwrap_or(0))
 }
 
-/// Waits until the ring is empty (every subscription settled every event), bounded.
+/// Waits until the ring is empty (every subscription settled every event): asks for
+/// status `daemon::STATUS_POLL_INTERVAL` apart, failing at `deadline`.
 fn wait_until_settled(socket: &std::path::Path, deadline: Instant) -> Result<(), String> {
     let mut control =
         Client::connect(socket, Role::Control, "crash-check").map_err(|e| e.to_string())?;
@@ -421,6 +436,7 @@ fn wait_until_settled(socket: &std::path::Path, deadline: Instant) -> Result<(),
         if Instant::now() > deadline {
             return Err(format!("events still unsettled at the end: {status}"));
         }
+        std::thread::sleep(daemon::STATUS_POLL_INTERVAL);
     }
 }
 
@@ -473,7 +489,7 @@ pub fn run(cycles: u64, seed: u64) -> Result<Summary, String> {
                     .map_err(fail)?;
             }
             summary.deduplicated += answered_from_window(&socket).map_err(fail)?;
-            let deadline = Instant::now() + Duration::from_secs(60);
+            let deadline = Instant::now() + DRAIN_MAX;
             let settled = wait_until_settled(&socket, deadline);
             let dead = dead_letters(&socket).map_err(fail)?;
             stop.as_ref()

@@ -1,5 +1,6 @@
 //! Starts the real `herald serve` binary in a temporary data directory and waits for
-//! its `ready` line (no sleeping, no polling of the socket).
+//! its `ready` line (no sleeping, no polling of the socket). Waits for a state ask for
+//! status, a documented interval apart, until it is shown.
 
 #![allow(dead_code)]
 
@@ -134,25 +135,48 @@ pub fn sub_row(status: &serde_json::Value, name: &str) -> serde_json::Value {
         .clone()
 }
 
+/// How long [`Daemon::wait_for_status`] gives the daemon to reach a state: a failure
+/// detector only; a wait ends as soon as the state is shown.
+pub const STATUS_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Between two asks of [`Daemon::wait_for_status`]. It only spaces the asks, so that
+/// the test leaves the daemon's loop (and the machine's cores) to the work it waits
+/// for; it decides how late a wait notices, never what it finds.
+pub const STATUS_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(2);
+
 impl Daemon {
     /// Its status document.
     pub fn status(&self) -> serde_json::Value {
         status_at(&self.socket())
     }
 
-    /// Asks for status until `done` holds (each ask is a round trip through the
-    /// daemon's loop, so this waits on the daemon's own progress), bounded by a deadline.
-    pub fn wait_for_status(&self, what: &str, done: impl Fn(&serde_json::Value) -> bool) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    /// Asks for status on one control connection until `done` holds, and returns the
+    /// document that satisfied it. Each ask is a round trip through the daemon's loop,
+    /// so this waits on the daemon's own progress; [`STATUS_POLL_INTERVAL`] apart,
+    /// failing after [`STATUS_WAIT_MAX`].
+    pub fn wait_for_status(
+        &self,
+        what: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let mut control = herald::client::Client::connect(
+            &self.socket(),
+            herald::protocol::Role::Control,
+            "test",
+        )
+        .expect("connect for status");
+        let deadline = std::time::Instant::now() + STATUS_WAIT_MAX;
         loop {
-            let s = self.status();
+            let s: serde_json::Value =
+                serde_json::from_str(&control.status().expect("status")).expect("status is JSON");
             if done(&s) {
-                return;
+                return s;
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "timed out waiting for {what}: {s}"
+                "timed out after {STATUS_WAIT_MAX:?} waiting for {what}: {s}"
             );
+            std::thread::sleep(STATUS_POLL_INTERVAL);
         }
     }
 }

@@ -20,7 +20,6 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 enum { SCRIPT_TIMEOUT_MS = 5000, WATCHDOG_S = 60 };
@@ -201,12 +200,6 @@ static herald_client *subscribed_client(void) {
     return c;
 }
 
-static int64_t monotonic_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ------------------------------------------------------------------ tests ---- */
 
 static void play_hello_ok_too_long(int fd) {
@@ -251,11 +244,14 @@ static void play_huge_length_then_silence(int fd) {
     await_close(fd); /* no body: a client that waited for one would time out */
 }
 
+/* The body never comes. A client that waited for it would end only by its reply
+ * timeout (HERALD_E_TIMEOUT) or by end of stream once the script gave up waiting for
+ * the close (SCRIPT_TIMEOUT_MS, then exit 14, which server_finish reports); so this
+ * protocol error, naming the length, shows the header alone was judged. No clock is
+ * read: a slow machine cannot fail it, nor a fast one pass it. */
 static void a_length_above_the_limit_is_refused_before_its_body(void) {
     server_start(play_huge_length_then_silence);
-    int64_t start_ms = monotonic_ms();
     herald_client *c = connect_role(HERALD_ROLE_PRODUCER, HERALD_E_PROTOCOL);
-    CHECK(monotonic_ms() - start_ms < HERALD_REPLY_TIMEOUT_MS_DEFAULT / 2);
     CHECK(strstr(herald_last_error(c)->message, "above the largest") != NULL);
     herald_close(c);
     server_finish();

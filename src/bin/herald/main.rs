@@ -4,24 +4,29 @@
 //! - 0: success
 //! - 1: the operation failed (a region could not be opened, the daemon is not running,
 //!   it refused an event, …)
-//! - 2: usage error (bad flags or arguments)
+//! - 2: usage error (bad flags or arguments, or a configuration file or environment
+//!   variable holding an unknown key or a bad value)
 //! - 3: `inspect` or `check` found damage (corrupt slots or subscriptions that failed
 //!   checks)
 
 mod bench;
 mod check;
+mod config;
+mod config_command;
 mod dead;
 mod format;
 mod inspect;
+mod logging;
 mod output;
 mod parse;
 mod peers;
 mod publish;
+mod sdnotify;
 mod serve;
 mod status;
 mod subscribe;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
 /// herald: persistent, reliable delivery of event messages.
@@ -41,7 +46,7 @@ enum Command {
     /// Run the daemon: open (or create) the region, replay unconfirmed events, and
     /// serve producers and subscribers on the Unix socket until SIGTERM/SIGINT.
     #[command(
-        after_help = "Examples:\n  herald serve                              # ./herald-data, emulated pmem\n  herald serve --data-dir /var/lib/herald --sync msync\n  herald serve --region /dev/dax0.0 --socket /run/herald.sock\n\nPrints one line `ready: serving on SOCKET ...` on stdout when it accepts connections;\nlogs go to stderr (RUST_LOG=debug for more)."
+        after_help = "Examples:\n  herald serve                              # ./herald-data, emulated pmem\n  herald serve --data-dir /var/lib/herald --sync msync\n  herald serve --region /dev/dax0.0 --socket /run/herald.sock\n  HERALD_CONNECTIONS_MAX=512 herald serve --config /etc/herald/herald.toml\n\nEvery setting is also a key of the configuration file (--config, default\n/etc/herald/herald.toml when it exists) and an environment variable HERALD_<KEY>;\nflags win over the environment, which wins over the file (`herald config check`).\nPrints one line `ready: serving on SOCKET ...` on stdout when it accepts connections;\nlogs go to stderr (--log-level or RUST_LOG=debug for more). Under systemd\n(Type=notify) it reports READY, STATUS, STOPPING and feeds the watchdog."
     )]
     Serve(serve::ServeArgs),
     /// Measure durable publish latency, throughput and end-to-end latency against a
@@ -90,20 +95,32 @@ enum Command {
         after_help = "Examples:\n  herald dead list\n  herald dead list --subscription audit --json | jq .\n  herald dead replay --subscription audit --seq 1042\n  herald dead purge --subscription audit --all\n  herald dead purge --unowned               # what `herald check` reports as damaged or orphaned\n\nA replayed dead letter is delivered once more (flagged redelivered); confirmed, it is\npurged; rejected or not settled in time, it stays a dead letter.\nExit status: 0 done, 1 failure (daemon not running, unknown subscription), 2 usage."
     )]
     Dead(dead::DeadArgs),
+    /// Check the daemon's configuration, or print an example configuration file.
+    Config(config_command::ConfigArgs),
+}
+
+/// The whole command line, with every serve setting's environment variable attached.
+fn command() -> clap::Command {
+    config::with_env(Cli::command())
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    // Colour codes only for a person at a terminal: a file, a pipe or journald gets
-    // plain text.
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let (matches, effective) = match config::parse(command(), &argv) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            eprintln!("herald: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match &cli.command {
+        Command::Serve(args) => logging::init(args.log_format, &args.log_level),
+        _ => logging::init(logging::LogFormat::Text, &logging::default_filter()),
+    }
+    if let (Command::Serve(_), Some(effective)) = (&cli.command, &effective) {
+        log_configuration(effective);
+    }
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Bench(args) => bench::run(args),
@@ -114,12 +131,35 @@ fn main() -> ExitCode {
         Command::Status(args) => status::run(args),
         Command::Check(args) => check::run(args),
         Command::Dead(args) => dead::run(args),
+        Command::Config(args) => match &args.command {
+            config_command::ConfigCommand::Check(check) => config_command::check(
+                check,
+                effective
+                    .as_ref()
+                    .expect("config check's settings are resolved"),
+            ),
+            config_command::ConfigCommand::Example => config_command::example(&command()),
+        },
     };
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("herald: {e:#}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// The daemon's log says which file it read and every setting not at its default.
+fn log_configuration(effective: &config::Effective) {
+    let file = effective
+        .file
+        .as_ref()
+        .map_or_else(|| "none".to_owned(), |f| f.display().to_string());
+    tracing::info!(file = %file, "configuration");
+    for s in &effective.settings {
+        if !matches!(s.source, config::Source::Default | config::Source::Unset) {
+            tracing::debug!(key = %s.key, value = s.value.as_deref().unwrap_or(""), source = %s.source, "setting");
         }
     }
 }

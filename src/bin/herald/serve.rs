@@ -1,6 +1,13 @@
 //! `herald serve`: the daemon.
+//!
+//! [`ServeArgs`] is the one table of the daemon's settings: each field is a flag, a key
+//! of the configuration file and an environment variable (`config.rs` derives the last
+//! two from the flag), parsed by the flag's own parser whichever layer it comes from.
+//! A new setting is a new field here, and a line in [`daemon_config`].
 
-use herald::delivery::{self, DaemonConfig, IoChoice, RedeliveryConfig};
+use crate::logging::LogFormat;
+use crate::sdnotify::SdNotify;
+use herald::delivery::{self, DaemonConfig, IoChoice, NoNotifier, Notifier, RedeliveryConfig};
 use herald::event::limits::CONNECTIONS_MAX;
 use herald::log::LogConfig;
 use herald::pmem::FileSync;
@@ -14,8 +21,11 @@ use std::time::Duration;
 pub enum SyncMode {
     /// Cache-line flushes only: survives a process crash, not a power cut (fast).
     Flush,
-    /// msync to disk at every group commit: survives a power cut.
-    Msync,
+    /// Each group commit is synced to disk (fdatasync) before producers are told
+    /// stored: survives a power cut. The loop goes on while the disk works, and the
+    /// next group gathers meanwhile. `msync` is the same (its old name).
+    #[value(alias = "msync")]
+    Disk,
 }
 
 /// The I/O backend of the daemon's loop.
@@ -41,9 +51,14 @@ impl IoMode {
     }
 }
 
-/// Arguments of `herald serve`.
+/// Arguments of `herald serve`: `--config`, then every setting.
 #[derive(clap::Args)]
 pub struct ServeArgs {
+    /// Configuration file (TOML; keys are the flags' names in snake case, such as
+    /// connections_max). Default: /etc/herald/herald.toml when it exists. Flags win over
+    /// HERALD_* environment variables, which win over the file.
+    #[arg(long, value_name = "PATH", env = "HERALD_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Directory for the region (DIR/region.pmem) and the socket (DIR/herald.sock);
     /// created if missing.
     #[arg(long, default_value = "herald-data", value_name = "DIR")]
@@ -61,7 +76,9 @@ pub struct ServeArgs {
     /// Bytes per ring slot for a region created on first use (multiple of 64).
     #[arg(long, default_value_t = 128, value_name = "BYTES")]
     slot_bytes: u32,
-    /// How commits on an ordinary file are made durable.
+    /// How commits on an ordinary file are made durable: `flush` survives a process
+    /// crash; `disk` (fdatasync before `stored`, old name `msync`) survives a power cut.
+    /// Ignored for a DAX region, where the flushes reach persistent memory.
     #[arg(long, value_enum, default_value = "flush")]
     sync: SyncMode,
     /// Socket permissions, octal.
@@ -84,13 +101,7 @@ pub struct ServeArgs {
     idle_timeout: Duration,
     /// The I/O backend. Docker's default seccomp profile, Kubernetes' RuntimeDefault and
     /// `kernel.io_uring_disabled` refuse io_uring; `auto` then serves with epoll.
-    #[arg(
-        long,
-        value_enum,
-        default_value = "auto",
-        value_name = "BACKEND",
-        env = "HERALD_IO"
-    )]
+    #[arg(long, value_enum, default_value = "auto", value_name = "BACKEND")]
     io: IoMode,
     /// Microseconds to poll for work before sleeping in the kernel. Polling saves a
     /// wake-up when requests arrive back to back, but takes a core: on a 2-core machine
@@ -133,6 +144,14 @@ pub struct ServeArgs {
     /// How long a publish waits for room with --when-full wait.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION", help_heading = "Full ring")]
     full_wait: Duration,
+    /// Log lines on stderr: `text` (key=value; with time and colour on a terminal) or
+    /// `json` (one object per line).
+    #[arg(long, value_enum, default_value = "text", help_heading = "Logs")]
+    pub log_format: LogFormat,
+    /// Which log lines are written: a level (error, warn, info, debug, trace) or
+    /// tracing filter directives such as `info,herald::delivery=debug`.
+    #[arg(long, default_value = "info", value_parser = crate::logging::parse_filter, value_name = "FILTER", env = "RUST_LOG", help_heading = "Logs")]
+    pub log_level: String,
 }
 
 /// What a producer gets when the ring is full.
@@ -191,11 +210,12 @@ fn parse_mode(text: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("{text:?} is not an octal mode like 600"))
 }
 
-pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = DaemonConfig {
-        data_dir: args.data_dir,
-        region: args.region,
-        socket: args.socket,
+/// What the settings ask of the daemon.
+pub fn daemon_config(args: &ServeArgs) -> DaemonConfig {
+    DaemonConfig {
+        data_dir: args.data_dir.clone(),
+        region: args.region.clone(),
+        socket: args.socket.clone(),
         region_bytes: args.region_size,
         log: LogConfig {
             slot_bytes: args.slot_bytes,
@@ -203,7 +223,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         file_sync: match args.sync {
             SyncMode::Flush => FileSync::CacheFlush,
-            SyncMode::Msync => FileSync::Msync,
+            SyncMode::Disk => FileSync::Disk,
         },
         socket_mode: args.socket_mode,
         connections_max: args.connections_max,
@@ -228,8 +248,30 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             WhenFull::Wait => Some(args.full_wait),
         },
         ..DaemonConfig::default()
+    }
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = daemon_config(&args);
+    // Under systemd (Type=notify): progress, readiness, the watchdog and the shutdown.
+    let notify = SdNotify::from_env();
+    let socket = config.socket_path();
+    let notifier: Box<dyn Notifier> = match &notify {
+        Some(n) => {
+            let region = config.region_path();
+            n.status(&if region.exists() {
+                format!(
+                    "scanning the region {} for unconfirmed events",
+                    region.display()
+                )
+            } else {
+                format!("creating the region {}", region.display())
+            });
+            Box::new(n.loop_notifier(&socket))
+        }
+        None => Box::new(NoNotifier),
     };
-    delivery::serve(config, |info| {
+    delivery::serve_notifying(config, notifier, |info| {
         let replayed = info.recovery.as_ref().map_or(0, |r| r.live_events);
         // One line on stdout, for scripts and tests to wait on.
         println!(
@@ -241,6 +283,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             info.backend
         );
         let _ = std::io::stdout().flush();
+        if let Some(n) = &notify {
+            n.ready(info);
+        }
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -40,6 +40,10 @@ pub struct SubscriptionRow {
     pub dropped: u64,
     /// Its acknowledgement deadline.
     pub ack_deadline_ms: u64,
+    /// The earliest deadline of its delivered, unsettled events, in ns on the daemon's
+    /// monotonic clock (compare two of these, not a wall clock); null when none is
+    /// pending. `Working` moves it later.
+    pub deadline_monotonic_ns_min: Option<u64>,
     /// Its maximum deliveries.
     pub max_deliveries: u16,
     /// Why its stored state failed the start-up checks, if it did.
@@ -98,6 +102,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                     dead_lettered: s.dead_lettered,
                     dropped: s.dropped,
                     ack_deadline_ms: policy.ack_deadline_ns / 1_000_000,
+                    deadline_monotonic_ns_min: s.tracker.deadline_min(),
                     max_deliveries: policy.max_deliveries,
                     damage: entry.and_then(|e| e.damage),
                     // The subscriptions whose cursor is the head keep the ring from
@@ -138,6 +143,8 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             "commit": {
                 "gate": self.pipeline.gate().name(),
                 "answers_held": self.pipeline.held(),
+                "syncs": self.pipeline.syncs,
+                "sync_in_flight": self.pipeline.sync_in_flight(),
             },
             "ring": {
                 "slot_count": g.ring.slot_count,

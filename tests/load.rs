@@ -10,6 +10,8 @@
 
 #[path = "support/daemon.rs"]
 mod daemon;
+#[path = "support/memory.rs"]
+mod memory;
 #[path = "support/raw.rs"]
 mod raw;
 
@@ -20,70 +22,18 @@ use herald::protocol::{
     self, ErrorCode, Event, Frame, Hello, Role, Seq, Severity, Topic, EVENT_PAYLOAD_BYTES_MAX,
     FRAME_BYTES_MAX,
 };
+use memory::{rss_of, Load, Rss, DAEMON_QUEUES_BYTES, KIB};
 use raw::{frame, Raw, STUCK_AFTER};
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-const KIB: u64 = 1024;
-
-/// The README's bound ("Memory"). Beyond what the daemon has resident once started,
-/// each connection makes resident at most its slot's buffers
-/// ([`CONNECTION_SLOT_BYTES`], 484 KiB) plus this much...
-const CONNECTION_EXTRA_BYTES: u64 = 16 * KIB;
-/// ...each subscription at most its in-flight table (4,096 entries of 32 bytes,
-/// allocated when it is attached or loaded, used as a ring: every page of it is touched
-/// once 4,096 events have gone through it)...
-const SUBSCRIPTION_TABLE_BYTES: u64 = 128 * KIB;
-/// ...and, once, the daemon's own queues, allocated at start and made resident as they
-/// are first used (the answers held for their commit, 16,384 entries, about 1.1 MiB;
-/// the dead-letter queue), and what control requests (status, admin) leave allocated.
-const DAEMON_QUEUES_BYTES: u64 = 4 << 20;
 /// A connection that has exchanged only a few small frames (and reads its answers)
 /// touches only the first pages of its buffers and of its subscription's table, which
 /// are mostly resident from the start (the allocator's bookkeeping lives there): at
-/// most this much each.
+/// most this much each (beside the README's bound, `support/memory.rs`).
 const SMALL_FRAMES_CONNECTION_BYTES: u64 = 16 * KIB;
-
-/// What the daemon served between two measurements of its memory.
-#[derive(Copy, Clone, Debug)]
-struct Load {
-    /// Connections, control ones included.
-    connections: u64,
-    /// Subscriptions attached or loaded.
-    subscriptions: u64,
-    /// The region's size: its pages may all become resident.
-    region_bytes: u64,
-}
-
-/// Resident memory of a process, from `/proc/PID/status`, in bytes.
-#[derive(Copy, Clone, Debug)]
-struct Rss {
-    /// `VmRSS`: everything resident.
-    total: u64,
-    /// `RssAnon`: the daemon's own allocations (buffers, tables).
-    anon: u64,
-    /// `RssFile`: pages of mapped files (the region).
-    file: u64,
-}
-
-fn rss_of(pid: u32) -> Rss {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
-    let field = |name: &str| -> u64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().strip_suffix("kB"))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
-            * 1024
-    };
-    Rss {
-        total: field("VmRSS:"),
-        anon: field("RssAnon:"),
-        file: field("RssFile:"),
-    }
-}
 
 /// Raises this process's open-file limit to its hard limit (children inherit it: the
 /// daemon needs as many descriptors as the test). Err says why the test cannot run.
@@ -195,51 +145,22 @@ fn expect_closing_error(c: &mut Thin, code: ErrorCode) -> String {
     message
 }
 
-impl Load {
-    /// Nothing new: connections in slots used before, subscriptions attached before.
-    const NONE: Load = Load {
-        connections: 0,
-        subscriptions: 0,
-        region_bytes: 0,
-    };
-}
-
-/// Checks the README's bound on resident memory: from `before` to `after`, under
-/// `load`, the daemon's own memory (`RssAnon`) grew by at most one slot's buffers plus
-/// [`CONNECTION_EXTRA_BYTES`] per connection, [`SUBSCRIPTION_TABLE_BYTES`] per
-/// subscription and [`DAEMON_QUEUES_BYTES`]; its mapped files (`RssFile`: the region)
-/// by at most the region's size; and `VmRSS` by no more than both.
+/// Asserts the README's bound on resident memory ([`memory::within_bound`]) from
+/// `before` to `after` under `load`, and says what it measured.
 fn assert_rss_within(what: &str, before: Rss, after: Rss, load: Load) {
-    let bound = load.connections * (CONNECTION_SLOT_BYTES as u64 + CONNECTION_EXTRA_BYTES)
-        + load.subscriptions * SUBSCRIPTION_TABLE_BYTES
-        + DAEMON_QUEUES_BYTES;
-    let anon = after.anon.saturating_sub(before.anon);
-    let file = after.file.saturating_sub(before.file);
-    let total = after.total.saturating_sub(before.total);
-    eprintln!(
-        "{what}: VmRSS {} -> {} KiB (+{} KiB: own +{} KiB, region +{} KiB) with {load:?}; \
-         bound +{} KiB own",
-        before.total / KIB,
-        after.total / KIB,
-        total / KIB,
-        anon / KIB,
-        file / KIB,
-        bound / KIB,
-    );
-    assert!(
-        anon <= bound,
-        "{what}: the daemon's own resident memory grew by {anon} bytes with {load:?}, \
-         beyond the documented {bound} ({before:?} -> {after:?})"
-    );
-    assert!(
-        file <= load.region_bytes,
-        "{what}: mapped files grew by {file} bytes, more than the region's {}",
-        load.region_bytes
-    );
-    assert!(
-        total <= bound + load.region_bytes,
-        "{what}: {before:?} -> {after:?}"
-    );
+    match memory::within_bound(before, after, load) {
+        Ok(g) => eprintln!(
+            "{what}: VmRSS {} -> {} KiB (+{} KiB: own +{} KiB, region +{} KiB) with {load:?}; \
+             bound +{} KiB own",
+            before.total / KIB,
+            after.total / KIB,
+            g.total / KIB,
+            g.anon / KIB,
+            g.file / KIB,
+            g.anon_bound / KIB,
+        ),
+        Err(e) => panic!("{what}: {e}"),
+    }
 }
 
 /// An event with an empty source (the client name) and no key.

@@ -9,9 +9,12 @@ mod sim;
 
 use alloc_counter::{allocations_during, assert_the_counter_counts, CountingAllocator};
 use herald::log::StoreOptions;
+use herald::metrics::Exchange;
 use herald::protocol::{EventBatch, Frame};
 use herald::sim::SimNode;
 use sim::{confirm, producer, subscriber, Got};
+use std::sync::Arc;
+use std::time::Duration;
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
@@ -23,6 +26,27 @@ fn the_counter_sees_allocations_on_this_thread() {
 
 #[test]
 fn a_steady_state_daemon_turn_allocates_nothing() {
+    steady_state_turns_allocate_nothing(None);
+}
+
+#[test]
+fn a_metrics_snapshot_taken_every_turn_allocates_nothing() {
+    let exchange = Arc::new(Exchange::new(0));
+    steady_state_turns_allocate_nothing(Some(exchange.clone()));
+    // The snapshots were taken: one per turn asked for, the last one showing the work.
+    let fetched = exchange.fetch(Duration::ZERO);
+    assert!(
+        fetched.snapshot.number > 2_000,
+        "{}",
+        fetched.snapshot.number
+    );
+    assert!(fetched.snapshot.counters.stored_events > 5_000);
+    assert_eq!(fetched.snapshot.subscriptions.len(), 1);
+}
+
+/// 1000 rounds of publish, batch, keyed publish, deliver and confirm after a warm-up;
+/// with `metrics`, the exporter asks for a snapshot before every turn.
+fn steady_state_turns_allocate_nothing(metrics: Option<Arc<Exchange>>) {
     let dir = tempfile::tempdir().unwrap();
     let log = herald::log::create_file(
         &dir.path().join("region.pmem"),
@@ -33,6 +57,16 @@ fn a_steady_state_daemon_turn_allocates_nothing() {
     .expect("region");
     let net = sim::net();
     let mut node = SimNode::start(&net, sim::SOCKET, sim::config(), log, true).expect("start");
+    if let Some(exchange) = &metrics {
+        let unbound = "127.0.0.1:0".parse().unwrap();
+        node.core_mut().set_metrics(exchange.clone(), unbound);
+    }
+    // As the exporter does, from this thread: the request is made outside the count.
+    let ask = || {
+        if let Some(exchange) = &metrics {
+            drop(exchange.fetch(Duration::ZERO));
+        }
+    };
     let (mut sub, _, _) = subscriber(&mut node, "ops", 64);
     let mut p = producer(&mut node, "fsd");
     let payload = [7u8; 200];
@@ -61,6 +95,7 @@ fn a_steady_state_daemon_turn_allocates_nothing() {
         let mut delivered = 0;
         let mut stored = 0;
         for _ in 0..20 {
+            ask();
             let (result, allocations) = allocations_during(|| node.turn());
             result.expect("turn");
             *counted += allocations;
@@ -94,6 +129,7 @@ fn a_steady_state_daemon_turn_allocates_nothing() {
     }
     // A few more turns settle the last confirmations.
     for _ in 0..5 {
+        ask();
         let (result, n) = allocations_during(|| node.turn());
         result.expect("turn");
         allocations += n;

@@ -224,3 +224,92 @@ fn a_slot_is_reused_only_once_the_cursor_that_released_it_is_durable() {
     assert!(fulls > 100, "the ring was full many times: {fulls}");
     println!("{checked} crash images checked, {fulls} publishes found the ring full");
 }
+
+/// The durable cursor of subscription `name` in what a power cut now would leave.
+fn durable_cursor(node: &SimNode<SimDisk>, name: &str) -> u64 {
+    let image = node.core().log().medium().durable_image();
+    let (log, _) = Log::open(SimDisk::from_image(image), &mut |_, _| {}).expect("the image opens");
+    log.subscription_by_name(name.as_bytes())
+        .map(|s| s.cursor)
+        .expect("the subscription is durable")
+}
+
+/// Runs turns until the daemon has read a confirmation and written its cursor record
+/// (at most 5: a failure detector).
+fn cursor_written(node: &mut SimNode<SimDisk>) {
+    for _ in 0..5 {
+        node.turn().expect("turn");
+        if node.core().log().only_cursors_unsynced() {
+            return;
+        }
+    }
+    panic!("the confirmation wrote no cursor record");
+}
+
+#[test]
+fn a_confirmation_rides_on_the_next_commits_sync_or_is_synced_on_its_own_after_a_delay() {
+    let net = sim::net();
+    net.set_sync_delay(Duration::from_millis(3));
+    let mut node = disk_node(&net);
+    let (mut sub, _, _) = subscriber(&mut node, "ops", 16);
+    let mut p = producer(&mut node, "fsd");
+    let first = sim::publish(&mut node, &mut p, 1, b"one");
+    let got = sim::turns_until(&mut node, &mut sub, 20, |g| !g.is_empty());
+    assert!(
+        matches!(got[0], Got::Deliver { seq, .. } if seq == first),
+        "{got:?}"
+    );
+    let syncs = node.core().log().medium().syncs();
+
+    // Confirmed, and an event published right behind the confirmation: the turn that
+    // reads the confirmation writes the cursor record and, since nobody waits for
+    // it and the ring is quiet, begins no sync of its own; the publish's sync, a turn
+    // later, carries it: one sync for both.
+    confirm(&mut sub, first);
+    node.turn().expect("turn"); // the confirmation arrives
+    p.send(&Frame::Publish {
+        correlation: 2,
+        event: sim::event("fs.sim", b"two"),
+    });
+    cursor_written(&mut node);
+    assert_eq!(
+        node.core().log().medium().syncs(),
+        syncs,
+        "a sync for a cursor alone"
+    );
+    assert!(
+        durable_cursor(&node, "ops") <= first,
+        "the cursor is not durable yet"
+    );
+    let got = sim::turns_until(&mut node, &mut p, 10, |g| !g.is_empty());
+    let Got::Stored { first: second, .. } = got[0] else {
+        panic!("{got:?}")
+    };
+    assert_eq!(node.core().log().medium().syncs(), syncs + 1);
+    assert!(!node.core().log().only_cursors_unsynced());
+    assert_eq!(durable_cursor(&node, "ops"), first + 1);
+
+    // With nothing more published, the loop wakes for it and syncs the cursor on its
+    // own once the delay (200 ms of the simulator's clock) has passed.
+    let got = sim::turns_until(&mut node, &mut sub, 20, |g| !g.is_empty());
+    assert!(
+        matches!(got[0], Got::Deliver { seq, .. } if seq == second),
+        "{got:?}"
+    );
+    confirm(&mut sub, second);
+    cursor_written(&mut node);
+    let confirmed_at = net.now_ns();
+    for _ in 0..20 {
+        node.turn().expect("turn");
+        if !node.core().log().only_cursors_unsynced() && !node.core().log().sync_in_flight() {
+            break;
+        }
+    }
+    assert_eq!(node.core().log().medium().syncs(), syncs + 2);
+    assert_eq!(durable_cursor(&node, "ops"), second + 1);
+    let waited = net.now_ns() - confirmed_at;
+    assert!(
+        (190_000_000..1_000_000_000).contains(&waited),
+        "synced {waited} ns after the confirmation"
+    );
+}

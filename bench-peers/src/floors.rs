@@ -1,14 +1,15 @@
-//! The two floors under every row: a bare Unix-socket echo (what any request/reply
-//! over a Unix socket pays here) and a raw store + cache-line flush + fence on an
-//! emulated-pmem file through `herald::pmem` (what any durable store on this medium
-//! pays). Neither is a system anyone would deploy; they show how much of each row is
-//! the machine.
+//! The floors under every row: a bare Unix-socket echo (what any request/reply over a
+//! Unix socket pays here), a raw store + cache-line flush + fence on an emulated-pmem
+//! file through `herald::pmem` (what any durable store on this medium pays), and one
+//! `fdatasync` after writing a record into a preallocated file (what anything that
+//! survives a power cut on this disk pays). None is a system anyone would deploy; they
+//! show how much of each row is the machine.
 
 use super::workload::{
     Consumer, Peer, Plan, Producer, Workload, BATCH_EVENTS, PRODUCERS, STAMP_BYTES,
 };
 use herald::measure::EchoServer;
-use herald::pmem::{MappedRegion, Medium, RegionOptions, CACHE_LINE_BYTES};
+use herald::pmem::{FileSync, MappedRegion, Medium, RegionOptions, CACHE_LINE_BYTES};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -139,18 +140,30 @@ fn record_stride(payload_bytes: usize) -> usize {
     payload_bytes.div_ceil(CACHE_LINE_BYTES) * CACHE_LINE_BYTES
 }
 
+/// Records at the start of `bytes`, one per `stride`: a record is there if its filler
+/// is (the files start as zeros).
+fn records_in(bytes: &[u8], stride: usize, payload_bytes: usize) -> u64 {
+    bytes
+        .chunks_exact(stride)
+        .take_while(|r| r[STAMP_BYTES..payload_bytes].iter().all(|&b| b == 0x5a))
+        .count() as u64
+}
+
+/// Records a workload's producer writes, so that its file is allocated up front.
+fn events_per_producer(plan: &Plan, w: &Workload) -> u64 {
+    match w.kind {
+        super::workload::Kind::Throughput => plan.throughput_events_per_producer(w.payload_bytes),
+        _ => plan.latency_events * 2,
+    }
+}
+
 impl Peer for RawFlushPeer {
     fn prepare(&mut self, _w: &Workload) -> anyhow::Result<()> {
         Ok(()) // each producer creates its file
     }
 
     fn producer(&mut self, w: &Workload, index: usize) -> anyhow::Result<Box<dyn Producer>> {
-        let events = match w.kind {
-            super::workload::Kind::Throughput => {
-                self.plan.throughput_events_per_producer(w.payload_bytes)
-            }
-            _ => self.plan.latency_events * 2,
-        };
+        let events = events_per_producer(&self.plan, w);
         let stride = record_stride(w.payload_bytes);
         let bytes = (events as usize * stride).max(REGION_BYTES_MIN);
         let region = MappedRegion::create(
@@ -180,11 +193,7 @@ impl Peer for RawFlushPeer {
                 ..Default::default()
             };
             let region = MappedRegion::open(&path, &options)?;
-            records += region
-                .bytes()
-                .chunks_exact(stride)
-                .take_while(|r| r[STAMP_BYTES..w.payload_bytes].iter().all(|&b| b == 0x5a))
-                .count() as u64;
+            records += records_in(region.bytes(), stride, w.payload_bytes);
         }
         Ok(Some(records))
     }
@@ -241,6 +250,133 @@ impl Producer for RawFlushProducer {
             }
             self.region.flush(start, self.offset - start);
             self.region.fence()?;
+        }
+        Ok(())
+    }
+}
+
+/// One `fdatasync` per record (per batch when pipelined), on the medium herald's disk
+/// mode uses: each producer stores its records into a region file of its own (created
+/// as `--sync disk` creates one: written with zeros and synced, so that a sync writes
+/// back data pages only, never converts extents), flushes them, and `fdatasync`s the
+/// file. A 64-byte record dirties one 4 KiB page; a 1 KiB one, one or two.
+/// `tools/sync_primitives.rs` compares this with `msync`, `sync_file_range`, `O_DSYNC`
+/// and `pwrite` + `fdatasync`.
+pub struct FdatasyncPeer {
+    plan: Plan,
+    dir: tempfile::TempDir,
+}
+
+impl FdatasyncPeer {
+    /// A directory for the files under `scratch`.
+    pub fn new(scratch: &Path, plan: Plan) -> anyhow::Result<FdatasyncPeer> {
+        let dir = tempfile::Builder::new()
+            .prefix("fdatasync-")
+            .tempdir_in(scratch)?;
+        Ok(FdatasyncPeer { plan, dir })
+    }
+
+    fn file(&self, w: &Workload, index: usize) -> PathBuf {
+        self.dir
+            .path()
+            .join(format!("{}-{index}.pmem", w.name('-')))
+    }
+}
+
+impl Peer for FdatasyncPeer {
+    fn prepare(&mut self, _w: &Workload) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn producer(&mut self, w: &Workload, index: usize) -> anyhow::Result<Box<dyn Producer>> {
+        let stride = record_stride(w.payload_bytes);
+        let bytes = (events_per_producer(&self.plan, w) as usize * stride).max(REGION_BYTES_MIN);
+        let options = RegionOptions {
+            file_sync: FileSync::Disk,
+            ..Default::default()
+        };
+        let region = MappedRegion::create(&self.file(w, index), bytes as u64, &options)?;
+        Ok(Box::new(FdatasyncProducer(RawFlushProducer {
+            region,
+            stride,
+            offset: 0,
+        })))
+    }
+
+    fn consumer(&mut self, _w: &Workload) -> anyhow::Result<Option<Box<dyn Consumer>>> {
+        Ok(None)
+    }
+
+    fn stored(&mut self, w: &Workload) -> anyhow::Result<Option<u64>> {
+        let stride = record_stride(w.payload_bytes);
+        let mut records = 0;
+        for index in 0..PRODUCERS {
+            let path = self.file(w, index);
+            if path.exists() {
+                let options = RegionOptions {
+                    read_only: true,
+                    ..Default::default()
+                };
+                let region = MappedRegion::open(&path, &options)?;
+                records += records_in(region.bytes(), stride, w.payload_bytes);
+            }
+        }
+        Ok(Some(records))
+    }
+
+    fn delivered_confirmed(
+        &mut self,
+        _w: &Workload,
+        _published: u64,
+    ) -> anyhow::Result<Option<u64>> {
+        Ok(None)
+    }
+
+    fn finish(&mut self, w: &Workload) -> anyhow::Result<()> {
+        for index in 0..PRODUCERS {
+            let path = self.file(w, index);
+            if path.exists() {
+                std::fs::remove_file(path)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The raw floor's stores, each flush followed by an `fdatasync` of the file.
+struct FdatasyncProducer(RawFlushProducer);
+
+impl FdatasyncProducer {
+    fn sync(&mut self) -> anyhow::Result<()> {
+        let fd = self
+            .0
+            .region
+            .begin_sync()
+            .fd
+            .ok_or_else(|| anyhow::anyhow!("fdatasync floor: the region has no file"))?;
+        // SAFETY: a plain syscall on the region's own open descriptor.
+        if unsafe { libc::fdatasync(fd) } != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        Ok(())
+    }
+}
+
+impl Producer for FdatasyncProducer {
+    fn publish(&mut self, payload: &[u8]) -> anyhow::Result<()> {
+        let at = self.0.store(payload)?;
+        self.0.region.flush(at, payload.len());
+        self.sync()
+    }
+
+    fn publish_many(&mut self, payloads: &[Vec<u8>]) -> anyhow::Result<()> {
+        for batch in payloads.chunks(BATCH_EVENTS) {
+            let start = self.0.offset;
+            for p in batch {
+                self.0.store(p)?;
+            }
+            self.0.region.flush(start, self.0.offset - start);
+            self.sync()?;
         }
         Ok(())
     }

@@ -68,12 +68,12 @@ pub struct HeraldPeer {
 }
 
 impl HeraldPeer {
-    /// Starts the daemon, with its defaults, under `scratch`; with `msync`, commits
-    /// are also synced to disk (`--sync msync`: what survives a power cut on an
+    /// Starts the daemon, with its defaults, under `scratch`; with `disk`, `stored`
+    /// waits for an fdatasync (`--sync disk`: what survives a power cut on an
     /// ordinary file, like Redis with `appendfsync always`).
-    pub fn start(scratch: &Path, msync: bool) -> anyhow::Result<HeraldPeer> {
+    pub fn start(scratch: &Path, disk: bool) -> anyhow::Result<HeraldPeer> {
         // Busy poll 0 is the daemon's default: the comparison runs herald as shipped.
-        let extra: &[&str] = if msync { &["--sync", "msync"] } else { &[] };
+        let extra: &[&str] = if disk { &["--sync", "disk"] } else { &[] };
         let daemon =
             DaemonProcess::start_with(&herald_binary()?, 0, REGION_SIZE, Some(scratch), extra)?;
         Ok(HeraldPeer { daemon, stored: 0 })

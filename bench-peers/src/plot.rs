@@ -132,12 +132,13 @@ fn percent_label(nines: f64) -> String {
 fn color(system: System) -> RGBColor {
     match system {
         System::Herald => RGBColor(200, 30, 30),
-        System::HeraldMsync => RGBColor(235, 140, 20),
+        System::HeraldDisk => RGBColor(235, 140, 20),
         System::RedisAlways => RGBColor(30, 90, 200),
         System::RedisNo => RGBColor(110, 170, 240),
         System::Jetstream => RGBColor(40, 150, 60),
         System::Pmemlog => RGBColor(150, 80, 180),
         System::RawFlush => RGBColor(120, 120, 120),
+        System::Fdatasync => RGBColor(90, 60, 30),
         System::Echo => RGBColor(0, 0, 0),
     }
 }

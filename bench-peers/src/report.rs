@@ -240,7 +240,76 @@ impl Report {
             );
             targets.push(self.target(what, payload_bytes, 5.0, measured, Kind::Throughput));
         }
+        targets.extend(self.disk_targets());
         targets
+    }
+
+    /// Disk mode's targets: at least 2x Redis `appendfsync always` on each workload,
+    /// and a publish p50 within 1.3x of one fdatasync (the physical floor).
+    fn disk_targets(&self) -> Vec<Target> {
+        let mut targets = Vec::new();
+        for payload_bytes in PAYLOAD_BYTES {
+            for (kind, what) in [
+                (Kind::PublishLatency, "durable publish p50"),
+                (Kind::EndToEnd, "publish -> delivered -> confirmed p50"),
+                (Kind::Throughput, "throughput"),
+            ] {
+                let disk = self.figure(System::HeraldDisk, kind, payload_bytes);
+                let redis = self.figure(System::RedisAlways, kind, payload_bytes);
+                let measured = disk.zip(redis).map(|(d, r)| match kind {
+                    Kind::Throughput => d / r,
+                    _ => r / d,
+                });
+                let mut target = self.target(
+                    format!("herald-disk {what} at least 2x better than redis-always"),
+                    payload_bytes,
+                    2.0,
+                    measured,
+                    kind,
+                );
+                if target.pass == Some(false) {
+                    target.note = self.disk_note(kind, payload_bytes, measured);
+                }
+                targets.push(target);
+            }
+            // Higher is better in a target: the floor over herald, at least 1/1.3.
+            let disk = self.figure(System::HeraldDisk, Kind::PublishLatency, payload_bytes);
+            let floor = self.figure(System::Fdatasync, Kind::PublishLatency, payload_bytes);
+            let measured = disk.zip(floor).map(|(d, f)| f / d);
+            let mut target = self.target(
+                "herald-disk publish p50 at most 1.3x one fdatasync (floor / herald >= 0.77)"
+                    .to_owned(),
+                payload_bytes,
+                1.0 / 1.3,
+                measured,
+                Kind::PublishLatency,
+            );
+            if target.pass == Some(false) {
+                target.note = self.disk_note(Kind::PublishLatency, payload_bytes, measured);
+            }
+            targets.push(target);
+        }
+        targets
+    }
+
+    /// Why disk mode falls short: its figure beside Redis's and the fdatasync floor's.
+    fn disk_note(&self, kind: Kind, payload_bytes: usize, measured: Option<f64>) -> String {
+        let figure = |s| {
+            self.figure(s, kind, payload_bytes)
+                .map_or("-".to_owned(), |f| format!("{f:.1}"))
+        };
+        let unit = if kind == Kind::Throughput {
+            "events/s"
+        } else {
+            "us"
+        };
+        format!(
+            "{:.2}x measured; herald-disk {} {unit}, redis-always {} {unit}, fdatasync floor {} {unit}",
+            measured.unwrap_or(0.0),
+            figure(System::HeraldDisk),
+            figure(System::RedisAlways),
+            figure(System::Fdatasync),
+        )
     }
 
     fn target(

@@ -10,14 +10,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Every system, and whether it stores and delivers (floors do one or the other).
-const SYSTEMS: [(&str, bool, bool); 8] = [
+const SYSTEMS: [(&str, bool, bool); 9] = [
     ("herald", true, true),
-    ("herald-msync", true, true),
+    ("herald-disk", true, true),
     ("redis-always", true, true),
     ("redis-no", true, true),
     ("jetstream", true, true),
     ("pmemlog", true, false),
     ("raw-flush", true, false),
+    ("fdatasync", true, false),
     ("echo", false, true),
 ];
 const WORKLOADS: [&str; 3] = ["publish_latency", "throughput", "end_to_end"];

@@ -21,11 +21,13 @@ use super::conn::{sink_of, Connections};
 use super::dead::DeadQueue;
 use super::dedupe::DedupeWindow;
 use super::ingest::{decode_frames, Ingest, PendingSubscribe, Stop};
+use super::metrics::MetricsLink;
 use super::notify::{NoNotifier, Notifier};
 use super::reply::{Identity, Reply};
 use super::sink::ConnSink;
 use super::{fanout, release, DaemonConfig, DaemonError};
 use crate::log::{self, Log, Seq, SubscriptionId};
+use crate::metrics::Counters;
 use crate::pmem::Medium;
 use crate::protocol::{self, ErrorCode};
 use crate::reactor::{Completion, Reactor};
@@ -41,6 +43,10 @@ const DEDUPE_EXPIRE_PER_TURN: usize = 256;
 const REDELIVERY_SLEEP_MIN: Duration = Duration::from_millis(1);
 /// How often a publish waiting for room in a full ring looks again.
 const FULL_RETRY_INTERVAL: Duration = Duration::from_millis(5);
+/// Longest a cursor record waits for a group commit's sync to ride on, on a region
+/// synced to disk: what a power cut can make subscribers receive again (flagged
+/// redelivered), and how long confirmed events may keep their slots in a quiet ring.
+const CURSOR_SYNC_DELAY_NS: u64 = 200_000_000;
 /// How long a shutdown waits for connections to take their last bytes.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 /// How often hello and idle deadlines are looked at (their precision: a deadline is
@@ -71,6 +77,8 @@ pub struct StartInfo {
     pub io_fallback: Option<String>,
     /// The region as opened (None for a simulated medium).
     pub region: Option<crate::pmem::RegionInfo>,
+    /// How long the recovery scan took (None: the region was created now).
+    pub recovery_scan: Option<Duration>,
 }
 
 /// The running daemon over reactor `R` and medium `M`.
@@ -89,6 +97,8 @@ pub struct Core<R: Reactor, M: Medium> {
     subscribes: Vec<PendingSubscribe>,
     completions: Vec<Completion<R::Socket>>,
     cursor_updates: Vec<(SubscriptionId, Seq)>,
+    /// Since when (monotonic ns) only cursor records wait for a sync, put off.
+    cursors_unsynced_since: Option<u64>,
     /// This turn's monotonic time (ns).
     now: u64,
     /// This turn's wall-clock time (ns since the epoch).
@@ -110,6 +120,12 @@ pub struct Core<R: Reactor, M: Medium> {
     notifier: Box<dyn Notifier>,
     /// Subscriptions in recovery mode when the notifier was last told.
     replaying: usize,
+    /// What metrics count beyond `status` (always kept: additions only).
+    pub(super) counters: Counters,
+    /// The exporter's exchange, with `--metrics-listen`.
+    pub(super) metrics: Option<Box<MetricsLink>>,
+    /// When the core was made, ns since the Unix epoch.
+    pub(super) started_unix_ns: u64,
 }
 
 /// Lets a kind of log line through at most once per interval and counts the rest.
@@ -195,6 +211,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             subscribes: Vec::with_capacity(connections),
             completions: Vec::with_capacity(config.ring_entries as usize * 2),
             cursor_updates: Vec::with_capacity(subscriptions),
+            cursors_unsynced_since: None,
             now: reactor.now_ns(),
             unix_now: reactor.unix_ns(),
             phase: Phase::Running,
@@ -206,6 +223,9 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             // A zero-sized notifier: boxing it allocates nothing.
             notifier: Box::new(NoNotifier),
             replaying,
+            counters: Counters::default(),
+            metrics: None,
+            started_unix_ns: reactor.unix_ns(),
             config,
             reactor,
             log,
@@ -264,6 +284,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         self.fan_out();
         self.release()?;
         self.control();
+        self.publish_metrics();
         self.start_sync();
         self.arm();
         if let Phase::ShuttingDown { deadline } = self.phase {
@@ -349,7 +370,10 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                         if let Some(number) = self.pipeline.sync_number() {
                             let result = result.map_err(std::io::Error::from_raw_os_error);
                             match self.log.end_sync(number, result) {
-                                Ok(()) => self.pipeline.sync_completed(number),
+                                Ok(()) => {
+                                    self.pipeline.sync_completed(number);
+                                    self.metrics_sync_completed(self.now);
+                                }
                                 Err(e) => {
                                     tracing::error!(error = %e, "a sync to disk failed; herald stops writing to the region");
                                     self.sync_failed = Some(e);
@@ -485,8 +509,14 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             now,
             unix_now,
             config,
+            counters,
+            metrics,
+            reactor,
             ..
         } = self;
+        // Only while metrics are served is the clock read for a commit's duration.
+        let started_ns = metrics.is_some().then(|| reactor.now_ns());
+        let tail_before = log.tail().0;
         let (slots, serving) = conns.slots_and_serving();
         let mut cx = Ingest {
             subs,
@@ -495,6 +525,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             dead,
             dedupe,
             deduplicated,
+            counters,
             now: *now,
             unix_now: *unix_now,
             full_wait_ns: config.full_wait.map(|d| d.as_nanos() as u64),
@@ -518,8 +549,15 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             }
         }
         match cx.pipeline.commit(batch) {
-            Ok(_) => {
-                cx.pipeline.committed_to(log.tail().0);
+            Ok(committed) => {
+                let tail = log.tail().0;
+                if let Some(c) = committed.filter(|c| c.count > 0) {
+                    let ring_bytes = (tail - tail_before) * log.geometry().ring.slot_bytes;
+                    let duration_ns = started_ns.map(|s| reactor.now_ns().saturating_sub(s));
+                    cx.counters
+                        .group_committed(c.count, ring_bytes, duration_ns);
+                }
+                cx.pipeline.committed_to(tail);
                 Ok(stop)
             }
             Err(e) => {
@@ -604,14 +642,32 @@ impl<R: Reactor, M: Medium> Core<R, M> {
     /// On a region synced to disk: once nothing is being synced, syncs what this turn
     /// and the turns since the last sync wrote (group commits and cursor releases)
     /// while the loop goes on; the next group gathers meanwhile.
+    ///
+    /// Cursor records alone are not synced at once: nobody waits for them, and a sync
+    /// of them would be in flight when the next publish comes, which would then wait
+    /// for two. They ride on the next group commit's sync, or are synced on their
+    /// own when the ring is filling (their slots are freed only once they are
+    /// durable), at shutdown, or [`CURSOR_SYNC_DELAY_NS`] after they were written.
     fn start_sync(&mut self) {
         if self.pipeline.sync_in_flight() {
             return;
         }
+        if self.log.only_cursors_unsynced() {
+            let since = *self.cursors_unsynced_since.get_or_insert(self.now);
+            let filling = self.log.used_slots() * 4 >= self.log.ring_slots() * 3
+                || self.conns.waiting_for_room() > 0;
+            let due = self.now.saturating_sub(since) >= CURSOR_SYNC_DELAY_NS;
+            if !filling && !due && self.phase == Phase::Running {
+                self.pipeline.nothing_to_sync();
+                return;
+            }
+        }
+        self.cursors_unsynced_since = None;
         match self.log.begin_sync() {
             Some((number, request)) => {
                 self.pipeline.sync_began(number, self.log.tail().0);
                 self.reactor.sync(request.fd, number as u32);
+                self.metrics_sync_began();
             }
             None => self.pipeline.nothing_to_sync(),
         }
@@ -643,6 +699,10 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             return FULL_RETRY_INTERVAL;
         }
         let mut sleep = SLEEP_MAX;
+        if let Some(since) = self.cursors_unsynced_since {
+            let due = since + CURSOR_SYNC_DELAY_NS;
+            sleep = sleep.min(Duration::from_nanos(due.saturating_sub(self.now)));
+        }
         for (_, sub) in self.subs.iter().filter(|(_, s)| s.sink.is_some()) {
             sleep = sleep.min(Duration::from_nanos(
                 sub.next_due().saturating_sub(self.now),

@@ -137,7 +137,7 @@ impl<'l, M: Medium> Batch<'l, M> {
         if self.log.tail == self.start && !self.rolled_back {
             return Ok(None);
         }
-        self.log.order()?;
+        self.log.order(true)?;
         if self.log.tail == self.start {
             return Ok(None);
         }

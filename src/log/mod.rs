@@ -202,6 +202,9 @@ pub struct Log<M: Medium> {
 struct Deferred {
     /// Something was written since the last sync began.
     dirty: bool,
+    /// ...and some of it is a group commit, whose answers wait for the sync (else
+    /// only cursor records wait: their sync may be put off).
+    urgent: bool,
     /// The sync under way, and the tail when it began.
     in_flight: Option<(u64, u64)>,
     /// Every record below this position is durable (the tail when the last
@@ -291,6 +294,7 @@ impl<M: Medium> Log<M> {
             let entries = geometry.subscriptions.entry_count as usize;
             log.deferred = Some(Deferred {
                 dirty: false,
+                urgent: false,
                 in_flight: None,
                 synced_below: log.tail,
                 next: 1,
@@ -392,7 +396,9 @@ impl<M: Medium> Log<M> {
 
     /// Orders what was written so far (a group commit, a release): durable at once on
     /// a medium that is not deferred, else once a sync begun later ends.
-    fn order(&mut self) -> Result<(), LogError> {
+    /// Orders what was just written before everything written later; `urgent` when
+    /// an answer waits for it to be durable (a group commit), not for cursor records.
+    fn order(&mut self, urgent: bool) -> Result<(), LogError> {
         if self.deferred.is_none() {
             return self.fence();
         }
@@ -406,6 +412,7 @@ impl<M: Medium> Log<M> {
         })?;
         if let Some(d) = &mut self.deferred {
             d.dirty = true;
+            d.urgent |= urgent;
         }
         Ok(())
     }
@@ -416,6 +423,7 @@ impl<M: Medium> Log<M> {
             return;
         };
         d.dirty = false;
+        d.urgent = false;
         for s in self.subscriptions.iter().flatten() {
             let i = s.id.0 as usize;
             d.durable_cursor[i] = s.cursor;
@@ -432,6 +440,13 @@ impl<M: Medium> Log<M> {
     /// Whether something written waits for a sync that has not begun.
     pub fn needs_sync(&self) -> bool {
         self.deferred.as_ref().is_some_and(|d| d.dirty)
+    }
+
+    /// Whether only cursor records wait for a sync that has not begun: nobody is
+    /// owed an answer for them, so their sync may wait for the next group commit's
+    /// (their slots are freed, and their progress survives a power cut, only then).
+    pub fn only_cursors_unsynced(&self) -> bool {
+        self.deferred.as_ref().is_some_and(|d| d.dirty && !d.urgent)
     }
 
     /// Whether a sync has begun and not ended.
@@ -456,6 +471,7 @@ impl<M: Medium> Log<M> {
         d.next += 1;
         d.in_flight = Some((number, self.tail));
         d.dirty = false;
+        d.urgent = false;
         // Tell recovery how far back torn records are expected: everything below this
         // was synced. The word itself is synced by this sync or a later one; whatever
         // value a power cut leaves is one that was true.
@@ -787,6 +803,11 @@ impl<M: Medium> Log<M> {
         self.dead.damaged()
     }
 
+    /// Slots of the event ring.
+    pub fn ring_slots(&self) -> u64 {
+        self.geometry.ring.slot_count
+    }
+
     /// Free and total slots of the dead-letter area (0 and 0 when it has none).
     pub fn dead_letter_slots(&self) -> (u64, u64) {
         (self.dead.free_slots(), self.dead.slot_count())
@@ -882,7 +903,7 @@ impl<M: Medium> Log<M> {
             let mode = s.mode;
             cursors::stage_cursor(&mut self.medium, &self.geometry, s, cursor.0, mode);
         }
-        self.order()?;
+        self.order(false)?;
         if let Some(d) = &mut self.deferred {
             for &(id, _) in updates {
                 d.covered_by[id.0 as usize] = Some(d.next);

@@ -236,6 +236,16 @@ impl MappedRegion {
                 source: std::io::Error::from_raw_os_error(rc),
             });
         }
+        if options.file_sync == FileSync::Disk {
+            if let Err(source) = write_zeros(&file, len_bytes) {
+                let _ = std::fs::remove_file(path);
+                return Err(RegionError::Allocate {
+                    path: path.to_owned(),
+                    len_bytes,
+                    source,
+                });
+            }
+        }
         Self::from_file(path, file, options)
     }
 
@@ -578,6 +588,24 @@ impl Medium for MappedRegion {
         }
         result
     }
+}
+
+/// Writes zeros over the whole file and syncs it once. `posix_fallocate` leaves
+/// unwritten extents: the first write to each block then converts it, and the sync
+/// that makes that write durable also commits the conversion to the file system's
+/// journal. `tools/sync_primitives.rs` measured that on ext4 here (p50 3,998 us
+/// fallocated, 2,327 us zero-filled, mapping + fdatasync); a file synced to disk
+/// pays the conversion once, at creation, instead of on every commit to a new block.
+fn write_zeros(file: &File, len_bytes: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    while at < len_bytes {
+        let n = (len_bytes - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    file.sync_all()
 }
 
 #[cfg(test)]

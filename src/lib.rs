@@ -8,7 +8,9 @@
 //! - `protocol` uses `event`;
 //! - `subscription` uses `log` and `event`;
 //! - `reactor` (the I/O seam: io_uring, epoll, the simulator) stands alone;
-//! - `delivery` (the daemon) uses `log`, `protocol`, `subscription` and `reactor`;
+//! - `metrics` (the Prometheus exporter and the snapshot the loop hands it) uses `event`;
+//! - `delivery` (the daemon) uses `log`, `protocol`, `subscription`, `reactor` and
+//!   `metrics`;
 //! - `client` uses `protocol`;
 //! - `sim` (the daemon in one process, for tests) uses `delivery` and `reactor`;
 //! - `measure` (benchmark helpers, not part of the client API) uses `protocol`.
@@ -18,6 +20,7 @@ pub mod delivery;
 pub mod event;
 pub mod log;
 pub mod measure;
+pub mod metrics;
 pub mod pmem;
 pub mod protocol;
 pub mod reactor;

@@ -12,11 +12,13 @@ const RULE: &[(&str, &[&str])] = &[
     ("log", &["event", "pmem"]),
     ("protocol", &["event"]),
     ("subscription", &["event", "log", "pmem"]),
+    ("metrics", &["event"]),
     (
         "delivery",
         &[
             "event",
             "log",
+            "metrics",
             "pmem",
             "protocol",
             "reactor",

@@ -11,12 +11,14 @@ use alloc_counter::{allocations_during, assert_the_counter_counts, CountingAlloc
 use herald::delivery::access::{Policy, Rule, Subject};
 use herald::delivery::DaemonConfig;
 use herald::log::StoreOptions;
+use herald::metrics::Exchange;
 use herald::protocol::{EventBatch, Frame};
 use herald::reactor::sim::SimNet;
 use herald::reactor::PeerCredentials;
 use herald::sim::SimNode;
 use sim::{confirm, producer_as, subscriber_as, Got};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
@@ -28,7 +30,7 @@ fn the_counter_sees_allocations_on_this_thread() {
 
 #[test]
 fn a_steady_state_daemon_turn_allocates_nothing() {
-    steady_state_turns_allocate_nothing(sim::config(), SimNet::DEFAULT_PEER);
+    steady_state_turns_allocate_nothing(sim::config(), SimNet::DEFAULT_PEER, None);
 }
 
 /// The same under an access policy, its producer and subscriber another user whose
@@ -57,10 +59,36 @@ fn a_steady_state_turn_under_an_access_policy_allocates_nothing() {
         uid: 1001,
         gid: 1001,
     };
-    steady_state_turns_allocate_nothing(config, peer);
+    steady_state_turns_allocate_nothing(config, peer, None);
 }
 
-fn steady_state_turns_allocate_nothing(config: DaemonConfig, peer: PeerCredentials) {
+#[test]
+fn a_metrics_snapshot_taken_every_turn_allocates_nothing() {
+    let exchange = Arc::new(Exchange::new(0));
+    steady_state_turns_allocate_nothing(
+        sim::config(),
+        SimNet::DEFAULT_PEER,
+        Some(exchange.clone()),
+    );
+    // The snapshots were taken: one per turn asked for, the last one showing the work.
+    let fetched = exchange.fetch(Duration::ZERO);
+    assert!(
+        fetched.snapshot.number > 2_000,
+        "{}",
+        fetched.snapshot.number
+    );
+    assert!(fetched.snapshot.counters.stored_events > 5_000);
+    assert_eq!(fetched.snapshot.subscriptions.len(), 1);
+}
+
+/// 1000 rounds of publish, batch, keyed publish, deliver and confirm after a warm-up,
+/// the clients connected as `peer`; with `metrics`, the exporter asks for a snapshot
+/// before every turn.
+fn steady_state_turns_allocate_nothing(
+    config: DaemonConfig,
+    peer: PeerCredentials,
+    metrics: Option<Arc<Exchange>>,
+) {
     let dir = tempfile::tempdir().unwrap();
     let log = herald::log::create_file(
         &dir.path().join("region.pmem"),
@@ -71,6 +99,16 @@ fn steady_state_turns_allocate_nothing(config: DaemonConfig, peer: PeerCredentia
     .expect("region");
     let net = sim::net();
     let mut node = SimNode::start(&net, sim::SOCKET, config, log, true).expect("start");
+    if let Some(exchange) = &metrics {
+        let unbound = "127.0.0.1:0".parse().unwrap();
+        node.core_mut().set_metrics(exchange.clone(), unbound);
+    }
+    // As the exporter does, from this thread: the request is made outside the count.
+    let ask = || {
+        if let Some(exchange) = &metrics {
+            drop(exchange.fetch(Duration::ZERO));
+        }
+    };
     let (mut sub, subscribed, _) = subscriber_as(&mut node, "ops", 64, "fs.>", peer);
     assert!(
         matches!(subscribed, Got::Subscribed { .. }),
@@ -103,6 +141,7 @@ fn steady_state_turns_allocate_nothing(config: DaemonConfig, peer: PeerCredentia
         let mut delivered = 0;
         let mut stored = 0;
         for _ in 0..20 {
+            ask();
             let (result, allocations) = allocations_during(|| node.turn());
             result.expect("turn");
             *counted += allocations;
@@ -136,6 +175,7 @@ fn steady_state_turns_allocate_nothing(config: DaemonConfig, peer: PeerCredentia
     }
     // A few more turns settle the last confirmations.
     for _ in 0..5 {
+        ask();
         let (result, n) = allocations_during(|| node.turn());
         result.expect("turn");
         allocations += n;

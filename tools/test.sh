@@ -2,7 +2,7 @@
 # The whole test suite: the README's test command, and what CI runs after its lints.
 #
 # 1. installs what the tests run against (tools/install-peers.sh: Redis, NATS,
-#    libpmemlog; pytest for the Python client), only when missing;
+#    libpmemlog, Prometheus' promtool; pytest for the Python client), only when missing;
 # 2. runs every Rust test of the workspace, the daemons on io_uring;
 # 3. runs the daemon suite again with every daemon on epoll (the backend for hosts
 #    that refuse io_uring), so both backends pass the same tests;
@@ -36,7 +36,7 @@ HERALD_IO=$first_pass cargo test --workspace
 echo "== the daemon suite again, daemons on epoll"
 HERALD_IO=epoll cargo test --workspace \
   --test e2e --test failure --test daemon_protocol --test daemon_crash \
-  --test hardening --test serve_cli --test process_kill --test bench_peers --test access
+  --test hardening --test serve_cli --test process_kill --test metrics --test bench_peers --test access
 
 echo "== the Python client (clients/python), against target/debug/herald"
 python3 -m pip install --quiet ./clients/python

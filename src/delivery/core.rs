@@ -22,11 +22,13 @@ use super::conn::{sink_of, Connections};
 use super::dead::DeadQueue;
 use super::dedupe::DedupeWindow;
 use super::ingest::{decode_frames, Ingest, PendingSubscribe, Stop};
+use super::metrics::MetricsLink;
 use super::notify::{NoNotifier, Notifier};
 use super::reply::{Identity, Reply};
 use super::sink::ConnSink;
 use super::{fanout, release, DaemonConfig, DaemonError};
 use crate::log::{self, Log, Seq, SubscriptionId};
+use crate::metrics::Counters;
 use crate::pmem::Medium;
 use crate::protocol::{self, ErrorCode};
 use crate::reactor::{Completion, Reactor};
@@ -76,6 +78,8 @@ pub struct StartInfo {
     pub io_fallback: Option<String>,
     /// The region as opened (None for a simulated medium).
     pub region: Option<crate::pmem::RegionInfo>,
+    /// How long the recovery scan took (None: the region was created now).
+    pub recovery_scan: Option<Duration>,
 }
 
 /// The running daemon over reactor `R` and medium `M`.
@@ -119,6 +123,12 @@ pub struct Core<R: Reactor, M: Medium> {
     replaying: usize,
     /// The access policy and its refusals.
     pub(super) access: Access,
+    /// What metrics count beyond `status` (always kept: additions only).
+    pub(super) counters: Counters,
+    /// The exporter's exchange, with `--metrics-listen`.
+    pub(super) metrics: Option<Box<MetricsLink>>,
+    /// When the core was made, ns since the Unix epoch.
+    pub(super) started_unix_ns: u64,
 }
 
 /// Lets a kind of log line through at most once per interval and counts the rest.
@@ -217,6 +227,9 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             notifier: Box::new(NoNotifier),
             replaying,
             access: Access::new(config.access.clone()),
+            counters: Counters::default(),
+            metrics: None,
+            started_unix_ns: reactor.unix_ns(),
             config,
             reactor,
             log,
@@ -275,6 +288,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         self.fan_out();
         self.release()?;
         self.control();
+        self.publish_metrics();
         self.start_sync();
         self.arm();
         if let Phase::ShuttingDown { deadline } = self.phase {
@@ -371,7 +385,10 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                         if let Some(number) = self.pipeline.sync_number() {
                             let result = result.map_err(std::io::Error::from_raw_os_error);
                             match self.log.end_sync(number, result) {
-                                Ok(()) => self.pipeline.sync_completed(number),
+                                Ok(()) => {
+                                    self.pipeline.sync_completed(number);
+                                    self.metrics_sync_completed(self.now);
+                                }
                                 Err(e) => {
                                     tracing::error!(error = %e, "a sync to disk failed; herald stops writing to the region");
                                     self.sync_failed = Some(e);
@@ -508,8 +525,14 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             unix_now,
             config,
             access,
+            counters,
+            metrics,
+            reactor,
             ..
         } = self;
+        // Only while metrics are served is the clock read for a commit's duration.
+        let started_ns = metrics.is_some().then(|| reactor.now_ns());
+        let tail_before = log.tail().0;
         let (slots, serving) = conns.slots_and_serving();
         let mut cx = Ingest {
             subs,
@@ -518,6 +541,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             dead,
             dedupe,
             deduplicated,
+            counters,
             now: *now,
             unix_now: *unix_now,
             full_wait_ns: config.full_wait.map(|d| d.as_nanos() as u64),
@@ -542,8 +566,15 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             }
         }
         match cx.pipeline.commit(batch) {
-            Ok(_) => {
-                cx.pipeline.committed_to(log.tail().0);
+            Ok(committed) => {
+                let tail = log.tail().0;
+                if let Some(c) = committed.filter(|c| c.count > 0) {
+                    let ring_bytes = (tail - tail_before) * log.geometry().ring.slot_bytes;
+                    let duration_ns = started_ns.map(|s| reactor.now_ns().saturating_sub(s));
+                    cx.counters
+                        .group_committed(c.count, ring_bytes, duration_ns);
+                }
+                cx.pipeline.committed_to(tail);
                 Ok(stop)
             }
             Err(e) => {
@@ -653,6 +684,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             Some((number, request)) => {
                 self.pipeline.sync_began(number, self.log.tail().0);
                 self.reactor.sync(request.fd, number as u32);
+                self.metrics_sync_began();
             }
             None => self.pipeline.nothing_to_sync(),
         }

@@ -14,6 +14,7 @@ use super::dead::DeadQueue;
 use super::dedupe::DedupeWindow;
 use super::reply::{answer_bytes, Reply, REPLY_BYTES_MAX};
 use crate::log::{self, AppendError, EventRef};
+use crate::metrics::{Counters, PublishOutcome};
 use crate::pmem::Medium;
 use crate::protocol::{self, ErrorCode, Event, Frame, ServerState, BATCH_EVENTS_MAX};
 use crate::subscription::{SubscriptionSet, SubscriptionSpec, SubscriptionState};
@@ -54,6 +55,8 @@ pub struct Ingest<'a> {
     pub dedupe: &'a mut DedupeWindow,
     /// Publishes answered from the dedupe window.
     pub deduplicated: &'a mut u64,
+    /// Publish outcomes, for metrics.
+    pub counters: &'a mut Counters,
     /// This turn's monotonic time, ns.
     pub now: u64,
     /// This turn's wall-clock time, ns since the epoch: every event of the turn is
@@ -415,6 +418,7 @@ fn publish<S, M: Medium>(
         // A retry after a lost `Stored`: the original answer, nothing new. It waits
         // for the open group like any `Stored`, so it is never ahead of the original's.
         *cx.deduplicated += 1;
+        cx.counters.publish(PublishOutcome::Deduplicated);
         conn.full_since = None;
         let reply = Reply::Stored {
             correlation,
@@ -429,6 +433,7 @@ fn publish<S, M: Medium>(
         Ok(seq) => {
             cx.dedupe.insert(e.source, e.key, seq, e.timestamp_ns);
             conn.full_since = None;
+            cx.counters.publish(PublishOutcome::Stored);
             let reply = Reply::Stored {
                 correlation,
                 first: seq.0,
@@ -450,6 +455,7 @@ fn publish<S, M: Medium>(
             if !matches!(e, AppendError::Full { .. }) {
                 conn.full_since = None;
             }
+            cx.counters.publish(outcome_of(&e));
             cx.pipeline
                 .answer(conn, slot, append_error(correlation, &e), false);
             Published::Answered
@@ -526,6 +532,12 @@ fn publish_batch<S, M: Medium>(
         Some(AppendError::Full { .. }) => {}
         _ => conn.full_since = None,
     }
+    cx.counters.publish(match (&failure, first) {
+        (None, Some(_)) if first_new.is_none() => PublishOutcome::Deduplicated,
+        (None, Some(_)) => PublishOutcome::Stored,
+        (Some(e), _) => outcome_of(e),
+        (None, None) => PublishOutcome::Invalid,
+    });
     let (reply, durable) = match (failure, first) {
         (None, Some(first)) => (
             Reply::Stored {
@@ -565,6 +577,16 @@ pub fn distinct(seqs: &mut [u64]) -> u16 {
         }
     }
     count
+}
+
+/// The metrics outcome of a publish the log refused.
+fn outcome_of(e: &AppendError) -> PublishOutcome {
+    match e {
+        AppendError::Full { .. } => PublishOutcome::Full,
+        AppendError::TooLarge { .. } => PublishOutcome::TooLarge,
+        AppendError::Invalid(_) => PublishOutcome::Invalid,
+        AppendError::GroupFull { .. } | AppendError::Failed(_) => PublishOutcome::Internal,
+    }
 }
 
 /// The connection's subscription and its index.

@@ -15,6 +15,7 @@ pub mod dedupe;
 mod fanout;
 mod ingest;
 pub mod listener;
+mod metrics;
 mod notify;
 mod release;
 mod reply;
@@ -30,6 +31,7 @@ use crate::log::{FileSync, RegionOptions};
 use crate::reactor::{epoll::EpollReactor, uring::UringReactor, Reactor};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Which I/O backend `herald serve --io` asks for.
@@ -91,6 +93,9 @@ pub struct DaemonConfig {
     pub dedupe_records: usize,
     /// ...and none older than this.
     pub dedupe_age: Duration,
+    /// Serve Prometheus metrics over HTTP on this address (None: no metrics; port 0:
+    /// any free port, shown by `status`).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for DaemonConfig {
@@ -115,6 +120,7 @@ impl Default for DaemonConfig {
             full_wait: None,
             dedupe_records: dedupe::WINDOW_RECORDS_DEFAULT,
             dedupe_age: dedupe::WINDOW_AGE_DEFAULT,
+            metrics_listen: None,
         }
     }
 }
@@ -182,6 +188,8 @@ pub struct ServeInfo {
     /// Subscriptions in recovery mode at start (replaying unconfirmed events after a
     /// crash); later changes go to [`Notifier::replaying`].
     pub replaying_subscriptions: usize,
+    /// Where Prometheus metrics are served (`--metrics-listen`, the port bound).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Opens (or creates) the region, recovers it, binds the socket and runs until
@@ -223,6 +231,15 @@ pub fn serve_notifying(
     // still going on.
     let listener = listener::bind(&socket_path, config.socket_mode, config.socket_group)?;
     log_access(&config, &socket_path);
+    // Bound before the scan too, so that a taken address stops the start at once; a
+    // scrape during the scan is answered 503 until the loop runs.
+    let exporter = match config.metrics_listen.map(start_exporter).transpose() {
+        Ok(exporter) => exporter,
+        Err(e) => {
+            let _ = std::fs::remove_file(&socket_path);
+            return Err(e);
+        }
+    };
     let opened = open_or_create(&config, &region_path, region_options);
     let (log, report, created) = match opened {
         Ok(opened) => opened,
@@ -284,6 +301,7 @@ pub fn serve_notifying(
             findings,
             io_fallback: None,
             region: Some(info.clone()),
+            recovery_scan: report.as_ref().map(|r| r.elapsed),
         },
         serve_info: ServeInfo {
             socket: socket_path.clone(),
@@ -292,7 +310,9 @@ pub fn serve_notifying(
             started_in: started.elapsed(),
             backend: crate::reactor::Backend::Epoll,
             replaying_subscriptions: 0,
+            metrics: exporter.as_ref().map(|(e, _)| e.local_addr()),
         },
+        metrics: exporter,
     };
     let result = match choose_backend(&served.config) {
         Ok(Chosen::Uring(reactor)) => served.run(*reactor, ready),
@@ -338,6 +358,8 @@ struct Served {
     previous_stop_clean: bool,
     start: StartInfo,
     serve_info: ServeInfo,
+    /// The metrics exporter (serving until dropped) and its exchange with the loop.
+    metrics: Option<(crate::metrics::Exporter, Arc<crate::metrics::Exchange>)>,
 }
 
 impl Served {
@@ -359,10 +381,27 @@ impl Served {
             self.start,
         )?;
         core.set_notifier(self.notifier);
+        if let Some((exporter, exchange)) = &self.metrics {
+            core.set_metrics(exchange.clone(), exporter.local_addr());
+            tracing::info!(address = %exporter.local_addr(), "serving Prometheus metrics at http://{}{}", exporter.local_addr(), crate::metrics::METRICS_PATH);
+        }
         self.serve_info.replaying_subscriptions = core.replaying_subscriptions();
         ready(&self.serve_info);
         core.run()
     }
+}
+
+/// Binds the metrics address and starts the exporter's thread.
+fn start_exporter(
+    address: std::net::SocketAddr,
+) -> Result<(crate::metrics::Exporter, Arc<crate::metrics::Exchange>), DaemonError> {
+    let exchange = Arc::new(crate::metrics::Exchange::new(0));
+    let exporter = crate::metrics::Exporter::start(address, exchange.clone()).map_err(|e| {
+        DaemonError::Config(format!(
+            "cannot serve metrics on {address} (--metrics-listen): {e}"
+        ))
+    })?;
+    Ok((exporter, exchange))
 }
 
 enum Chosen {

@@ -18,6 +18,7 @@ mod dead;
 mod format;
 mod inspect;
 mod logging;
+mod manuals;
 mod output;
 mod parse;
 mod peers;
@@ -47,7 +48,7 @@ enum Command {
     /// Run the daemon: open (or create) the region, replay unconfirmed events, and
     /// serve producers and subscribers on the Unix socket until SIGTERM/SIGINT.
     #[command(
-        after_help = "Examples:\n  herald serve                              # ./herald-data, emulated pmem\n  herald serve --data-dir /var/lib/herald --sync msync\n  herald serve --region /dev/dax0.0 --socket /run/herald.sock\n  HERALD_CONNECTIONS_MAX=512 herald serve --config /etc/herald/herald.toml\n\nEvery setting is also a key of the configuration file (--config, default\n/etc/herald/herald.toml when it exists) and an environment variable HERALD_<KEY>;\nflags win over the environment, which wins over the file (`herald config check`).\nPrints one line `ready: serving on SOCKET ...` on stdout when it accepts connections;\nlogs go to stderr (--log-level or RUST_LOG=debug for more). Under systemd\n(Type=notify) it reports READY, STATUS, STOPPING and feeds the watchdog."
+        after_help = "Examples:\n  herald serve                              # ./herald-data, emulated pmem\n  herald serve --data-dir /var/lib/herald --sync disk\n  herald serve --region /dev/dax0.0 --socket /run/herald.sock\n  HERALD_CONNECTIONS_MAX=512 herald serve --config /etc/herald/herald.toml\n\nEvery setting is also a key of the configuration file (--config, default\n/etc/herald/herald.toml when it exists) and an environment variable HERALD_<KEY>;\nflags win over the environment, which wins over the file (`herald config check`).\nPrints one line `ready: serving on SOCKET ...` on stdout when it accepts connections;\nlogs go to stderr (--log-level or RUST_LOG=debug for more). Under systemd\n(Type=notify) it reports READY, STATUS, STOPPING and feeds the watchdog."
     )]
     Serve(serve::ServeArgs),
     /// Measure durable publish latency, throughput and end-to-end latency against a
@@ -98,6 +99,12 @@ enum Command {
     Dead(dead::DeadArgs),
     /// Check the daemon's configuration, or print an example configuration file.
     Config(config_command::ConfigArgs),
+    /// Write the man pages into a directory (for packaging).
+    #[command(hide = true)]
+    Manpages(manuals::ManpagesArgs),
+    /// Write a shell completion script on stdout (for packaging).
+    #[command(hide = true)]
+    Completions(manuals::CompletionsArgs),
 }
 
 /// The whole command line, with every serve setting's environment variable attached.
@@ -141,6 +148,8 @@ fn main() -> ExitCode {
             ),
             config_command::ConfigCommand::Example => config_command::example(&command()),
         },
+        Command::Manpages(args) => manuals::manpages(&args, command()),
+        Command::Completions(args) => manuals::completions(&args, command()),
     };
     match result {
         Ok(code) => code,

@@ -14,6 +14,7 @@ use herald::event::limits::CONNECTIONS_MAX;
 use herald::log::LogConfig;
 use herald::pmem::FileSync;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -153,6 +154,13 @@ pub struct ServeArgs {
     /// How long a publish waits for room with --when-full wait.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION", help_heading = "Full ring")]
     full_wait: Duration,
+    /// Serve Prometheus metrics over HTTP on this address (GET /metrics, the text
+    /// format), such as 127.0.0.1:9464; not set: no metrics. Port 0 takes a free port,
+    /// which `herald status` and the log show. Whoever reaches the address reads the
+    /// metrics, subscription names included: keep it on loopback or a trusted network.
+    /// OPERATIONS.md lists every metric.
+    #[arg(long, value_parser = parse_metrics_listen, value_name = "ADDR", help_heading = "Metrics")]
+    metrics_listen: Option<SocketAddr>,
     /// Log lines on stderr: `text` (key=value; with time and colour on a terminal) or
     /// `json` (one object per line).
     #[arg(long, value_enum, default_value = "text", help_heading = "Logs")]
@@ -224,6 +232,12 @@ fn parse_group(text: &str) -> Result<u32, String> {
     }
 }
 
+fn parse_metrics_listen(text: &str) -> Result<SocketAddr, String> {
+    text.trim().parse().map_err(|_| {
+        format!("{text:?} is not an IP address with a port, such as 127.0.0.1:9464 or [::1]:9464")
+    })
+}
+
 fn parse_mode(text: &str) -> Result<u32, String> {
     u32::from_str_radix(text.trim_start_matches("0o"), 8)
         .ok()
@@ -269,6 +283,7 @@ pub fn daemon_config(args: &ServeArgs) -> DaemonConfig {
             WhenFull::Fail => None,
             WhenFull::Wait => Some(args.full_wait),
         },
+        metrics_listen: args.metrics_listen,
         ..DaemonConfig::default()
     }
 }
@@ -333,6 +348,13 @@ mod tests {
         assert_eq!(parse_mode("600"), Ok(0o600));
         assert_eq!(parse_mode("0o660"), Ok(0o660));
         assert!(parse_mode("999").is_err());
+        assert_eq!(
+            parse_metrics_listen("127.0.0.1:9464"),
+            Ok(SocketAddr::from(([127, 0, 0, 1], 9464)))
+        );
+        assert!(parse_metrics_listen("[::1]:0").is_ok());
+        let refused = parse_metrics_listen("localhost").unwrap_err();
+        assert!(refused.contains("127.0.0.1:9464"), "{refused}");
     }
 
     #[test]

@@ -181,6 +181,14 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                 "backoff_ms": config.redelivery.backoff.as_millis() as u64,
                 "backoff_max_ms": config.redelivery.backoff_max.as_millis() as u64,
             },
+            "metrics": match self.metrics_listen() {
+                Some(address) => json!({
+                    "enabled": true,
+                    "listen": address.to_string(),
+                    "url": format!("http://{address}{}", crate::metrics::METRICS_PATH),
+                }),
+                None => json!({ "enabled": false, "listen": null, "url": null }),
+            },
             "start_checks": self.start.findings,
             "idempotency": {
                 "keys_remembered": dedupe.len(),

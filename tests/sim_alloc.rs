@@ -82,8 +82,7 @@ fn a_metrics_snapshot_taken_every_turn_allocates_nothing() {
 }
 
 /// 1000 rounds of publish, batch, keyed publish, deliver and confirm after a warm-up,
-/// the clients connected as `peer`; with `metrics`, the exporter asks for a snapshot
-/// before every turn.
+/// as `peer`; with `metrics`, the exporter asks for a snapshot before every turn.
 fn steady_state_turns_allocate_nothing(
     config: DaemonConfig,
     peer: PeerCredentials,

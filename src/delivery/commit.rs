@@ -284,6 +284,10 @@ pub fn append_error(correlation: u64, e: &log::AppendError) -> Reply {
             ErrorCode::Internal,
             "the persistent region failed; the event was not stored",
         ),
+        log::AppendError::Exhausted { .. } => (
+            ErrorCode::Internal,
+            "the region's sequence numbers are exhausted; the operator must format a new region",
+        ),
     };
     Reply::error(correlation, code, message)
 }

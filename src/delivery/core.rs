@@ -121,14 +121,14 @@ pub struct Core<R: Reactor, M: Medium> {
     notifier: Box<dyn Notifier>,
     /// Subscriptions in recovery mode when the notifier was last told.
     replaying: usize,
-    /// The access policy and its refusals.
-    pub(super) access: Access,
     /// What metrics count beyond `status` (always kept: additions only).
     pub(super) counters: Counters,
     /// The exporter's exchange, with `--metrics-listen`.
     pub(super) metrics: Option<Box<MetricsLink>>,
     /// When the core was made, ns since the Unix epoch.
     pub(super) started_unix_ns: u64,
+    /// The access policy and its refusals.
+    pub(super) access: Access,
 }
 
 /// Lets a kind of log line through at most once per interval and counts the rest.
@@ -226,10 +226,10 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             // A zero-sized notifier: boxing it allocates nothing.
             notifier: Box::new(NoNotifier),
             replaying,
-            access: Access::new(config.access.clone()),
             counters: Counters::default(),
             metrics: None,
             started_unix_ns: reactor.unix_ns(),
+            access: Access::new(config.access.clone()),
             config,
             reactor,
             log,
@@ -524,10 +524,10 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             now,
             unix_now,
             config,
-            access,
             counters,
             metrics,
             reactor,
+            access,
             ..
         } = self;
         // Only while metrics are served is the clock read for a commit's duration.

@@ -585,7 +585,10 @@ fn outcome_of(e: &AppendError) -> PublishOutcome {
         AppendError::Full { .. } => PublishOutcome::Full,
         AppendError::TooLarge { .. } => PublishOutcome::TooLarge,
         AppendError::Invalid(_) => PublishOutcome::Invalid,
-        AppendError::GroupFull { .. } | AppendError::Failed(_) => PublishOutcome::Internal,
+        // Each is answered `internal` (commit.rs, append_error).
+        AppendError::GroupFull { .. } | AppendError::Failed(_) | AppendError::Exhausted { .. } => {
+            PublishOutcome::Internal
+        }
     }
 }
 

@@ -72,6 +72,9 @@ impl<'l, M: Medium> Batch<'l, M> {
                 reserve_slots: ring.reserve_slots,
             });
         }
+        if log.tail + pad + span >= SEQ_LIMIT {
+            return Err(AppendError::Exhausted { tail: log.tail });
+        }
         if log.tail + pad + span - self.start > c.group_slots_max {
             return Err(AppendError::GroupFull {
                 slots_max: c.group_slots_max,

@@ -140,12 +140,13 @@ fn decode_entry(raw: &[u8], e: &SubscriptionEntry, index: u32, seed: u32) -> Sub
         .cursors
         .iter()
         .filter(|r| cursor_record_valid(r, seed))
-        .max_by_key(|r| r.generation);
+        .filter_map(|r| mode_from_u32(r.mode).map(|mode| (r, mode)))
+        .max_by_key(|(r, _)| r.generation);
     match best {
-        Some(r) => {
+        Some((r, mode)) => {
             s.cursor = r.cursor;
             s.generation = r.generation;
-            s.mode = mode_from_u32(r.mode).expect("validated by cursor_record_valid");
+            s.mode = mode;
         }
         None => s.damage = Some("both cursor records fail their checksum"),
     }

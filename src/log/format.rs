@@ -286,13 +286,15 @@ pub fn plan(
         .unwrap_or_else(|| (slot_count / 100).max(2 * span_max));
     // The ring must hold the reserve and, beside it, at least four of the largest
     // events, or a single large event could make the ring look permanently full.
-    if slot_count < reserve + 4 * span_max {
+    // Saturating: the reserve is the caller's, unchecked so far.
+    let slots_needed = reserve.saturating_add(4 * span_max);
+    if slot_count < slots_needed {
         return bad(format!(
             "region of {region_bytes} bytes holds {slot_count} ring slots of {slot_bytes} \
              bytes (after a dead-letter area of {dead_slots} slots); it needs at least {} \
              (reserve {reserve} + 4 events of {span_max} slots); use a larger region, a \
              smaller payload limit or a smaller dead-letter area",
-            reserve + 4 * span_max
+            slots_needed
         ));
     }
     geometry.ring.reserve_slots = reserve;
@@ -453,7 +455,56 @@ pub fn read_geometry(bytes: &[u8]) -> Result<Geometry, FormatError> {
     if let Some((header, _)) = dead {
         check_dead_letters(&geometry, &header)?;
     }
+    check_disjoint(&geometry)?;
     Ok(geometry)
+}
+
+/// Sections whose used bytes overlap would write over each other (a cursor into a slot,
+/// a dead letter into the ring): only a damaged or crafted table says so. The used
+/// bytes, not `len_bytes`: the subscription section of a region with a dead-letter area
+/// is formatted to reach the ring, around the dead-letter section.
+fn check_disjoint(g: &Geometry) -> Result<(), FormatError> {
+    // Each product was checked to fit its section, and each section the region.
+    let extent = |kind: u32, data_offset: u64, bytes: u64| {
+        (
+            kind,
+            data_offset - SECTION_HEADER_PAGE_BYTES,
+            data_offset + bytes,
+        )
+    };
+    let ring = extent(
+        SECTION_EVENT_RING,
+        g.ring_data_offset,
+        g.ring.slot_count * g.ring.slot_bytes,
+    );
+    let subs = extent(
+        SECTION_SUBSCRIPTIONS,
+        g.subscriptions_data_offset,
+        g.subscriptions.entry_count * g.subscriptions.entry_bytes,
+    );
+    let dead = g.has_dead_letters().then(|| {
+        extent(
+            SECTION_DEAD_LETTERS,
+            g.dead_letters_data_offset,
+            g.dead_letters.slot_count * g.dead_letters.slot_bytes,
+        )
+    });
+    let pairs = [
+        Some((ring, subs)),
+        dead.map(|d| (d, ring)),
+        dead.map(|d| (d, subs)),
+    ];
+    for ((a, a_start, a_end), (b, b_start, b_end)) in pairs.into_iter().flatten() {
+        if a_start < b_end && b_start < a_end {
+            return Err(FormatError::Section {
+                kind: a,
+                reason: format!(
+                    "bytes {a_start}..{a_end} overlap section {b} at {b_start}..{b_end}"
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn read_section(
@@ -529,7 +580,8 @@ fn check_ring(g: &Geometry, header: &SectionHeader) -> Result<(), FormatError> {
             r.slot_count, r.slot_bytes
         )));
     }
-    if r.slot_count < r.reserve_slots + 4 * g.span_max() {
+    // span_max is at most u16::MAX (checked above); the reserve is as read.
+    if r.slot_count < r.reserve_slots.saturating_add(4 * g.span_max()) {
         return Err(fail(format!(
             "{} slots cannot hold the reserve of {}",
             r.slot_count, r.reserve_slots

@@ -170,6 +170,12 @@ pub struct SlotHeader {
 /// Bytes of [`SlotHeader`].
 pub const SLOT_HEADER_BYTES: usize = std::mem::size_of::<SlotHeader>();
 
+/// Every record's `seq` is below this. A region reaches it only after 2^63 slots (three
+/// centuries at a billion events a second); a record claiming more is damage. The bound
+/// leaves room for every position sum the log forms (a seq plus a span, a ring of slots
+/// or a group commit's slots) to stay far below `u64::MAX`.
+pub const SEQ_LIMIT: u64 = 1 << 63;
+
 impl SlotHeader {
     /// Body bytes that follow the header.
     pub fn body_len(&self) -> usize {
@@ -449,6 +455,7 @@ fn crc_small_sse42(crc: u32, bytes: &[u8]) -> u32 {
     let mut state = !crc as u64;
     let mut words = bytes.chunks_exact(8);
     for w in &mut words {
+        // `chunks_exact(8)` yields 8-byte slices only.
         state = _mm_crc32_u64(
             state,
             u64::from_le_bytes(w.try_into().expect("8-byte chunk")),

@@ -99,6 +99,13 @@ pub enum AppendError {
     /// A field is out of range.
     #[error("invalid event: {0}")]
     Invalid(&'static str),
+    /// The ring's positions reached [`layout::SEQ_LIMIT`]: never in three centuries
+    /// of use, only in a crafted or damaged region.
+    #[error("sequence numbers exhausted at {tail} (the limit is 2^63); format a new region")]
+    Exhausted {
+        /// The tail.
+        tail: u64,
+    },
     /// The region failed earlier.
     #[error("persistent region failed: {0}")]
     Failed(String),
@@ -133,7 +140,8 @@ pub fn analyze(bytes: &[u8], progress: scan::Progress<'_>) -> Result<Analysis, F
         + problems
             .iter()
             .filter(|p| p.kind == DeadProblemKind::Damaged)
-            .count() as u64;
+            .map(|p| p.slots)
+            .sum::<u64>();
     report.dead_letter_problems = problems;
     Ok(Analysis {
         geometry,
@@ -265,16 +273,19 @@ impl<M: Medium> Log<M> {
             .dead_letter_problems
             .iter()
             .filter(|p| p.kind == DeadProblemKind::Damaged)
-            .map(|p| p.id)
+            .map(|p| (p.id, p.slots))
             .collect();
         let dead = dead::DeadArea::new(&geometry, dead_letters, damaged);
+        // Saturating: only a damaged or crafted entry holds a uid near u64::MAX. A uid
+        // tells the reuses of one table entry apart, so a repeat after that is harmless
+        // but for that entry's orphaned dead letters.
         let next_uid = subscriptions
             .iter()
             .flatten()
             .map(|s| s.uid)
             .max()
             .unwrap_or(0)
-            + 1;
+            .saturating_add(1);
         let mut log = Log {
             head: report.head,
             tail: report.tail,
@@ -659,7 +670,7 @@ impl<M: Medium> Log<M> {
             d.durable_cursor[index] = created.cursor;
             d.covered_by[index] = None;
         }
-        self.next_uid += 1;
+        self.next_uid = self.next_uid.saturating_add(1);
         self.subscriptions[index] = Some(created);
         self.recompute_head();
         Ok(SubscriptionId(index as u32))
@@ -667,15 +678,13 @@ impl<M: Medium> Log<M> {
 
     /// Deletes a durable subscription: it no longer holds any event.
     pub fn delete_subscription(&mut self, id: SubscriptionId) -> Result<(), LogError> {
-        self.subscription(id)
-            .ok_or(LogError::UnknownSubscription(id))?;
+        let uid = self
+            .subscription(id)
+            .ok_or(LogError::UnknownSubscription(id))?
+            .uid;
         if let Some(reason) = &self.failed {
             return Err(LogError::Failed(reason.clone()));
         }
-        let uid = self.subscriptions[id.0 as usize]
-            .as_ref()
-            .expect("checked above")
-            .uid;
         cursors::delete(&mut self.medium, &self.geometry, id.0).map_err(|e| {
             self.failed = Some(e.to_string());
             LogError::Failed(e.to_string())
@@ -803,6 +812,13 @@ impl<M: Medium> Log<M> {
         self.dead.damaged()
     }
 
+    /// Slots the damaged dead-letter records hold (each holds the span its header
+    /// claims when that header is sane, else its first slot; see
+    /// [`DeadLetterProblem::slots`]).
+    pub fn damaged_dead_letter_slots(&self) -> u64 {
+        self.dead.damaged_slots()
+    }
+
     /// Slots of the event ring.
     pub fn ring_slots(&self) -> u64 {
         self.geometry.ring.slot_count
@@ -816,7 +832,7 @@ impl<M: Medium> Log<M> {
     /// The copy of a dead letter's event, with its original seq.
     pub fn dead_event(&self, id: DeadLetterId) -> Option<EventView<'_>> {
         let d = self.dead.get(id)?;
-        Some(dead::read_event(self.medium.bytes(), &self.geometry, d))
+        dead::read_event(self.medium.bytes(), &self.geometry, d)
     }
 
     /// Purges dead letters (valid or damaged) with one fence: each status word goes
@@ -972,6 +988,7 @@ impl<M: Medium> Log<M> {
             self.fence()?;
         }
         for (id, cursor, mode) in updates {
+            // `release` (check_release) and `set_mode` looked every id up first.
             let s = self.subscriptions[id.0 as usize]
                 .as_mut()
                 .expect("validated by caller");

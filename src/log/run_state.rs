@@ -30,12 +30,13 @@ pub enum PreviousStop {
 
 /// Reads the run-state word.
 pub fn read(bytes: &[u8]) -> PreviousStop {
-    let word = u64::from_le_bytes(
-        bytes[RUN_STATE_OFFSET..RUN_STATE_OFFSET + 8]
-            .try_into()
-            .expect("8-byte slice"),
-    );
-    match word {
+    let Some(word) = bytes
+        .get(RUN_STATE_OFFSET..)
+        .and_then(|b| b.first_chunk::<8>())
+    else {
+        return PreviousStop::Unknown;
+    };
+    match u64::from_le_bytes(*word) {
         RUN_STATE_CLEAN => PreviousStop::Clean,
         RUN_STATE_RUNNING => PreviousStop::Unclean,
         _ => PreviousStop::Unknown,
@@ -51,4 +52,19 @@ pub fn stage<M: Medium>(medium: &mut M, clean: bool) {
     };
     medium.write(RUN_STATE_OFFSET, &word.to_le_bytes());
     medium.flush(RUN_STATE_OFFSET, 8);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_image_too_short_for_the_word_reads_as_unknown() {
+        let mut image = vec![0u8; RUN_STATE_OFFSET + 8];
+        image[RUN_STATE_OFFSET..].copy_from_slice(&RUN_STATE_CLEAN.to_le_bytes());
+        assert_eq!(read(&image), PreviousStop::Clean);
+        for cut in [0, RUN_STATE_OFFSET, RUN_STATE_OFFSET + 7] {
+            assert_eq!(read(&image[..cut]), PreviousStop::Unknown, "{cut} bytes");
+        }
+    }
 }

@@ -118,6 +118,7 @@ pub fn classify(f: SlotFacts) -> SlotOutcome {
         .iter()
         .find(|r| r.matches(f))
         .map(|r| r.outcome)
+        // `every_combination_of_recovery_facts_matches_exactly_one_rule` tries them all.
         .expect("the recovery table covers every combination (tested)")
 }
 
@@ -134,8 +135,12 @@ pub fn sync_watermark(bytes: &[u8]) -> u64 {
 pub fn valid_record(bytes: &[u8], g: &Geometry, index: u64) -> Option<SlotHeader> {
     let at = g.slot_offset(index);
     let header: SlotHeader = bytemuck::pod_read_unaligned(&bytes[at..at + SLOT_HEADER_BYTES]);
+    // A group's first record has a seq of at least 1, so `group_offset < seq`; both
+    // bounds keep the scan's position arithmetic from overflowing on a crafted record.
     if header.magic != SLOT_MAGIC
         || header.seq == 0
+        || header.seq >= SEQ_LIMIT
+        || u64::from(header.group_offset) >= header.seq
         || header.seq % g.ring.slot_count != index
         || header.span == 0
         || index + header.span as u64 > g.ring.slot_count
@@ -169,6 +174,8 @@ pub fn read_event<'a>(bytes: &'a [u8], g: &Geometry, seq: Seq) -> Option<EventVi
     let index = seq.0 % g.ring.slot_count;
     let h =
         valid_record(bytes, g, index).filter(|h| h.seq == seq.0 && h.kind == SLOT_KIND_EVENT)?;
+    // `valid_record` checked it; a record that does not say is no event.
+    let severity = Severity::from_u8(h.severity)?;
     let mut at = g.slot_offset(index) + SLOT_HEADER_BYTES;
     let mut take = |n: usize| {
         let s = &bytes[at..at + n];
@@ -179,7 +186,7 @@ pub fn read_event<'a>(bytes: &'a [u8], g: &Geometry, seq: Seq) -> Option<EventVi
         seq,
         span: h.span,
         timestamp_ns: h.timestamp_ns,
-        severity: Severity::from_u8(h.severity).expect("validated"),
+        severity,
         flags: h.flags,
         topic: take(h.topic_len as usize),
         source: take(h.source_len as usize),
@@ -405,6 +412,7 @@ pub fn scan(
                 report.corrupt_slots += 1;
                 extend_run(&mut report.corrupt, p, REPORTED_RUNS_MAX);
             }
+            // `released` is `p < head`, and the walk starts at head.
             SlotOutcome::Released => unreachable!("the walk starts at head"),
         }
         p += step;

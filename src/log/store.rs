@@ -90,15 +90,14 @@ pub fn create_file(
     let tmp = PathBuf::from(tmp);
     // A leftover from a crash during an earlier creation holds nothing acknowledged.
     let _ = std::fs::remove_file(&tmp);
-    format::plan(region_bytes, &options.config, node_id, 0).map_err(|source| {
-        OpenError::Format {
+    // Planned before the file exists, so a configuration that cannot be formatted
+    // leaves nothing behind.
+    let geometry = format::plan(region_bytes, &options.config, node_id, super::now_unix_ns())
+        .map_err(|source| OpenError::Format {
             path: path.to_owned(),
             source,
-        }
-    })?;
+        })?;
     let mut region = MappedRegion::create(&tmp, region_bytes, &options.region)?;
-    let geometry = format::plan(region_bytes, &options.config, node_id, super::now_unix_ns())
-        .expect("planned above");
     let io = |source: std::io::Error| OpenError::Log {
         path: path.to_owned(),
         source: LogError::Failed(source.to_string()),

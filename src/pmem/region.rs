@@ -305,7 +305,7 @@ impl MappedRegion {
                         }
                     }
                     let raw = map_memmap(path, &file, len, options)?;
-                    let ptr = NonNull::new(raw.as_mut_ptr()).expect("mmap never returns null");
+                    let ptr = non_null(path, len, raw.as_mut_ptr())?;
                     (len, RegionKind::File, ptr, Mapping::Memmap { _raw: raw })
                 }
             }
@@ -461,7 +461,17 @@ fn map_libc(
             source: std::io::Error::last_os_error(),
         });
     }
-    Ok(NonNull::new(ptr.cast()).expect("mmap never returns null on success"))
+    non_null(path, len, ptr.cast())
+}
+
+/// Linux never places a mapping at address 0 unless asked to (`mmap_min_addr`); should
+/// it, that is a refused mapping, not a panic.
+fn non_null(path: &Path, len: u64, ptr: *mut u8) -> Result<NonNull<u8>, RegionError> {
+    NonNull::new(ptr).ok_or_else(|| RegionError::Map {
+        path: path.to_owned(),
+        len_bytes: len,
+        source: std::io::Error::other("the mapping was placed at address 0"),
+    })
 }
 
 fn map_memmap(

@@ -92,6 +92,11 @@ impl SimClient {
         frames
     }
 
+    /// Bytes received and not yet a whole frame (after a close: a frame cut short).
+    pub fn unread(&self) -> usize {
+        self.inbox_len
+    }
+
     /// The daemon closed the connection and everything it sent was read.
     pub fn is_closed(&self) -> bool {
         self.closed

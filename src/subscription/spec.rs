@@ -136,11 +136,16 @@ impl SubscriptionSpec {
         if bytes.len() < header {
             return Err(SpecError::Damaged("shorter than its header"));
         }
-        let (Some(min_severity), 0..=1) = (Severity::from_u8(bytes[1]), bytes[2]) else {
+        // Both headers start with version, severity, flags, count and the window.
+        let Some((fixed, _)) = bytes.split_first_chunk::<HEADER_BYTES_V1>() else {
+            return Err(SpecError::Damaged("shorter than its header"));
+        };
+        let [_, severity, flags, count, w0, w1, w2, w3] = *fixed;
+        let (Some(min_severity), 0..=1) = (Severity::from_u8(severity), flags) else {
             return Err(SpecError::Damaged("severity or flags out of range"));
         };
-        let count = bytes[3] as usize;
-        let mut rest = &bytes[header..];
+        let count = count as usize;
+        let mut rest = bytes.get(header..).unwrap_or_default();
         let mut patterns: [&[u8]; SUBSCRIPTION_PATTERNS_MAX] = [&[]; SUBSCRIPTION_PATTERNS_MAX];
         if count == 0 || count > SUBSCRIPTION_PATTERNS_MAX {
             return Err(SpecError::Damaged("pattern count out of range"));
@@ -149,22 +154,26 @@ impl SubscriptionSpec {
             let (&len, tail) = rest
                 .split_first()
                 .ok_or(SpecError::Damaged("pattern list cut short"))?;
-            if tail.len() < len as usize {
+            let Some((pattern, after)) = tail.split_at_checked(len as usize) else {
                 return Err(SpecError::Damaged("pattern cut short"));
-            }
-            *slot = &tail[..len as usize];
-            rest = &tail[len as usize..];
+            };
+            *slot = pattern;
+            rest = after;
         }
-        let window = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
+        let window = u32::from_le_bytes([w0, w1, w2, w3]);
         let mut spec = SubscriptionSpec::new(
             min_severity,
             window,
-            bytes[2] == 1,
-            patterns[..count].iter().copied(),
+            flags == 1,
+            patterns.iter().take(count).copied(),
         )?;
+        // Version 2 adds the redelivery policy after the window (its length was checked
+        // above; a shorter slice simply does not match).
         if header == HEADER_BYTES {
-            spec.ack_deadline_ms = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-            spec.max_deliveries = u16::from_le_bytes(bytes[12..14].try_into().expect("2 bytes"));
+            if let Some(&[a0, a1, a2, a3, m0, m1, ..]) = bytes.get(HEADER_BYTES_V1..header) {
+                spec.ack_deadline_ms = u32::from_le_bytes([a0, a1, a2, a3]);
+                spec.max_deliveries = u16::from_le_bytes([m0, m1]);
+            }
         }
         Ok(spec)
     }

@@ -220,6 +220,12 @@ fn parse_connections_max(text: &str) -> Result<usize, String> {
     Ok(n)
 }
 
+fn parse_metrics_listen(text: &str) -> Result<SocketAddr, String> {
+    text.trim().parse().map_err(|_| {
+        format!("{text:?} is not an IP address with a port, such as 127.0.0.1:9464 or [::1]:9464")
+    })
+}
+
 /// A group name or number, resolved now (at start).
 fn parse_group(text: &str) -> Result<u32, String> {
     if let Ok(gid) = text.parse::<u32>() {
@@ -230,12 +236,6 @@ fn parse_group(text: &str) -> Result<u32, String> {
         Ok(None) => Err(format!("no group {text:?} on this host")),
         Err(e) => Err(format!("cannot look up group {text:?}: {e}")),
     }
-}
-
-fn parse_metrics_listen(text: &str) -> Result<SocketAddr, String> {
-    text.trim().parse().map_err(|_| {
-        format!("{text:?} is not an IP address with a port, such as 127.0.0.1:9464 or [::1]:9464")
-    })
 }
 
 fn parse_mode(text: &str) -> Result<u32, String> {

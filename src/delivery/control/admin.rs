@@ -184,17 +184,23 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         if r.all != r.seqs.is_empty() {
             return Err("give either \"seqs\": [...] or \"all\": true".into());
         }
+        // Sorted lookups: a request may name a couple of thousand seqs and the area hold
+        // millions of dead letters; the loop must not stall on their product.
+        let mut wanted = r.seqs.clone();
+        wanted.sort_unstable();
         let chosen: Vec<(DeadLetterId, u32, u64)> = self
             .log
             .dead_letters_of(id)
-            .filter(|d| r.all || r.seqs.contains(&d.seq.0))
+            .filter(|d| r.all || wanted.binary_search(&d.seq.0).is_ok())
             .map(|d| (d.id, d.delivery_count, d.seq.0))
             .collect();
+        let mut found: Vec<u64> = chosen.iter().map(|c| c.2).collect();
+        found.sort_unstable();
         let missing: Vec<u64> = r
             .seqs
             .iter()
             .copied()
-            .filter(|s| !chosen.iter().any(|c| c.2 == *s))
+            .filter(|s| found.binary_search(s).is_err())
             .collect();
         let sub_index = self.subs.index_of(id);
         // One in flight right now is left alone: its outcome decides.

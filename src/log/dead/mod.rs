@@ -163,7 +163,7 @@ pub enum DeadLetterError {
 #[serde(rename_all = "snake_case")]
 pub enum DeadProblemKind {
     /// The record's bytes fail a check; it is not listed as a dead letter, holds its
-    /// first slot, and can be purged by its id.
+    /// slots ([`DeadLetterProblem::slots`]), and can be purged by its id.
     Damaged,
     /// A valid record whose subscription no longer exists; it is listed too.
     Orphan,
@@ -180,6 +180,11 @@ pub struct DeadLetterProblem {
     pub kind: DeadProblemKind,
     /// The original seq, when the header could be read.
     pub seq: Option<u64>,
+    /// Slots it holds in the area. An orphan: its span. A damaged record: the span its
+    /// header claims when the header is sane (the copy may be intact, and a record
+    /// written over it would change what a later scan finds), cut short before the next
+    /// record found; else 1.
+    pub slots: u64,
     /// What is wrong, for a person.
     pub problem: String,
 }
@@ -347,17 +352,19 @@ pub fn classify(f: DeadSlotFacts) -> DeadSlotOutcome {
         .iter()
         .find(|r| r.matches(f))
         .map(|r| r.outcome)
+        // `every_combination_of_dead_slot_facts_matches_exactly_one_rule` tries them all.
         .expect("the dead-letter table covers every combination (tested)")
 }
 
 // --- reading ------------------------------------------------------------------------------
 
+// Callers pass offsets inside a slot of the area (slots are at least 64 bytes).
 fn read_word(bytes: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8-byte slice"))
+    u64::from_le(bytemuck::pod_read_unaligned(&bytes[at..at + 8]))
 }
 
 fn read_u32(bytes: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4-byte slice"))
+    u32::from_le(bytemuck::pod_read_unaligned(&bytes[at..at + 4]))
 }
 
 /// The header at `slot`, if it lies wholly inside the area.
@@ -438,8 +445,25 @@ pub fn scan(
         match classify(facts) {
             DeadSlotOutcome::Free => slot += 1,
             DeadSlotOutcome::Record => {
-                let h = header.expect("a record's header is sane");
-                let s = decode_status(seed, status, stored).expect("a record's status binds");
+                // The table's `Record` row implies all three (a sane header, a status
+                // bound to the stored checksum); should one not hold, the slot is
+                // damaged, not a reason to stop.
+                let (Some(h), Some(s), Some(reason)) = (
+                    header,
+                    decode_status(seed, status, stored),
+                    header.and_then(|h| DeadReason::from_u8(h.reason)),
+                ) else {
+                    problems.push(DeadLetterProblem {
+                        id: DeadLetterId::new(slot, stored),
+                        slot,
+                        kind: DeadProblemKind::Damaged,
+                        seq: header.map(|h| h.seq),
+                        slots: header.map_or(1, |h| h.span as u64),
+                        problem: format!("dead-letter slot {slot}: inconsistent record"),
+                    });
+                    slot += 1;
+                    continue;
+                };
                 let subscription = SubscriptionId(h.subscription_index);
                 let orphan = subscriptions
                     .get(h.subscription_index as usize)
@@ -451,7 +475,7 @@ pub fn scan(
                     subscription_uid: h.subscription_uid,
                     seq: Seq(h.seq),
                     delivery_count: s.delivery_count,
-                    reason: DeadReason::from_u8(h.reason).expect("sane header"),
+                    reason,
                     dead_unix_ns: h.dead_unix_ns,
                     replay_requested: s.replay_requested,
                     slots: h.span as u64,
@@ -463,6 +487,7 @@ pub fn scan(
                         slot,
                         kind: DeadProblemKind::Orphan,
                         seq: Some(h.seq),
+                        slots: h.span as u64,
                         problem: format!(
                             "dead letter of seq {} belongs to subscription {} (uid {}), which no longer exists; nothing will replay it: purge it",
                             h.seq, h.subscription_index, h.subscription_uid
@@ -473,23 +498,53 @@ pub fn scan(
                 slot += h.span as u64;
             }
             DeadSlotOutcome::Damaged(why) => {
+                // `header` is only a sane one: its span lies inside the area.
                 problems.push(DeadLetterProblem {
                     id: DeadLetterId::new(slot, stored),
                     slot,
                     kind: DeadProblemKind::Damaged,
                     seq: header.map(|h| h.seq),
+                    slots: header.map_or(1, |h| h.span as u64),
                     problem: format!("dead-letter slot {slot}: {why}"),
                 });
+                // The slots after it are examined too: a damaged length must not hide
+                // a valid record behind it.
                 slot += 1;
             }
         }
     }
+    clip_damaged_spans(&letters, &mut problems);
     (letters, problems)
 }
 
+/// Cuts each damaged record's slots short before the next record or damaged record
+/// found, so that no slot is held twice. Both lists are in slot order.
+fn clip_damaged_spans(letters: &[DeadLetter], problems: &mut [DeadLetterProblem]) {
+    let damaged_starts: Vec<u64> = problems
+        .iter()
+        .filter(|p| p.kind == DeadProblemKind::Damaged)
+        .map(|p| p.slot)
+        .collect();
+    for p in problems
+        .iter_mut()
+        .filter(|p| p.kind == DeadProblemKind::Damaged)
+    {
+        let next_letter = letters
+            .get(letters.partition_point(|d| d.id.slot() <= p.slot))
+            .map(|d| d.id.slot());
+        let next_damaged = damaged_starts
+            .get(damaged_starts.partition_point(|&s| s <= p.slot))
+            .copied();
+        if let Some(next) = next_letter.into_iter().chain(next_damaged).min() {
+            p.slots = p.slots.min(next - p.slot);
+        }
+    }
+}
+
 /// The copy of the event held by the record `d` (validated when the area was scanned
-/// or the record written; the bytes are re-read from the region).
-pub fn read_event<'a>(bytes: &'a [u8], g: &Geometry, d: &DeadLetter) -> EventView<'a> {
+/// or the record written; the bytes are re-read from the region). `None` if the header
+/// no longer says a valid event.
+pub fn read_event<'a>(bytes: &'a [u8], g: &Geometry, d: &DeadLetter) -> Option<EventView<'a>> {
     let at = g.dead_slot_offset(d.id.slot());
     let h: DeadHeader = bytemuck::pod_read_unaligned(&bytes[at..at + DEAD_HEADER_BYTES]);
     let mut next = at + DEAD_HEADER_BYTES;
@@ -499,24 +554,25 @@ pub fn read_event<'a>(bytes: &'a [u8], g: &Geometry, d: &DeadLetter) -> EventVie
         s
     };
     let body = h.body_len();
-    EventView {
+    let severity = Severity::from_u8(h.severity)?;
+    Some(EventView {
         seq: Seq(h.seq),
         // The span the event had in the ring (the plan keeps it within u16).
         span: g.span_for_body(body).min(u16::MAX as u64) as u16,
         timestamp_ns: h.timestamp_ns,
-        severity: Severity::from_u8(h.severity).expect("validated header"),
+        severity,
         flags: h.flags,
         topic: take(h.topic_len as usize),
         source: take(h.source_len as usize),
         key: take(h.key_len as usize),
         payload: take(h.payload_len as usize),
-    }
+    })
 }
 
 // --- the in-memory area -----------------------------------------------------------------
 
 /// The area as the log keeps it in memory: a bitmap of used slots, the valid records
-/// (sorted by first slot) and the damaged ones (which hold their first slot until
+/// (sorted by first slot) and the damaged ones (which hold their slots until
 /// purged). Capacity for every record the area could hold is taken at open.
 pub struct DeadArea {
     slot_count: u64,
@@ -524,11 +580,19 @@ pub struct DeadArea {
     free_slots: u64,
     records: Vec<DeadLetter>,
     damaged: Vec<DeadLetterId>,
+    /// Slots each of `damaged` holds, in the same order.
+    damaged_slots: Vec<u64>,
 }
 
 impl DeadArea {
     /// Builds the in-memory state from what a scan found.
-    pub fn new(g: &Geometry, mut records: Vec<DeadLetter>, damaged: Vec<DeadLetterId>) -> Self {
+    /// `damaged`: each damaged record's id and the slots it holds (from the scan's
+    /// [`DeadLetterProblem`]s, which never overlap the records or each other).
+    pub fn new(
+        g: &Geometry,
+        mut records: Vec<DeadLetter>,
+        damaged: Vec<(DeadLetterId, u64)>,
+    ) -> Self {
         let slot_count = g.dead_letters.slot_count;
         let records_max = if slot_count == 0 {
             0
@@ -542,14 +606,14 @@ impl DeadArea {
             used: vec![0; slot_count.div_ceil(64) as usize],
             free_slots: slot_count,
             records: Vec::new(),
-            damaged,
+            damaged: damaged.iter().map(|d| d.0).collect(),
+            damaged_slots: damaged.iter().map(|d| d.1).collect(),
         };
         for d in &records {
             area.mark(d.id.slot(), d.slots, true);
         }
-        for i in 0..area.damaged.len() {
-            let slot = area.damaged[i].slot();
-            area.mark(slot, 1, true);
+        for (id, slots) in damaged {
+            area.mark(id.slot(), slots, true);
         }
         records.sort_unstable_by_key(|d| d.id.slot());
         area.records = records;
@@ -609,9 +673,14 @@ impl DeadArea {
         &self.records
     }
 
-    /// Ids of damaged records still holding their first slot.
+    /// Ids of damaged records still holding their slots.
     pub fn damaged(&self) -> &[DeadLetterId] {
         &self.damaged
+    }
+
+    /// Slots the damaged records hold.
+    pub fn damaged_slots(&self) -> u64 {
+        self.damaged_slots.iter().sum()
     }
 
     /// The record with this id.
@@ -644,6 +713,7 @@ impl DeadArea {
 
     /// Replaces a record's status.
     pub fn set_status(&mut self, id: DeadLetterId, replay_requested: bool, delivery_count: u32) {
+        // `Log::set_dead_replay` looked the id up first.
         let i = self.position(id).expect("caller checked the id");
         self.records[i].replay_requested = replay_requested;
         self.records[i].delivery_count = delivery_count;
@@ -663,7 +733,8 @@ impl DeadArea {
             self.mark(d.id.slot(), d.slots, false);
         } else if let Some(i) = self.damaged.iter().position(|&x| x == id) {
             self.damaged.swap_remove(i);
-            self.mark(id.slot(), 1, false);
+            let slots = self.damaged_slots.swap_remove(i);
+            self.mark(id.slot(), slots, false);
         }
     }
 }
@@ -759,6 +830,7 @@ pub fn stage_static<M: Medium>(
     medium.write(at + DEAD_CHECKSUM_OFFSET, &checksum.to_le_bytes());
     // Paired assertion: what we flush is what the scan will accept once the status
     // word is written.
+    // `first_fit` chose a run inside the area, and the run holds the whole record.
     let check = read_header(medium.bytes(), g, slot).expect("the run is inside the area");
     assert!(
         header_sane(&check, g, slot),

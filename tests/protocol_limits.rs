@@ -488,7 +488,7 @@ fn unknown_roles_modes_codes_and_flags_are_refused() {
         code: ErrorCode::Invalid,
         message: "",
     });
-    for code in [0u16, 13, u16::MAX] {
+    for code in [0u16, 14, u16::MAX] {
         error[FRAME_HEADER_BYTES + 8..FRAME_HEADER_BYTES + 10].copy_from_slice(&code.to_le_bytes());
         assert_eq!(decode(&error).unwrap_err().code(), ErrorCode::Invalid);
     }
@@ -513,10 +513,13 @@ fn text_fields_must_be_utf8() {
 }
 
 #[test]
-fn error_codes_round_trip_and_only_full_keeps_the_connection() {
+fn error_codes_round_trip_and_only_full_and_forbidden_keep_the_connection() {
     for code in ErrorCode::ALL {
         assert_eq!(ErrorCode::from_u16(code.as_u16()), Some(code));
-        assert_eq!(code.closes_connection(), code != ErrorCode::Full);
+        assert_eq!(
+            code.closes_connection(),
+            !matches!(code, ErrorCode::Full | ErrorCode::Forbidden)
+        );
     }
     assert_eq!(ErrorCode::from_u16(0), None);
     assert_eq!(ErrorCode::from_u16(ErrorCode::ALL.len() as u16 + 1), None);

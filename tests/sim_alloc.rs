@@ -8,11 +8,15 @@ mod alloc_counter;
 mod sim;
 
 use alloc_counter::{allocations_during, assert_the_counter_counts, CountingAllocator};
+use herald::delivery::access::{Policy, Rule, Subject};
+use herald::delivery::DaemonConfig;
 use herald::log::StoreOptions;
 use herald::metrics::Exchange;
 use herald::protocol::{EventBatch, Frame};
+use herald::reactor::sim::SimNet;
+use herald::reactor::PeerCredentials;
 use herald::sim::SimNode;
-use sim::{confirm, producer, subscriber, Got};
+use sim::{confirm, producer_as, subscriber_as, Got};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,13 +30,46 @@ fn the_counter_sees_allocations_on_this_thread() {
 
 #[test]
 fn a_steady_state_daemon_turn_allocates_nothing() {
-    steady_state_turns_allocate_nothing(None);
+    steady_state_turns_allocate_nothing(sim::config(), SimNet::DEFAULT_PEER, None);
+}
+
+/// The same under an access policy, its producer and subscriber another user whose
+/// every publish and subscribe is checked against the rules naming it.
+#[test]
+fn a_steady_state_turn_under_an_access_policy_allocates_nothing() {
+    let rule = |publish: &str, subscribe: &str| Rule {
+        subject: Subject::Uid(1001),
+        label: "uid 1001".into(),
+        publish: vec!["net.>".into(), publish.into()],
+        subscribe: vec![subscribe.into()],
+        subscriptions: vec!["ops".into()],
+        admin: false,
+    };
+    let policy = Policy::new(
+        vec![rule("audit.*", "net.>"), rule("fs.*.error", "fs.>")],
+        vec![0],
+    )
+    .expect("policy");
+    let config = DaemonConfig {
+        access: Some(Arc::new(policy)),
+        ..sim::config()
+    };
+    let peer = PeerCredentials {
+        pid: 9,
+        uid: 1001,
+        gid: 1001,
+    };
+    steady_state_turns_allocate_nothing(config, peer, None);
 }
 
 #[test]
 fn a_metrics_snapshot_taken_every_turn_allocates_nothing() {
     let exchange = Arc::new(Exchange::new(0));
-    steady_state_turns_allocate_nothing(Some(exchange.clone()));
+    steady_state_turns_allocate_nothing(
+        sim::config(),
+        SimNet::DEFAULT_PEER,
+        Some(exchange.clone()),
+    );
     // The snapshots were taken: one per turn asked for, the last one showing the work.
     let fetched = exchange.fetch(Duration::ZERO);
     assert!(
@@ -44,9 +81,13 @@ fn a_metrics_snapshot_taken_every_turn_allocates_nothing() {
     assert_eq!(fetched.snapshot.subscriptions.len(), 1);
 }
 
-/// 1000 rounds of publish, batch, keyed publish, deliver and confirm after a warm-up;
-/// with `metrics`, the exporter asks for a snapshot before every turn.
-fn steady_state_turns_allocate_nothing(metrics: Option<Arc<Exchange>>) {
+/// 1000 rounds of publish, batch, keyed publish, deliver and confirm after a warm-up,
+/// as `peer`; with `metrics`, the exporter asks for a snapshot before every turn.
+fn steady_state_turns_allocate_nothing(
+    config: DaemonConfig,
+    peer: PeerCredentials,
+    metrics: Option<Arc<Exchange>>,
+) {
     let dir = tempfile::tempdir().unwrap();
     let log = herald::log::create_file(
         &dir.path().join("region.pmem"),
@@ -56,7 +97,7 @@ fn steady_state_turns_allocate_nothing(metrics: Option<Arc<Exchange>>) {
     )
     .expect("region");
     let net = sim::net();
-    let mut node = SimNode::start(&net, sim::SOCKET, sim::config(), log, true).expect("start");
+    let mut node = SimNode::start(&net, sim::SOCKET, config, log, true).expect("start");
     if let Some(exchange) = &metrics {
         let unbound = "127.0.0.1:0".parse().unwrap();
         node.core_mut().set_metrics(exchange.clone(), unbound);
@@ -67,8 +108,12 @@ fn steady_state_turns_allocate_nothing(metrics: Option<Arc<Exchange>>) {
             drop(exchange.fetch(Duration::ZERO));
         }
     };
-    let (mut sub, _, _) = subscriber(&mut node, "ops", 64);
-    let mut p = producer(&mut node, "fsd");
+    let (mut sub, subscribed, _) = subscriber_as(&mut node, "ops", 64, "fs.>", peer);
+    assert!(
+        matches!(subscribed, Got::Subscribed { .. }),
+        "{subscribed:?}"
+    );
+    let mut p = producer_as(&mut node, "fsd", peer);
     let payload = [7u8; 200];
     let plain = sim::event("fs.disk.error", &payload);
     let mut keys = [[0u8; 8]; 4];

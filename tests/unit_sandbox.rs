@@ -5,8 +5,8 @@
 //! `RestrictAddressFamilies=` refuse, installed in the child between fork and exec with
 //! no_new_privs (`NoNewPrivileges=`), after the unit's `UMask=` and `LimitNOFILE=`.
 //! Under it the daemon serves on io_uring (unless the host itself refuses io_uring),
-//! delivers, confirms, notifies systemd, replays after kill -9, syncs to disk on epoll's
-//! sync thread and stops cleanly at SIGTERM.
+//! delivers, confirms, notifies systemd, serves Prometheus metrics over TCP, replays
+//! after kill -9, syncs to disk on epoll's sync thread and stops cleanly at SIGTERM.
 //!
 //! systemd itself cannot run here (CI's machine has no systemd as PID 1); the rest of
 //! the unit's sandbox (its user, ProtectSystem=strict, PrivateTmp=, ProtectHome=) is
@@ -23,6 +23,8 @@ use seccompiler::{
     SeccompRule, TargetArch,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -333,7 +335,8 @@ fn under_the_units_filter_herald_serves_notifies_replays_after_kill_9_and_stops_
     let start = || {
         let notify = notify_path.clone();
         let unit = as_the_unit(&filters);
-        Daemon::start_with(&data, &["--region-size", "4M"], move |c| {
+        let args = ["--region-size", "4M", "--metrics-listen", "127.0.0.1:0"];
+        Daemon::start_with(&data, &args, move |c| {
             unit(c);
             c.env("NOTIFY_SOCKET", &notify)
                 .env("WATCHDOG_USEC", "200000")
@@ -369,6 +372,16 @@ fn under_the_units_filter_herald_serves_notifies_replays_after_kill_9_and_stops_
         "UMask=0027: not open to others"
     );
     assert_eq!(mode("herald.sock"), 0o600);
+    // The exporter's thread accepts and answers on TCP (AF_INET) under the filter.
+    let address = status["metrics"]["listen"].as_str().expect("metrics bound");
+    let mut http = TcpStream::connect(address).unwrap();
+    http.set_read_timeout(WAIT).unwrap();
+    http.write_all(b"GET /metrics HTTP/1.1\r\nHost: herald\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    http.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("herald_stored_events_total"), "{answer}");
 
     let mut sub = Client::connect(&d.socket(), Role::Subscriber, "ops").unwrap();
     sub.subscribe("ops", &[">"], Severity::Debug, 16, false)

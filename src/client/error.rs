@@ -10,7 +10,7 @@ use thiserror::Error;
 /// An error of [`Client`](super::Client).
 ///
 /// After any error except [`ClientError::Refused`] with a code that leaves the
-/// connection open (`full`), and the local refusals that send nothing
+/// connection open (`full`, `forbidden`), and the local refusals that send nothing
 /// ([`NotAllowed`](ClientError::NotAllowed), [`InvalidFrame`](ClientError::InvalidFrame),
 /// [`InvalidPattern`](ClientError::InvalidPattern),
 /// [`PatternCount`](ClientError::PatternCount),
@@ -63,7 +63,9 @@ pub enum ClientError {
         socket: PathBuf,
     },
     /// The daemon answered with an `Error` frame. With code `full` the connection stays
-    /// open and the refused publish may be retried later; every other code closes it.
+    /// open and the refused publish may be retried later; with `forbidden` (the access
+    /// policy refused it) the connection stays open for what it may do; every other
+    /// code closes it.
     #[error("herald refused the request: {code}: {message}")]
     Refused {
         /// Why, as the protocol names it; match on it.
@@ -254,7 +256,9 @@ fn data_dir_of(socket: &Path) -> &Path {
 fn connect_hint(error: &io::Error) -> &'static str {
     match error.kind() {
         io::ErrorKind::PermissionDenied => {
-            "; check the socket's owner and mode, or run as a user allowed to use it"
+            "; check the socket's owner and mode, or run as a user allowed to use it (the \
+             daemon's socket_mode, 600 by default, lets only its own user in; socket_group \
+             and [[access]] rules in its configuration let others in)"
         }
         io::ErrorKind::InvalidInput => {
             "; a socket path must be shorter than 108 bytes: use a shorter --data-dir"

@@ -66,8 +66,8 @@ pub use error::ClientError;
 pub use reply::{Delivery, Incoming, Stored, Subscribed};
 
 use crate::protocol::{
-    encode_to_vec, ClientMachine, ClientState, EncodeError, Event, EventBatch, Frame, FrameType,
-    Hello, HelloOk, Pattern, Patterns, Role, Seq, ServerMachine, Severity, Subscribe,
+    encode_to_vec, ClientMachine, ClientState, EncodeError, ErrorCode, Event, EventBatch, Frame,
+    FrameType, Hello, HelloOk, Pattern, Patterns, Role, Seq, ServerMachine, Severity, Subscribe,
     EVENT_PAYLOAD_BYTES_MAX, FRAME_BYTES_MAX, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN,
     SUBSCRIPTION_PATTERNS_MAX,
 };
@@ -397,6 +397,7 @@ impl Client {
                     error,
                 })?;
         }
+        let server_before = self.server_view;
         self.queue(&Frame::Subscribe(Subscribe {
             name,
             min_severity,
@@ -406,12 +407,24 @@ impl Client {
             max_deliveries,
             patterns: Patterns::from_patterns(&parsed[..patterns.len()]),
         }))?;
-        match self.wait_reply("Subscribed")? {
-            Head::Subscribed(subscribed) => {
+        match self.wait_reply("Subscribed") {
+            Ok(Head::Subscribed(subscribed)) => {
                 self.consume();
                 Ok(subscribed)
             }
-            other => Err(self.unexpected(other.frame_type(), "Subscribed")),
+            Ok(other) => Err(self.unexpected(other.frame_type(), "Subscribed")),
+            // The access policy refused it: the daemon's side is as before the
+            // subscribe, and another may be sent.
+            Err(
+                refused @ ClientError::Refused {
+                    code: ErrorCode::Forbidden,
+                    ..
+                },
+            ) => {
+                self.server_view = server_before;
+                Err(refused)
+            }
+            Err(error) => Err(error),
         }
     }
 

@@ -6,10 +6,11 @@
 //! tail of `recv` (the pending bytes of `send`); the daemon touches them again only
 //! after the completion arrives (`recv_in_flight` / `send_in_flight` guard this).
 
+use super::access::{Grant, Identity};
 use crate::protocol::{
     ServerMachine, ADMIN_REQUEST_BYTES_MAX, CLIENT_NAME_BYTES_MAX, FRAME_BYTES_MAX,
 };
-use crate::reactor::{Reactor, Token};
+use crate::reactor::{PeerCredentials, Reactor, Token};
 use crate::subscription::SinkId;
 
 /// Receive buffer: room for a whole maximum frame plus the start of the next.
@@ -83,6 +84,10 @@ pub struct Conn<S> {
     /// Counted against `--connections-max`: its hello chose a producer or subscriber
     /// role (control connections have slots of their own).
     pub serving: bool,
+    /// Who connected (read once, when the connection was accepted).
+    pub identity: Identity,
+    /// What the access policy lets it do, fixed at its hello (nothing before).
+    pub grant: Grant,
 }
 
 impl<S> Conn<S> {
@@ -122,12 +127,14 @@ impl<S> Conn<S> {
             opened_ns: 0,
             last_input_ns: 0,
             serving: false,
+            identity: Identity::Unknown,
+            grant: Grant::NOTHING,
         }
     }
 
-    /// Takes a new socket at time `now`: every field back to its initial state, the
-    /// buffers kept.
-    fn open(&mut self, socket: S, now: u64) {
+    /// Takes a new socket from `peer` at time `now`: every field back to its initial
+    /// state, the buffers kept.
+    fn open(&mut self, socket: S, peer: Option<PeerCredentials>, now: u64) {
         let generation = self.generation.wrapping_add(1);
         let recv = std::mem::take(&mut self.recv);
         let send = std::mem::take(&mut self.send);
@@ -137,6 +144,7 @@ impl<S> Conn<S> {
             generation,
             opened_ns: now,
             last_input_ns: now,
+            identity: Identity::of_peer(peer),
             ..Conn::with_buffers(recv, send, admin)
         };
     }
@@ -286,12 +294,13 @@ impl<S> Connections<S> {
         self.slots.iter().filter(|c| c.in_use()).count()
     }
 
-    /// Puts a new socket in a free slot (attached to the reactor), or gives it back
-    /// when every slot is in use.
+    /// Puts a new socket from `peer` in a free slot (attached to the reactor), or gives
+    /// it back when every slot is in use.
     pub fn open<R: Reactor<Socket = S>>(
         &mut self,
         reactor: &mut R,
         socket: S,
+        peer: Option<PeerCredentials>,
         now: u64,
     ) -> Result<usize, S> {
         let Some(slot) = self
@@ -303,7 +312,7 @@ impl<S> Connections<S> {
             return Err(socket);
         };
         let conn = &mut self.slots[slot];
-        conn.open(socket, now);
+        conn.open(socket, peer, now);
         let token = conn.token(slot);
         if let Some(socket) = &conn.socket {
             if let Err(e) = reactor.attach(socket, token) {

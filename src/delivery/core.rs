@@ -16,6 +16,7 @@
 //! 6. **control** (`control/`): status and admin requests answered;
 //! 7. **arm** the reactor with every receive and send, and wait.
 
+use super::access::Access;
 use super::commit::{CommitPipeline, Gate};
 use super::conn::{sink_of, Connections};
 use super::dead::DeadQueue;
@@ -126,6 +127,8 @@ pub struct Core<R: Reactor, M: Medium> {
     pub(super) metrics: Option<Box<MetricsLink>>,
     /// When the core was made, ns since the Unix epoch.
     pub(super) started_unix_ns: u64,
+    /// The access policy and its refusals.
+    pub(super) access: Access,
 }
 
 /// Lets a kind of log line through at most once per interval and counts the rest.
@@ -226,6 +229,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             counters: Counters::default(),
             metrics: None,
             started_unix_ns: reactor.unix_ns(),
+            access: Access::new(config.access.clone()),
             config,
             reactor,
             log,
@@ -316,6 +320,11 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             + self.cursor_updates.capacity() * std::mem::size_of::<(SubscriptionId, Seq)>()
     }
 
+    /// Frames the access policy refused since the daemon started.
+    pub fn access_refusals(&self) -> u64 {
+        self.access.refused
+    }
+
     /// The reactor (tests drive the simulator's clients beside it).
     pub fn reactor(&self) -> &R {
         &self.reactor
@@ -336,8 +345,14 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         for c in completions.drain(..) {
             match c {
                 Completion::Accepted { result, .. } => match result {
-                    Ok(socket) if self.phase == Phase::Running => {
-                        if let Err(socket) = self.conns.open(&mut self.reactor, socket, self.now) {
+                    Ok(accepted) if self.phase == Phase::Running => {
+                        let opened = self.conns.open(
+                            &mut self.reactor,
+                            accepted.socket,
+                            accepted.peer,
+                            self.now,
+                        );
+                        if let Err(socket) = opened {
                             if let Some(more) = self.connection_log.allow(self.now, 1_000_000_000) {
                                 tracing::warn!(
                                     slots = self.config.connection_slots(),
@@ -349,7 +364,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                             self.reactor.refuse(socket, &self.busy_frame);
                         }
                     }
-                    Ok(socket) => self.reactor.close(socket, None),
+                    Ok(accepted) => self.reactor.close(accepted.socket, None),
                     Err(errno) => {
                         tracing::warn!(error = %std::io::Error::from_raw_os_error(errno), "accept failed")
                     }
@@ -512,6 +527,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             counters,
             metrics,
             reactor,
+            access,
             ..
         } = self;
         // Only while metrics are served is the clock read for a commit's duration.
@@ -531,6 +547,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             full_wait_ns: config.full_wait.map(|d| d.as_nanos() as u64),
             serving,
             serving_max: config.connections_max,
+            access,
         };
         let mut batch = log.batch();
         let mut stop = Stop::Done;

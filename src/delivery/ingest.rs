@@ -7,6 +7,7 @@
 //! frames need none, so they are always read; any other frame waits in the buffer, with
 //! the frames behind it, until the client reads what it was sent.
 
+use super::access::{Access, Refusal};
 use super::commit::{append_error, CommitPipeline};
 use super::conn::Conn;
 use super::dead::DeadQueue;
@@ -67,6 +68,8 @@ pub struct Ingest<'a> {
     pub serving: &'a mut usize,
     /// ...of at most this many (`--connections-max`).
     pub serving_max: usize,
+    /// The access policy, and the log of its refusals.
+    pub access: &'a mut Access,
 }
 
 /// Why decoding a connection stopped.
@@ -141,6 +144,27 @@ fn decode_from<S, M: Medium>(
             break;
         }
         consumed += frame_bytes;
+        if let Err((refusal, subject)) = admitted(&frame, conn, cx.access) {
+            // Refused by the policy, not by the protocol: the state stays as it was
+            // (a refused hello or subscribe may be tried again) and the connection open.
+            let correlation = match frame {
+                Frame::Publish { correlation, .. } | Frame::PublishBatch { correlation, .. } => {
+                    correlation
+                }
+                _ => 0,
+            };
+            cx.access.refused(
+                cx.now,
+                &conn.identity,
+                &conn.grant,
+                conn.name(),
+                refusal,
+                subject,
+            );
+            let reply = Reply::error(correlation, ErrorCode::Forbidden, refusal.message());
+            cx.pipeline.answer(conn, slot, reply, false);
+            continue;
+        }
         if let Err(rejection) = conn.machine.on_receive(&frame) {
             let message = match rejection.code {
                 ErrorCode::NotPermitted => "this frame is not permitted for the role given in hello",
@@ -313,6 +337,62 @@ fn decode_from<S, M: Medium>(
         }
     }
     (consumed, stop)
+}
+
+/// Whether the access policy lets `conn` send `frame`; if not, why and of what (the
+/// topic, pattern or name refused). A frame the state table refuses is left to it (its
+/// error closes the connection, as without a policy). A hello that is let through
+/// fixes the connection's grant.
+fn admitted<'f, S>(
+    frame: &Frame<'f>,
+    conn: &mut Conn<S>,
+    access: &Access,
+) -> Result<(), (Refusal, &'f [u8])> {
+    if !access.restricted() {
+        if let Frame::Hello(_) = frame {
+            conn.grant = super::access::Grant::EVERYTHING;
+        }
+        return Ok(());
+    }
+    let state = conn.machine.state();
+    if matches!(
+        protocol::server_rule(state, frame.frame_type().as_u8()),
+        protocol::Rule::Reject(_)
+    ) {
+        return Ok(());
+    }
+    match frame {
+        Frame::Hello(h) => {
+            if protocol::negotiate_version(h).is_err() {
+                return Ok(());
+            }
+            // Kept even when refused (the state stays AwaitHello, where nothing else is
+            // accepted), so that the refusal's log line names the client and its rules.
+            conn.set_name(h.client_name.as_bytes());
+            conn.grant = access.grant(&conn.identity);
+            access
+                .check_role(&conn.grant, h.role)
+                .map_err(|r| (r, h.role.name().as_bytes()))
+        }
+        Frame::Publish { event, .. } => {
+            let topic = event.topic.as_bytes();
+            access
+                .check_topic(&conn.grant, topic)
+                .map_err(|r| (r, topic))
+        }
+        // All or nothing, like every other refusal of a batch.
+        Frame::PublishBatch { events, .. } => events.iter().try_for_each(|event| {
+            let topic = event.topic.as_bytes();
+            access
+                .check_topic(&conn.grant, topic)
+                .map_err(|r| (r, topic))
+        }),
+        Frame::Subscribe(s) => access.check_subscribe(&conn.grant, s),
+        Frame::Status | Frame::Admin { .. } => {
+            access.check_admin(&conn.grant).map_err(|r| (r, &b""[..]))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// What became of a publish.

@@ -56,9 +56,10 @@ fn answers_hello(mut stream: &UnixStream) -> bool {
     stream.read_exact(&mut reply).is_ok()
 }
 
-/// Binds `path` with permissions `mode` (e.g. `0o600`). A socket file left by a dead
-/// daemon (nobody accepts on it) is removed first.
-pub fn bind(path: &Path, mode: u32) -> Result<UnixListener, ListenerError> {
+/// Binds `path` with permissions `mode` (e.g. `0o600`) and, if given, the group `group`
+/// (so that its members connect through a group-writable mode). A socket file left by a
+/// dead daemon (nobody accepts on it) is removed first.
+pub fn bind(path: &Path, mode: u32, group: Option<u32>) -> Result<UnixListener, ListenerError> {
     let shown = path.display().to_string();
     let io = |source| ListenerError::Io {
         path: shown.clone(),
@@ -82,14 +83,25 @@ pub fn bind(path: &Path, mode: u32) -> Result<UnixListener, ListenerError> {
         Err(e) => return Err(io(e)),
     }
     // Bind under a umask that already excludes everything `mode` excludes, so the
-    // socket never exists with wider permissions, not even between bind and chmod.
+    // socket never exists with wider permissions, not even between bind and chmod; with
+    // a group to set, owner-only until the group is the right one.
+    let first = if group.is_some() { mode & 0o700 } else { mode };
     // SAFETY: umask has no memory effects; it is process-wide, and the daemon binds
     // before it starts any other thread.
-    let old = unsafe { libc::umask(!mode as libc::mode_t & 0o777) };
+    let old = unsafe { libc::umask(!first as libc::mode_t & 0o777) };
     let bound = UnixListener::bind(path);
     // SAFETY: as above.
     unsafe { libc::umask(old) };
     let listener = bound.map_err(io)?;
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(|e| ListenerError::Io {
+            path: shown.clone(),
+            source: std::io::Error::new(
+                e.kind(),
+                format!("cannot give the socket group {gid} (socket_group): {e}"),
+            ),
+        })?;
+    }
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io)?;
     Ok(listener)
 }
@@ -103,18 +115,18 @@ mod tests {
     fn sockets_get_the_requested_mode_and_stale_ones_are_replaced() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("h.sock");
-        let first = bind(&path, 0o600).unwrap();
+        let first = bind(&path, 0o600, None).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
         // A listener that accepts but never answers a hello is not a live daemon.
         let silent = std::thread::spawn({
             let first = first.try_clone().unwrap();
             move || first.accept().map(|(s, _)| s)
         });
-        let _second = bind(&path, 0o600).unwrap();
+        let _second = bind(&path, 0o600, None).unwrap();
         drop(silent.join());
         // ...and once it is gone, its socket file is stale and replaced.
         drop(first);
-        let _third = bind(&path, 0o660).unwrap();
+        let _third = bind(&path, 0o660, None).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o660);
     }
 
@@ -122,7 +134,7 @@ mod tests {
     fn a_listener_that_answers_hello_is_a_live_daemon() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("h.sock");
-        let live = bind(&path, 0o600).unwrap();
+        let live = bind(&path, 0o600, None).unwrap();
         let answering = std::thread::spawn(move || {
             use std::io::{Read, Write};
             let (mut s, _) = live.accept().unwrap();
@@ -132,8 +144,22 @@ mod tests {
                 .unwrap();
             live
         });
-        assert!(matches!(bind(&path, 0o600), Err(ListenerError::InUse(_))));
+        assert!(matches!(
+            bind(&path, 0o600, None),
+            Err(ListenerError::InUse(_))
+        ));
         drop(answering.join());
+    }
+
+    #[test]
+    fn a_socket_group_is_set_before_the_group_may_use_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.sock");
+        // SAFETY: a plain getter.
+        let gid = unsafe { libc::getegid() };
+        let _listener = bind(&path, 0o660, Some(gid)).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!((meta.mode() & 0o777, meta.gid()), (0o660, gid));
     }
 
     #[test]
@@ -142,7 +168,7 @@ mod tests {
         let path = dir.path().join("h.sock");
         std::fs::write(&path, b"not mine").unwrap();
         assert!(matches!(
-            bind(&path, 0o600),
+            bind(&path, 0o600, None),
             Err(ListenerError::NotASocket(_))
         ));
         assert_eq!(std::fs::read(&path).unwrap(), b"not mine");

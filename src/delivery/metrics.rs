@@ -102,6 +102,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         s.connections_limit = self.config.connections_max as u64;
         s.connections_refused = self.conns.refused;
         s.connections_timed_out = self.timed_out;
+        s.access_refusals = self.access.refused;
         s.producers_waiting_for_room = self.conns.waiting_for_room() as u64;
         s.idempotency_keys = self.dedupe.len() as u64;
         s.deduplicated_events = self.deduplicated;

@@ -5,6 +5,7 @@
 //! order (`core`). `herald serve` is [`serve`]: it assembles the parts over a real
 //! reactor and a mapped region.
 
+pub mod access;
 mod commit;
 mod conn;
 pub mod control;
@@ -62,6 +63,12 @@ pub struct DaemonConfig {
     pub file_sync: FileSync,
     /// Permissions of the socket.
     pub socket_mode: u32,
+    /// The socket's group (None: the daemon's own), so that an access policy's users
+    /// can be let in with a group-writable `socket_mode`.
+    pub socket_group: Option<u32>,
+    /// Who may do what (None: every connection may do everything, and the socket's
+    /// mode is the only gate).
+    pub access: Option<std::sync::Arc<access::Policy>>,
     /// Producer and subscriber connections served at once (each slot with its
     /// buffers, allocated at start); [`CONTROL_SLOTS`] more are kept for control.
     pub connections_max: usize,
@@ -101,6 +108,8 @@ impl Default for DaemonConfig {
             log: LogConfig::default(),
             file_sync: FileSync::CacheFlush,
             socket_mode: 0o600,
+            socket_group: None,
+            access: None,
             connections_max: 128,
             hello_timeout: Duration::from_secs(10),
             idle_timeout: None,
@@ -220,7 +229,8 @@ pub fn serve_notifying(
     // Bound before the recovery scan: producers can connect at once; the kernel holds
     // their connections until the loop runs, and they are served while the replay is
     // still going on.
-    let listener = listener::bind(&socket_path, config.socket_mode)?;
+    let listener = listener::bind(&socket_path, config.socket_mode, config.socket_group)?;
+    log_access(&config, &socket_path);
     // Bound before the scan too, so that a taken address stops the start at once; a
     // scrape during the scan is answered 503 until the loop runs.
     let exporter = match config.metrics_listen.map(start_exporter).transpose() {
@@ -315,6 +325,28 @@ pub fn serve_notifying(
     };
     let _ = std::fs::remove_file(&socket_path);
     result
+}
+
+/// Says at start who may connect and what they may do.
+fn log_access(config: &DaemonConfig, socket: &std::path::Path) {
+    let mode = format!("{:04o}", config.socket_mode);
+    match &config.access {
+        None => tracing::info!(
+            socket = %socket.display(),
+            socket_mode = %mode,
+            "no access policy: whoever can open the socket may do everything (mode 0600, \
+             the default, lets only the daemon's user and root connect); [[access]] rules \
+             in the configuration file restrict what each user may do"
+        ),
+        Some(policy) => tracing::info!(
+            socket = %socket.display(),
+            socket_mode = %mode,
+            rules = policy.rules().len(),
+            "access policy in force: each connection may do what the rules naming its user \
+             or group allow (the daemon's user and root: everything); others are refused \
+             with `forbidden`"
+        ),
+    }
 }
 
 /// Everything opened before the reactor is chosen.

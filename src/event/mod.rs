@@ -13,7 +13,7 @@ mod severity;
 mod subscription_mode;
 mod topic;
 
-pub use pattern::{matches_validated, Pattern, PatternError};
+pub use pattern::{covers_validated, matches_validated, Pattern, PatternError};
 pub use seq::Seq;
 pub use severity::Severity;
 pub use subscription_mode::SubscriptionMode;

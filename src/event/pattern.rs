@@ -67,6 +67,29 @@ pub fn matches_validated(pattern: &[u8], topic: &[u8]) -> bool {
     }
 }
 
+/// Whether every topic `inner` matches is matched by `outer` too: `fs.>` covers
+/// `fs.*.error` and `fs.vol1`, `fs.*` covers `fs.vol1` but not `fs.>`. Both already
+/// passed [`Pattern::parse`] (for other bytes the answer is unspecified, never a
+/// panic). The access policy asks it of a subscription's patterns: a subscriber may
+/// only ask for topics it is allowed to receive.
+pub fn covers_validated(outer: &[u8], inner: &[u8]) -> bool {
+    let mut outer_segments = outer.split(|&byte| byte == b'.');
+    let mut inner_segments = inner.split(|&byte| byte == b'.');
+    loop {
+        match (outer_segments.next(), inner_segments.next()) {
+            (None, None) => return true,
+            // `>` takes one or more segments, and whatever `inner` has here (a literal,
+            // `*` or `>`) stands for at least one.
+            (Some(b">"), Some(_)) => return true,
+            // `*` takes exactly one segment: `inner`'s `>` may stand for more.
+            (Some(b"*"), Some(segment)) if segment != b">" => {}
+            (Some(literal), Some(segment))
+                if literal == segment && segment != b"*" && segment != b">" => {}
+            _ => return false,
+        }
+    }
+}
+
 /// A validated pattern, borrowed from the buffer it was found in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Pattern<'a>(&'a str);
@@ -186,6 +209,110 @@ mod tests {
         assert!(!matches("fs.vol1", "fs.vol10"));
         assert!(!matches("fs.vol1", "fs.vol1.x"));
         assert!(!matches("fs.vol1.x", "fs.vol1"));
+    }
+
+    fn covers(outer: &str, inner: &str) -> bool {
+        Pattern::parse(outer.as_bytes()).unwrap();
+        Pattern::parse(inner.as_bytes()).unwrap();
+        covers_validated(outer.as_bytes(), inner.as_bytes())
+    }
+
+    #[test]
+    fn a_pattern_covers_the_patterns_whose_topics_it_all_matches() {
+        assert!(covers(">", "fs.>"));
+        assert!(covers(">", "*"));
+        assert!(covers("fs.>", "fs.*.error"));
+        assert!(covers("fs.>", "fs.>"));
+        assert!(covers("fs.>", "fs.a.>"));
+        assert!(covers("fs.*", "fs.vol1"));
+        assert!(covers("fs.*", "fs.*"));
+        assert!(covers("fs.*.error", "fs.vol1.error"));
+        assert!(covers("fs.vol1", "fs.vol1"));
+        assert!(covers("*.>", "a.b.>"));
+        assert!(!covers("fs.*", "fs.>"));
+        assert!(!covers("fs.vol1", "fs.*"));
+        assert!(!covers("fs.>", "fs"));
+        assert!(!covers("fs.>", ">"));
+        assert!(!covers("fs.>", "*.a"));
+        assert!(!covers("fs.*.error", "fs.*"));
+        assert!(!covers("fs.*", "fs.*.error"));
+        assert!(!covers("fs.vol1", "fs.vol1.x"));
+        assert!(!covers("a.b", "a.>"));
+    }
+
+    /// A small deterministic generator (xorshift), so the property test needs no
+    /// dependency; the seed is fixed, printed, and `HERALD_PATTERN_SEED` overrides it.
+    struct Xorshift(u64);
+
+    impl Xorshift {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+    }
+
+    fn random_pattern(rng: &mut Xorshift) -> String {
+        let segments = 1 + rng.below(4);
+        let mut out = Vec::new();
+        for i in 0..segments {
+            let last = i + 1 == segments;
+            out.push(match rng.below(if last { 5 } else { 4 }) {
+                0 | 1 => ["a", "b"][rng.below(2) as usize],
+                2 | 3 => "*",
+                _ => ">",
+            });
+        }
+        out.join(".")
+    }
+
+    /// The property the access policy rests on: `outer` covers `inner` exactly when no
+    /// topic matches `inner` without matching `outer` (every topic of up to six
+    /// segments over a small alphabet is tried, enough for patterns of four).
+    #[test]
+    fn covering_agrees_with_matching_on_random_patterns() {
+        let seed = std::env::var("HERALD_PATTERN_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0x5eed_cafe_u64);
+        eprintln!("seed {seed} (HERALD_PATTERN_SEED overrides it)");
+        let mut rng = Xorshift(seed | 1);
+        let topics = short_topics();
+        for _ in 0..2000 {
+            let outer = random_pattern(&mut rng);
+            let inner = random_pattern(&mut rng);
+            let escape = topics
+                .iter()
+                .find(|t| matches(&inner, t) && !matches(&outer, t));
+            assert_eq!(
+                covers(&outer, &inner),
+                escape.is_none(),
+                "seed {seed}: outer {outer}, inner {inner}, a topic of inner's only: {escape:?}"
+            );
+        }
+    }
+
+    /// Every topic of one to six segments `a`, `b`, `c`, `z` (`z` is in no pattern: it
+    /// stands for any other segment).
+    fn short_topics() -> Vec<String> {
+        let mut all = Vec::new();
+        let mut level = vec![String::new()];
+        for _ in 0..6 {
+            let mut longer = Vec::new();
+            for t in &level {
+                for s in ["a", "b", "c", "z"] {
+                    longer.push(if t.is_empty() {
+                        s.to_owned()
+                    } else {
+                        format!("{t}.{s}")
+                    });
+                }
+            }
+            all.extend(longer.iter().cloned());
+            level = longer;
+        }
+        all
     }
 
     #[test]

@@ -295,6 +295,12 @@ impl Collector for View {
             "Connections closed for saying no hello, or nothing, in time.",
             s.connections_timed_out,
         )?;
+        counter(
+            &mut e,
+            "herald_access_refusals",
+            "Frames the access policy refused (forbidden): roles, topics, subscriptions, status.",
+            s.access_refusals,
+        )?;
         gauge(
             &mut e,
             "herald_producers_waiting_for_room",

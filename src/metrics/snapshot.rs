@@ -210,6 +210,8 @@ pub struct Snapshot {
     pub connections_refused: u64,
     /// Connections closed for saying no hello, or nothing, in time.
     pub connections_timed_out: u64,
+    /// Frames the access policy refused (`forbidden`) since the daemon started.
+    pub access_refusals: u64,
     /// Producers whose publish waits for room in a full ring.
     pub producers_waiting_for_room: u64,
     /// Idempotency keys remembered.

@@ -36,11 +36,15 @@ pub enum ErrorCode {
     TableFull = 11,
     /// The connection did not say hello, or said nothing, within the daemon's limit.
     TimedOut = 12,
+    /// The daemon's access policy does not let this connection's identity do this (a
+    /// role, a topic, a subscription name, an operator's request). The connection stays
+    /// open for what it may do.
+    Forbidden = 13,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::Invalid,
         ErrorCode::Unexpected,
         ErrorCode::UnsupportedVersion,
@@ -53,6 +57,7 @@ impl ErrorCode {
         ErrorCode::Busy,
         ErrorCode::TableFull,
         ErrorCode::TimedOut,
+        ErrorCode::Forbidden,
     ];
 
     /// The code carrying `value`, if there is one.
@@ -70,6 +75,7 @@ impl ErrorCode {
             10 => Some(ErrorCode::Busy),
             11 => Some(ErrorCode::TableFull),
             12 => Some(ErrorCode::TimedOut),
+            13 => Some(ErrorCode::Forbidden),
             _ => None,
         }
     }
@@ -94,12 +100,14 @@ impl ErrorCode {
             ErrorCode::Busy => "busy",
             ErrorCode::TableFull => "table_full",
             ErrorCode::TimedOut => "timed_out",
+            ErrorCode::Forbidden => "forbidden",
         }
     }
 
-    /// Whether the server closes the connection after sending this code.
+    /// Whether the server closes the connection after sending this code: every code
+    /// but `full` (retry later) and `forbidden` (do something else).
     pub const fn closes_connection(self) -> bool {
-        !matches!(self, ErrorCode::Full)
+        !matches!(self, ErrorCode::Full | ErrorCode::Forbidden)
     }
 }
 

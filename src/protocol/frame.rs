@@ -208,6 +208,16 @@ impl Role {
             _ => None,
         }
     }
+
+    /// The role's name as PROTOCOL.md section 4.2 spells it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Role::Producer => "producer",
+            Role::Subscriber => "subscriber",
+            Role::Both => "both",
+            Role::Control => "control",
+        }
+    }
 }
 
 /// `Hello`: the first frame of every connection.

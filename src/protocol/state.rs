@@ -408,6 +408,13 @@ impl ClientMachine {
             ClientRule::Stay => self.state,
             ClientRule::Goto(to) => to,
             ClientRule::OnError => match frame {
+                // A refused `Subscribe` leaves the connection as it was before it; the
+                // refusal of a publish sent earlier carries that publish's correlation.
+                Frame::Error {
+                    code: ErrorCode::Forbidden,
+                    correlation: 0,
+                    ..
+                } if self.state == ClientState::AwaitSubscribed => ClientState::Ready,
                 Frame::Error { code, .. } if !code.closes_connection() => self.state,
                 _ => ClientState::Closed,
             },

@@ -29,11 +29,20 @@ fn wait_for<R: Reactor, T>(
 }
 
 fn take_accepted<S>(out: &mut Vec<Completion<S>>) -> Option<S> {
+    take_accepted_with_peer(out).map(|(socket, _)| socket)
+}
+
+fn take_accepted_with_peer<S>(
+    out: &mut Vec<Completion<S>>,
+) -> Option<(S, Option<super::PeerCredentials>)> {
     let at = out
         .iter()
         .position(|c| matches!(c, Completion::Accepted { .. }))?;
     match out.remove(at) {
-        Completion::Accepted { result, .. } => Some(result.expect("accepted")),
+        Completion::Accepted { result, .. } => {
+            let accepted = result.expect("accepted");
+            Some((accepted.socket, accepted.peer))
+        }
         _ => None,
     }
 }
@@ -76,7 +85,15 @@ fn real_backend<R: Reactor<Socket = OwnedFd, Listener = OwnedFd>>(mut r: R) {
     let listener = UnixListener::bind(&path).unwrap();
     r.listen(OwnedFd::from(listener)).unwrap();
     let mut client = UnixStream::connect(&path).unwrap();
-    let socket = wait_for(&mut r, "accept", take_accepted);
+    let (socket, peer) = wait_for(&mut r, "accept", take_accepted_with_peer);
+    // The peer is this very process.
+    let peer = peer.expect("a Unix socket's peer has credentials");
+    // SAFETY: plain getters.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    assert_eq!(
+        (peer.pid as u32, peer.uid, peer.gid),
+        (std::process::id(), uid, gid)
+    );
     let token = Token {
         slot: 3,
         generation: 7,
@@ -218,11 +235,24 @@ fn io_uring_backend_conforms_or_the_test_says_why_not() {
 #[test]
 fn the_simulated_backend_moves_bytes_in_bounded_chunks_and_time_only_when_waiting() {
     let net = SimNet::new(1000, 300);
+    // Busy turns take no simulated time here, so that an idle wait is seen to take
+    // exactly its timeout.
+    net.set_turn_time(Duration::ZERO);
     let mut r = SimReactor::new(&net, 4);
     let listener = net.listener("/sim/herald.sock");
     r.listen(listener.clone()).unwrap();
-    let mut client = net.connect(&listener);
-    let socket = wait_for(&mut r, "accept", take_accepted);
+    let someone = super::PeerCredentials {
+        pid: 4242,
+        uid: 1001,
+        gid: 1002,
+    };
+    let mut client = net.connect_as(&listener, someone);
+    let (socket, peer) = wait_for(&mut r, "accept", take_accepted_with_peer);
+    assert_eq!(
+        peer,
+        Some(someone),
+        "the simulator gives what the test asked for"
+    );
     let token = Token {
         slot: 1,
         generation: 1,

@@ -313,7 +313,7 @@ impl EpollReactor {
                 let socket = unsafe { OwnedFd::from_raw_fd(r) };
                 out.push(Completion::Accepted {
                     listener,
-                    result: Ok(socket),
+                    result: Ok(super::accepted_fd(socket)),
                 });
                 continue;
             }

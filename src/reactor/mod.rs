@@ -102,6 +102,31 @@ impl fmt::Display for Address {
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ListenerId(pub u16);
 
+/// Who is at the other end of a Unix socket, as the kernel says (`SO_PEERCRED`): the
+/// process that called `connect`, with the credentials it had then. Read once per
+/// accepted connection, never per frame; the simulator gives each connection whatever
+/// a test asks for ([`sim::SimNet::connect_as`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PeerCredentials {
+    /// The connecting process (0 when the kernel does not know it).
+    pub pid: i32,
+    /// Its effective user id.
+    pub uid: u32,
+    /// Its effective group id.
+    pub gid: u32,
+}
+
+/// A connection a listener accepted: the socket and who connected.
+#[derive(Debug)]
+pub struct Accepted<S> {
+    /// The new socket, not yet attached.
+    pub socket: S,
+    /// The peer's credentials; None when the kernel gave none (a getsockopt that
+    /// failed, or a transport without them: a TCP listener's identity will be its
+    /// client certificate, known after the TLS handshake, above this seam).
+    pub peer: Option<PeerCredentials>,
+}
+
 /// An operation's outcome. Errors are the kernel's errno values (positive).
 #[derive(Debug)]
 pub enum Completion<S> {
@@ -109,8 +134,8 @@ pub enum Completion<S> {
     Accepted {
         /// Which listener.
         listener: ListenerId,
-        /// The new socket, not yet attached.
-        result: Result<S, i32>,
+        /// The new socket and its peer's credentials.
+        result: Result<Accepted<S>, i32>,
     },
     /// An outbound connection armed with [`Reactor::connect`] was made (or not).
     Connected {
@@ -374,6 +399,39 @@ fn refuse_fd(socket: OwnedFd, farewell: &[u8]) {
         )
     };
     drop(socket);
+}
+
+/// The credentials of a Unix socket's peer (one `getsockopt(SO_PEERCRED)`), or None if
+/// the kernel gives none.
+fn peer_credentials(fd: std::os::fd::RawFd) -> Option<PeerCredentials> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are valid for writes of their sizes.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    (r == 0 && len as usize == std::mem::size_of::<libc::ucred>()).then_some(PeerCredentials {
+        pid: cred.pid,
+        uid: cred.uid,
+        gid: cred.gid,
+    })
+}
+
+/// An accepted descriptor with its peer's credentials.
+fn accepted_fd(socket: OwnedFd) -> Accepted<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let peer = peer_credentials(socket.as_raw_fd());
+    Accepted { socket, peer }
 }
 
 /// The pending error of a socket whose non-blocking connect finished (0 = connected).

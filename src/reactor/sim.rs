@@ -8,7 +8,7 @@
 //! sends). Every queue is allocated when its connection is made; moving bytes
 //! allocates nothing.
 
-use super::{Address, Backend, Completion, ListenerId, Reactor, Token};
+use super::{Accepted, Address, Backend, Completion, ListenerId, PeerCredentials, Reactor, Token};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
@@ -34,6 +34,8 @@ struct Pipe {
     to: [Queue; 2],
     /// Side `s` has closed (or shut down) its end.
     closed: [bool; 2],
+    /// Who the connecting end is, as `SO_PEERCRED` would say on the accepted end.
+    peer: PeerCredentials,
 }
 
 struct Net {
@@ -92,9 +94,16 @@ impl SimNet {
         SimListener(net.listeners.len() - 1)
     }
 
-    /// Connects a client to `listener`; the daemon accepts it on its next wait.
+    /// Connects a client to `listener` as [`SimNet::DEFAULT_PEER`]; the daemon accepts
+    /// it on its next wait.
     pub fn connect(&self, listener: &SimListener) -> SimStream {
-        let pipe = self.new_pipe();
+        self.connect_as(listener, SimNet::DEFAULT_PEER)
+    }
+
+    /// Connects a client with the credentials `peer` (the daemon sees them as a real
+    /// socket's `SO_PEERCRED`): how a test is another user.
+    pub fn connect_as(&self, listener: &SimListener, peer: PeerCredentials) -> SimStream {
+        let pipe = self.new_pipe(peer);
         self.0.borrow_mut().listeners[listener.0].1.push_back(pipe);
         SimStream {
             net: self.clone(),
@@ -102,7 +111,15 @@ impl SimNet {
         }
     }
 
-    fn new_pipe(&self) -> usize {
+    /// Who a simulated connection is unless a test says otherwise: root, as the
+    /// process running the tests usually is.
+    pub const DEFAULT_PEER: PeerCredentials = PeerCredentials {
+        pid: 1,
+        uid: 0,
+        gid: 0,
+    };
+
+    fn new_pipe(&self, peer: PeerCredentials) -> usize {
         let mut net = self.0.borrow_mut();
         let capacity = net.capacity;
         let queue = || Queue {
@@ -112,6 +129,7 @@ impl SimNet {
         net.pipes.push(Pipe {
             to: [queue(), queue()],
             closed: [false, false],
+            peer,
         });
         net.pipes.len() - 1
     }
@@ -281,7 +299,10 @@ impl SimReactor {
                 while let Some(pipe) = net.listeners[listener].1.pop_front() {
                     out.push(Completion::Accepted {
                         listener: ListenerId(index as u16),
-                        result: Ok(SimSocket { pipe, side: 1 }),
+                        result: Ok(Accepted {
+                            socket: SimSocket { pipe, side: 1 },
+                            peer: Some(net.pipes[pipe].peer),
+                        }),
                     });
                 }
             }
@@ -346,7 +367,7 @@ impl Reactor for SimReactor {
         };
         let result = match target {
             Some(listener) => {
-                let pipe = self.net.new_pipe();
+                let pipe = self.net.new_pipe(SimNet::DEFAULT_PEER);
                 self.net.0.borrow_mut().listeners[listener]
                     .1
                     .push_back(pipe);

@@ -297,7 +297,7 @@ impl Reactor for UringReactor {
                     }
                     let result = if result >= 0 {
                         // SAFETY: a successful accept carries a new descriptor we own.
-                        Ok(unsafe { OwnedFd::from_raw_fd(result) })
+                        Ok(super::accepted_fd(unsafe { OwnedFd::from_raw_fd(result) }))
                     } else {
                         Err(-result)
                     };

@@ -12,7 +12,7 @@ use crate::delivery::{Core, DaemonConfig, DaemonError, Phase, StartInfo};
 use crate::log::Log;
 use crate::pmem::Medium;
 use crate::reactor::sim::{SimListener, SimNet, SimReactor};
-use crate::reactor::Reactor;
+use crate::reactor::{PeerCredentials, Reactor};
 
 /// A daemon core on a simulated network.
 pub struct SimNode<M: Medium> {
@@ -53,6 +53,12 @@ impl<M: Medium> SimNode<M> {
     /// A new client connection (accepted on the daemon's next turn).
     pub fn connect(&self) -> SimClient {
         SimClient::new(self.net.connect(&self.listener))
+    }
+
+    /// A new client connection from `peer` (the daemon sees it as the socket's
+    /// `SO_PEERCRED`): another user, for the access policy.
+    pub fn connect_as(&self, peer: PeerCredentials) -> SimClient {
+        SimClient::new(self.net.connect_as(&self.listener, peer))
     }
 
     /// One turn of the daemon's loop.

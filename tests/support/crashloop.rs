@@ -25,6 +25,8 @@
 
 #[path = "daemon.rs"]
 mod daemon;
+#[path = "treatment.rs"]
+mod treatment;
 
 use herald::client::{Client, Incoming, SubscribeOptions};
 use herald::protocol::{Event, Role, Seq, Severity, Topic};
@@ -34,6 +36,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
+use treatment::{Settled, Treatment};
 
 const WINDOW: u32 = 16;
 /// How often a subscriber of the final lifetime, with nothing to read, looks at its
@@ -47,27 +50,8 @@ const STALL_MAX: Duration = Duration::from_secs(30);
 const DRAIN_MAX: Duration = Duration::from_secs(60);
 const PICKY_DEADLINE_MS: u32 = 60;
 const PICKY_MAX_DELIVERIES: u16 = 3;
-const DAEMON_ARGS: [&str; 6] = [
-    "--busy-poll-us",
-    "0",
-    "--redelivery-backoff",
-    "10ms",
-    "--redelivery-backoff-max",
-    "40ms",
-];
 
 /// How `picky` treats an event, by its number.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-enum Treatment {
-    Confirm,
-    Reject,
-    NeverSettle,
-    /// Lets the first delivery's deadline pass, confirms a redelivery.
-    IgnoreOnce,
-    /// Naks the first delivery, confirms a redelivery.
-    NakOnce,
-}
-
 fn treatment(counter: u64) -> Treatment {
     match counter % 10 {
         3 => Treatment::Reject,
@@ -109,12 +93,7 @@ impl Who {
 
     /// The events this subscriber must have confirmed by the end.
     fn must_confirm(self, counter: u64) -> bool {
-        self.wants(counter)
-            && (self != Who::Picky
-                || !matches!(
-                    treatment(counter),
-                    Treatment::Reject | Treatment::NeverSettle
-                ))
+        self.wants(counter) && (self != Who::Picky || treatment(counter).dead_reason().is_none())
     }
 
     fn options(self) -> SubscribeOptions {
@@ -323,17 +302,10 @@ fn subscriber(
             Treatment::Confirm
         };
         let first = !redelivered && count == 1;
-        let result = match action {
-            Treatment::Confirm => client.confirm(seq, seq).map(|_| true),
-            Treatment::Reject => client.reject(seq).map(|_| false),
-            Treatment::NeverSettle => Ok(false),
-            Treatment::IgnoreOnce if first => Ok(false),
-            Treatment::NakOnce if first => client.nak(seq, 20).map(|_| false),
-            Treatment::IgnoreOnce | Treatment::NakOnce => client.confirm(seq, seq).map(|_| true),
-        };
-        let Ok(confirmed) = result else {
+        let Ok(settled) = treatment::settle(&mut client, action, seq, first, 20, || {}) else {
             return Ok(seen);
         };
+        let confirmed = settled == Settled::Confirmed;
         seen.push(Seen {
             lifetime,
             seq: seq.0,
@@ -451,7 +423,7 @@ pub fn run(cycles: u64, seed: u64) -> Result<Summary, String> {
     let mut retry: VecDeque<u64> = VecDeque::new();
     let mut summary = Summary::default();
     for lifetime in 0..=cycles {
-        let d = daemon::Daemon::start(dir.path(), &DAEMON_ARGS);
+        let d = daemon::Daemon::start(dir.path(), &treatment::DAEMON_ARGS);
         let socket = d.socket();
         let last = lifetime == cycles;
         let stop = last.then(|| Arc::new(AtomicBool::new(false)));
@@ -503,10 +475,8 @@ pub fn run(cycles: u64, seed: u64) -> Result<Summary, String> {
             }
             settled.map_err(fail)?;
             for (seq, counter) in &ledger.stored {
-                let reason = match treatment(*counter) {
-                    Treatment::Reject => "rejected",
-                    Treatment::NeverSettle => "max_deliveries",
-                    _ => continue,
+                let Some(reason) = treatment(*counter).dead_reason() else {
+                    continue;
                 };
                 match dead.get(seq) {
                     Some(r) if r == reason => {}
@@ -523,9 +493,10 @@ pub fn run(cycles: u64, seed: u64) -> Result<Summary, String> {
                 }
             }
             if let Some(extra) = dead.keys().find(|s| {
-                ledger.stored.get(s).is_none_or(|c| {
-                    !matches!(treatment(*c), Treatment::Reject | Treatment::NeverSettle)
-                })
+                ledger
+                    .stored
+                    .get(s)
+                    .is_none_or(|c| treatment(*c).dead_reason().is_none())
             }) {
                 return Err(fail(format!(
                     "event {extra} is a dead letter but picky never gave it up"

@@ -7,6 +7,16 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// How long [`Daemon::start_with`] gives the daemon to say `ready`: a failure detector
+/// (a start, a region's recovery included, takes well under a second here).
+pub const START_MAX: Duration = Duration::from_secs(60);
+
+/// Between two looks of [`Daemon::stop_within`] at whether the daemon exited: it only
+/// decides how late the exit is noticed.
+pub const STOP_POLL_INTERVAL: Duration = Duration::from_millis(5);
 
 /// A running daemon; killed (SIGKILL) when dropped unless stopped first.
 pub struct Daemon {
@@ -28,6 +38,19 @@ impl Daemon {
         extra: &[&str],
         configure: impl FnOnce(&mut Command),
     ) -> Daemon {
+        Daemon::try_start_with(data_dir, extra, configure, START_MAX)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// As [`start_with`](Self::start_with), but Err when the daemon does not say
+    /// `ready` within `ready_max` (it is then killed), exits first, or says something
+    /// else: for callers that report rather than panic (the soak).
+    pub fn try_start_with(
+        data_dir: &Path,
+        extra: &[&str],
+        configure: impl FnOnce(&mut Command),
+        ready_max: Duration,
+    ) -> Result<Daemon, String> {
         let mut command = Command::new(herald_binary());
         command
             .arg("serve")
@@ -38,16 +61,36 @@ impl Daemon {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         configure(&mut command);
-        let mut child = command.spawn().expect("spawn herald serve");
-        let mut line = String::new();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        stdout.read_line(&mut line).expect("read ready line");
-        assert!(line.starts_with("ready:"), "daemon did not start: {line:?}");
-        Daemon {
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", herald_binary().display()))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        // The ready line is read on a thread so that a daemon that never says it
+        // cannot hang the caller: past `ready_max` it is killed, which ends the read.
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let read = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(read.map(|_| line));
+        });
+        let line = match rx.recv_timeout(ready_max) {
+            Ok(Ok(line)) if line.starts_with("ready:") => line,
+            answer => {
+                let _ = child.kill();
+                let status = child.wait();
+                return Err(match answer {
+                    Err(_) => format!("the daemon did not say ready within {ready_max:?}"),
+                    Ok(read) => {
+                        format!("the daemon did not start ({status:?}); on stdout: {read:?}")
+                    }
+                });
+            }
+        };
+        Ok(Daemon {
             child,
             data_dir: data_dir.to_owned(),
             ready_line: line,
-        }
+        })
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -65,6 +108,28 @@ impl Daemon {
         // SAFETY: plain kill(2) on our child's pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         self.child.wait().unwrap()
+    }
+
+    /// SIGTERM and wait, at most `max`, for the daemon to exit (its status); Err when
+    /// it did not, after a SIGKILL. Asks whether it exited `STOP_POLL_INTERVAL` apart.
+    pub fn stop_within(mut self, max: Duration) -> Result<std::process::ExitStatus, String> {
+        // SAFETY: plain kill(2) on our child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + max;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Ok(status),
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(STOP_POLL_INTERVAL)
+                }
+                Ok(None) => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return Err(format!("still running {max:?} after SIGTERM: killed"));
+                }
+                Err(e) => return Err(format!("waiting for the daemon: {e}")),
+            }
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use herald::pmem::sim::SimMedium;
 use herald::pmem::Medium;
 use herald::protocol::{Event, Frame, Pattern, Patterns, Role, Seq, Severity, Subscribe, Topic};
 use herald::reactor::sim::SimNet;
+use herald::reactor::PeerCredentials;
 use herald::sim::{hello, SimClient, SimNode};
 
 /// Where simulated daemons listen.
@@ -135,7 +136,16 @@ pub fn event<'a>(topic: &'a str, payload: &'a [u8]) -> Event<'a> {
 
 /// Connects a producer and completes its hello.
 pub fn producer<M: Medium>(node: &mut SimNode<M>, name: &str) -> SimClient {
-    let mut p = node.connect();
+    producer_as(node, name, SimNet::DEFAULT_PEER)
+}
+
+/// Connects a producer as `peer` and completes its hello.
+pub fn producer_as<M: Medium>(
+    node: &mut SimNode<M>,
+    name: &str,
+    peer: PeerCredentials,
+) -> SimClient {
+    let mut p = node.connect_as(peer);
     p.send(&hello(Role::Producer, name));
     turns_until(node, &mut p, 10, |g| g == [Got::HelloOk]);
     p
@@ -148,9 +158,20 @@ pub fn subscriber<M: Medium>(
     name: &str,
     window: u32,
 ) -> (SimClient, Got, Vec<Got>) {
-    let mut s = node.connect();
+    subscriber_as(node, name, window, ">", SimNet::DEFAULT_PEER)
+}
+
+/// [`subscriber`] as `peer`, to topics matching `pattern`.
+pub fn subscriber_as<M: Medium>(
+    node: &mut SimNode<M>,
+    name: &str,
+    window: u32,
+    pattern: &str,
+    peer: PeerCredentials,
+) -> (SimClient, Got, Vec<Got>) {
+    let mut s = node.connect_as(peer);
     s.send(&hello(Role::Subscriber, name));
-    let all = [Pattern::parse(b">").expect("valid")];
+    let all = [Pattern::parse(pattern.as_bytes()).expect("valid")];
     s.send(&Frame::Subscribe(Subscribe {
         name,
         min_severity: Severity::Debug,

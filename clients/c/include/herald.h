@@ -110,7 +110,8 @@ typedef enum herald_status {
      * status, admin, connect) or for a write to drain, the connection is closed: a reply
      * arriving late would be taken for the answer to the next request. */
     HERALD_E_TIMEOUT = -3,
-    /* The daemon sent an Error whose code closes the connection (every code but `full`);
+    /* The daemon sent an Error whose code closes the connection (every code but `full`
+     * and `forbidden`);
      * herald_last_error() has its code (herald_server_code) and its message. The
      * connection is closed. */
     HERALD_E_SERVER = -4,
@@ -133,7 +134,14 @@ typedef enum herald_status {
      * or connect with a larger receive_buffer_bytes, or subscribe with a smaller window. */
     HERALD_E_OVERFLOW = -9,
     /* Memory for the client could not be allocated (herald_connect only). */
-    HERALD_E_NOMEM = -10
+    HERALD_E_NOMEM = -10,
+    /* The daemon answered `forbidden` (code 13): its access policy does not let this
+     * user do that (publish to the topic, subscribe to the patterns or under the name,
+     * ask for status). Nothing was done. The connection stays open for what the user
+     * may do; after a refused herald_subscribe it is as it was before. From
+     * herald_connect: the role is refused, and the client is closed (connect with a role
+     * the policy allows). */
+    HERALD_E_FORBIDDEN = -11
 } herald_status;
 
 /* The daemon's error codes (PROTOCOL.md section 7), as found in herald_error.server_code. */
@@ -149,7 +157,8 @@ typedef enum herald_server_code {
     HERALD_SERVER_NOT_PERMITTED = 9,       /* the connection's role does not allow it (closes) */
     HERALD_SERVER_BUSY = 10,               /* the daemon is at its connection limit; try later (closes) */
     HERALD_SERVER_TABLE_FULL = 11,         /* no room for another durable subscription (closes) */
-    HERALD_SERVER_TIMED_OUT = 12           /* no hello, or nothing at all, in the daemon's time limit (closes) */
+    HERALD_SERVER_TIMED_OUT = 12,          /* no hello, or nothing at all, in the daemon's time limit (closes) */
+    HERALD_SERVER_FORBIDDEN = 13           /* the access policy refused it; not carried out (does not close) */
 } herald_server_code;
 
 /* The role chosen at connect (PROTOCOL.md section 5); it fixes what the connection may do. */
@@ -183,8 +192,8 @@ typedef struct herald_client herald_client;
 typedef struct herald_error {
     /* What the call returned (HERALD_OK if nothing has failed yet). */
     herald_status status;
-    /* The daemon's error code (a herald_server_code) when status is HERALD_E_SERVER or
-     * HERALD_E_FULL; 0 otherwise. An unknown code from a newer daemon is kept as is. */
+    /* The daemon's error code (a herald_server_code) when status is HERALD_E_SERVER,
+     * HERALD_E_FULL or HERALD_E_FORBIDDEN; 0 otherwise. An unknown code from a newer daemon is kept as is. */
     uint16_t server_code;
     /* errno of the system call that failed, for HERALD_E_IO (and for a failed connect);
      * 0 otherwise. */
@@ -224,7 +233,8 @@ typedef struct herald_connect_options {
  *
  * Errors: HERALD_E_ARGUMENT (a bad argument or option), HERALD_E_IO (no socket there,
  * permission, nothing listening: the message says which), HERALD_E_SERVER (for example
- * unsupported_version), HERALD_E_PROTOCOL, HERALD_E_TIMEOUT, HERALD_E_CLOSED,
+ * unsupported_version), HERALD_E_FORBIDDEN (the access policy refuses the role),
+ * HERALD_E_PROTOCOL, HERALD_E_TIMEOUT, HERALD_E_CLOSED,
  * HERALD_E_NOMEM. Allocates the client and its two buffers; nothing later does.
  */
 HERALD_API herald_status herald_connect(const char *socket_path, herald_role role, const char *client_name,
@@ -316,7 +326,8 @@ typedef struct herald_stored {
  * seq_out (may be NULL) receives its sequence number. A connection with role producer
  * or both. Encodes into the client's send buffer: no allocation.
  * Errors: HERALD_E_ARGUMENT, HERALD_E_FULL (not stored, still connected; retry),
- * HERALD_E_SERVER, HERALD_E_PROTOCOL, HERALD_E_TIMEOUT, HERALD_E_CLOSED, HERALD_E_IO,
+ * HERALD_E_FORBIDDEN (not this topic; not stored, still connected), HERALD_E_SERVER,
+ * HERALD_E_PROTOCOL, HERALD_E_TIMEOUT, HERALD_E_CLOSED, HERALD_E_IO,
  * HERALD_E_OVERFLOW. After any closing error, whether the event was stored is unknown:
  * publish it again on a new connection with the same idempotency key.
  */
@@ -380,8 +391,10 @@ HERALD_API void herald_subscription_init(herald_subscription *subscription);
  * Start this connection's one subscription and wait for Subscribed. A connection with
  * role subscriber or both. subscribed_out (may be NULL) receives the mode and the
  * pending count. Deliveries follow; read them with herald_receive().
- * Errors: HERALD_E_ARGUMENT, HERALD_E_SERVER (name_in_use, not_permitted, unexpected
- * for a second subscribe), HERALD_E_PROTOCOL, HERALD_E_TIMEOUT, HERALD_E_CLOSED,
+ * Errors: HERALD_E_ARGUMENT, HERALD_E_FORBIDDEN (the access policy refuses these
+ * patterns or this name; still connected, and a subscribe may be tried again),
+ * HERALD_E_SERVER (name_in_use, not_permitted, unexpected for a second subscribe),
+ * HERALD_E_PROTOCOL, HERALD_E_TIMEOUT, HERALD_E_CLOSED,
  * HERALD_E_IO.
  */
 HERALD_API herald_status herald_subscribe(herald_client *client, const herald_subscription *subscription,

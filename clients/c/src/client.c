@@ -268,12 +268,34 @@ static void keep_server_message(herald_client *c, const hc_frame *f) {
 
 /*
  * An Error frame (table action "see code"). `full` answers the outstanding publish,
- * if it has its correlation; every other code closes the connection.
+ * if it has its correlation; `forbidden` answers the outstanding request (a publish by
+ * its correlation) and, for a subscribe, leaves the connection as it was before it;
+ * every other code closes the connection.
  */
 static herald_status on_error(herald_client *c, const hc_frame *f, size_t rel, size_t len, const char *operation,
                               bool publish_outstanding, uint64_t correlation) {
     uint16_t code = f->u.error.code;
     keep_server_message(c, f);
+    if (code == HERALD_SERVER_FORBIDDEN) {
+        if (publish_outstanding && f->u.error.correlation != correlation) {
+            return fail_protocol(c, operation, "it answered `forbidden` with another publish's correlation");
+        }
+        consume(c, rel, len);
+        if (c->state == STATE_AWAIT_HELLO_OK) {
+            /* A connect whose role is refused returns a closed client, like every failed connect. */
+            return record(c, HERALD_E_FORBIDDEN, true, code, operation,
+                          "the daemon's access policy refuses this role to this user (\"%s\"); connect with a role "
+                          "it allows",
+                          c->server_message);
+        }
+        if (c->state == STATE_AWAIT_SUBSCRIBED && f->u.error.correlation == 0) {
+            c->state = STATE_READY; /* section 6: a refused Subscribe leaves things as before */
+        }
+        return record(c, HERALD_E_FORBIDDEN, false, code, operation,
+                      "the daemon's access policy refused it (\"%s\"): nothing was done; the connection stays open "
+                      "for what this user may do",
+                      c->server_message);
+    }
     if (!hc_error_code_closes(code)) {
         if (!publish_outstanding || f->u.error.correlation != correlation) {
             return fail_protocol(c, operation, "it answered `full` to something that was not a publish");
@@ -465,8 +487,8 @@ static herald_status connect_socket(herald_client *c) {
         break;
     case EACCES:
     case EPERM:
-        advice = "permission denied: the socket is mode 600 by default; run as the daemon's user or start it with "
-                 "--socket-mode";
+        advice = "permission denied: the socket is mode 600 by default; run as the daemon's user, or let this user "
+                 "in with the daemon's socket_mode and socket_group (and [[access]] rules for what it may do)";
         break;
     case ENOTSOCK:
         advice = "the path is not a socket";

@@ -253,7 +253,7 @@ const char *hc_frame_type_name(uint8_t type) {
 }
 
 bool hc_error_code_closes(uint16_t code) {
-    return code != HERALD_SERVER_FULL;
+    return code != HERALD_SERVER_FULL && code != HERALD_SERVER_FORBIDDEN;
 }
 
 /* ------------------------------------------------------------- encoding ---- */

@@ -19,6 +19,7 @@ const char *herald_status_name(int status) {
     case HERALD_E_STATE: return "HERALD_E_STATE";
     case HERALD_E_OVERFLOW: return "HERALD_E_OVERFLOW";
     case HERALD_E_NOMEM: return "HERALD_E_NOMEM";
+    case HERALD_E_FORBIDDEN: return "HERALD_E_FORBIDDEN";
     default: return "HERALD_E_UNKNOWN";
     }
 }
@@ -37,6 +38,7 @@ const char *herald_server_code_name(uint16_t code) {
     case HERALD_SERVER_BUSY: return "busy";
     case HERALD_SERVER_TABLE_FULL: return "table_full";
     case HERALD_SERVER_TIMED_OUT: return "timed_out";
+    case HERALD_SERVER_FORBIDDEN: return "forbidden";
     default: return "unknown";
     }
 }

@@ -379,6 +379,49 @@ static void full_answers_its_publish_and_keeps_the_connection(void) {
     server_finish();
 }
 
+static void play_forbidden_publish_and_subscribe(int fd) {
+    hello(fd);
+    expect_frame(fd, 0x02);
+    error_frame(&script_frame, request_u64(0), 13, "not this topic");
+    send_frame(fd, &script_frame);
+    expect_frame(fd, 0x02);
+    stored_frame(&script_frame, request_u64(0), 9, 9, 1);
+    send_frame(fd, &script_frame);
+    expect_frame(fd, 0x04);
+    error_frame(&script_frame, 0, 13, "not these patterns");
+    send_frame(fd, &script_frame);
+    /* Refused, the connection is as before: a second subscribe may follow. */
+    expect_frame(fd, 0x04);
+    static const uint8_t subscribed[] = {11, 0, 0, 0, 0x84, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    send_all(fd, subscribed, sizeof subscribed);
+    await_close(fd);
+}
+
+static void forbidden_refuses_one_request_and_keeps_the_connection(void) {
+    server_start(play_forbidden_publish_and_subscribe);
+    herald_client *c = connect_role(HERALD_ROLE_BOTH, HERALD_OK);
+    herald_event e;
+    memset(&e, 0, sizeof e);
+    e.topic = "a.b";
+    uint64_t seq = 0;
+    CHECK_STATUS(c, herald_publish(c, &e, &seq), HERALD_E_FORBIDDEN);
+    CHECK_EQ(herald_last_error(c)->server_code, HERALD_SERVER_FORBIDDEN);
+    CHECK(strcmp(herald_last_error(c)->server_message, "not this topic") == 0);
+    CHECK(herald_is_open(c));
+    CHECK_STATUS(c, herald_publish(c, &e, &seq), HERALD_OK);
+    CHECK_EQ(seq, 9);
+    const char *patterns[] = {">"};
+    herald_subscription s;
+    herald_subscription_init(&s);
+    s.patterns = patterns;
+    s.pattern_count = 1;
+    CHECK_STATUS(c, herald_subscribe(c, &s, NULL), HERALD_E_FORBIDDEN);
+    CHECK(herald_is_open(c));
+    CHECK_STATUS(c, herald_subscribe(c, &s, NULL), HERALD_OK);
+    herald_close(c);
+    server_finish();
+}
+
 static void play_stored_for_another_correlation(int fd) {
     hello(fd);
     expect_frame(fd, 0x02);
@@ -605,6 +648,7 @@ int main(void) {
     RUN(a_delivery_before_subscribed_is_a_protocol_error);
     RUN(deliveries_ahead_of_a_pong_are_kept_in_order);
     RUN(full_answers_its_publish_and_keeps_the_connection);
+    RUN(forbidden_refuses_one_request_and_keeps_the_connection);
     RUN(a_stored_for_another_publish_is_a_protocol_error);
     RUN(a_stored_counting_more_than_the_batch_is_a_protocol_error);
     RUN(a_server_that_hangs_up_mid_frame_is_a_protocol_error);

@@ -1085,7 +1085,7 @@ static void error_codes_are_the_ones_in_protocol_md_section_7(void) {
         CHECK(hc_error_code_closes(code) == (strcmp(cells[2], "yes") == 0));
         codes++;
     }
-    CHECK_EQ(codes, 12);
+    CHECK_EQ(codes, 13);
     fclose(f);
 }
 
@@ -1165,7 +1165,7 @@ static void limits_are_the_ones_in_protocol_md_section_11(void) {
 static void every_status_and_server_code_has_its_own_name(void) {
     const int statuses[] = {HERALD_OK,         HERALD_E_ARGUMENT, HERALD_E_FULL,  HERALD_E_TIMEOUT,
                             HERALD_E_SERVER,   HERALD_E_PROTOCOL, HERALD_E_CLOSED, HERALD_E_IO,
-                            HERALD_E_STATE,    HERALD_E_OVERFLOW, HERALD_E_NOMEM};
+                            HERALD_E_STATE,    HERALD_E_OVERFLOW, HERALD_E_NOMEM, HERALD_E_FORBIDDEN};
     size_t n = sizeof statuses / sizeof *statuses;
     for (size_t i = 0; i < n; i++) {
         CHECK(strcmp(herald_status_name(statuses[i]), "HERALD_E_UNKNOWN") != 0);
@@ -1177,12 +1177,13 @@ static void every_status_and_server_code_has_its_own_name(void) {
     CHECK(strcmp(herald_status_name(HERALD_E_FULL), "HERALD_E_FULL") == 0);
     const char *codes[] = {"invalid",     "unexpected",    "unsupported_version", "too_large",
                            "full",        "name_in_use",   "shutting_down",       "internal",
-                           "not_permitted", "busy",        "table_full",          "timed_out"};
-    for (uint16_t code = 1; code <= 12; code++) {
+                           "not_permitted", "busy",        "table_full",          "timed_out",
+                           "forbidden"};
+    for (uint16_t code = 1; code <= 13; code++) {
         CHECK(strcmp(herald_server_code_name(code), codes[code - 1]) == 0);
     }
     CHECK(strcmp(herald_server_code_name(0), "unknown") == 0);
-    CHECK(strcmp(herald_server_code_name(13), "unknown") == 0);
+    CHECK(strcmp(herald_server_code_name(14), "unknown") == 0);
 }
 
 int main(void) {

@@ -9,6 +9,7 @@ import pytest
 from herald_client import (
     ConnectionClosed,
     Event,
+    ForbiddenError,
     FullError,
     ProtocolViolation,
     Role,
@@ -123,6 +124,41 @@ def test_full_fails_only_its_publish() -> None:
     assert isinstance(full, FullError) and not full.closes and full.correlation == first
     assert state.publish_result(second) == Stored(second, 9, 9, 1)
     assert state.failure is None and state.state is ClientState.READY
+
+
+def test_forbidden_fails_only_its_publish_its_subscribe_or_its_status() -> None:
+    state = ready()
+    first, _ = state.publish(Event("net.b"))
+    second, _ = state.publish(Event("a.b"))
+    state.receive(error(first, 13, b"not this topic") + stored(second, 9))
+    refused = state.publish_result(first)
+    assert isinstance(refused, ForbiddenError) and not refused.closes
+    assert state.publish_result(second) == Stored(second, 9, 9, 1)
+    # A refused subscribe leaves the connection as it was: another may be sent.
+    state.subscribe("", ["net.>"])
+    state.receive(error(0, 13, b"not these patterns"))
+    assert state.state is ClientState.READY
+    with pytest.raises(ForbiddenError):
+        state.subscribe_result()
+    state.subscribe("", ["a.>"])
+    state.receive(SUBSCRIBED)
+    assert state.subscribe_result() is not None and state.state is ClientState.SUBSCRIBED
+    assert state.failure is None
+    control = ProtocolState()
+    control.hello(Role.CONTROL, "t")
+    control.receive(HELLO_OK)
+    status_id, _ = control.status()
+    control.receive(error(0, 13, b"no admin"))
+    assert isinstance(control.status_result(status_id), ForbiddenError)
+    assert control.failure is None
+
+
+def test_a_forbidden_hello_ends_the_connection() -> None:
+    state = ProtocolState()
+    state.hello(Role.CONTROL, "t")
+    state.receive(error(0, 13, b"no admin"))
+    assert isinstance(state.failure, ForbiddenError)
+    assert state.state is ClientState.CLOSED
 
 
 def test_a_closing_error_fails_every_waiting_request() -> None:

@@ -78,6 +78,8 @@ pub struct Effective {
     pub file: Option<PathBuf>,
     /// Every setting, in the order of `herald serve --help`.
     pub settings: Vec<Setting>,
+    /// The file's access policy (`[[access]]` rules), if it has one.
+    pub access: Option<crate::access::AccessConfig>,
 }
 
 /// A configuration that cannot be used: every problem found, each naming the file, the
@@ -167,7 +169,7 @@ pub fn parse(
         return Ok((matches, Some(effective)));
     };
     let args = settings_of(&command, path);
-    let values = read_file(&file, &args)?;
+    let (values, access) = read_file(&file, &args)?;
     let layered = at(command, path, &mut |mut c: Command| {
         for v in &values {
             c = c.mut_arg(&v.key, |a| a.default_value(v.value.clone()));
@@ -178,12 +180,13 @@ pub fn parse(
         .clone()
         .try_get_matches_from(argv)
         .unwrap_or_else(|e| e.exit());
-    let effective = effective(
+    let mut effective = effective(
         settings_of(&layered, path),
         sub_matches(&matches, path),
         Some(&file),
         &values,
     );
+    effective.access = access;
     Ok((matches, Some(effective)))
 }
 
@@ -256,9 +259,12 @@ struct FileValue {
 
 type SpannedTable = std::collections::BTreeMap<toml::Spanned<String>, toml::Spanned<toml::Value>>;
 
-/// Reads the file and checks every key and value; every problem is reported, in the
-/// file's order.
-fn read_file(path: &Path, args: &[Arg]) -> Result<Vec<FileValue>, ConfigError> {
+/// Reads the file and checks every key and value, and its access rules; every problem
+/// is reported, in the file's order.
+fn read_file(
+    path: &Path,
+    args: &[Arg],
+) -> Result<(Vec<FileValue>, Option<crate::access::AccessConfig>), ConfigError> {
     let shown = path.display();
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigError(vec![format!(
@@ -277,6 +283,9 @@ fn read_file(path: &Path, args: &[Arg]) -> Result<Vec<FileValue>, ConfigError> {
     for (key, value) in &table {
         let line = line_of(&text, key.span().start);
         let key = key.get_ref();
+        if key == crate::access::KEY {
+            continue;
+        }
         let Some(arg) = args.iter().find(|a| a.get_id().as_str() == key) else {
             problems.push((
                 line,
@@ -298,8 +307,16 @@ fn read_file(path: &Path, args: &[Arg]) -> Result<Vec<FileValue>, ConfigError> {
             Err(why) => problems.push((line, format!("{shown}:{line}: {key}: {why}"))),
         }
     }
+    let access = match crate::access::read(&shown.to_string(), &text, crate::access::unrestricted())
+    {
+        Ok(access) => access,
+        Err(mut found) => {
+            problems.append(&mut found);
+            None
+        }
+    };
     if problems.is_empty() {
-        return Ok(values);
+        return Ok((values, access));
     }
     problems.sort_by_key(|(line, _)| *line);
     Err(ConfigError(problems.into_iter().map(|(_, p)| p).collect()))
@@ -414,6 +431,7 @@ fn effective(
     Effective {
         file: file.map(Path::to_owned),
         settings,
+        access: None,
     }
 }
 

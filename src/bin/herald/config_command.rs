@@ -59,6 +59,7 @@ pub fn check(args: &CheckArgs, effective: &Effective) -> anyhow::Result<ExitCode
             "settings": settings,
             "region": region,
             "socket": socket,
+            "access": effective.access.as_ref().map(|a| json_access(a, &daemon)),
         });
         println!("{}", serde_json::to_string_pretty(&document)?);
         return Ok(ExitCode::SUCCESS);
@@ -80,7 +81,94 @@ pub fn check(args: &CheckArgs, effective: &Effective) -> anyhow::Result<ExitCode
     }
     println!("# region in use: {}", region.display());
     println!("# socket in use: {}", socket.display());
+    print_access(effective, &daemon);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The access rules as a configuration file would write them, each with its line and
+/// what its subject resolved to, and the rules the socket's permissions keep out.
+fn print_access(effective: &Effective, daemon: &herald::delivery::DaemonConfig) {
+    let Some(access) = &effective.access else {
+        println!(
+            "# access policy: none (whoever can open the socket may do everything; \
+             [[access]] rules restrict it)"
+        );
+        return;
+    };
+    let file = effective
+        .file
+        .as_ref()
+        .map_or_else(String::new, |f| f.display().to_string());
+    println!(
+        "# access policy: {} rules; the daemon's user and root keep every right (uids {})",
+        access.written.len(),
+        join(access.policy.unrestricted())
+    );
+    for (rule, written) in access.policy.rules().iter().zip(&access.written) {
+        println!();
+        println!("{:<44} # {file}:{}", "[[access]]", written.line);
+        let subject = format!("{} = {}", written.subject_key, written.subject_value);
+        println!("{subject:<44} # {}", written.resolved);
+        for (key, list) in [
+            ("publish", &rule.publish),
+            ("subscribe", &rule.subscribe),
+            ("subscriptions", &rule.subscriptions),
+        ] {
+            if !list.is_empty() {
+                println!("{key} = {}", toml_list(list));
+            }
+        }
+        if rule.admin {
+            println!("admin = true");
+        }
+    }
+    let socket = crate::access::SocketAccess::of_daemon(daemon.socket_mode, daemon.socket_group);
+    for line in socket.shut_out(access) {
+        println!("# warning: {line}");
+    }
+}
+
+fn json_access(
+    access: &crate::access::AccessConfig,
+    daemon: &herald::delivery::DaemonConfig,
+) -> serde_json::Value {
+    let rules: Vec<serde_json::Value> = access
+        .policy
+        .rules()
+        .iter()
+        .zip(&access.written)
+        .map(|(rule, written)| {
+            serde_json::json!({
+                "line": written.line,
+                "subject": {
+                    "key": written.subject_key,
+                    "value": written.subject_value.trim_matches('"'),
+                    "resolved": written.resolved,
+                },
+                "publish": rule.publish,
+                "subscribe": rule.subscribe,
+                "subscriptions": rule.subscriptions,
+                "admin": rule.admin,
+            })
+        })
+        .collect();
+    let socket = crate::access::SocketAccess::of_daemon(daemon.socket_mode, daemon.socket_group);
+    serde_json::json!({
+        "rules": rules,
+        "unrestricted_uids": access.policy.unrestricted(),
+        "warnings": socket.shut_out(access),
+    })
+}
+
+fn join(uids: &[u32]) -> String {
+    uids.iter()
+        .map(|u| u.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn toml_list(list: &[String]) -> String {
+    toml::Value::Array(list.iter().cloned().map(toml::Value::String).collect()).to_string()
 }
 
 fn json_setting(s: &Setting) -> serde_json::Value {
@@ -160,6 +248,43 @@ fn example_text(serve: &Command) -> String {
             out.push('\n');
             out.push_str(&setting_text(arg));
         }
+    }
+    out.push_str(&access_example());
+    out
+}
+
+/// The example's access rules, commented out: there are none by default.
+fn access_example() -> String {
+    let mut out = String::from("\n# == Access control ==\n\n");
+    out.push_str(&comment(
+        "Without [[access]] rules, whoever can open the socket may do everything, and \
+         socket_mode 600 (the default) lets only the daemon's user and root open it. With \
+         rules, each connection may do what the rules naming its user or group allow (the \
+         peer's uid and gid, from the kernel); anything else is answered `forbidden` and the \
+         connection stays open for what it may do. The daemon's user and root keep every \
+         right. Let the named users reach the socket: socket_mode = 660 with socket_group a \
+         group they are in (and a data_dir they may enter), or socket_mode = 666. Names are \
+         resolved at start; a group names its gid and the members the group database lists. \
+         At most 64 rules; a user's rights are those of every rule naming it. Rules are read \
+         from this file only (no flag or environment variable).",
+    ));
+    for line in [
+        "",
+        "[[access]]",
+        "group = \"fs-producers\"        # or user = \"NAME\", uid = N, gid = N: exactly one",
+        "publish = [\"fs.>\"]            # topic patterns it may publish to",
+        "",
+        "[[access]]",
+        "user = \"alerting\"",
+        "subscribe = [\"fs.*.error\"]    # its subscriptions' patterns must lie within these",
+        "subscriptions = [\"alerts-*\"]  # durable subscription names it may use (* = any run)",
+        "",
+        "[[access]]",
+        "user = \"operator\"",
+        "admin = true                  # status, dead letters, subscriptions",
+    ] {
+        out.push_str(format!("# {line}").trim_end());
+        out.push('\n');
     }
     out
 }

@@ -9,6 +9,7 @@
 //! - 3: `inspect` or `check` found damage (corrupt slots or subscriptions that failed
 //!   checks)
 
+mod access;
 mod bench;
 mod check;
 mod config;
@@ -129,7 +130,7 @@ fn main() -> ExitCode {
         log_configuration(effective);
     }
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(args, effective.as_ref()),
         Command::Bench(args) => bench::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Format(args) => format::run(args),

@@ -5,6 +5,8 @@
 //! two from the flag), parsed by the flag's own parser whichever layer it comes from.
 //! A new setting is a new field here, and a line in [`daemon_config`].
 
+use crate::access::SocketAccess;
+use crate::config::Effective;
 use crate::logging::LogFormat;
 use crate::sdnotify::SdNotify;
 use herald::delivery::{self, DaemonConfig, IoChoice, NoNotifier, Notifier, RedeliveryConfig};
@@ -82,9 +84,16 @@ pub struct ServeArgs {
     /// Ignored for a DAX region, where the flushes reach persistent memory.
     #[arg(long, value_enum, default_value = "flush")]
     sync: SyncMode,
-    /// Socket permissions, octal.
+    /// Socket permissions, octal. 600 lets only the daemon's user (and root) connect.
+    /// With an access policy ([[access]] rules in the configuration file), let the users
+    /// it names in: 660 with socket_group a group they are in, or 666 (every user
+    /// connects, the policy decides what each may do).
     #[arg(long, default_value = "600", value_parser = parse_mode, value_name = "MODE")]
     socket_mode: u32,
+    /// Group of the socket, a name or a number (default: the daemon's own group). With
+    /// socket_mode 660, its members may connect.
+    #[arg(long, value_parser = parse_group, value_name = "GROUP")]
+    socket_group: Option<u32>,
     /// Producer and subscriber connections served at once, each slot with its buffers
     /// (484 KiB) allocated at start; at most 65536. Two more slots are kept for
     /// control connections (`herald status` gets in when the rest are taken); a
@@ -217,6 +226,18 @@ fn parse_metrics_listen(text: &str) -> Result<SocketAddr, String> {
     })
 }
 
+/// A group name or number, resolved now (at start).
+fn parse_group(text: &str) -> Result<u32, String> {
+    if let Ok(gid) = text.parse::<u32>() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(text) {
+        Ok(Some(group)) => Ok(group.gid.as_raw()),
+        Ok(None) => Err(format!("no group {text:?} on this host")),
+        Err(e) => Err(format!("cannot look up group {text:?}: {e}")),
+    }
+}
+
 fn parse_mode(text: &str) -> Result<u32, String> {
     u32::from_str_radix(text.trim_start_matches("0o"), 8)
         .ok()
@@ -240,6 +261,7 @@ pub fn daemon_config(args: &ServeArgs) -> DaemonConfig {
             SyncMode::Disk => FileSync::Disk,
         },
         socket_mode: args.socket_mode,
+        socket_group: args.socket_group,
         connections_max: args.connections_max,
         hello_timeout: args.hello_timeout,
         idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
@@ -266,8 +288,15 @@ pub fn daemon_config(args: &ServeArgs) -> DaemonConfig {
     }
 }
 
-pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = daemon_config(&args);
+pub fn run(args: ServeArgs, effective: Option<&Effective>) -> anyhow::Result<ExitCode> {
+    let mut config = daemon_config(&args);
+    if let Some(access) = effective.and_then(|e| e.access.as_ref()) {
+        let socket = SocketAccess::of_daemon(config.socket_mode, config.socket_group);
+        for line in socket.shut_out(access) {
+            tracing::warn!("{line}");
+        }
+        config.access = Some(access.policy.clone());
+    }
     // Under systemd (Type=notify): progress, readiness, the watchdog and the shutdown.
     let notify = SdNotify::from_env();
     let socket = config.socket_path();

@@ -17,6 +17,7 @@ from . import codec, limits
 from .codec import FrameType
 from .errors import (
     ConnectionClosed,
+    ErrorCode,
     HeraldError,
     ProtocolViolation,
     ServerError,
@@ -221,6 +222,7 @@ class ProtocolState:
             automatic_recovery=automatic_recovery,
         )
         self.state = ClientState.AWAIT_SUBSCRIBED
+        self._subscribe_failure = None
         return frame
 
     def settle(self, frame: bytes) -> bytes:
@@ -428,12 +430,29 @@ class ProtocolState:
         if frame.correlation != 0:
             pending = self._next_unanswered_publish("Error", frame.correlation)
             self._deliver_publish_result(pending.correlation, error)
+        elif frame.code == ErrorCode.FORBIDDEN:
+            self._apply_forbidden(error)
         elif not error.closes:
             raise ProtocolViolation(
                 f"server sent a non-closing Error {error.code_name} without a correlation"
             )
         if error.closes:
             self.fail(error)
+
+    def _apply_forbidden(self, error: ServerError) -> None:
+        """A ``forbidden`` without a correlation answers the hello, the subscribe, or
+        the oldest status request, whichever is waiting (answers come in order)."""
+        if self.state is ClientState.AWAIT_HELLO_OK:
+            # This client says hello once: a refused role ends the connection.
+            self.fail(error)
+        elif self.state is ClientState.AWAIT_SUBSCRIBED:
+            # Section 6: a refused Subscribe leaves the connection as it was.
+            self._subscribe_failure = error
+            self.state = ClientState.READY
+        elif self._unanswered_statuses:
+            self._store_status(self._unanswered_statuses.popleft(), error)
+        else:
+            raise ProtocolViolation("server sent forbidden without a correlation, for no request")
 
     def _apply_status_reply(self, frame: StatusReply) -> None:
         if not self._unanswered_statuses:

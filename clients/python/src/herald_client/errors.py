@@ -6,8 +6,9 @@ Four kinds, four treatments:
   protocol cannot carry (a field over its limit, a topic breaking the grammar). Nothing
   was sent; the connection is unchanged.
 * :class:`ServerError`: the daemon answered with an ``Error`` frame. It carries the code's
-  name and number and the daemon's message. :class:`FullError` (code 5, ``full``) is the
-  one code that does not close the connection: retry later.
+  name and number and the daemon's message. Two codes do not close the connection:
+  :class:`FullError` (code 5, ``full``: retry later) and :class:`ForbiddenError` (code 13,
+  ``forbidden``: the daemon's access policy refused it; do what this user may).
 * :class:`ProtocolViolation`: the daemon sent something version 1 does not allow (a
   malformed frame, a frame not valid in the connection's state). The client closes.
 * :class:`ConnectionClosed`: the connection ended (the daemon closed it, or the client
@@ -38,6 +39,7 @@ class ErrorCode(enum.IntEnum):
     BUSY = 10
     TABLE_FULL = 11
     TIMED_OUT = 12
+    FORBIDDEN = 13
 
     @property
     def code_name(self) -> str:
@@ -47,7 +49,7 @@ class ErrorCode(enum.IntEnum):
     @property
     def closes(self) -> bool:
         """Whether the server closes the connection right after sending this code."""
-        return self is not ErrorCode.FULL
+        return self not in (ErrorCode.FULL, ErrorCode.FORBIDDEN)
 
 
 class HeraldError(Exception):
@@ -111,6 +113,15 @@ class FullError(ServerError):
     """
 
 
+class ForbiddenError(ServerError):
+    """``forbidden`` (code 13): the daemon's access policy does not let this user do it.
+
+    Nothing was done: a publish (or whole batch) was not stored, a subscribe left the
+    connection as it was (another may be sent), a status was not given. The connection
+    stays open for what the user may do. From :meth:`Client.connect`: the role is refused.
+    """
+
+
 class AdminError(HeraldError):
     """The daemon could not carry out an ``Admin`` request: it answered ``{"error": ...}``.
 
@@ -124,9 +135,12 @@ class AdminError(HeraldError):
 
 
 def server_error(code: int, message: str, correlation: int) -> ServerError:
-    """The exception for an ``Error`` frame: :class:`FullError` for ``full``."""
+    """The exception for an ``Error`` frame: :class:`FullError` for ``full``,
+    :class:`ForbiddenError` for ``forbidden``."""
     if code == ErrorCode.FULL:
         return FullError(code, message, correlation)
+    if code == ErrorCode.FORBIDDEN:
+        return ForbiddenError(code, message, correlation)
     return ServerError(code, message, correlation)
 
 

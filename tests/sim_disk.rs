@@ -22,6 +22,19 @@ fn disk_node(net: &herald::reactor::sim::SimNet) -> SimNode<SimDisk> {
     SimNode::start(net, sim::SOCKET, sim::config(), log, true).expect("start")
 }
 
+/// Opens a power-cut image and asserts its checks find no problem (`at` says where).
+fn open_clean(image: Vec<u8>, at: &str) -> Log<SimDisk> {
+    let (log, report) =
+        Log::open(SimDisk::from_image(image), &mut |_, _| {}).expect("a crash image opens");
+    let findings = herald::subscription::check::check(&report, log.subscriptions());
+    let problems: Vec<_> = findings
+        .iter()
+        .filter(|f| f.severity == herald::subscription::check::Severity::Problem)
+        .collect();
+    assert!(problems.is_empty(), "{at}: {problems:?}");
+    log
+}
+
 /// The events a region image holds, by seq (what a restart would find).
 fn stored_in(image: Vec<u8>) -> BTreeSet<u64> {
     let (log, _) = Log::open(SimDisk::from_image(image), &mut |_, _| {}).expect("the image opens");
@@ -118,14 +131,7 @@ fn whatever_a_power_cut_leaves_opens_cleanly_with_every_acknowledged_event_and_n
         if turn % 10 == 0 {
             // A power cut now: any mix of unsynced pages survives.
             let image = node.core().log().medium().crash_image(&mut rng, 0.5);
-            let (log, report) =
-                Log::open(SimDisk::from_image(image), &mut |_, _| {}).expect("a crash image opens");
-            let findings = herald::subscription::check::check(&report, log.subscriptions());
-            let problems: Vec<_> = findings
-                .iter()
-                .filter(|f| f.severity == herald::subscription::check::Severity::Problem)
-                .collect();
-            assert!(problems.is_empty(), "seed {seed} turn {turn}: {problems:?}");
+            let log = open_clean(image, &format!("seed {seed} turn {turn}"));
             // Every acknowledged event is there, unless it was confirmed (then its
             // slot may have been reused).
             let ops = log.subscription_by_name(b"ops").expect("ops is durable");
@@ -210,14 +216,7 @@ fn a_slot_is_reused_only_once_the_cursor_that_released_it_is_durable() {
         let cuts = if turn % 1000 < 400 { 3 } else { 0 };
         for _ in 0..cuts {
             let image = node.core().log().medium().crash_image(&mut rng, 0.5);
-            let (log, report) =
-                Log::open(SimDisk::from_image(image), &mut |_, _| {}).expect("a crash image opens");
-            let findings = herald::subscription::check::check(&report, log.subscriptions());
-            let problems: Vec<_> = findings
-                .iter()
-                .filter(|f| f.severity == herald::subscription::check::Severity::Problem)
-                .collect();
-            assert!(problems.is_empty(), "seed {seed} turn {turn}: {problems:?}");
+            open_clean(image, &format!("seed {seed} turn {turn}"));
             checked += 1;
         }
     }

@@ -104,18 +104,44 @@ impl Producer for EchoProducer {
 
 /// Raw records on emulated-pmem files: each producer stores into its own file, flushes
 /// the record's cache lines and fences (once per record, or once per batch).
+///
+/// As the fdatasync floor ([`RawFlushPeer::fdatasync`]) each flush is followed by an
+/// `fdatasync` of the file, on the medium herald's disk mode uses: a region file
+/// created as `--sync disk` creates one (written with zeros and synced, so that a sync
+/// writes back data pages only, never converts extents). A 64-byte record dirties one
+/// 4 KiB page; a 1 KiB one, one or two. `tools/sync_primitives.rs` compares this with
+/// `msync`, `sync_file_range`, `O_DSYNC` and `pwrite` + `fdatasync`.
 pub struct RawFlushPeer {
     plan: Plan,
     dir: tempfile::TempDir,
+    fdatasync: bool,
 }
 
 impl RawFlushPeer {
-    /// A directory for the files under `scratch`.
+    /// The store + flush + fence floor, its files under `scratch`.
     pub fn new(scratch: &Path, plan: Plan) -> anyhow::Result<RawFlushPeer> {
+        Self::with(scratch, plan, false)
+    }
+
+    /// The store + flush + fdatasync floor, its files under `scratch`.
+    pub fn fdatasync(scratch: &Path, plan: Plan) -> anyhow::Result<RawFlushPeer> {
+        Self::with(scratch, plan, true)
+    }
+
+    fn with(scratch: &Path, plan: Plan, fdatasync: bool) -> anyhow::Result<RawFlushPeer> {
+        let prefix = if fdatasync {
+            "fdatasync-"
+        } else {
+            "raw-flush-"
+        };
         let dir = tempfile::Builder::new()
-            .prefix("raw-flush-")
+            .prefix(prefix)
             .tempdir_in(scratch)?;
-        Ok(RawFlushPeer { plan, dir })
+        Ok(RawFlushPeer {
+            plan,
+            dir,
+            fdatasync,
+        })
     }
 
     fn file(&self, w: &Workload, index: usize) -> PathBuf {
@@ -166,16 +192,25 @@ impl Peer for RawFlushPeer {
         let events = events_per_producer(&self.plan, w);
         let stride = record_stride(w.payload_bytes);
         let bytes = (events as usize * stride).max(REGION_BYTES_MIN);
-        let region = MappedRegion::create(
-            &self.file(w, index),
-            bytes as u64,
-            &RegionOptions::default(),
-        )?;
-        Ok(Box::new(RawFlushProducer {
+        let options = RegionOptions {
+            file_sync: if self.fdatasync {
+                FileSync::Disk
+            } else {
+                FileSync::CacheFlush
+            },
+            ..Default::default()
+        };
+        let region = MappedRegion::create(&self.file(w, index), bytes as u64, &options)?;
+        let raw = RawFlushProducer {
             region,
             stride,
             offset: 0,
-        }))
+        };
+        Ok(if self.fdatasync {
+            Box::new(FdatasyncProducer(raw))
+        } else {
+            Box::new(raw)
+        })
     }
 
     fn consumer(&mut self, _w: &Workload) -> anyhow::Result<Option<Box<dyn Consumer>>> {
@@ -250,94 +285,6 @@ impl Producer for RawFlushProducer {
             }
             self.region.flush(start, self.offset - start);
             self.region.fence()?;
-        }
-        Ok(())
-    }
-}
-
-/// One `fdatasync` per record (per batch when pipelined), on the medium herald's disk
-/// mode uses: each producer stores its records into a region file of its own (created
-/// as `--sync disk` creates one: written with zeros and synced, so that a sync writes
-/// back data pages only, never converts extents), flushes them, and `fdatasync`s the
-/// file. A 64-byte record dirties one 4 KiB page; a 1 KiB one, one or two.
-/// `tools/sync_primitives.rs` compares this with `msync`, `sync_file_range`, `O_DSYNC`
-/// and `pwrite` + `fdatasync`.
-pub struct FdatasyncPeer {
-    plan: Plan,
-    dir: tempfile::TempDir,
-}
-
-impl FdatasyncPeer {
-    /// A directory for the files under `scratch`.
-    pub fn new(scratch: &Path, plan: Plan) -> anyhow::Result<FdatasyncPeer> {
-        let dir = tempfile::Builder::new()
-            .prefix("fdatasync-")
-            .tempdir_in(scratch)?;
-        Ok(FdatasyncPeer { plan, dir })
-    }
-
-    fn file(&self, w: &Workload, index: usize) -> PathBuf {
-        self.dir
-            .path()
-            .join(format!("{}-{index}.pmem", w.name('-')))
-    }
-}
-
-impl Peer for FdatasyncPeer {
-    fn prepare(&mut self, _w: &Workload) -> anyhow::Result<()> {
-        Ok(())
-    }
-
-    fn producer(&mut self, w: &Workload, index: usize) -> anyhow::Result<Box<dyn Producer>> {
-        let stride = record_stride(w.payload_bytes);
-        let bytes = (events_per_producer(&self.plan, w) as usize * stride).max(REGION_BYTES_MIN);
-        let options = RegionOptions {
-            file_sync: FileSync::Disk,
-            ..Default::default()
-        };
-        let region = MappedRegion::create(&self.file(w, index), bytes as u64, &options)?;
-        Ok(Box::new(FdatasyncProducer(RawFlushProducer {
-            region,
-            stride,
-            offset: 0,
-        })))
-    }
-
-    fn consumer(&mut self, _w: &Workload) -> anyhow::Result<Option<Box<dyn Consumer>>> {
-        Ok(None)
-    }
-
-    fn stored(&mut self, w: &Workload) -> anyhow::Result<Option<u64>> {
-        let stride = record_stride(w.payload_bytes);
-        let mut records = 0;
-        for index in 0..PRODUCERS {
-            let path = self.file(w, index);
-            if path.exists() {
-                let options = RegionOptions {
-                    read_only: true,
-                    ..Default::default()
-                };
-                let region = MappedRegion::open(&path, &options)?;
-                records += records_in(region.bytes(), stride, w.payload_bytes);
-            }
-        }
-        Ok(Some(records))
-    }
-
-    fn delivered_confirmed(
-        &mut self,
-        _w: &Workload,
-        _published: u64,
-    ) -> anyhow::Result<Option<u64>> {
-        Ok(None)
-    }
-
-    fn finish(&mut self, w: &Workload) -> anyhow::Result<()> {
-        for index in 0..PRODUCERS {
-            let path = self.file(w, index);
-            if path.exists() {
-                std::fs::remove_file(path)?;
-            }
         }
         Ok(())
     }

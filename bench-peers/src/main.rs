@@ -235,7 +235,10 @@ fn start(system: System, scratch: &Path, plan: Plan) -> anyhow::Result<(Started,
         System::Jetstream => (Box::new(nats::NatsPeer::start(scratch)?), None),
         System::Pmemlog => (Box::new(pmemlog::PmemlogPeer::load(scratch, plan)?), None),
         System::RawFlush => (Box::new(floors::RawFlushPeer::new(scratch, plan)?), None),
-        System::Fdatasync => (Box::new(floors::FdatasyncPeer::new(scratch, plan)?), None),
+        System::Fdatasync => (
+            Box::new(floors::RawFlushPeer::fdatasync(scratch, plan)?),
+            None,
+        ),
         System::Echo => (Box::new(floors::EchoPeer::new(scratch)?), None),
     })
 }

@@ -182,37 +182,45 @@ impl<M: Crashable> World<M> {
 
     /// Reads every client's messages and checks them.
     pub(super) fn receive_all(&mut self) -> Result<(), SimulatorFailure> {
+        self.receive(false)
+    }
+
+    /// Reads every client's messages and checks them; while `settling`, every
+    /// delivery is confirmed ([`World::settle_delivery`]) instead of treated at random.
+    pub(super) fn receive(&mut self, settling: bool) -> Result<(), SimulatorFailure> {
+        let mut msgs = std::mem::take(&mut self.msgs);
         for p in 0..self.producers.len() {
-            let mut msgs = std::mem::take(&mut self.msgs);
             msgs.clear();
-            let closed = match self.producers[p].client.as_mut() {
-                Some(c) => drain(c, &mut msgs),
-                None => false,
-            };
+            let closed = self.producers[p]
+                .client
+                .as_mut()
+                .is_some_and(|c| drain(c, &mut msgs));
             for m in msgs.drain(..) {
                 self.producer_msg(p, m)?;
             }
-            self.msgs = msgs;
             if closed {
                 self.producers[p].client = None;
             }
         }
         for s in 0..self.subscribers.len() {
-            let mut msgs = std::mem::take(&mut self.msgs);
             msgs.clear();
-            let closed = match self.subscribers[s].client.as_mut() {
-                Some(c) => drain(c, &mut msgs),
-                None => false,
-            };
+            let closed = self.subscribers[s]
+                .client
+                .as_mut()
+                .is_some_and(|c| drain(c, &mut msgs));
             for m in msgs.drain(..) {
-                self.subscriber_msg(s, m)?;
+                if settling {
+                    self.settle_delivery(s, m)?;
+                } else {
+                    self.subscriber_msg(s, m)?;
+                }
             }
-            self.msgs = msgs;
             if closed {
                 self.subscribers[s].client = None;
                 self.subscribers[s].subscribed = false;
             }
         }
+        self.msgs = msgs;
         Ok(())
     }
 

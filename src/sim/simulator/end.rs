@@ -95,51 +95,25 @@ impl<M: Crashable> World<M> {
             if let Err(e) = self.node().turn() {
                 return Err(self.fail(format!("the daemon stopped: {e}")));
             }
-            for p in 0..self.producers.len() {
-                let mut msgs = std::mem::take(&mut self.msgs);
-                msgs.clear();
-                let closed = match self.producers[p].client.as_mut() {
-                    Some(c) => drain(c, &mut msgs),
-                    None => false,
-                };
-                for m in msgs.drain(..) {
-                    self.producer_msg(p, m)?;
-                }
-                self.msgs = msgs;
-                if closed {
-                    self.producers[p].client = None;
-                }
-            }
-            for s in 0..self.subscribers.len() {
-                let mut msgs = std::mem::take(&mut self.msgs);
-                msgs.clear();
-                let closed = match self.subscribers[s].client.as_mut() {
-                    Some(c) => drain(c, &mut msgs),
-                    None => false,
-                };
-                for m in msgs.drain(..) {
-                    match m {
-                        Msg::Deliver { seq, .. }
-                            if !self.subscribers[s].rejected.contains(&seq) =>
-                        {
-                            // Checked like any delivery, then confirmed.
-                            let confirmed_before = self.subscribers[s].confirmed.contains(&seq);
-                            self.subscriber_msg_checked_only(s, m.clone())?;
-                            if !confirmed_before {
-                                self.confirm(s, seq);
-                            }
-                        }
-                        other => self.subscriber_msg(s, other)?,
-                    }
-                }
-                self.msgs = msgs;
-                if closed {
-                    self.subscribers[s].client = None;
-                    self.subscribers[s].subscribed = false;
-                }
-            }
+            self.receive(true)?;
         }
         Ok(())
+    }
+
+    /// A delivery while everything settles: checked like any delivery, then confirmed
+    /// (a rejected one is left to become a dead letter).
+    pub(super) fn settle_delivery(&mut self, s: usize, m: Msg) -> Result<(), SimulatorFailure> {
+        match m {
+            Msg::Deliver { seq, .. } if !self.subscribers[s].rejected.contains(&seq) => {
+                let confirmed_before = self.subscribers[s].confirmed.contains(&seq);
+                self.subscriber_msg_checked_only(s, m)?;
+                if !confirmed_before {
+                    self.confirm(s, seq);
+                }
+                Ok(())
+            }
+            other => self.subscriber_msg(s, other),
+        }
     }
 
     /// The checks of a delivery, without the random choice of what to do with it.

@@ -15,12 +15,14 @@
 mod batch;
 pub mod cursors;
 pub mod dead;
+mod dead_letters;
 pub mod event;
 pub mod format;
 pub mod layout;
 pub mod run_state;
 pub mod scan;
 mod store;
+mod sync;
 
 pub use crate::event::{Seq, Severity, SubscriptionMode};
 pub use batch::{Batch, BatchMark};
@@ -192,38 +194,7 @@ pub struct Log<M: Medium> {
     /// subscriptions it was given to refuse duplicates without allocating.
     listed: Vec<u64>,
     /// On a deferred medium (a file synced to disk): what waits for a sync.
-    deferred: Option<Deferred>,
-}
-
-/// Deferred durability. On a medium synced to disk, group commits and cursor releases
-/// are only ordered when they return; they become durable when a sync begun after
-/// them ends ([`Log::begin_sync`], [`Log::end_sync`], run by the caller while it goes
-/// on). Every other change (subscriptions, modes, dead letters, the run-state word)
-/// syncs at its own fence, which also makes everything before it durable.
-///
-/// Two rules keep a power cut harmless:
-/// - a slot is reused only once the cursor that released it is durable: the head is
-///   computed from durable cursors;
-/// - a subscription's cursor is written again only once its previous write is
-///   durable: its two alternating records must never both be unsynced, or a power
-///   cut could leave neither valid.
-struct Deferred {
-    /// Something was written since the last sync began.
-    dirty: bool,
-    /// ...and some of it is a group commit, whose answers wait for the sync (else
-    /// only cursor records wait: their sync may be put off).
-    urgent: bool,
-    /// The sync under way, and the tail when it began.
-    in_flight: Option<(u64, u64)>,
-    /// Every record below this position is durable (the tail when the last
-    /// completed sync began).
-    synced_below: u64,
-    /// The number of the next sync.
-    next: u64,
-    /// Per subscription entry: its cursor as durably written...
-    durable_cursor: Vec<u64>,
-    /// ...and the sync its newest cursor record waits for (None: durable).
-    covered_by: Vec<Option<u64>>,
+    deferred: Option<sync::Deferred>,
 }
 
 /// The reason writes are refused after [`Log::close_clean`].
@@ -303,7 +274,7 @@ impl<M: Medium> Log<M> {
         };
         if log.medium.deferred() {
             let entries = geometry.subscriptions.entry_count as usize;
-            log.deferred = Some(Deferred {
+            log.deferred = Some(sync::Deferred {
                 dirty: false,
                 urgent: false,
                 in_flight: None,
@@ -405,130 +376,6 @@ impl<M: Medium> Log<M> {
         Ok(())
     }
 
-    /// Orders what was written so far (a group commit, a release): durable at once on
-    /// a medium that is not deferred, else once a sync begun later ends.
-    /// Orders what was just written before everything written later; `urgent` when
-    /// an answer waits for it to be durable (a group commit), not for cursor records.
-    fn order(&mut self, urgent: bool) -> Result<(), LogError> {
-        if self.deferred.is_none() {
-            return self.fence();
-        }
-        if let Some(reason) = &self.failed {
-            return Err(LogError::Failed(reason.clone()));
-        }
-        self.medium.order().map_err(|e| {
-            let reason = e.to_string();
-            self.failed = Some(reason.clone());
-            LogError::Failed(reason)
-        })?;
-        if let Some(d) = &mut self.deferred {
-            d.dirty = true;
-            d.urgent |= urgent;
-        }
-        Ok(())
-    }
-
-    /// After a fence every write is durable, cursor records included.
-    fn mark_all_durable(&mut self) {
-        let Some(d) = &mut self.deferred else {
-            return;
-        };
-        d.dirty = false;
-        d.urgent = false;
-        for s in self.subscriptions.iter().flatten() {
-            let i = s.id.0 as usize;
-            d.durable_cursor[i] = s.cursor;
-            d.covered_by[i] = None;
-        }
-        self.recompute_head();
-    }
-
-    /// Whether the medium is synced by the caller ([`Log::begin_sync`]).
-    pub fn deferred(&self) -> bool {
-        self.deferred.is_some()
-    }
-
-    /// Whether something written waits for a sync that has not begun.
-    pub fn needs_sync(&self) -> bool {
-        self.deferred.as_ref().is_some_and(|d| d.dirty)
-    }
-
-    /// Whether only cursor records wait for a sync that has not begun: nobody is
-    /// owed an answer for them, so their sync may wait for the next group commit's
-    /// (their slots are freed, and their progress survives a power cut, only then).
-    pub fn only_cursors_unsynced(&self) -> bool {
-        self.deferred.as_ref().is_some_and(|d| d.dirty && !d.urgent)
-    }
-
-    /// Whether a sync has begun and not ended.
-    pub fn sync_in_flight(&self) -> bool {
-        self.deferred
-            .as_ref()
-            .is_some_and(|d| d.in_flight.is_some())
-    }
-
-    /// Begins a sync of everything written so far, if something waits and no sync is
-    /// under way: its number, and what the caller is to sync. Everything written
-    /// before this is durable once [`Log::end_sync`] of that number returns `Ok`.
-    pub fn begin_sync(&mut self) -> Option<(u64, crate::pmem::SyncRequest)> {
-        if self.failed.is_some() {
-            return None;
-        }
-        let d = self.deferred.as_mut()?;
-        if !d.dirty || d.in_flight.is_some() {
-            return None;
-        }
-        let number = d.next;
-        d.next += 1;
-        d.in_flight = Some((number, self.tail));
-        d.dirty = false;
-        d.urgent = false;
-        // Tell recovery how far back torn records are expected: everything below this
-        // was synced. The word itself is synced by this sync or a later one; whatever
-        // value a power cut leaves is one that was true.
-        let watermark = d.synced_below.max(1);
-        self.medium
-            .write(SYNC_WATERMARK_OFFSET, &watermark.to_le_bytes());
-        self.medium.flush(SYNC_WATERMARK_OFFSET, 8);
-        Some((number, self.medium.begin_sync()))
-    }
-
-    /// Sync `number` ended with `result`: what it covered is durable, cursors that
-    /// moved become the head's (their slots may be reused), and their subscriptions'
-    /// cursors may be written again. A failed sync fails the log.
-    pub fn end_sync(&mut self, number: u64, result: std::io::Result<()>) -> Result<(), LogError> {
-        let Some(d) = &mut self.deferred else {
-            return Ok(());
-        };
-        let Some((_, began_at_tail)) = d.in_flight.filter(|(n, _)| *n == number) else {
-            return Ok(()); // not the sync under way (an answer for a past one)
-        };
-        d.in_flight = None;
-        d.synced_below = d.synced_below.max(began_at_tail);
-        if let Err(e) = self.medium.end_sync(result) {
-            let reason = format!("a sync to disk failed: {e}");
-            self.failed = Some(reason.clone());
-            return Err(LogError::Failed(reason));
-        }
-        for s in self.subscriptions.iter().flatten() {
-            let i = s.id.0 as usize;
-            if d.covered_by[i].is_some_and(|c| c <= number) {
-                d.durable_cursor[i] = s.cursor;
-                d.covered_by[i] = None;
-            }
-        }
-        self.recompute_head();
-        Ok(())
-    }
-
-    /// Whether subscription `id`'s cursor may be released now: always, unless its
-    /// previous cursor write still waits for a sync (deferred media).
-    pub fn cursor_writable(&self, id: SubscriptionId) -> bool {
-        self.deferred
-            .as_ref()
-            .is_none_or(|d| d.covered_by.get(id.0 as usize).is_some_and(|c| c.is_none()))
-    }
-
     /// The geometry read at open.
     pub fn geometry(&self) -> &Geometry {
         &self.geometry
@@ -562,6 +409,11 @@ impl<M: Medium> Log<M> {
     /// Slots between head and tail.
     pub fn used_slots(&self) -> u64 {
         self.tail - self.head
+    }
+
+    /// Slots of the event ring.
+    pub fn ring_slots(&self) -> u64 {
+        self.geometry.ring.slot_count
     }
 
     /// Reads the event at `seq`, if a valid event is stored there.
@@ -710,184 +562,6 @@ impl<M: Medium> Log<M> {
             self.dead.set_orphan(d);
         }
         self.purge_dead(&mine)
-    }
-
-    /// Copies the event at `seq` into a new dead-letter record for subscription `sub`
-    /// and makes it durable before returning. From then on the event may be released
-    /// for `sub` (its cursor may pass `seq`, its ring slots may be reused): the record
-    /// holds its own copy.
-    ///
-    /// Order of durability: phase 0 (stale words of the run zeroed; fenced only if any
-    /// were written), phase 1 (the static part: header and copy; fenced), phase 2 (the
-    /// status word; fenced). A power cut leaves no record or the complete one.
-    pub fn dead_letter(
-        &mut self,
-        sub: SubscriptionId,
-        seq: Seq,
-        delivery_count: u32,
-        reason: DeadReason,
-    ) -> Result<DeadLetterId, DeadLetterError> {
-        if !self.geometry.has_dead_letters() {
-            return Err(DeadLetterError::NoArea);
-        }
-        let subscription_uid = self
-            .subscription(sub)
-            .ok_or(DeadLetterError::UnknownSubscription(sub))?
-            .uid;
-        let event = self.read(seq).ok_or(DeadLetterError::NotFound(seq))?;
-        let new = dead::NewDeadLetter {
-            subscription: sub,
-            subscription_uid,
-            reason,
-            dead_unix_ns: now_unix_ns(),
-        };
-        let header = dead::header_for(&event, &new, &self.geometry);
-        let slots = header.span as u64;
-        let ring_body_offset = self
-            .geometry
-            .slot_offset(seq.0 % self.geometry.ring.slot_count)
-            + SLOT_HEADER_BYTES;
-        if let Some(reason) = &self.failed {
-            return Err(DeadLetterError::Failed(reason.clone()));
-        }
-        let slot = self.dead.first_fit(slots).ok_or(DeadLetterError::Full {
-            free_slots: self.dead.free_slots(),
-            needed: slots,
-        })?;
-        let failed = |e: LogError| match e {
-            LogError::Failed(reason) => DeadLetterError::Failed(reason),
-            other => DeadLetterError::Failed(other.to_string()),
-        };
-        if dead::stage_clear_run(&mut self.medium, &self.geometry, slot, slots) {
-            self.fence().map_err(failed)?;
-        }
-        let checksum = dead::stage_static(
-            &mut self.medium,
-            &self.geometry,
-            slot,
-            &header,
-            ring_body_offset,
-        );
-        self.fence().map_err(failed)?;
-        let status = Some((false, delivery_count));
-        dead::stage_status(&mut self.medium, &self.geometry, slot, checksum, status);
-        self.fence().map_err(failed)?;
-        let letter = DeadLetter {
-            id: DeadLetterId::new(slot, checksum),
-            subscription: sub,
-            subscription_uid,
-            seq,
-            delivery_count,
-            reason,
-            dead_unix_ns: new.dead_unix_ns,
-            replay_requested: false,
-            slots,
-            orphan: false,
-        };
-        self.dead.insert(letter);
-        Ok(letter.id)
-    }
-
-    /// The dead letters, by position in the area (orphans included, flagged).
-    pub fn dead_letters(&self) -> impl Iterator<Item = &DeadLetter> {
-        self.dead.records().iter()
-    }
-
-    /// The dead letters of subscription `id`: not those of an earlier subscription
-    /// that used the same table entry (their uid differs), nor orphans.
-    pub fn dead_letters_of(&self, id: SubscriptionId) -> impl Iterator<Item = &DeadLetter> {
-        let uid = self.subscription(id).map(|s| s.uid);
-        self.dead_letters()
-            .filter(move |d| d.subscription == id && Some(d.subscription_uid) == uid)
-    }
-
-    /// One dead letter's metadata.
-    pub fn dead_letter_info(&self, id: DeadLetterId) -> Option<&DeadLetter> {
-        self.dead.get(id)
-    }
-
-    /// Ids of damaged dead-letter records found at open (see the report's
-    /// `dead_letter_problems`); `purge_dead` accepts them.
-    pub fn damaged_dead_letters(&self) -> &[DeadLetterId] {
-        self.dead.damaged()
-    }
-
-    /// Slots the damaged dead-letter records hold (each holds the span its header
-    /// claims when that header is sane, else its first slot; see
-    /// [`DeadLetterProblem::slots`]).
-    pub fn damaged_dead_letter_slots(&self) -> u64 {
-        self.dead.damaged_slots()
-    }
-
-    /// Slots of the event ring.
-    pub fn ring_slots(&self) -> u64 {
-        self.geometry.ring.slot_count
-    }
-
-    /// Free and total slots of the dead-letter area (0 and 0 when it has none).
-    pub fn dead_letter_slots(&self) -> (u64, u64) {
-        (self.dead.free_slots(), self.dead.slot_count())
-    }
-
-    /// The copy of a dead letter's event, with its original seq.
-    pub fn dead_event(&self, id: DeadLetterId) -> Option<EventView<'_>> {
-        let d = self.dead.get(id)?;
-        dead::read_event(self.medium.bytes(), &self.geometry, d)
-    }
-
-    /// Purges dead letters (valid or damaged) with one fence: each status word goes
-    /// back to zero. Every id is checked before anything is written; an unknown id
-    /// (never made, or purged already) is an error and nothing is purged. A power cut
-    /// leaves each record present or gone.
-    pub fn purge_dead(&mut self, ids: &[DeadLetterId]) -> Result<(), LogError> {
-        if let Some(&unknown) = ids.iter().find(|&&id| !self.dead.contains(id)) {
-            return Err(LogError::UnknownDeadLetter(unknown));
-        }
-        if ids.is_empty() {
-            return Ok(());
-        }
-        if let Some(reason) = &self.failed {
-            return Err(LogError::Failed(reason.clone()));
-        }
-        for &id in ids {
-            let checksum = id.checksum();
-            dead::stage_status(&mut self.medium, &self.geometry, id.slot(), checksum, None);
-        }
-        self.fence()?;
-        for &id in ids {
-            self.dead.remove(id);
-        }
-        Ok(())
-    }
-
-    /// Sets a dead letter's replay flag and delivery count with one aligned store and
-    /// a fence: a power cut leaves the old or the new status, never a mix. The daemon
-    /// sets `requested` when an operator asks for a replay, and clears it (raising the
-    /// count) when the replayed copy is rejected or exhausted again.
-    pub fn set_dead_replay(
-        &mut self,
-        id: DeadLetterId,
-        requested: bool,
-        delivery_count: u32,
-    ) -> Result<(), LogError> {
-        if self.dead.get(id).is_none() {
-            return Err(LogError::UnknownDeadLetter(id));
-        }
-        if let Some(reason) = &self.failed {
-            return Err(LogError::Failed(reason.clone()));
-        }
-        let status = Some((requested, delivery_count));
-        let checksum = id.checksum();
-        dead::stage_status(
-            &mut self.medium,
-            &self.geometry,
-            id.slot(),
-            checksum,
-            status,
-        );
-        self.fence()?;
-        self.dead.set_status(id, requested, delivery_count);
-        Ok(())
     }
 
     /// Advances the durable cursors of several subscriptions with one fence, then

@@ -45,7 +45,7 @@ const ALLOWED: &[(&str, &str, &str, &str)] = &[
         "a unit test tries every combination of facts against the table",
     ),
     (
-        "log/dead/mod.rs",
+        "log/dead/area.rs",
         "expect",
         "caller checked the id",
         "Log::set_dead_replay looks the id up before it changes the record",

@@ -21,6 +21,7 @@ pub mod event;
 pub mod log;
 pub mod measure;
 pub mod metrics;
+pub mod nats;
 pub mod pmem;
 pub mod protocol;
 pub mod reactor;

@@ -13,12 +13,14 @@ const RULE: &[(&str, &[&str])] = &[
     ("protocol", &["event"]),
     ("subscription", &["event", "log", "pmem"]),
     ("metrics", &["event"]),
+    ("nats", &[]),
     (
         "delivery",
         &[
             "event",
             "log",
             "metrics",
+            "nats",
             "pmem",
             "protocol",
             "reactor",

@@ -22,6 +22,7 @@ use super::conn::{sink_of, Connections};
 use super::dead::DeadQueue;
 use super::dedupe::DedupeWindow;
 use super::ingest::{decode_frames, Ingest, PendingSubscribe, Stop};
+use super::jetstream::{ForwardSink, Forwarder};
 use super::metrics::MetricsLink;
 use super::notify::{NoNotifier, Notifier};
 use super::reply::{Identity, Reply};
@@ -101,7 +102,7 @@ pub struct Core<R: Reactor, M: Medium> {
     /// Since when (monotonic ns) only cursor records wait for a sync, put off.
     cursors_unsynced_since: Option<u64>,
     /// This turn's monotonic time (ns).
-    now: u64,
+    pub(super) now: u64,
     /// This turn's wall-clock time (ns since the epoch).
     unix_now: u64,
     phase: Phase,
@@ -129,6 +130,9 @@ pub struct Core<R: Reactor, M: Medium> {
     pub(super) started_unix_ns: u64,
     /// The access policy and its refusals.
     pub(super) access: Access,
+    /// The JetStream forwarder (`--forward-jetstream`), the sink numbered after every
+    /// connection slot.
+    pub(super) forwarder: Option<Box<Forwarder<R::Socket>>>,
 }
 
 /// Lets a kind of log line through at most once per interval and counts the rest.
@@ -194,8 +198,19 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                 .min(crate::event::limits::DEDUPE_WINDOW_AGE_MAX),
         );
         rebuild_dedupe_window(&log, &mut dedupe, reactor.unix_ns());
+        let forwarder = match &config.forward {
+            Some(forward) => Some(Box::new(start_forwarder(
+                forward,
+                &mut subs,
+                &mut log,
+                &config,
+                identity.node_id,
+            )?)),
+            None => None,
+        };
         let replaying = count_replaying(&subs);
         Ok(Core {
+            forwarder,
             conns: Connections::new(connections),
             subs,
             pipeline: CommitPipeline::new(
@@ -318,6 +333,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             + self.subscribes.capacity() * std::mem::size_of::<PendingSubscribe>()
             + self.completions.capacity() * std::mem::size_of::<Completion<R::Socket>>()
             + self.cursor_updates.capacity() * std::mem::size_of::<(SubscriptionId, Seq)>()
+            + self.forwarder.as_ref().map_or(0, |f| f.footprint_bytes())
     }
 
     /// Frames the access policy refused since the daemon started.
@@ -369,6 +385,32 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                         tracing::warn!(error = %std::io::Error::from_raw_os_error(errno), "accept failed")
                     }
                 },
+                Completion::Received { token, result } if self.forwards(token) => {
+                    if let Some(f) = self.forwarder.as_deref_mut() {
+                        let sub = self.subs.get_mut(f.subscription);
+                        let (now, unix) = (self.now, self.unix_now);
+                        f.received(&mut self.reactor, token, result, sub, now, unix);
+                    }
+                }
+                Completion::Sent { token, result } if self.forwards(token) => {
+                    if let Some(f) = self.forwarder.as_deref_mut() {
+                        let sub = self.subs.get_mut(f.subscription);
+                        let (now, unix) = (self.now, self.unix_now);
+                        f.sent(&mut self.reactor, token, result, sub, now, unix);
+                    }
+                }
+                Completion::Connected { token, result } => match self.forwarder.as_deref_mut() {
+                    Some(f) if f.owns(token) => {
+                        let sub = self.subs.get_mut(f.subscription);
+                        let (now, unix) = (self.now, self.unix_now);
+                        f.connected(&mut self.reactor, token, result, sub, now, unix);
+                    }
+                    _ => {
+                        if let Ok(socket) = result {
+                            self.reactor.close(socket, None);
+                        }
+                    }
+                },
                 Completion::Received { token, result } => {
                     if let Some(slot) = self.conns.received(token, result, self.now) {
                         self.close(slot);
@@ -379,7 +421,6 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                         self.close(slot);
                     }
                 }
-                Completion::Connected { .. } => {}
                 Completion::Synced { token, result } => {
                     if self.pipeline.sync_token() == Some(token) {
                         if let Some(number) = self.pipeline.sync_number() {
@@ -401,6 +442,11 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             }
         }
         self.completions = completions;
+    }
+
+    /// Whether a completion's token is the forwarder's.
+    fn forwards(&self, token: crate::reactor::Token) -> bool {
+        self.forwarder.as_ref().is_some_and(|f| f.owns(token))
     }
 
     /// SIGTERM: stop accepting, tell every connection `shutting_down` (after what it is
@@ -642,10 +688,17 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             conns,
             now,
             dead,
+            forwarder,
             ..
         } = self;
         for (index, sub) in subs.iter_mut() {
             match sub.sink {
+                Some(sink) if sink.0 as usize >= conns.len() => {
+                    if let Some(f) = forwarder.as_deref_mut() {
+                        let sink = &mut ForwardSink(f);
+                        fanout::pump(log, end, index, sub, sink, *now, dead);
+                    }
+                }
                 Some(sink) => {
                     let conn = conns.get_mut(sink.0 as usize);
                     fanout::pump(log, end, index, sub, &mut ConnSink(conn), *now, dead);
@@ -703,6 +756,10 @@ impl<R: Reactor, M: Medium> Core<R, M> {
 
     fn arm(&mut self) {
         let reading = self.phase == Phase::Running;
+        if let Some(f) = self.forwarder.as_deref_mut() {
+            f.tick(&mut self.reactor, self.now, self.unix_now);
+            f.arm(&mut self.reactor);
+        }
         let outcome = self.conns.arm(&mut self.reactor, reading);
         for slot in outcome.to_close.iter() {
             self.close(slot);
@@ -720,7 +777,18 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             let due = since + CURSOR_SYNC_DELAY_NS;
             sleep = sleep.min(Duration::from_nanos(due.saturating_sub(self.now)));
         }
-        for (_, sub) in self.subs.iter().filter(|(_, s)| s.sink.is_some()) {
+        // The forwarder's subscription waits for its connection, not its deadlines,
+        // while it is not connected (its events are all due then).
+        let forwarder = self.forwarder.as_ref();
+        if let Some(at) = forwarder.and_then(|f| f.deadline()) {
+            sleep = sleep.min(Duration::from_nanos(at.saturating_sub(self.now)));
+        }
+        let idle_forwarder = forwarder.filter(|f| !f.ready()).map(|f| f.subscription);
+        for (_, sub) in self
+            .subs
+            .iter()
+            .filter(|(i, s)| s.sink.is_some() && Some(*i) != idle_forwarder)
+        {
             sleep = sleep.min(Duration::from_nanos(
                 sub.next_due().saturating_sub(self.now),
             ));
@@ -736,6 +804,54 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         let mut spare = Vec::new();
         let _ = self.reactor.wait(Duration::ZERO, &mut spare);
     }
+}
+
+/// Attaches the forwarder's durable subscription (created on first use, with the
+/// configured filters) to the sink numbered after every connection slot.
+fn start_forwarder<M: Medium, S>(
+    forward: &super::jetstream::ForwardConfig,
+    subs: &mut SubscriptionSet,
+    log: &mut Log<M>,
+    config: &DaemonConfig,
+    node_id: u64,
+) -> Result<Forwarder<S>, DaemonError> {
+    let patterns: Vec<&[u8]> = if forward.filters.is_empty() {
+        vec![b">"]
+    } else {
+        forward.filters.iter().map(|p| p.as_bytes()).collect()
+    };
+    let window = forward
+        .window
+        .clamp(1, crate::event::limits::WINDOW_EVENTS_MAX);
+    let ack_ms = forward
+        .ack_timeout
+        .as_millis()
+        .clamp(1, u128::from(u32::MAX)) as u32;
+    // Automatic recovery: after a crash the replay is simply published again.
+    let spec = crate::subscription::SubscriptionSpec::new(
+        crate::event::Severity::Debug,
+        window,
+        true,
+        patterns,
+    )
+    .map_err(|e| DaemonError::Config(format!("--forward-filter: {e}")))?
+    .with_policy(ack_ms, u16::MAX);
+    let slot = config.connection_slots();
+    let sink = crate::subscription::SinkId(slot as u32);
+    let index = subs
+        .attach(log, forward.name.as_bytes(), spec, &config.redelivery, sink)
+        .map_err(|e| match e {
+            AttachError::OtherFilters => DaemonError::Config(format!(
+                "the durable subscription {:?} exists with other filters (filters are fixed                  at creation): give another --forward-name, or delete it with `herald admin`",
+                forward.name
+            )),
+            other => DaemonError::Config(format!(
+                "cannot attach the forwarder's subscription {:?}: {other}",
+                forward.name
+            )),
+        })?;
+    tracing::info!(url = %forward.url, subject_prefix = %forward.subject_prefix, subscription = %forward.name, "forwarding matching events into JetStream");
+    Ok(Forwarder::new(forward.clone(), node_id, slot as u32, index))
 }
 
 /// Subscriptions in recovery mode.

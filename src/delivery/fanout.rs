@@ -25,6 +25,10 @@ pub fn pump<M: Medium>(
         return;
     }
     while let Some(due) = sub.tracker.due(now) {
+        let due = match due {
+            Due::Exhausted { seq, .. } if !sink.gives_up() => Due::Redeliver { seq },
+            other => other,
+        };
         match due {
             Due::Redeliver { seq } => {
                 let Some(e) = log.read(Seq(seq)) else {

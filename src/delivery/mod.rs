@@ -14,6 +14,7 @@ mod dead;
 pub mod dedupe;
 mod fanout;
 mod ingest;
+pub mod jetstream;
 pub mod listener;
 mod metrics;
 mod notify;
@@ -96,6 +97,8 @@ pub struct DaemonConfig {
     /// Serve Prometheus metrics over HTTP on this address (None: no metrics; port 0:
     /// any free port, shown by `status`).
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Forward matching events into a JetStream stream (`--forward-jetstream`).
+    pub forward: Option<jetstream::ForwardConfig>,
 }
 
 impl Default for DaemonConfig {
@@ -121,6 +124,7 @@ impl Default for DaemonConfig {
             dedupe_records: dedupe::WINDOW_RECORDS_DEFAULT,
             dedupe_age: dedupe::WINDOW_AGE_DEFAULT,
             metrics_listen: None,
+            forward: None,
         }
     }
 }
@@ -133,6 +137,12 @@ impl DaemonConfig {
     /// Every connection slot: the served ones and the control ones.
     pub fn connection_slots(&self) -> usize {
         self.connections_max + CONTROL_SLOTS
+    }
+
+    /// Every reactor slot: the connection slots, then one for the JetStream
+    /// forwarder's outbound connection if there is one.
+    pub fn reactor_slots(&self) -> usize {
+        self.connection_slots() + usize::from(self.forward.is_some())
     }
 
     /// The region path in use.
@@ -413,7 +423,7 @@ enum Chosen {
 fn choose_backend(config: &DaemonConfig) -> Result<Chosen, DaemonError> {
     let spin = Duration::from_micros(config.busy_poll_us);
     let epoll = |fallback| {
-        EpollReactor::new(config.connection_slots())
+        EpollReactor::new(config.reactor_slots())
             .map(|r| Chosen::Epoll(Box::new(r), fallback))
             .map_err(|e| DaemonError::Io("setting up epoll", e))
     };

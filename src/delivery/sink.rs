@@ -31,6 +31,13 @@ pub trait Sink {
     /// Says that the replay of a recovering subscription is complete; false if there
     /// was no room (asked again next turn).
     fn recovery_done(&mut self) -> bool;
+
+    /// Whether an event that had its deliveries becomes a dead letter (a subscriber
+    /// that keeps failing on it); a sink that retries until it succeeds (the JetStream
+    /// forwarder: its failures are the server's, not the event's) says no.
+    fn gives_up(&self) -> bool {
+        true
+    }
 }
 
 /// A protocol connection as a sink: each event is a `Deliver` frame in its send

@@ -188,6 +188,38 @@ fn real_backend<R: Reactor<Socket = OwnedFd, Listener = OwnedFd>>(mut r: R) {
     assert_eq!(&buf[..n], b"ok");
     r.close(out_socket, Some(token3));
 
+    // Outbound over TCP (the JetStream forwarder's kind of address).
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let token5 = Token {
+        slot: 7,
+        generation: 3,
+    };
+    r.connect(&Address::Tcp(tcp.local_addr().unwrap()), token5)
+        .unwrap();
+    let (mut tcp_peer, _) = tcp.accept().unwrap();
+    let tcp_socket = wait_for(&mut r, "tcp connect", |out| {
+        let at = out
+            .iter()
+            .position(|c| matches!(c, Completion::Connected { .. }))?;
+        match out.remove(at) {
+            Completion::Connected { token, result } => {
+                assert_eq!(token, token5);
+                Some(result.expect("connected over tcp"))
+            }
+            _ => None,
+        }
+    });
+    send_all(&mut r, &tcp_socket, token5, b"PING\r\n");
+    let mut got = [0u8; 6];
+    tcp_peer.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"PING\r\n");
+    tcp_peer.write_all(b"PONG").unwrap();
+    // SAFETY: as above.
+    unsafe { r.recv(&tcp_socket, buf.as_mut_ptr(), buf.len(), token5) };
+    let n = wait_for(&mut r, "recv over tcp", |out| take_received(out, token5)).unwrap();
+    assert_eq!(&buf[..n], b"PONG");
+    r.close(tcp_socket, Some(token5));
+
     // A connection refused is a completion, not a panic.
     let token4 = Token {
         slot: 6,

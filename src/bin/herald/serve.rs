@@ -161,6 +161,39 @@ pub struct ServeArgs {
     /// OPERATIONS.md lists every metric.
     #[arg(long, value_parser = parse_metrics_listen, value_name = "ADDR", help_heading = "Metrics")]
     metrics_listen: Option<SocketAddr>,
+    /// Forward matching events into a NATS JetStream stream on this server:
+    /// nats://HOST:PORT (port 4222 if none; resolved once, at start). Each event goes
+    /// to subject PREFIX.TOPIC with header Nats-Msg-Id NODE:SEQ, and is released by
+    /// herald only once JetStream acknowledged it. The operator creates the stream
+    /// (its subjects covering PREFIX.>); until then publishes are retried.
+    /// Needs --forward-subject-prefix.
+    #[arg(long, value_parser = parse_nats_url, value_name = "URL", help_heading = "Forwarding to JetStream")]
+    forward_jetstream: Option<NatsUrl>,
+    /// Subjects are PREFIX.TOPIC (herald's topics are already dot-separated NATS
+    /// tokens: fs.vol1.error with prefix herald becomes herald.fs.vol1.error).
+    #[arg(long, value_parser = parse_subject_prefix, value_name = "PREFIX", help_heading = "Forwarding to JetStream")]
+    forward_subject_prefix: Option<String>,
+    /// Forward only events whose topic matches (herald's pattern grammar: `*` one
+    /// segment, `>` the rest); repeat it, or separate patterns with commas. None:
+    /// every event. Fixed when the forwarder's subscription is created.
+    #[arg(
+        long,
+        value_name = "PATTERN",
+        value_delimiter = ',',
+        help_heading = "Forwarding to JetStream"
+    )]
+    forward_filter: Vec<String>,
+    /// The forwarder's durable subscription: its cursor is what JetStream has
+    /// acknowledged (`herald status` lists it with the others).
+    #[arg(long, default_value = herald::delivery::jetstream::DEFAULT_NAME, value_name = "NAME", help_heading = "Forwarding to JetStream")]
+    forward_name: String,
+    /// Most events published to JetStream and not yet acknowledged.
+    #[arg(long, default_value_t = herald::delivery::jetstream::DEFAULT_WINDOW, value_parser = clap::value_parser!(u32).range(1..=herald::event::limits::WINDOW_EVENTS_MAX as i64), value_name = "N", help_heading = "Forwarding to JetStream")]
+    forward_window: u32,
+    /// A PubAck not received this long after the publish: published again (the
+    /// stream's duplicate window drops a second copy; keep it longer than this).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION", help_heading = "Forwarding to JetStream")]
+    forward_ack_timeout: Duration,
     /// Log lines on stderr: `text` (key=value; with time and colour on a terminal) or
     /// `json` (one object per line).
     #[arg(long, value_enum, default_value = "text", help_heading = "Logs")]
@@ -227,6 +260,57 @@ fn parse_metrics_listen(text: &str) -> Result<SocketAddr, String> {
 }
 
 /// A group name or number, resolved now (at start).
+/// A `--forward-jetstream` URL as written and where it resolved.
+#[derive(Clone, Debug)]
+pub struct NatsUrl {
+    text: String,
+    address: SocketAddr,
+}
+
+fn parse_nats_url(text: &str) -> Result<NatsUrl, String> {
+    Ok(NatsUrl {
+        text: text.to_owned(),
+        address: herald::delivery::jetstream::parse_url(text)?,
+    })
+}
+
+fn parse_subject_prefix(text: &str) -> Result<String, String> {
+    herald::delivery::jetstream::check_subject_prefix(text)?;
+    Ok(text.to_owned())
+}
+
+/// The forwarder the settings ask for; the URL and the prefix go together.
+pub fn forward_config(
+    args: &ServeArgs,
+) -> Result<Option<herald::delivery::jetstream::ForwardConfig>, String> {
+    let (url, prefix) = match (&args.forward_jetstream, &args.forward_subject_prefix) {
+        (None, None) => return Ok(None),
+        (Some(url), Some(prefix)) => (url, prefix),
+        (Some(_), None) => {
+            return Err("--forward-jetstream needs --forward-subject-prefix".to_owned())
+        }
+        (None, Some(_)) => {
+            return Err("--forward-subject-prefix is only used with --forward-jetstream".to_owned())
+        }
+    };
+    if args.forward_name.is_empty() {
+        return Err("--forward-name must not be empty".to_owned());
+    }
+    for pattern in &args.forward_filter {
+        herald::event::Pattern::parse(pattern.as_bytes())
+            .map_err(|e| format!("--forward-filter {pattern:?}: {e}"))?;
+    }
+    Ok(Some(herald::delivery::jetstream::ForwardConfig {
+        url: url.text.clone(),
+        address: url.address,
+        subject_prefix: prefix.clone(),
+        filters: args.forward_filter.clone(),
+        name: args.forward_name.clone(),
+        window: args.forward_window,
+        ack_timeout: args.forward_ack_timeout,
+    }))
+}
+
 fn parse_group(text: &str) -> Result<u32, String> {
     if let Ok(gid) = text.parse::<u32>() {
         return Ok(gid);
@@ -284,11 +368,13 @@ pub fn daemon_config(args: &ServeArgs) -> DaemonConfig {
             WhenFull::Wait => Some(args.full_wait),
         },
         metrics_listen: args.metrics_listen,
+        forward: forward_config(args).ok().flatten(),
         ..DaemonConfig::default()
     }
 }
 
 pub fn run(args: ServeArgs, effective: Option<&Effective>) -> anyhow::Result<ExitCode> {
+    forward_config(&args).map_err(anyhow::Error::msg)?;
     let mut config = daemon_config(&args);
     if let Some(access) = effective.and_then(|e| e.access.as_ref()) {
         let socket = SocketAccess::of_daemon(config.socket_mode, config.socket_group);

@@ -189,6 +189,9 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                 }),
                 None => json!({ "enabled": false, "listen": null, "url": null }),
             },
+            "forwarder": self.forwarder.as_ref().map(|f| {
+                f.status(self.subs.get(f.subscription), self.now)
+            }),
             "start_checks": self.start.findings,
             "idempotency": {
                 "keys_remembered": dedupe.len(),

@@ -221,6 +221,7 @@ fn kills_and_server_restarts_leave_every_event_in_the_stream_exactly_once() {
             published.insert(publish(&mut p, "fs.burst", Severity::Info, &payload, b""));
         }
     };
+    let started = std::time::Instant::now();
     for cycle in 0..cycles {
         // A burst, then SIGKILL while the forwarder is publishing it (or has just
         // published it and waits for PubAcks): unacknowledged events are replayed.
@@ -230,7 +231,11 @@ fn kills_and_server_restarts_leave_every_event_in_the_stream_exactly_once() {
         // A burst, then the server restarts under the forwarder.
         burst(&d, &mut published, 400);
         server.restart();
-        println!("cycle {cycle}: {} events published", published.len());
+        println!(
+            "cycle {cycle}: {} events published ({:?} since the start)",
+            published.len(),
+            started.elapsed()
+        );
     }
 
     // Released nothing JetStream had not acknowledged: with the server stopped, new

@@ -54,7 +54,8 @@ impl NatsServer {
         let deadline = Instant::now() + SERVER_START_MAX;
         loop {
             if let Ok(mut c) = Nats::connect(port) {
-                if c.request("$JS.API.INFO", b"").is_ok() {
+                // JetStream is up once it answers (before, "no responders": 503).
+                if c.request("$JS.API.INFO", b"").is_ok_and(|m| m.status.is_none()) {
                     return server;
                 }
             }

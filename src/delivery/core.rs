@@ -757,7 +757,8 @@ impl<R: Reactor, M: Medium> Core<R, M> {
     fn arm(&mut self) {
         let reading = self.phase == Phase::Running;
         if let Some(f) = self.forwarder.as_deref_mut() {
-            f.tick(&mut self.reactor, self.now, self.unix_now);
+            let sub = self.subs.get_mut(f.subscription);
+            f.tick(&mut self.reactor, sub, self.now, self.unix_now);
             f.arm(&mut self.reactor);
         }
         let outcome = self.conns.arm(&mut self.reactor, reading);

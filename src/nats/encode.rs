@@ -211,7 +211,7 @@ mod tests {
         );
         assert_eq!(&out[n - 4..n], b"hi\r\n");
         assert!(n <= b"heraldfs.vol1_INBOX.x".len() + hn + 2 + HPUB_OVERHEAD_BYTES);
-        assert_eq!(hpub(&mut out[..20], b"p", b"t", b"i", 1, b"", b""), None);
+        assert_eq!(hpub(&mut out[..10], b"p", b"t", b"i", 1, b"", b""), None);
         let mut s = [0u8; 64];
         let n = sub(&mut s, b"_INBOX.x", 1).unwrap();
         assert_eq!(&s[..n], b"SUB _INBOX.x.* 1\r\n");

@@ -55,7 +55,9 @@ impl NatsServer {
         loop {
             if let Ok(mut c) = Nats::connect(port) {
                 // JetStream is up once it answers (before, "no responders": 503).
-                if c.request("$JS.API.INFO", b"").is_ok_and(|m| m.status.is_none()) {
+                if c.request("$JS.API.INFO", b"")
+                    .is_ok_and(|m| m.status.is_none())
+                {
                     return server;
                 }
             }

@@ -43,6 +43,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of `serve`'s settings costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon: open (or create) the region, replay unconfirmed events, and

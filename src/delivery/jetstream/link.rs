@@ -4,7 +4,8 @@
 //! waiting for `PONG` → ready (the sink takes events). Any error (refused connect,
 //! end of stream, `-ERR`, a line that does not parse or does not fit) shuts the socket
 //! down, makes every unsettled event due again, and backs off, doubling from 100 ms to
-//! 5 s, before the next attempt.
+//! 5 s, before the next attempt. A connection quiet for 20 s is sent a `PING`; no answer
+//! within 20 s more drops it too (a server that vanished without closing it).
 
 use super::ForwardConfig;
 use crate::nats::{self, ServerOp};
@@ -26,6 +27,10 @@ pub(super) const HEADER_BYTES: usize = 2048;
 const INBOX_BYTES: usize = 64;
 const BACKOFF_MIN_NS: u64 = 100_000_000;
 const BACKOFF_MAX_NS: u64 = 5_000_000_000;
+/// A connected server that sent nothing this long is sent a `PING`; one that then
+/// sends nothing for as long again is taken for gone (a peer that vanished without
+/// closing the connection) and the connection is made anew.
+const KEEPALIVE_NS: u64 = 20_000_000_000;
 /// At most one log line per this interval about negative PubAcks.
 const NEGATIVE_LOG_INTERVAL_NS: u64 = 1_000_000_000;
 
@@ -97,6 +102,10 @@ pub struct Forwarder<S> {
     last_error_unix_ns: u64,
     negative_logged_at: Option<u64>,
     negative_unlogged: u64,
+    /// When the server last sent anything (monotonic ns).
+    last_input_ns: u64,
+    /// A keepalive `PING` is outstanding.
+    ping_outstanding: bool,
 }
 
 impl<S> Forwarder<S> {
@@ -133,6 +142,8 @@ impl<S> Forwarder<S> {
             last_error_unix_ns: 0,
             negative_logged_at: None,
             negative_unlogged: 0,
+            last_input_ns: 0,
+            ping_outstanding: false,
         }
     }
 
@@ -192,8 +203,26 @@ impl<S> Forwarder<S> {
         }
     }
 
-    /// Starts the next connection attempt when its time has come.
-    pub fn tick<R: Reactor<Socket = S>>(&mut self, reactor: &mut R, now: u64, unix_now: u64) {
+    /// Starts the next connection attempt when its time has come; keeps a quiet
+    /// connection checked.
+    pub fn tick<R: Reactor<Socket = S>>(
+        &mut self,
+        reactor: &mut R,
+        sub: Option<&mut SubscriptionState>,
+        now: u64,
+        unix_now: u64,
+    ) {
+        if self.state == State::Ready && now.saturating_sub(self.last_input_ns) >= KEEPALIVE_NS {
+            if self.ping_outstanding {
+                let why = "the server answered no PING for 20 s";
+                return self.fail(reactor, sub, why, now, unix_now);
+            }
+            if self.queue(nats::PING) {
+                self.ping_outstanding = true;
+                self.last_input_ns = now;
+            }
+            return;
+        }
         let State::BackingOff { retry_at } = self.state else {
             return;
         };
@@ -227,6 +256,8 @@ impl<S> Forwarder<S> {
             Ok(socket) => {
                 self.socket = Some(socket);
                 self.state = State::AwaitInfo;
+                self.last_input_ns = now;
+                self.ping_outstanding = false;
                 self.recv_len = 0;
                 self.send_start = 0;
                 self.send_len = 0;
@@ -261,6 +292,8 @@ impl<S> Forwarder<S> {
         let outcome = match result {
             Ok(0) => Err("the server closed the connection".to_owned()),
             Ok(n) => {
+                self.last_input_ns = now;
+                self.ping_outstanding = false;
                 self.recv_len = (self.recv_len + n).min(self.recv.len());
                 self.process_input(sub.as_deref_mut(), now, unix_now)
             }

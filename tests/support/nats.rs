@@ -115,6 +115,9 @@ impl Nats {
     pub fn connect(port: u16) -> std::io::Result<Nats> {
         let stream = TcpStream::connect(("127.0.0.1", port))?;
         stream.set_read_timeout(Some(REQUEST_MAX))?;
+        // A request is written in pieces: without this, Nagle's algorithm and the
+        // server's delayed ACK hold each one back.
+        stream.set_nodelay(true)?;
         let mut nats = Nats {
             reader: BufReader::new(stream.try_clone()?),
             writer: stream,

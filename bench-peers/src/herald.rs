@@ -6,7 +6,7 @@
 //! (the subscription's cursor). Every workload has a durable subscription, so events
 //! stay in the log until its consumer confirms them, as Redis and JetStream keep theirs.
 
-use super::workload::{settle, Consumer, Peer, Producer, Workload, BATCH_EVENTS};
+use super::workload::{settle, Consumer, Peer, Plan, Producer, Workload, BATCH_EVENTS};
 use anyhow::Context;
 use herald::client::Client;
 use herald::log::{self, LiveEvents};
@@ -16,11 +16,18 @@ use herald::protocol::{Event, Role, Severity};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The region of the benchmark's daemon: room for the largest throughput run, kept
-/// until drained. A 64-byte event's record (40-byte header, topic, source, payload)
-/// is 135 bytes, two 128-byte slots: 4 producers x 64 MiB of them need 8 Mi slots,
-/// 1 GiB; twice that leaves room for what the other workloads still hold.
-const REGION_SIZE: &str = "2G";
+/// The region of the benchmark's daemon, in MiB: room for the largest throughput run,
+/// kept until drained. A 64-byte event's record (40-byte header, topic, source,
+/// payload) is 135 bytes, two 128-byte slots: 4 producers x 64 MiB of them (the full
+/// run) need 8 Mi slots, 1 GiB; twice that leaves room for what the other workloads
+/// still hold. So 32 bytes of region per byte a producer publishes, at least 64 MiB
+/// (a quick run's region stays small: in disk mode it is written with zeros first).
+fn region_size(plan: &Plan) -> String {
+    let mib = (32 * plan.throughput_bytes_per_producer)
+        .div_ceil(1 << 20)
+        .max(64);
+    format!("{mib}M")
+}
 /// The subscription window: enough that a draining consumer is never starved.
 const WINDOW_EVENTS: u32 = 1024;
 /// Name of every benchmark connection (the events' `source`).
@@ -71,11 +78,11 @@ impl HeraldPeer {
     /// Starts the daemon, with its defaults, under `scratch`; with `disk`, `stored`
     /// waits for an fdatasync (`--sync disk`: what survives a power cut on an
     /// ordinary file, like Redis with `appendfsync always`).
-    pub fn start(scratch: &Path, disk: bool) -> anyhow::Result<HeraldPeer> {
+    pub fn start(scratch: &Path, disk: bool, plan: &Plan) -> anyhow::Result<HeraldPeer> {
         // Busy poll 0 is the daemon's default: the comparison runs herald as shipped.
         let extra: &[&str] = if disk { &["--sync", "disk"] } else { &[] };
-        let daemon =
-            DaemonProcess::start_with(&herald_binary()?, 0, REGION_SIZE, Some(scratch), extra)?;
+        let size = region_size(plan);
+        let daemon = DaemonProcess::start_with(&herald_binary()?, 0, &size, Some(scratch), extra)?;
         Ok(HeraldPeer { daemon, stored: 0 })
     }
 

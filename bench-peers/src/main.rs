@@ -216,11 +216,14 @@ type Started = Box<dyn workload::Peer>;
 fn start(system: System, scratch: &Path, plan: Plan) -> anyhow::Result<(Started, Option<String>)> {
     Ok(match system {
         System::Herald => {
-            let peer = herald::HeraldPeer::start(scratch, false)?;
+            let peer = herald::HeraldPeer::start(scratch, false, &plan)?;
             let guarantee = peer.guarantee()?;
             (Box::new(peer), Some(guarantee))
         }
-        System::HeraldDisk => (Box::new(herald::HeraldPeer::start(scratch, true)?), None),
+        System::HeraldDisk => (
+            Box::new(herald::HeraldPeer::start(scratch, true, &plan)?),
+            None,
+        ),
         System::RedisAlways => (
             Box::new(redis::RedisPeer::start(
                 scratch,

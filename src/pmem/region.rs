@@ -196,16 +196,24 @@ struct Unwritten {
     private_bytes: usize,
 }
 
+/// Ranges of a region synced to disk this close are written out as one: a slot's
+/// unused tail lies between two records, and one larger `pwrite` costs less than two.
+const MERGE_GAP_BYTES: usize = 4096;
+
 /// How much of a privately mapped region may be held as private copies (the process's
 /// own memory, beside the file's pages) before they are dropped.
 const PRIVATE_BYTES_MAX: usize = 8 << 20;
 
 impl Unwritten {
-    /// Adds `start..end`; merged into the last range when they touch (a record's
-    /// fields are stored one after the other). False when the array is full.
+    /// Adds `start..end`; merged into the last range when they are less than
+    /// [`MERGE_GAP_BYTES`] apart (a record's fields are stored one after the other, and
+    /// a group's records in consecutive slots). False when the array is full.
+    ///
+    /// A merged range also writes the bytes between its parts again: they are what the
+    /// file holds already, since every store to the mapping is noted here.
     fn add(&mut self, start: usize, end: usize) -> bool {
         if let Some(last) = self.ranges[..self.len].last_mut() {
-            if start <= last.1 && end >= last.0 {
+            if start <= last.1 + MERGE_GAP_BYTES && end + MERGE_GAP_BYTES >= last.0 {
                 *last = (last.0.min(start), last.1.max(end));
                 return true;
             }
@@ -856,6 +864,19 @@ mod disk_tests {
     }
 
     #[test]
+    fn near_ranges_are_written_out_as_one() {
+        let mut unwritten = Unwritten::default();
+        assert!(unwritten.add(1000, 1100));
+        assert!(unwritten.add(1000, 1008), "a field over the record");
+        assert!(unwritten.add(1128, 1228), "the next slot");
+        assert!(unwritten.add(900, 950), "just before");
+        assert_eq!(unwritten.len, 1);
+        assert_eq!(unwritten.ranges[0], (900, 1228));
+        assert!(unwritten.add(1228 + MERGE_GAP_BYTES + 1, 1228 + MERGE_GAP_BYTES + 9));
+        assert_eq!(unwritten.len, 2, "further away: a range of its own");
+    }
+
+    #[test]
     fn stores_are_read_back_at_once_and_reach_the_file_when_ordered() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.pmem");
@@ -864,7 +885,7 @@ mod disk_tests {
         // and each read back at once, before and after.
         let mut expected = vec![0u8; 1 << 20];
         for i in 0..(3 * UNWRITTEN_RANGES) {
-            let at = 4096 + i * 3000;
+            let at = 4096 + i * (2 * MERGE_GAP_BYTES + 200);
             let data = [i as u8 + 1; 100];
             region.write(at, &data);
             region.write(at + 100, &data[..7]);

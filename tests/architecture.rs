@@ -13,6 +13,7 @@ const RULE: &[(&str, &[&str])] = &[
     ("protocol", &["event"]),
     ("subscription", &["event", "log", "pmem"]),
     ("metrics", &["event"]),
+    ("tls", &[]),
     (
         "delivery",
         &[
@@ -23,9 +24,10 @@ const RULE: &[(&str, &[&str])] = &[
             "protocol",
             "reactor",
             "subscription",
+            "tls",
         ],
     ),
-    ("client", &["event", "protocol"]),
+    ("client", &["event", "protocol", "tls"]),
     (
         "sim",
         &[

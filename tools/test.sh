@@ -36,7 +36,7 @@ HERALD_IO=$first_pass cargo test --workspace
 echo "== the daemon suite again, daemons on epoll"
 HERALD_IO=epoll cargo test --workspace \
   --test e2e --test failure --test recovery --test dead_letter_admin --test dedupe --test daemon_protocol --test daemon_crash \
-  --test hardening --test serve_cli --test process_kill --test metrics --test bench_peers --test access
+  --test hardening --test serve_cli --test process_kill --test metrics --test bench_peers --test access --test tls
 
 echo "== the Python client (clients/python), against target/debug/herald"
 python3 -m pip install --quiet ./clients/python

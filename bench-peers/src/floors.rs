@@ -108,7 +108,8 @@ impl Producer for EchoProducer {
 /// As the fdatasync floor ([`RawFlushPeer::fdatasync`]) each flush is followed by an
 /// `fdatasync` of the file, on the medium herald's disk mode uses: a region file
 /// created as `--sync disk` creates one (written with zeros and synced, so that a sync
-/// writes back data pages only, never converts extents). A 64-byte record dirties one
+/// writes back data pages only, never converts extents), mapped privately, its stores
+/// written to the file with `pwrite` when ordered. A 64-byte record dirties one
 /// 4 KiB page; a 1 KiB one, one or two. `tools/sync_primitives.rs` compares this with
 /// `msync`, `sync_file_range`, `O_DSYNC` and `pwrite` + `fdatasync`.
 pub struct RawFlushPeer {
@@ -295,6 +296,9 @@ struct FdatasyncProducer(RawFlushProducer);
 
 impl FdatasyncProducer {
     fn sync(&mut self) -> anyhow::Result<()> {
+        // As herald's log does: order (the medium writes the stores to the file),
+        // then sync what the file holds.
+        self.0.region.order()?;
         let fd = self
             .0
             .region

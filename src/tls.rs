@@ -212,8 +212,12 @@ mod tests {
 
     #[test]
     fn missing_files_name_the_file_and_the_flag() {
-        let e = read_certificates(Path::new("/nonexistent/cert.pem"), "--tls-cert", "certificate")
-            .unwrap_err();
+        let e = read_certificates(
+            Path::new("/nonexistent/cert.pem"),
+            "--tls-cert",
+            "certificate",
+        )
+        .unwrap_err();
         assert!(e.0.contains("/nonexistent/cert.pem"), "{e}");
         assert!(e.0.contains("--tls-cert"), "{e}");
         let dir = tempfile::tempdir().unwrap();

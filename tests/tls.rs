@@ -45,7 +45,14 @@ fn ca(dir: &Path, name: &str) -> Ca {
 
 /// A certificate issued by `ca` for `sans` (DNS names, or IP addresses), written as
 /// NAME.pem and NAME.key; `expired`: valid only in the past.
-fn issue(dir: &Path, ca: &Ca, name: &str, sans: &[&str], server: bool, expired: bool) -> (PathBuf, PathBuf) {
+fn issue(
+    dir: &Path,
+    ca: &Ca,
+    name: &str,
+    sans: &[&str],
+    server: bool,
+    expired: bool,
+) -> (PathBuf, PathBuf) {
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
     params.distinguished_name.push(DnType::CommonName, name);
     params.subject_alt_names = sans
@@ -67,7 +74,10 @@ fn issue(dir: &Path, ca: &Ca, name: &str, sans: &[&str], server: bool, expired: 
     }
     let key = KeyPair::generate().unwrap();
     let cert = params.signed_by(&key, &ca.cert, &ca.key).unwrap();
-    let (cert_path, key_path) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+    let (cert_path, key_path) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
     std::fs::write(&cert_path, cert.pem()).unwrap();
     std::fs::write(&key_path, key.serialize_pem()).unwrap();
     (cert_path, key_path)
@@ -88,11 +98,46 @@ fn pki() -> Pki {
     let dir = tempfile::tempdir().unwrap();
     let ca1 = ca(dir.path(), "herald-test-ca");
     let other = ca(dir.path(), "other-ca");
-    let server = issue(dir.path(), &ca1, "server", &["localhost", "127.0.0.1"], true, false);
-    let producer = issue(dir.path(), &ca1, "producer", &["producer.example"], false, false);
-    let subscriber = issue(dir.path(), &ca1, "subscriber", &["subscriber.example"], false, false);
-    let expired = issue(dir.path(), &ca1, "expired", &["expired.example"], false, true);
-    let stranger = issue(dir.path(), &other, "stranger", &["stranger.example"], false, false);
+    let server = issue(
+        dir.path(),
+        &ca1,
+        "server",
+        &["localhost", "127.0.0.1"],
+        true,
+        false,
+    );
+    let producer = issue(
+        dir.path(),
+        &ca1,
+        "producer",
+        &["producer.example"],
+        false,
+        false,
+    );
+    let subscriber = issue(
+        dir.path(),
+        &ca1,
+        "subscriber",
+        &["subscriber.example"],
+        false,
+        false,
+    );
+    let expired = issue(
+        dir.path(),
+        &ca1,
+        "expired",
+        &["expired.example"],
+        false,
+        true,
+    );
+    let stranger = issue(
+        dir.path(),
+        &other,
+        "stranger",
+        &["stranger.example"],
+        false,
+        false,
+    );
     Pki {
         dir,
         ca: ca1,
@@ -215,14 +260,22 @@ fn status_over_tls(d: &TlsDaemon, pki: &Pki) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn poll_status(d: &TlsDaemon, pki: &Pki, what: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+fn poll_status(
+    d: &TlsDaemon,
+    pki: &Pki,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let deadline = Instant::now() + POLL_MAX;
     loop {
         let status = status_over_tls(d, pki);
         if done(&status) {
             return status;
         }
-        assert!(Instant::now() < deadline, "{what} not seen within {POLL_MAX:?}: {status}");
+        assert!(
+            Instant::now() < deadline,
+            "{what} not seen within {POLL_MAX:?}: {status}"
+        );
         std::thread::sleep(POLL_INTERVAL);
     }
 }
@@ -238,10 +291,19 @@ fn subscription<'a>(status: &'a serde_json::Value, name: &str) -> Option<&'a ser
 fn events_go_over_tls_end_to_end_and_status_names_the_certificate() {
     let pki = pki();
     let d = start(&pki, &[]);
-    let mut sub_args: Vec<String> = ["subscribe", "--name", "audit", "--filter", "fs.>", "--count", "3", "--json"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut sub_args: Vec<String> = [
+        "subscribe",
+        "--name",
+        "audit",
+        "--filter",
+        "fs.>",
+        "--count",
+        "3",
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     sub_args.extend(d.connect(&pki, Some(&pki.subscriber)));
     let subscriber = Command::new(herald_binary())
         .args(&sub_args)
@@ -262,10 +324,15 @@ fn events_go_over_tls_end_to_end_and_status_names_the_certificate() {
         "the subscriber's certificate name among the peers: {peers:?}"
     );
     assert!(
-        peers.iter().any(|p| p["identity"] == "certificate \"producer.example\""),
+        peers
+            .iter()
+            .any(|p| p["identity"] == "certificate \"producer.example\""),
         "status's own connection shows its certificate: {peers:?}"
     );
-    assert_eq!(status["connections"]["tls"]["listen"], d.address.trim_start_matches("tls://"));
+    assert_eq!(
+        status["connections"]["tls"]["listen"],
+        d.address.trim_start_matches("tls://")
+    );
     for i in 0..3 {
         let mut args: Vec<String> = ["publish", "--topic", "fs.vol1.error"]
             .iter()
@@ -274,20 +341,32 @@ fn events_go_over_tls_end_to_end_and_status_names_the_certificate() {
         args.extend(d.connect(&pki, Some(&pki.producer)));
         args.push(format!("event {i}"));
         let out = herald(&args);
-        assert!(out.status.success(), "publish over TLS: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "publish over TLS: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let out = subscriber.wait_with_output().unwrap();
-    assert!(out.status.success(), "subscribe over TLS: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "subscribe over TLS: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let events: Vec<serde_json::Value> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let payloads: Vec<&str> = events.iter().map(|e| e["payload"].as_str().unwrap()).collect();
+    let payloads: Vec<&str> = events
+        .iter()
+        .map(|e| e["payload"].as_str().unwrap())
+        .collect();
     assert_eq!(payloads, ["event 0", "event 1", "event 2"]);
     // Confirmed: the durable subscription's cursor reaches the tail.
     poll_status(&d, &pki, "the three events confirmed", |s| {
-        subscription(s, "audit").is_some_and(|row| row["pending_slots"] == 0 && row["in_flight"] == 0)
+        subscription(s, "audit")
+            .is_some_and(|row| row["pending_slots"] == 0 && row["in_flight"] == 0)
     });
     assert!(d.daemon.stop().success());
 }
@@ -297,9 +376,15 @@ fn clients_without_a_good_certificate_are_refused_clearly_and_others_still_serve
     let pki = pki();
     let d = start(&pki, &[]);
     let cases: [(Option<&(PathBuf, PathBuf)>, &str); 3] = [
-        (None, "no client certificate configured: the server requires one (--cert, --cert-key)"),
+        (
+            None,
+            "no client certificate configured: the server requires one (--cert, --cert-key)",
+        ),
         (Some(&pki.stranger), "the server refused our certificate"),
-        (Some(&pki.expired), "the server refused our certificate: our certificate has expired"),
+        (
+            Some(&pki.expired),
+            "the server refused our certificate: our certificate has expired",
+        ),
     ];
     for (n, (identity, expected)) in cases.iter().enumerate() {
         let mut args = vec!["status".to_owned()];
@@ -307,7 +392,10 @@ fn clients_without_a_good_certificate_are_refused_clearly_and_others_still_serve
         let out = herald(&args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "refused client {n}: {stderr}");
-        assert!(stderr.contains(expected), "client {n}: expected {expected:?} in {stderr:?}");
+        assert!(
+            stderr.contains(expected),
+            "client {n}: expected {expected:?} in {stderr:?}"
+        );
         d.wait_for_log("TLS handshake refused", n + 1);
     }
     let log = d.stderr.lock().unwrap().clone();
@@ -315,15 +403,34 @@ fn clients_without_a_good_certificate_are_refused_clearly_and_others_still_serve
     assert!(log.contains("not issued by a trusted CA"), "{log}");
     assert!(log.contains("expired"), "{log}");
     // A client that trusts another CA than the server's is told so too.
-    let mut args = vec!["status".to_owned(), "--connect".into(), d.address.clone(), "--ca".into()];
+    let mut args = vec![
+        "status".to_owned(),
+        "--connect".into(),
+        d.address.clone(),
+        "--ca".into(),
+    ];
     args.push(pki.dir.path().join("other-ca.pem").display().to_string());
-    args.extend(["--cert".into(), pki.producer.0.display().to_string(), "--cert-key".into(), pki.producer.1.display().to_string()]);
+    args.extend([
+        "--cert".into(),
+        pki.producer.0.display().to_string(),
+        "--cert-key".into(),
+        pki.producer.1.display().to_string(),
+    ]);
     let out = herald(&args);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("the server's certificate is not trusted"), "{stderr}");
+    assert!(
+        stderr.contains("the server's certificate is not trusted"),
+        "{stderr}"
+    );
     // The daemon serves a good client afterwards.
     let status = status_over_tls(&d, &pki);
-    assert!(status["connections"]["tls"]["handshakes_refused"].as_u64().unwrap() >= 3, "{status}");
+    assert!(
+        status["connections"]["tls"]["handshakes_refused"]
+            .as_u64()
+            .unwrap()
+            >= 3,
+        "{status}"
+    );
     assert!(d.daemon.stop().success());
 }
 
@@ -344,13 +451,23 @@ fn an_access_rule_names_a_certificate() {
         herald(&args)
     };
     let allowed = publish("fs.vol1.error", &pki.producer);
-    assert!(allowed.status.success(), "{}", String::from_utf8_lossy(&allowed.stderr));
+    assert!(
+        allowed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&allowed.stderr)
+    );
     let elsewhere = publish("billing.x", &pki.producer);
     let stderr = String::from_utf8_lossy(&elsewhere.stderr);
-    assert!(!elsewhere.status.success() && stderr.contains("forbidden"), "{stderr}");
+    assert!(
+        !elsewhere.status.success() && stderr.contains("forbidden"),
+        "{stderr}"
+    );
     let unnamed = publish("fs.vol1.error", &pki.subscriber);
     let stderr = String::from_utf8_lossy(&unnamed.stderr);
-    assert!(!unnamed.status.success() && stderr.contains("forbidden"), "{stderr}");
+    assert!(
+        !unnamed.status.success() && stderr.contains("forbidden"),
+        "{stderr}"
+    );
     assert!(d.daemon.stop().success());
 }
 
@@ -367,7 +484,10 @@ fn refuses_to_start(args: &[String], expected: &str) {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
-    assert!(stderr.contains(expected), "{args:?}: expected {expected:?} in {stderr}");
+    assert!(
+        stderr.contains(expected),
+        "{args:?}: expected {expected:?} in {stderr}"
+    );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("ready:"));
 }
 
@@ -385,13 +505,23 @@ fn certificate_files_that_cannot_be_used_stop_the_start() {
     refuses_to_start(&with("--tls-cert", &missing), "missing.pem (--tls-cert)");
     // Unreadable: a directory where the key should be (the tests run as root, who
     // reads any file whatever its mode).
-    refuses_to_start(&with("--tls-key", pki.dir.path()), "cannot read the private key");
+    refuses_to_start(
+        &with("--tls-key", pki.dir.path()),
+        "cannot read the private key",
+    );
     refuses_to_start(
         &with("--tls-key", &pki.producer.1),
         "does not belong to the certificate",
     );
     let expired_ca = ca(pki.dir.path(), "expired-server-ca");
-    let (expired_cert, expired_key) = issue(pki.dir.path(), &expired_ca, "expired-server", &["localhost"], true, true);
+    let (expired_cert, expired_key) = issue(
+        pki.dir.path(),
+        &expired_ca,
+        "expired-server",
+        &["localhost"],
+        true,
+        true,
+    );
     let mut args = with("--tls-cert", &expired_cert);
     let at = args.iter().position(|a| a == "--tls-key").unwrap();
     args[at + 1] = expired_key.display().to_string();

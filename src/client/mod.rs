@@ -76,9 +76,9 @@ use crate::protocol::{
 use inbound::{Head, Peeked};
 use receive::ReceiveBuffer;
 use std::os::unix::net::UnixStream;
-use stream::Stream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use stream::Stream;
 
 /// The daemon's socket file inside its data directory.
 pub const SOCKET_FILE_NAME: &str = "herald.sock";

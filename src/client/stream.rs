@@ -81,10 +81,14 @@ impl Endpoint {
             return Err(bad());
         }
         let ca = ca.ok_or_else(|| {
-            format!("{text} needs --ca FILE: the CA certificate the server's certificate is issued by")
+            format!(
+                "{text} needs --ca FILE: the CA certificate the server's certificate is issued by"
+            )
         })?;
         if cert.is_some() != key.is_some() {
-            return Err("--cert and --cert-key go together: the client certificate and its key".into());
+            return Err(
+                "--cert and --cert-key go together: the client certificate and its key".into(),
+            );
         }
         Ok(Endpoint::Tls(TlsEndpoint {
             host: host.to_owned(),
@@ -197,7 +201,8 @@ pub(super) fn connect_tls(t: &TlsEndpoint, timeout: Duration) -> Result<Stream, 
         (Some(cert), Some(key)) => {
             let chain = crate::tls::read_certificates(cert, "--cert", "client certificate")
                 .map_err(|e| tls_error(e.0))?;
-            let key = crate::tls::read_private_key(key, "--cert-key").map_err(|e| tls_error(e.0))?;
+            let key =
+                crate::tls::read_private_key(key, "--cert-key").map_err(|e| tls_error(e.0))?;
             builder
                 .with_client_auth_cert(chain, key)
                 .map_err(|e| match e {
@@ -212,14 +217,13 @@ pub(super) fn connect_tls(t: &TlsEndpoint, timeout: Duration) -> Result<Stream, 
     };
     let name = ServerName::try_from(t.host.clone())
         .map_err(|_| tls_error(format!("{:?} is not a host name or IP address", t.host)))?;
-    let connection = ClientConnection::new(Arc::new(config), name)
-        .map_err(|e| tls_error(e.to_string()))?;
-    let socket = TcpStream::connect((t.host.as_str(), t.port)).map_err(|error| {
-        ClientError::Connect {
+    let connection =
+        ClientConnection::new(Arc::new(config), name).map_err(|e| tls_error(e.to_string()))?;
+    let socket =
+        TcpStream::connect((t.host.as_str(), t.port)).map_err(|error| ClientError::Connect {
             socket: PathBuf::from(&address),
             error,
-        }
-    })?;
+        })?;
     let _ = socket.set_nodelay(true);
     let io = |error| ClientError::Io {
         socket: PathBuf::from(&address),

@@ -18,11 +18,23 @@ pub struct ConnectArgs {
     ca: Option<PathBuf>,
     /// With tls://: this client's certificate (PEM), which the server requires; its
     /// name (first DNS or URI SAN, else CN) is who the daemon's access rules see.
-    #[arg(long, value_name = "FILE", requires = "cert_key", global = true, help_heading = "Connecting")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "cert_key",
+        global = true,
+        help_heading = "Connecting"
+    )]
     cert: Option<PathBuf>,
     /// With tls://: the private key of --cert (PEM). Not `--key`: `herald publish
     /// --key` is the idempotency key.
-    #[arg(long, value_name = "FILE", requires = "cert", global = true, help_heading = "Connecting")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "cert",
+        global = true,
+        help_heading = "Connecting"
+    )]
     cert_key: Option<PathBuf>,
 }
 

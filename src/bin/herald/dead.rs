@@ -4,7 +4,7 @@
 
 use crate::parse;
 use anyhow::{bail, Context};
-use herald::client::{Client};
+use herald::client::Client;
 use herald::protocol::Role;
 use serde_json::{json, Value};
 use std::io::Write;

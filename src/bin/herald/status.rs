@@ -3,7 +3,7 @@
 
 use crate::parse;
 use anyhow::Context;
-use herald::client::{Client};
+use herald::client::Client;
 use herald::protocol::Role;
 use serde_json::{Map, Value};
 use std::io::Write;

@@ -35,6 +35,9 @@ pub const REFUSAL_LINES_PER_SECOND: u32 = 10;
 /// A Unix socket's peer is named by the kernel; a TLS connection's by its client
 /// certificate, once the handshake verified it ([`CertName`]). Grants and checks are
 /// the same for both: a rule's [`Subject`] names one kind or the other.
+// The certificate's name is inline (256 bytes, one per connection slot) so that an
+// identity stays `Copy` and taking one allocates nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Identity {
     /// A Unix socket's peer, from `SO_PEERCRED` when the connection was accepted.

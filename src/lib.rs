@@ -13,7 +13,9 @@
 //!   `metrics`;
 //! - `client` uses `protocol`;
 //! - `sim` (the daemon in one process, for tests) uses `delivery` and `reactor`;
-//! - `measure` (benchmark helpers, not part of the client API) uses `protocol`.
+//! - `measure` (benchmark helpers, not part of the client API) uses `protocol`;
+//! - `tls` (certificate files, a certificate's identity, rustls' errors in words)
+//!   stands alone; `delivery` and `client` use it.
 
 pub mod client;
 pub mod delivery;
@@ -27,3 +29,4 @@ pub mod protocol;
 pub mod reactor;
 pub mod sim;
 pub mod subscription;
+pub mod tls;

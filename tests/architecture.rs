@@ -14,6 +14,7 @@ const RULE: &[(&str, &[&str])] = &[
     ("subscription", &["event", "log", "pmem"]),
     ("metrics", &["event"]),
     ("nats", &[]),
+    ("tls", &[]),
     (
         "delivery",
         &[
@@ -25,9 +26,10 @@ const RULE: &[(&str, &[&str])] = &[
             "protocol",
             "reactor",
             "subscription",
+            "tls",
         ],
     ),
-    ("client", &["event", "protocol"]),
+    ("client", &["event", "protocol", "tls"]),
     (
         "sim",
         &[

@@ -44,6 +44,15 @@ pub enum ClientError {
         /// What `connect` reported.
         error: io::Error,
     },
+    /// TLS failed: the server refused this client's certificate (or its absence), the
+    /// server's certificate is not trusted, or a certificate file cannot be used.
+    #[error("TLS with herald at {address} failed: {message}")]
+    Tls {
+        /// `tls://HOST:PORT`.
+        address: String,
+        /// What went wrong, and what to do.
+        message: String,
+    },
     /// Reading from or writing to the socket failed.
     #[error("connection to herald at {} failed: {error}", socket.display())]
     Io {

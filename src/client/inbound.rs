@@ -259,7 +259,8 @@ impl Client {
         if !matches!(
             error.kind(),
             io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
-        ) {
+        ) || self.stream.tls_message(&error).is_some()
+        {
             return self.io_failed(error);
         }
         // The peer has closed, so reads return at once (data, then end of stream); the
@@ -285,10 +286,17 @@ impl Client {
     }
 
     pub(super) fn io_failed(&mut self, error: io::Error) -> ClientError {
+        let tls = self.stream.tls_message(&error);
         self.close();
-        ClientError::Io {
-            socket: self.socket.clone(),
-            error,
+        match tls {
+            Some(message) => ClientError::Tls {
+                address: self.socket.display().to_string(),
+                message,
+            },
+            None => ClientError::Io {
+                socket: self.socket.clone(),
+                error,
+            },
         }
     }
 

@@ -61,9 +61,11 @@ mod error;
 mod inbound;
 mod receive;
 mod reply;
+mod stream;
 
 pub use error::ClientError;
 pub use reply::{Delivery, Incoming, Stored, Subscribed};
+pub use stream::{Endpoint, TlsEndpoint, TLS_SCHEME};
 
 use crate::protocol::{
     encode_to_vec, ClientMachine, ClientState, EncodeError, ErrorCode, Event, EventBatch, Frame,
@@ -76,6 +78,7 @@ use receive::ReceiveBuffer;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use stream::Stream;
 
 /// The daemon's socket file inside its data directory.
 pub const SOCKET_FILE_NAME: &str = "herald.sock";
@@ -94,7 +97,7 @@ const SEND_BYTES: usize = 2 * FRAME_BYTES_MAX;
 
 /// One connection to the daemon. See the [module documentation](self).
 pub struct Client {
-    stream: UnixStream,
+    stream: Stream,
     socket: PathBuf,
     role: Role,
     /// What the daemon may send now (the protocol's client table).
@@ -155,16 +158,35 @@ impl Client {
     /// [`ClientError::NotRunning`]; a hello the daemon refuses gives
     /// [`ClientError::Refused`].
     pub fn connect(socket: &Path, role: Role, client_name: &str) -> Result<Client, ClientError> {
-        let stream = UnixStream::connect(socket).map_err(|error| connect_failed(socket, error))?;
+        Client::connect_to(&Endpoint::Unix(socket.to_path_buf()), role, client_name)
+    }
+
+    /// [`Client::connect`] to a socket or a TLS listener. Over TLS the handshake is
+    /// done first (within [`REPLY_TIMEOUT_DEFAULT`]): a server certificate the CA did
+    /// not issue, or that does not carry the host name, gives [`ClientError::Tls`]; so
+    /// does the server refusing this client's certificate (or its absence), which TLS
+    /// 1.3 reports with the answer to the hello.
+    pub fn connect_to(
+        endpoint: &Endpoint,
+        role: Role,
+        client_name: &str,
+    ) -> Result<Client, ClientError> {
+        let socket = endpoint.shown();
+        let stream = match endpoint {
+            Endpoint::Unix(path) => Stream::Unix(
+                UnixStream::connect(path).map_err(|error| connect_failed(path, error))?,
+            ),
+            Endpoint::Tls(t) => stream::connect_tls(t, REPLY_TIMEOUT_DEFAULT)?,
+        };
         stream
             .set_write_timeout(Some(REPLY_TIMEOUT_DEFAULT))
             .map_err(|error| ClientError::Io {
-                socket: socket.to_path_buf(),
+                socket: socket.clone(),
                 error,
             })?;
         let mut client = Client {
             stream,
-            socket: socket.to_path_buf(),
+            socket,
             role,
             machine: ClientMachine::new(),
             server_view: ServerMachine::new(),
@@ -213,7 +235,8 @@ impl Client {
         &self.hello_ok
     }
 
-    /// The socket this client is connected to.
+    /// The socket this client is connected to (for a TLS connection, its
+    /// `tls://HOST:PORT` address as a path).
     pub fn socket(&self) -> &Path {
         &self.socket
     }

@@ -4,9 +4,12 @@
 //!
 //! Buffer ownership: while a receive (send) is in flight, the reactor owns the free
 //! tail of `recv` (the pending bytes of `send`); the daemon touches them again only
-//! after the completion arrives (`recv_in_flight` / `send_in_flight` guard this).
+//! after the completion arrives (`recv_in_flight` / `send_in_flight` guard this). On a
+//! TLS connection the reactor owns the session's ciphertext buffers instead (`tls.rs`),
+//! and the plaintext buffers are the daemon's alone.
 
-use super::access::{Grant, Identity};
+use super::access::{CertName, Grant, Identity};
+use super::tls::{HandshakeLog, TlsConn};
 use crate::protocol::{
     ServerMachine, ADMIN_REQUEST_BYTES_MAX, CLIENT_NAME_BYTES_MAX, FRAME_BYTES_MAX,
 };
@@ -88,6 +91,8 @@ pub struct Conn<S> {
     pub identity: Identity,
     /// What the access policy lets it do, fixed at its hello (nothing before).
     pub grant: Grant,
+    /// The TLS session of a connection from the TLS listener (None: a Unix socket).
+    pub tls: Option<Box<TlsConn>>,
 }
 
 impl<S> Conn<S> {
@@ -129,12 +134,19 @@ impl<S> Conn<S> {
             serving: false,
             identity: Identity::Unknown,
             grant: Grant::NOTHING,
+            tls: None,
         }
     }
 
     /// Takes a new socket from `peer` at time `now`: every field back to its initial
     /// state, the buffers kept.
-    fn open(&mut self, socket: S, peer: Option<PeerCredentials>, now: u64) {
+    fn open(
+        &mut self,
+        socket: S,
+        peer: Option<PeerCredentials>,
+        now: u64,
+        tls: Option<Box<TlsConn>>,
+    ) {
         let generation = self.generation.wrapping_add(1);
         let recv = std::mem::take(&mut self.recv);
         let send = std::mem::take(&mut self.send);
@@ -144,7 +156,13 @@ impl<S> Conn<S> {
             generation,
             opened_ns: now,
             last_input_ns: now,
-            identity: Identity::of_peer(peer),
+            // A TLS peer is known by its certificate, once the handshake verified it.
+            identity: if tls.is_some() {
+                Identity::Unknown
+            } else {
+                Identity::of_peer(peer)
+            },
+            tls,
             ..Conn::with_buffers(recv, send, admin)
         };
     }
@@ -174,7 +192,7 @@ impl<S> Conn<S> {
     /// Free bytes at the end of the send buffer, compacting first when nothing is in
     /// flight.
     pub fn send_free(&mut self) -> usize {
-        if !self.send_in_flight && self.send_start > 0 {
+        if !self.reactor_owns_send() && self.send_start > 0 {
             self.send.copy_within(self.send_start..self.send_end, 0);
             self.send_end -= self.send_start;
             self.send_start = 0;
@@ -217,12 +235,56 @@ impl<S> Conn<S> {
         !self.send_in_flight && self.send_start < self.send_end
     }
 
+    /// Whether the reactor owns the receive buffer's free tail now (on a TLS
+    /// connection it owns the ciphertext buffer instead, never `recv`).
+    pub fn reactor_owns_recv(&self) -> bool {
+        self.recv_in_flight && self.tls.is_none()
+    }
+
+    /// Whether the reactor owns the send buffer's pending bytes now.
+    fn reactor_owns_send(&self) -> bool {
+        self.send_in_flight && self.tls.is_none()
+    }
+
+    /// Whether everything written has gone to the socket (through TLS too).
+    pub fn output_drained(&self) -> bool {
+        self.send_start == self.send_end && self.tls.as_ref().is_none_or(|t| t.drained())
+    }
+
+    /// Moves received ciphertext through the TLS session into the receive buffer; a
+    /// refused handshake is logged and the connection closes once its alert is sent.
+    fn tls_read(&mut self, slot: usize, now: u64, log: &mut HandshakeLog) {
+        let Some(tls) = self.tls.as_mut() else {
+            return;
+        };
+        match tls.read_plaintext(&mut self.recv[self.recv_len..]) {
+            Ok(pumped) => {
+                if pumped.established {
+                    self.identity = match tls.peer_name().as_deref().and_then(CertName::new) {
+                        Some(name) => Identity::Certificate(name),
+                        None => Identity::Unknown,
+                    };
+                }
+                if pumped.plaintext > 0 {
+                    self.recv_len += pumped.plaintext;
+                    self.has_input = true;
+                }
+                if pumped.closed && pumped.plaintext == 0 && self.recv_len == 0 {
+                    self.close_after_flush = true;
+                }
+            }
+            // The alert goes out (`arm_tls`); the connection lingers, reading and
+            // dropping, until the peer closes or the hello timeout.
+            Err(e) => log.refused(now, slot, &super::tls::describe_refusal(&e)),
+        }
+    }
+
     /// Drops decoded bytes from the front of the receive buffer.
     pub fn consume(&mut self, n: usize) {
         // Checks that hold in release builds: the ring owns the buffer while a
         // receive is in flight, and `n` beyond what was received is a decoding bug.
         assert!(
-            !self.recv_in_flight,
+            !self.reactor_owns_recv(),
             "receive buffer consumed while the reactor owns it"
         );
         assert!(
@@ -250,6 +312,8 @@ pub struct Connections<S> {
     pub refused: u64,
     /// Open connections whose hello chose a producer or subscriber role.
     pub serving: usize,
+    /// Refused TLS handshakes, counted and logged within a budget.
+    pub handshakes: HandshakeLog,
 }
 
 impl<S> Connections<S> {
@@ -259,6 +323,7 @@ impl<S> Connections<S> {
             slots: (0..count).map(|_| Conn::new()).collect(),
             refused: 0,
             serving: 0,
+            handshakes: HandshakeLog::default(),
         }
     }
 
@@ -295,13 +360,15 @@ impl<S> Connections<S> {
     }
 
     /// Puts a new socket from `peer` in a free slot (attached to the reactor), or gives
-    /// it back when every slot is in use.
+    /// it back when every slot is in use. `tls`: the session of a connection from the
+    /// TLS listener.
     pub fn open<R: Reactor<Socket = S>>(
         &mut self,
         reactor: &mut R,
         socket: S,
         peer: Option<PeerCredentials>,
         now: u64,
+        tls: Option<Box<TlsConn>>,
     ) -> Result<usize, S> {
         let Some(slot) = self
             .slots
@@ -312,7 +379,7 @@ impl<S> Connections<S> {
             return Err(socket);
         };
         let conn = &mut self.slots[slot];
-        conn.open(socket, peer, now);
+        conn.open(socket, peer, now, tls);
         let token = conn.token(slot);
         if let Some(socket) = &conn.socket {
             if let Err(e) = reactor.attach(socket, token) {
@@ -330,13 +397,26 @@ impl<S> Connections<S> {
         result: Result<usize, i32>,
         now: u64,
     ) -> Option<usize> {
-        let (slot, conn) = self.current(token)?;
+        let slot = token.slot as usize;
+        let handshakes = &mut self.handshakes;
+        let conn = self
+            .slots
+            .get_mut(slot)
+            .filter(|c| c.in_use() && c.generation == token.generation)?;
         conn.recv_in_flight = false;
         match result {
             Ok(n) if n > 0 => {
                 conn.last_input_ns = now;
-                conn.recv_len += n;
-                conn.has_input = true;
+                match conn.tls.as_mut() {
+                    Some(tls) => {
+                        tls.received(n);
+                        conn.tls_read(slot, now, handshakes);
+                    }
+                    None => {
+                        conn.recv_len += n;
+                        conn.has_input = true;
+                    }
+                }
                 None
             }
             // End of stream or an error: the connection is over.
@@ -351,6 +431,15 @@ impl<S> Connections<S> {
         let Ok(n) = result else {
             return Some(slot);
         };
+        if let Some(tls) = conn.tls.as_mut() {
+            // The plaintext went into the session when the send was armed; room for
+            // answers came back then (see `arm`).
+            tls.sent(n);
+            if conn.close_after_flush && conn.held_replies == 0 && conn.output_drained() {
+                return Some(slot);
+            }
+            return None;
+        }
         conn.send_start = (conn.send_start + n).min(conn.send_end);
         if conn.send_start == conn.send_end {
             conn.send_start = 0;
@@ -386,8 +475,14 @@ impl<S> Connections<S> {
     /// Arms a send for every connection with output waiting and a receive for every
     /// connection that may read, and closes the sockets of connections whose
     /// operations have all completed. `reading`: false while shutting down.
-    pub fn arm<R: Reactor<Socket = S>>(&mut self, reactor: &mut R, reading: bool) -> ArmOutcome {
+    pub fn arm<R: Reactor<Socket = S>>(
+        &mut self,
+        reactor: &mut R,
+        reading: bool,
+        now: u64,
+    ) -> ArmOutcome {
         let mut outcome = ArmOutcome::default();
+        let handshakes = &mut self.handshakes;
         for (slot, conn) in self.slots.iter_mut().enumerate() {
             if !conn.in_use() {
                 continue;
@@ -398,7 +493,13 @@ impl<S> Connections<S> {
                     if let Some(socket) = conn.socket.take() {
                         reactor.close(socket, Some(token));
                     }
+                    // Nothing is in flight: the session's buffers are free to go.
+                    conn.tls = None;
                 }
+                continue;
+            }
+            if conn.tls.is_some() {
+                arm_tls(conn, slot, reactor, reading, now, handshakes, &mut outcome);
                 continue;
             }
             if conn.close_after_flush
@@ -442,7 +543,7 @@ impl<S> Connections<S> {
     pub fn flushed(&self) -> bool {
         self.slots
             .iter()
-            .all(|c| !c.in_use() || c.closing || c.send_start == c.send_end)
+            .all(|c| !c.in_use() || c.closing || c.output_drained())
     }
 
     /// Producers whose publish waits for room in a full ring.
@@ -454,11 +555,88 @@ impl<S> Connections<S> {
     }
 }
 
+/// [`Connections::arm`] for a TLS connection: plaintext the session still holds is
+/// moved into the receive buffer (ingest freed room), the send buffer's plaintext goes
+/// into the session, and the receive and send are armed on the ciphertext buffers.
+fn arm_tls<S, R: Reactor<Socket = S>>(
+    conn: &mut Conn<S>,
+    slot: usize,
+    reactor: &mut R,
+    reading: bool,
+    now: u64,
+    handshakes: &mut HandshakeLog,
+    outcome: &mut ArmOutcome,
+) {
+    let token = conn.token(slot);
+    if !conn.close_after_flush && conn.recv_len < conn.recv.len() {
+        let had = conn.recv_len;
+        conn.tls_read(slot, now, handshakes);
+        if conn.recv_len > had {
+            outcome.more_input = true;
+        }
+    }
+    let Some(tls) = conn.tls.as_mut() else {
+        return;
+    };
+    if conn.send_start < conn.send_end {
+        let taken = tls.write_plaintext(&conn.send[conn.send_start..conn.send_end]);
+        conn.send_start += taken;
+        if conn.send_start == conn.send_end {
+            conn.send_start = 0;
+            conn.send_end = 0;
+        }
+        // Decoding may have paused for lack of answer room.
+        if taken > 0 && conn.recv_len > 0 && !conn.has_input {
+            conn.has_input = true;
+            outcome.more_input = true;
+        }
+    }
+    tls.fill_output(conn.send_in_flight);
+    if conn.close_after_flush
+        && conn.held_replies == 0
+        && !conn.send_in_flight
+        && conn.send_start == conn.send_end
+        && tls.drained()
+    {
+        outcome.to_close.push_within_capacity(slot);
+        return;
+    }
+    let Some(socket) = conn.socket.as_ref() else {
+        return;
+    };
+    if !conn.send_in_flight && !tls.pending_output().is_empty() {
+        let pending = tls.pending_output();
+        // SAFETY: the session's output buffer is boxed, allocated at accept and
+        // dropped only with the session once the socket is closed (nothing in
+        // flight); `send_in_flight` keeps its pending bytes where they are
+        // (`fill_output` appends behind them) until the completion (`sent`).
+        unsafe { reactor.send(socket, pending.as_ptr(), pending.len(), token) };
+        conn.send_in_flight = true;
+    }
+    let may_read = reading
+        && !conn.recv_in_flight
+        && !conn.has_input
+        && !conn.blocked
+        && !conn.close_after_flush;
+    if may_read {
+        let tail = tls.input_tail();
+        if !tail.is_empty() {
+            // SAFETY: as above for the session's input buffer's free tail, which
+            // `recv_in_flight` keeps untouched until the completion (`received`).
+            unsafe { reactor.recv(socket, tail.as_mut_ptr(), tail.len(), token) };
+            conn.recv_in_flight = true;
+        }
+    }
+}
+
 /// Connections [`Connections::arm`] found finished.
 #[derive(Default)]
 pub struct ArmOutcome {
     /// Slots whose last words went out: close them.
     pub to_close: SlotList,
+    /// A TLS connection got plaintext to decode (or room for answers) while arming:
+    /// the next turn must not sleep.
+    pub more_input: bool,
 }
 
 /// A short list of slots, stored inline (no allocation per turn). Slots beyond its

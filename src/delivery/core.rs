@@ -27,12 +27,13 @@ use super::metrics::MetricsLink;
 use super::notify::{NoNotifier, Notifier};
 use super::reply::{Identity, Reply};
 use super::sink::ConnSink;
+use super::tls::TlsConn;
 use super::{fanout, release, DaemonConfig, DaemonError};
 use crate::log::{self, Log, Seq, SubscriptionId};
 use crate::metrics::Counters;
 use crate::pmem::Medium;
 use crate::protocol::{self, ErrorCode};
-use crate::reactor::{Completion, Reactor};
+use crate::reactor::{Completion, ListenerId, Reactor};
 use crate::subscription::{AttachError, SubscriptionSet};
 use std::time::Duration;
 
@@ -133,6 +134,18 @@ pub struct Core<R: Reactor, M: Medium> {
     /// The JetStream forwarder (`--forward-jetstream`), the sink numbered after every
     /// connection slot.
     pub(super) forwarder: Option<Box<Forwarder<R::Socket>>>,
+    /// The TLS listener (`--listen-tls`) and its server configuration.
+    pub(super) tls: Option<TlsListener>,
+    /// Arming gave a TLS connection plaintext to decode: the next wait does not sleep.
+    more_input: bool,
+}
+
+/// The TLS listener as the loop knows it.
+pub(super) struct TlsListener {
+    pub(super) id: ListenerId,
+    pub(super) config: std::sync::Arc<rustls::ServerConfig>,
+    /// The address bound (the port chosen, for port 0).
+    pub(super) address: std::net::SocketAddr,
 }
 
 /// Lets a kind of log line through at most once per interval and counts the rest.
@@ -245,6 +258,8 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             metrics: None,
             started_unix_ns: reactor.unix_ns(),
             access: Access::new(config.access.clone()),
+            tls: None,
+            more_input: false,
             config,
             reactor,
             log,
@@ -255,6 +270,21 @@ impl<R: Reactor, M: Medium> Core<R, M> {
     /// shutdown.
     pub fn set_notifier(&mut self, notifier: Box<dyn Notifier>) {
         self.notifier = notifier;
+    }
+
+    /// Serves TLS on `listener` (already given to the reactor, bound to `address`)
+    /// with `config`: its connections get a TLS session each.
+    pub fn serve_tls(
+        &mut self,
+        listener: ListenerId,
+        config: std::sync::Arc<rustls::ServerConfig>,
+        address: std::net::SocketAddr,
+    ) {
+        self.tls = Some(TlsListener {
+            id: listener,
+            config,
+            address,
+        });
     }
 
     /// Subscriptions in recovery mode (replaying unconfirmed events after a crash).
@@ -314,7 +344,11 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                 return Ok(self.phase);
             }
         }
-        let sleep = self.sleep();
+        let sleep = if std::mem::take(&mut self.more_input) {
+            Duration::ZERO
+        } else {
+            self.sleep()
+        };
         self.completions.clear();
         self.reactor
             .wait(sleep, &mut self.completions)
@@ -360,13 +394,27 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         let mut completions = std::mem::take(&mut self.completions);
         for c in completions.drain(..) {
             match c {
-                Completion::Accepted { result, .. } => match result {
+                Completion::Accepted { result, listener } => match result {
                     Ok(accepted) if self.phase == Phase::Running => {
+                        let (peer, tls) = match &self.tls {
+                            // SO_PEERCRED means nothing on TCP: the certificate names
+                            // the peer, once verified.
+                            Some(t) if t.id == listener => match TlsConn::new(&t.config) {
+                                Ok(session) => (None, Some(Box::new(session))),
+                                Err(e) => {
+                                    tracing::error!(error = %e, "cannot start a TLS session; closing the connection");
+                                    self.reactor.close(accepted.socket, None);
+                                    continue;
+                                }
+                            },
+                            _ => (accepted.peer, None),
+                        };
                         let opened = self.conns.open(
                             &mut self.reactor,
                             accepted.socket,
-                            accepted.peer,
+                            peer,
                             self.now,
+                            tls,
                         );
                         if let Err(socket) = opened {
                             if let Some(more) = self.connection_log.allow(self.now, 1_000_000_000) {
@@ -493,6 +541,27 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         let idle_ns = self.config.idle_timeout.map(|d| d.as_nanos() as u64);
         for slot in 0..self.conns.len() {
             let conn = self.conns.get_mut(slot);
+            let handshaking = conn
+                .tls
+                .as_ref()
+                .is_some_and(|t| !t.established() || t.failed());
+            if conn.open_for_io()
+                && handshaking
+                && self.now.saturating_sub(conn.opened_ns) >= hello_ns
+            {
+                // Nothing can be said before the handshake: the connection just goes.
+                if conn.tls.as_ref().is_some_and(|t| !t.failed()) {
+                    self.timed_out += 1;
+                    self.conns.handshakes.refused(
+                        self.now,
+                        slot,
+                        "the handshake did not finish within the hello timeout (--hello-timeout)",
+                    );
+                }
+                self.close(slot);
+                continue;
+            }
+            let conn = self.conns.get_mut(slot);
             if !conn.open_for_io() || conn.close_after_flush {
                 continue;
             }
@@ -602,7 +671,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                 && conn.open_for_io()
                 && !conn.close_after_flush
                 && !conn.blocked
-                && !conn.recv_in_flight;
+                && !conn.reactor_owns_recv();
             if !readable {
                 continue;
             }
@@ -761,7 +830,8 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             f.tick(&mut self.reactor, sub, self.now, self.unix_now);
             f.arm(&mut self.reactor);
         }
-        let outcome = self.conns.arm(&mut self.reactor, reading);
+        let outcome = self.conns.arm(&mut self.reactor, reading, self.now);
+        self.more_input |= outcome.more_input;
         for slot in outcome.to_close.iter() {
             self.close(slot);
         }

@@ -21,6 +21,7 @@ mod notify;
 mod release;
 mod reply;
 mod sink;
+pub mod tls;
 
 pub use self::core::{Core, Phase, StartInfo};
 pub use crate::subscription::RedeliveryConfig;
@@ -99,6 +100,8 @@ pub struct DaemonConfig {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Forward matching events into a JetStream stream (`--forward-jetstream`).
     pub forward: Option<jetstream::ForwardConfig>,
+    /// Serve the protocol over TLS on TCP too (None: the Unix socket only).
+    pub tls: Option<tls::TlsListen>,
 }
 
 impl Default for DaemonConfig {
@@ -125,6 +128,7 @@ impl Default for DaemonConfig {
             dedupe_age: dedupe::WINDOW_AGE_DEFAULT,
             metrics_listen: None,
             forward: None,
+            tls: None,
         }
     }
 }
@@ -177,6 +181,9 @@ pub enum DaemonError {
     /// A system call failed.
     #[error("{0}: {1}")]
     Io(&'static str, std::io::Error),
+    /// The TLS listener's files cannot be used.
+    #[error("cannot serve TLS: {0}")]
+    Tls(#[from] crate::tls::TlsFileError),
     /// The log failed (the region stopped accepting writes).
     #[error(transparent)]
     Log(log::LogError),
@@ -200,6 +207,8 @@ pub struct ServeInfo {
     pub replaying_subscriptions: usize,
     /// Where Prometheus metrics are served (`--metrics-listen`, the port bound).
     pub metrics: Option<std::net::SocketAddr>,
+    /// Where TLS is served (`--listen-tls`, the port bound).
+    pub tls: Option<std::net::SocketAddr>,
 }
 
 /// Opens (or creates) the region, recovers it, binds the socket and runs until
@@ -236,6 +245,12 @@ pub fn serve_notifying(
         ..Default::default()
     };
     let started = std::time::Instant::now();
+    // The certificate files are checked before anything is bound or opened: a daemon
+    // that cannot serve TLS as configured does not start.
+    let tls = match &config.tls {
+        Some(listen) => Some(bind_tls(listen)?),
+        None => None,
+    };
     // Bound before the recovery scan: producers can connect at once; the kernel holds
     // their connections until the loop runs, and they are served while the replay is
     // still going on.
@@ -321,8 +336,10 @@ pub fn serve_notifying(
             backend: crate::reactor::Backend::Epoll,
             replaying_subscriptions: 0,
             metrics: exporter.as_ref().map(|(e, _)| e.local_addr()),
+            tls: tls.as_ref().map(|t| t.2),
         },
         metrics: exporter,
+        tls,
     };
     let result = match choose_backend(&served.config) {
         Ok(Chosen::Uring(reactor)) => served.run(*reactor, ready),
@@ -370,6 +387,25 @@ struct Served {
     serve_info: ServeInfo,
     /// The metrics exporter (serving until dropped) and its exchange with the loop.
     metrics: Option<(crate::metrics::Exporter, Arc<crate::metrics::Exchange>)>,
+    /// The TLS listener, its configuration and the address bound.
+    tls: Option<BoundTls>,
+}
+
+type BoundTls = (OwnedFd, Arc<rustls::ServerConfig>, std::net::SocketAddr);
+
+/// Checks the TLS files and binds the TLS listener.
+fn bind_tls(listen: &tls::TlsListen) -> Result<BoundTls, DaemonError> {
+    let server = tls::server_config(listen)?;
+    let listener = std::net::TcpListener::bind(listen.address).map_err(|e| {
+        DaemonError::Config(format!(
+            "cannot listen for TLS on {} (--listen-tls): {e}",
+            listen.address
+        ))
+    })?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| DaemonError::Io("reading the TLS listener's address", e))?;
+    Ok((OwnedFd::from(listener), server, address))
 }
 
 impl Served {
@@ -381,6 +417,15 @@ impl Served {
         reactor
             .listen(self.listener)
             .map_err(|e| DaemonError::Io("listening on the socket", e))?;
+        let tls = match self.tls {
+            Some((fd, server, address)) => {
+                let id = reactor
+                    .listen(fd)
+                    .map_err(|e| DaemonError::Io("listening for TLS", e))?;
+                Some((id, server, address))
+            }
+            None => None,
+        };
         self.serve_info.backend = reactor.backend();
         tracing::info!(backend = %reactor.backend(), "I/O backend");
         let mut core = Core::new(
@@ -391,6 +436,10 @@ impl Served {
             self.start,
         )?;
         core.set_notifier(self.notifier);
+        if let Some((id, server, address)) = tls {
+            tracing::info!(address = %address, "serving TLS 1.3 on {address}: client certificates required");
+            core.serve_tls(id, server, address);
+        }
         if let Some((exporter, exchange)) = &self.metrics {
             core.set_metrics(exchange.clone(), exporter.local_addr());
             tracing::info!(address = %exporter.local_addr(), "serving Prometheus metrics at http://{}{}", exporter.local_addr(), crate::metrics::METRICS_PATH);

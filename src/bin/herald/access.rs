@@ -4,7 +4,8 @@
 //!
 //! ```toml
 //! [[access]]
-//! user = "fsd"                  # or group = "...", uid = N, gid = N: exactly one
+//! user = "fsd"                  # or group = "...", uid = N, gid = N, or cert = "name"
+//!                               # (a TLS client certificate's name): exactly one
 //! publish = ["fs.>"]            # topic patterns it may publish to
 //! subscribe = ["fs.*.error"]    # topic patterns its subscriptions must lie within
 //! subscriptions = ["alerts-*"]  # durable subscription names it may use (* = any run)
@@ -29,6 +30,7 @@ const RULE_KEYS: &[&str] = &[
     "group",
     "uid",
     "gid",
+    "cert",
     "publish",
     "subscribe",
     "subscriptions",
@@ -49,7 +51,7 @@ pub struct AccessConfig {
 pub struct WrittenRule {
     /// The line of its `[[access]]` (or of its first key).
     pub line: usize,
-    /// `user`, `group`, `uid` or `gid`.
+    /// `user`, `group`, `uid`, `gid` or `cert`.
     pub subject_key: &'static str,
     /// The subject as written (TOML).
     pub subject_value: String,
@@ -138,7 +140,7 @@ fn read_rule(
         let name = key.get_ref().as_str();
         let problem = |why: String| (at, format!("{shown}:{at}: {KEY}: {name}: {why}"));
         match name {
-            "user" | "group" | "uid" | "gid" => {
+            "user" | "group" | "uid" | "gid" | "cert" => {
                 subject_written = true;
                 if let Some((other, _, _, _)) = &subject {
                     problems.push(problem(format!(
@@ -186,7 +188,7 @@ fn read_rule(
         problems.push((
             line,
             format!(
-                "{shown}:{line}: {KEY}: the rule names nobody: give one of user, group, uid, gid"
+                "{shown}:{line}: {KEY}: the rule names nobody: give one of user, group, uid, gid, cert"
             ),
         ));
         return Err(problems);
@@ -301,6 +303,12 @@ fn resolve(key: &str, value: &toml::Value) -> Result<(Subject, String), String> 
             )),
             Err(e) => Err(format!("cannot look up group {name:?}: {e}")),
         },
+        // A TLS client certificate's name, as the daemon reads it (the first DNS or URI
+        // SAN, else the CN): nothing to resolve.
+        ("cert", toml::Value::String(name)) if !name.is_empty() => Ok((
+            Subject::Certificate(name.clone()),
+            format!("certificate {name:?}"),
+        )),
         ("uid" | "gid", other) => Err(format!("expects a number, not {other}")),
         (_, other) => Err(format!("expects a name (a string), not {other}")),
     }
@@ -375,6 +383,8 @@ impl SocketAccess {
             Subject::Uid(uid) if *uid == self.owner => self.mode & 0o200 != 0,
             Subject::Uid(uid) => group_may && user_in_group(*uid, self.group),
             Subject::Group { gid, .. } => group_may && *gid == self.group,
+            // Comes over TLS (--listen-tls), not through the socket.
+            Subject::Certificate(_) => true,
         }
     }
 
@@ -389,6 +399,7 @@ impl SocketAccess {
                 let fix = match rule.subject {
                     Subject::Uid(_) => "socket_mode = 660 with socket_group a group the user is in",
                     Subject::Group { .. } => "socket_mode = 660 with socket_group this group",
+                    Subject::Certificate(_) => "nothing: a certificate comes over TLS",
                 };
                 format!(
                     "the rule for {} cannot apply: the socket (mode {:04o}, owner uid {}, group \

@@ -265,13 +265,15 @@ fn access_example() -> String {
          right. Let the named users reach the socket: socket_mode = 660 with socket_group a \
          group they are in (and a data_dir they may enter), or socket_mode = 666. Names are \
          resolved at start; a group names its gid and the members the group database lists. \
-         At most 64 rules; a user's rights are those of every rule naming it. Rules are read \
-         from this file only (no flag or environment variable).",
+         At most 64 rules; a user's rights are those of every rule naming it. Over TLS \
+         (listen_tls), a connection is its client certificate's name (first DNS or URI SAN, \
+         else CN), which a rule names with cert = \"NAME\". Rules are read from this file \
+         only (no flag or environment variable).",
     ));
     for line in [
         "",
         "[[access]]",
-        "group = \"fs-producers\"        # or user = \"NAME\", uid = N, gid = N: exactly one",
+        "group = \"fs-producers\"        # or user = \"NAME\", uid = N, gid = N, cert = \"NAME\"",
         "publish = [\"fs.>\"]            # topic patterns it may publish to",
         "",
         "[[access]]",

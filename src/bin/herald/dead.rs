@@ -4,7 +4,7 @@
 
 use crate::parse;
 use anyhow::{bail, Context};
-use herald::client::{self, Client};
+use herald::client::Client;
 use herald::protocol::Role;
 use serde_json::{json, Value};
 use std::io::Write;
@@ -19,6 +19,8 @@ pub struct DeadArgs {
     /// The daemon's data directory; its socket is DIR/herald.sock.
     #[arg(long, value_name = "DIR", default_value = parse::DATA_DIR_DEFAULT, global = true)]
     data_dir: PathBuf,
+    #[command(flatten)]
+    connect: crate::connect::ConnectArgs,
 }
 
 #[derive(clap::Subcommand)]
@@ -105,8 +107,8 @@ pub fn run(args: DeadArgs) -> anyhow::Result<ExitCode> {
         }
         Action::Purge { .. } => bail!("say --subscription NAME, or --unowned"),
     };
-    let socket = client::socket_path(&args.data_dir);
-    let mut client = Client::connect(&socket, Role::Control, "herald-dead")?;
+    let endpoint = args.connect.endpoint(&args.data_dir)?;
+    let mut client = Client::connect_to(&endpoint, Role::Control, "herald-dead")?;
     let value = match &args.action {
         Action::List { limit, .. } => list_all(&mut client, request, *limit)?,
         _ => ask(&mut client, &request)?,

@@ -14,6 +14,7 @@ mod bench;
 mod check;
 mod config;
 mod config_command;
+mod connect;
 mod dead;
 mod format;
 mod inspect;

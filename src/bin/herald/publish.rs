@@ -3,7 +3,7 @@
 
 use crate::parse;
 use anyhow::{bail, Context};
-use herald::client::{self, Client, ClientError};
+use herald::client::{Client, ClientError};
 use herald::protocol::{ErrorCode, Event, Role, Severity, Topic, EVENT_PAYLOAD_BYTES_MAX};
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
@@ -15,6 +15,8 @@ pub struct PublishArgs {
     /// The daemon's data directory; its socket is DIR/herald.sock.
     #[arg(long, value_name = "DIR", default_value = parse::DATA_DIR_DEFAULT)]
     data_dir: PathBuf,
+    #[command(flatten)]
+    connect: crate::connect::ConnectArgs,
     /// The events' topic: dot-separated segments of A-Z a-z 0-9 _ -, such as fs.vol1.error.
     #[arg(long, value_name = "T", value_parser = parse::topic)]
     topic: String,
@@ -44,9 +46,9 @@ const OUTSTANDING_MAX: u64 = 256;
 const LINE_BYTES_MAX: u64 = EVENT_PAYLOAD_BYTES_MAX as u64 + 2;
 
 pub fn run(args: PublishArgs) -> anyhow::Result<ExitCode> {
-    let socket = client::socket_path(&args.data_dir);
+    let endpoint = args.connect.endpoint(&args.data_dir)?;
     let name = args.source.as_deref().unwrap_or(CLIENT_NAME);
-    let mut client = Client::connect(&socket, Role::Producer, name)?;
+    let mut client = Client::connect_to(&endpoint, Role::Producer, name)?;
     let template = Event {
         topic: Topic::new(args.topic.as_bytes()).context("--topic")?,
         severity: args.severity,

@@ -9,6 +9,7 @@ use crate::access::SocketAccess;
 use crate::config::Effective;
 use crate::logging::LogFormat;
 use crate::sdnotify::SdNotify;
+use herald::delivery::tls::TlsListen;
 use herald::delivery::{self, DaemonConfig, IoChoice, NoNotifier, Notifier, RedeliveryConfig};
 use herald::event::limits::CONNECTIONS_MAX;
 use herald::log::LogConfig;
@@ -194,6 +195,23 @@ pub struct ServeArgs {
     /// stream's duplicate window drops a second copy; keep it longer than this).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION", help_heading = "Forwarding to JetStream")]
     forward_ack_timeout: Duration,
+    /// Also serve the protocol over TCP with TLS 1.3 on this address, such as
+    /// 0.0.0.0:7400 (port 0 takes a free port, which the ready line and `herald status`
+    /// show). Client certificates are required, verified against --tls-client-ca; the
+    /// certificate's name (its first DNS or URI SAN, else its CN) is the connection's
+    /// identity, which access rules name with `cert = "NAME"`. There is no plaintext TCP
+    /// listener. Needs --tls-cert, --tls-key and --tls-client-ca.
+    #[arg(long, value_parser = parse_metrics_listen, value_name = "ADDR", help_heading = "TLS")]
+    listen_tls: Option<SocketAddr>,
+    /// The server's certificate chain (PEM, the server's own certificate first).
+    #[arg(long, value_name = "FILE", help_heading = "TLS")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", help_heading = "TLS")]
+    tls_key: Option<PathBuf>,
+    /// The CA certificate(s) (PEM) that client certificates must be issued by.
+    #[arg(long, value_name = "FILE", help_heading = "TLS")]
+    tls_client_ca: Option<PathBuf>,
     /// Log lines on stderr: `text` (key=value; with time and colour on a terminal) or
     /// `json` (one object per line).
     #[arg(long, value_enum, default_value = "text", help_heading = "Logs")]
@@ -329,7 +347,44 @@ fn parse_mode(text: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("{text:?} is not an octal mode like 600"))
 }
 
-/// What the settings ask of the daemon.
+/// The TLS listener the settings ask for: None without --listen-tls; an error when
+/// one of its files is not given, or a file is given without it.
+pub fn tls_listen(args: &ServeArgs) -> Result<Option<TlsListen>, String> {
+    let files = [
+        ("--tls-cert", &args.tls_cert),
+        ("--tls-key", &args.tls_key),
+        ("--tls-client-ca", &args.tls_client_ca),
+    ];
+    let Some(address) = args.listen_tls else {
+        if let Some((flag, _)) = files.iter().find(|(_, f)| f.is_some()) {
+            return Err(format!(
+                "{flag} is given without --listen-tls: give the address to serve TLS on"
+            ));
+        }
+        return Ok(None);
+    };
+    let missing: Vec<&str> = files
+        .iter()
+        .filter(|(_, f)| f.is_none())
+        .map(|(flag, _)| *flag)
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "--listen-tls needs {} (the server's certificate and key, and the CA that \
+             issues client certificates)",
+            missing.join(", ")
+        ));
+    }
+    Ok(Some(TlsListen {
+        address,
+        cert: args.tls_cert.clone().unwrap_or_default(),
+        key: args.tls_key.clone().unwrap_or_default(),
+        client_ca: args.tls_client_ca.clone().unwrap_or_default(),
+    }))
+}
+
+/// What the settings ask of the daemon (the TLS listener only when [`tls_listen`]
+/// accepts its settings).
 pub fn daemon_config(args: &ServeArgs) -> DaemonConfig {
     DaemonConfig {
         data_dir: args.data_dir.clone(),
@@ -369,12 +424,14 @@ pub fn daemon_config(args: &ServeArgs) -> DaemonConfig {
         },
         metrics_listen: args.metrics_listen,
         forward: forward_config(args).ok().flatten(),
+        tls: tls_listen(args).ok().flatten(),
         ..DaemonConfig::default()
     }
 }
 
 pub fn run(args: ServeArgs, effective: Option<&Effective>) -> anyhow::Result<ExitCode> {
     forward_config(&args).map_err(anyhow::Error::msg)?;
+    tls_listen(&args).map_err(anyhow::Error::msg)?;
     let mut config = daemon_config(&args);
     if let Some(access) = effective.and_then(|e| e.access.as_ref()) {
         let socket = SocketAccess::of_daemon(config.socket_mode, config.socket_group);
@@ -404,8 +461,12 @@ pub fn run(args: ServeArgs, effective: Option<&Effective>) -> anyhow::Result<Exi
     delivery::serve_notifying(config, notifier, |info| {
         let replayed = info.recovery.as_ref().map_or(0, |r| r.live_events);
         // One line on stdout, for scripts and tests to wait on.
+        let tls = info
+            .tls
+            .map(|address| format!(" and tls://{address}"))
+            .unwrap_or_default();
         println!(
-            "ready: serving on {} (region {}, {} unconfirmed events recovered, started in {} ms, io {})",
+            "ready: serving on {}{tls} (region {}, {} unconfirmed events recovered, started in {} ms, io {})",
             info.socket.display(),
             info.region.display(),
             replayed,

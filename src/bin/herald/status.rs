@@ -3,7 +3,7 @@
 
 use crate::parse;
 use anyhow::Context;
-use herald::client::{self, Client};
+use herald::client::Client;
 use herald::protocol::Role;
 use serde_json::{Map, Value};
 use std::io::Write;
@@ -16,6 +16,8 @@ pub struct StatusArgs {
     /// The daemon's data directory; its socket is DIR/herald.sock.
     #[arg(long, value_name = "DIR", default_value = parse::DATA_DIR_DEFAULT)]
     data_dir: PathBuf,
+    #[command(flatten)]
+    connect: crate::connect::ConnectArgs,
     /// Print the daemon's JSON document as sent; when its subscription rows did not
     /// fit one frame, the rest are paged in (`subscriptions` admin requests) and the
     /// whole document is printed with every row.
@@ -27,8 +29,9 @@ pub struct StatusArgs {
 const CLIENT_NAME: &str = "herald-status";
 
 pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let socket = client::socket_path(&args.data_dir);
-    let mut client = Client::connect(&socket, Role::Control, CLIENT_NAME)?;
+    let endpoint = args.connect.endpoint(&args.data_dir)?;
+    let socket = endpoint.shown();
+    let mut client = Client::connect_to(&endpoint, Role::Control, CLIENT_NAME)?;
     let json = client.status()?;
     let mut value: Value = serde_json::from_str(&json).with_context(|| {
         format!(

@@ -3,7 +3,7 @@
 
 use crate::{output, parse};
 use anyhow::Context;
-use herald::client::{self, Client, Delivery, SubscribeOptions};
+use herald::client::{Client, Delivery, SubscribeOptions};
 use herald::protocol::{Role, Severity, ACK_DEADLINE_MS_MAX, WINDOW_EVENTS_MAX};
 use std::io::{ErrorKind, Write};
 use std::path::PathBuf;
@@ -15,6 +15,8 @@ pub struct SubscribeArgs {
     /// The daemon's data directory; its socket is DIR/herald.sock.
     #[arg(long, value_name = "DIR", default_value = parse::DATA_DIR_DEFAULT)]
     data_dir: PathBuf,
+    #[command(flatten)]
+    connect: crate::connect::ConnectArgs,
     /// Durable subscription name (A-Z a-z 0-9 _ - ., up to 64 bytes): herald keeps its
     /// place across disconnections and restarts. Without it the subscription is
     /// live-only: it sees events stored while it is attached, and is then forgotten.
@@ -66,8 +68,8 @@ fn parse_deadline(text: &str) -> Result<std::time::Duration, String> {
 const CLIENT_NAME: &str = "herald-subscribe";
 
 pub fn run(args: SubscribeArgs) -> anyhow::Result<ExitCode> {
-    let socket = client::socket_path(&args.data_dir);
-    let mut client = Client::connect(&socket, Role::Subscriber, CLIENT_NAME)?;
+    let endpoint = args.connect.endpoint(&args.data_dir)?;
+    let mut client = Client::connect_to(&endpoint, Role::Subscriber, CLIENT_NAME)?;
     let patterns: Vec<&str> = if args.filters.is_empty() {
         vec![">"]
     } else {

@@ -32,16 +32,63 @@ pub const REFUSAL_LINES_PER_SECOND: u32 = 10;
 
 /// Who is at the other end of a connection.
 ///
-/// Today the one transport is the Unix socket, whose peer the kernel names. The relay's
-/// TLS listener will add a variant for a client certificate's identity (its subject,
-/// known after the handshake), and [`Subject`] a way for rules to name one; grants and
-/// checks need no change for it.
+/// A Unix socket's peer is named by the kernel; a TLS connection's by its client
+/// certificate, once the handshake verified it ([`CertName`]). Grants and checks are
+/// the same for both: a rule's [`Subject`] names one kind or the other.
+// The certificate's name is inline (256 bytes, one per connection slot) so that an
+// identity stays `Copy` and taking one allocates nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Identity {
     /// A Unix socket's peer, from `SO_PEERCRED` when the connection was accepted.
     Unix(PeerCredentials),
-    /// The kernel gave no credentials: no rule names it.
+    /// A TLS client whose certificate the handshake verified against the configured
+    /// CA: the name it carries (`crate::tls::peer_name`: the first DNS or URI SAN,
+    /// else the CN).
+    Certificate(CertName),
+    /// The kernel gave no credentials, or a TLS handshake has not finished: no rule
+    /// names it.
     Unknown,
+}
+
+/// Longest certificate name kept, in bytes: a DNS name's limit (253) with room to
+/// spare. A longer name is no identity (no prefix of it stands for it).
+pub const CERT_NAME_BYTES_MAX: usize = 255;
+
+/// A client certificate's name, stored inline so that an [`Identity`] stays `Copy` and
+/// allocates nothing.
+#[derive(Copy, Clone, PartialEq, Eq)]
+pub struct CertName {
+    bytes: [u8; CERT_NAME_BYTES_MAX],
+    len: u8,
+}
+
+impl CertName {
+    /// `name`, if it fits [`CERT_NAME_BYTES_MAX`].
+    pub fn new(name: &str) -> Option<CertName> {
+        let len = name.len();
+        if len == 0 || len > CERT_NAME_BYTES_MAX {
+            return None;
+        }
+        let mut bytes = [0; CERT_NAME_BYTES_MAX];
+        bytes[..len].copy_from_slice(name.as_bytes());
+        Some(CertName {
+            bytes,
+            len: len as u8,
+        })
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        // Built from a &str, whole: always UTF-8.
+        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("")
+    }
+}
+
+impl fmt::Debug for CertName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
 }
 
 impl Identity {
@@ -55,6 +102,7 @@ impl fmt::Display for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Identity::Unix(c) => write!(f, "uid {} gid {} pid {}", c.uid, c.gid, c.pid),
+            Identity::Certificate(name) => write!(f, "certificate {:?}", name.as_str()),
             Identity::Unknown => write!(f, "unknown peer"),
         }
     }
@@ -74,16 +122,20 @@ pub enum Subject {
         /// Its members' user ids.
         members: Vec<u32>,
     },
+    /// A TLS client whose verified certificate carries this name (as
+    /// [`Identity::Certificate`] takes it).
+    Certificate(String),
 }
 
 impl Subject {
     fn names(&self, identity: &Identity) -> bool {
-        let Identity::Unix(peer) = identity else {
-            return false;
-        };
-        match self {
-            Subject::Uid(uid) => peer.uid == *uid,
-            Subject::Group { gid, members } => peer.gid == *gid || members.contains(&peer.uid),
+        match (self, identity) {
+            (Subject::Uid(uid), Identity::Unix(peer)) => peer.uid == *uid,
+            (Subject::Group { gid, members }, Identity::Unix(peer)) => {
+                peer.gid == *gid || members.contains(&peer.uid)
+            }
+            (Subject::Certificate(name), Identity::Certificate(cert)) => cert.as_str() == name,
+            _ => false,
         }
     }
 }

@@ -8,6 +8,10 @@ use crate::pmem::Medium;
 use crate::reactor::Reactor;
 use serde_json::{json, Value};
 
+/// Connections listed under `connections.peers` at most (the count of all is `open`):
+/// with the rest of the document, well within one frame.
+const PEERS_SHOWN_MAX: usize = 64;
+
 /// One subscription as `status` shows it.
 #[derive(serde::Serialize)]
 pub struct SubscriptionRow {
@@ -113,6 +117,26 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             })
     }
 
+    /// Who is connected: the first [`PEERS_SHOWN_MAX`] open connections, each with its
+    /// transport and identity (a Unix peer's credentials, a TLS client certificate's
+    /// name).
+    fn peers(&self) -> Value {
+        let rows: Vec<Value> = (0..self.conns.len())
+            .map(|slot| (slot, self.conns.get(slot)))
+            .filter(|(_, c)| c.open_for_io())
+            .take(PEERS_SHOWN_MAX)
+            .map(|(slot, c)| {
+                json!({
+                    "slot": slot,
+                    "transport": if c.tls.is_some() { "tls" } else { "unix" },
+                    "identity": c.identity.to_string(),
+                    "client": String::from_utf8_lossy(c.name()),
+                })
+            })
+            .collect();
+        Value::Array(rows)
+    }
+
     fn status_without_subscriptions(&self) -> Value {
         let log = &self.log;
         let g = log.geometry();
@@ -170,6 +194,11 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                 "refused_at_limit": self.conns.refused,
                 "timed_out": self.timed_out,
                 "producers_waiting_for_room": self.conns.waiting_for_room(),
+                "tls": {
+                    "listen": self.tls.as_ref().map(|t| t.address.to_string()),
+                    "handshakes_refused": self.conns.handshakes.refused,
+                },
+                "peers": self.peers(),
             },
             "when_full": match config.full_wait {
                 None => json!({ "policy": "fail" }),

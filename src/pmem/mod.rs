@@ -11,6 +11,7 @@ mod region;
 pub mod sim;
 pub mod sim_disk;
 mod sysfs;
+mod unwritten;
 
 pub use flush::{store_fence, FlushInstruction, CACHE_LINE_BYTES};
 pub use region::{FileSync, MappedRegion, RegionError, RegionInfo, RegionKind, RegionOptions};

@@ -775,7 +775,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         }
         for u in self.upstreams.iter_mut() {
             u.tick(&mut self.reactor, self.now, self.unix_now);
-            u.arm(&mut self.reactor);
+            self.more_input |= u.arm(&mut self.reactor, self.now, self.unix_now);
         }
         let outcome = self.conns.arm(&mut self.reactor, reading, self.now);
         self.more_input |= outcome.more_input;

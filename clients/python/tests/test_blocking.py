@@ -430,7 +430,7 @@ def test_no_version_in_common_is_unsupported_version(daemon: Daemon) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as raw:
         raw.settimeout(10)
         raw.connect(daemon.socket_path)
-        raw.sendall(codec.encode_hello(Role.PRODUCER, "future", version_min=2, version_max=3))
+        raw.sendall(codec.encode_hello(Role.PRODUCER, "future", version_min=3, version_max=4))
         reader = FrameReader()
         while (data := raw.recv(4096)) != b"":
             reader.feed(data)

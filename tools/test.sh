@@ -30,6 +30,9 @@ else
   first_pass=io-uring
 fi
 
+# The peer comparison's test runs the herald this build makes (HERALD_BIN): building
+# it from inside that test resolves features differently and rebuilds for minutes.
+export HERALD_BIN="$PWD/target/debug/herald"
 echo "== cargo test --workspace (daemons on $first_pass)"
 HERALD_IO=$first_pass cargo test --workspace
 

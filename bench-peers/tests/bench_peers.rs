@@ -24,7 +24,14 @@ const SYSTEMS: [(&str, bool, bool); 9] = [
 const WORKLOADS: [&str; 3] = ["publish_latency", "throughput", "end_to_end"];
 const PAYLOADS: [u64; 2] = [64, 1024];
 
-/// The `herald` binary beside this package's `herald-bench-peers`, built now.
+/// The `herald` binary: `HERALD_BIN` when set (tools/test.sh names the one its
+/// `cargo test --workspace` has just built), else the one beside this package's
+/// `herald-bench-peers`, built now.
+///
+/// The build is for a run of this package's tests alone. Under tools/test.sh it would
+/// cost minutes: `cargo build -p herald` resolves the dependencies' features for herald
+/// alone, not as the workspace's test build does, so it rebuilds herald and several
+/// dependencies, and the next `cargo test --workspace` rebuilds them back.
 ///
 /// Cargo names only the tested package's own binaries to its tests
 /// (`CARGO_BIN_EXE_herald-bench-peers`), and herald is another package, which this one
@@ -32,6 +39,11 @@ const PAYLOADS: [u64; 2] = [64, 1024];
 /// directory and profile as this test (a no-op under `cargo test --workspace`, which
 /// has just built it for herald's own tests), and never runs a stale one.
 fn herald_binary() -> PathBuf {
+    if let Some(herald) = std::env::var_os("HERALD_BIN") {
+        let herald = PathBuf::from(herald);
+        assert!(herald.is_file(), "HERALD_BIN: no {}", herald.display());
+        return herald;
+    }
     let bench_peers = Path::new(env!("CARGO_BIN_EXE_herald-bench-peers"));
     let profile_dir = bench_peers
         .parent()

@@ -1,7 +1,8 @@
 //! The `herald` command line: parses, calls the library, reports.
 //!
 //! Exit codes (stable, for scripts):
-//! - 0: success
+//! - 0: success (also when standard output's reader went away, as in `| head -1`:
+//!   the command stops quietly)
 //! - 1: the operation failed (a region could not be opened, the daemon is not running,
 //!   it refused an event, …)
 //! - 2: usage error (bad flags or arguments, or a configuration file or environment
@@ -156,11 +157,41 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(e) if output_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("herald: {e:#}");
             ExitCode::from(1)
         }
     }
+}
+
+/// Whether `error` is standard output's reader having gone away (`herald status |
+/// head -1`). That is no failure of the command, only the end of what anyone wants of
+/// its output: it exits 0 and says nothing, as ripgrep does (the 141 a shell shows for
+/// a process killed by SIGPIPE is not needed; Rust ignores SIGPIPE, so the write
+/// fails with EPIPE instead). Both must hold: a broken pipe somewhere in the error's
+/// chain, and standard output a pipe or socket whose reader is gone, so that a broken
+/// pipe on the daemon's socket stays the error it is.
+fn output_closed(error: &anyhow::Error) -> bool {
+    let broken_pipe = error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    });
+    broken_pipe && stdout_reader_gone()
+}
+
+/// Standard output's reader is gone: Linux reports POLLERR for the write end of a pipe
+/// without readers, and POLLERR or POLLHUP for a socket whose peer closed.
+fn stdout_reader_gone() -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let stdout = std::io::stdout();
+    let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::POLLOUT)];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(1..))
+        && fds[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))
 }
 
 /// The daemon's log says which file it read and every setting not at its default.

@@ -38,7 +38,7 @@ pub struct BenchArgs {
     /// Print one JSON document instead of the table.
     #[arg(long)]
     json: bool,
-    /// The daemon's I/O backends to measure, each beside the same echo floor.
+    /// The daemon's I/O backends to measure, each beside the same echo floors.
     #[arg(
         long,
         value_delimiter = ',',

@@ -55,10 +55,11 @@ enum Command {
         after_help = "Examples:\n  herald serve                              # ./herald-data, emulated pmem\n  herald serve --data-dir /var/lib/herald --sync disk\n  herald serve --region /dev/dax0.0 --socket /run/herald.sock\n  HERALD_CONNECTIONS_MAX=512 herald serve --config /etc/herald/herald.toml\n\nEvery setting is also a key of the configuration file (--config, default\n/etc/herald/herald.toml when it exists) and an environment variable HERALD_<KEY>;\nflags win over the environment, which wins over the file (`herald config check`).\nPrints one line `ready: serving on SOCKET ...` on stdout when it accepts connections;\nlogs go to stderr (--log-level or RUST_LOG=debug for more). Under systemd\n(Type=notify) it reports READY, STATUS, STOPPING and feeds the watchdog."
     )]
     Serve(serve::ServeArgs),
-    /// Measure durable publish latency, throughput and end-to-end latency against a
-    /// same-run baseline (a bare Unix-socket echo), on a throwaway daemon.
+    /// Measure durable publish latency (over the socket and over TLS), throughput and
+    /// end-to-end latency against same-run baselines (bare echo round trips over a Unix
+    /// socket, loopback TCP and TLS 1.3), on a throwaway daemon.
     #[command(
-        after_help = "Examples:\n  herald bench              # a few minutes; table on stdout\n  herald bench --json > bench.json\n  herald bench --quick      # seconds: checks the harness, measures nothing useful"
+        after_help = "Examples:\n  herald bench              # a few minutes; table on stdout\n  herald bench --json > bench.json\n  herald bench --quick      # seconds: checks the harness, measures nothing useful\n\nThe TLS rows use a CA, server and client certificate made for the run, a TLS\nlistener on 127.0.0.1 (a port the system picks) and a client certificate, as\n`herald serve --listen-tls` requires. Ratios are medians over a floor of the same\nrun: TLS publish over the TLS echo and over the same publish on the socket, the\nTLS echo over the TCP echo (what TLS itself costs)."
     )]
     Bench(bench::BenchArgs),
     /// Show a region's superblock, backend, geometry, head/tail and slot counts,

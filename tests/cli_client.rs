@@ -188,6 +188,7 @@ fn subscribe_count_2_json_prints_two_objects_and_confirms_both() {
             Frame::Deliver(Deliver {
                 redelivered: true,
                 delivery_count: 3,
+                origin: None,
                 ..delivery(9, "fs.vol2.error", &[0xff, 0x00, 0x10])
             }),
             deliver_frame(12, "fs.vol1.error", b"not printed"),
@@ -254,6 +255,7 @@ fn subscribe_prints_one_human_line_per_event_with_the_redelivered_marker() {
         peer.send(&Frame::Deliver(Deliver {
             redelivered: true,
             delivery_count: 2,
+            origin: None,
             ..delivery(5, "fs.vol1.error", b"disk full")
         }));
         (subscribe, peer.recv_until_end())

@@ -442,6 +442,7 @@ fn out_of_range_values_are_refused() {
             timestamp_ns: 0,
             redelivered: false,
             delivery_count: 0,
+            origin: None,
             event: small_event(),
         }),
     ];

@@ -97,6 +97,16 @@ impl CommitPipeline {
         }
     }
 
+    /// The group now accumulating (what is pushed now is committed with it).
+    pub fn open_group(&self) -> u64 {
+        self.open_group
+    }
+
+    /// Every group up to and including this one is durable.
+    pub fn durable_group(&self) -> u64 {
+        self.durable_group
+    }
+
     /// Ring position below which every stored event is durable.
     pub fn durable_end(&self) -> u64 {
         self.durable_end

@@ -168,7 +168,7 @@ fn decode_from<S, M: Medium>(
         if let Err(rejection) = conn.machine.on_receive(&frame) {
             let message = match rejection.code {
                 ErrorCode::NotPermitted => "this frame is not permitted for the role given in hello",
-                ErrorCode::UnsupportedVersion => "no protocol version in common; this daemon speaks version 1",
+                ErrorCode::UnsupportedVersion => "no protocol version in common; this daemon speaks versions 1 and 2",
                 _ => "frame not valid in the connection's current state; see the state table in PROTOCOL.md",
             };
             cx.pipeline

@@ -22,6 +22,7 @@ mod release;
 mod reply;
 mod sink;
 pub mod tls;
+pub mod upstream;
 
 pub use self::core::{Core, Phase, StartInfo};
 pub use crate::subscription::RedeliveryConfig;
@@ -100,6 +101,8 @@ pub struct DaemonConfig {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Forward matching events into a JetStream stream (`--forward-jetstream`).
     pub forward: Option<jetstream::ForwardConfig>,
+    /// Upstream heralds this one relays from (`--upstream`).
+    pub upstreams: Vec<upstream::UpstreamConfig>,
     /// Serve the protocol over TLS on TCP too (None: the Unix socket only).
     pub tls: Option<tls::TlsListen>,
 }
@@ -128,6 +131,7 @@ impl Default for DaemonConfig {
             dedupe_age: dedupe::WINDOW_AGE_DEFAULT,
             metrics_listen: None,
             forward: None,
+            upstreams: Vec::new(),
             tls: None,
         }
     }
@@ -144,9 +148,9 @@ impl DaemonConfig {
     }
 
     /// Every reactor slot: the connection slots, then one for the JetStream
-    /// forwarder's outbound connection if there is one.
+    /// forwarder's outbound connection if there is one, then one per upstream.
     pub fn reactor_slots(&self) -> usize {
-        self.connection_slots() + usize::from(self.forward.is_some())
+        self.connection_slots() + usize::from(self.forward.is_some()) + self.upstreams.len()
     }
 
     /// The region path in use.

@@ -59,6 +59,8 @@ impl<S> Sink for ConnSink<'_, S> {
             timestamp_ns: e.timestamp_ns,
             redelivered: false,
             delivery_count: 1,
+            // Version 1 has no room for it (PROTOCOL.md section 13).
+            origin: (conn.machine.version() >= Some(2)).then_some(e.origin),
             event: Event {
                 topic,
                 severity: e.severity,

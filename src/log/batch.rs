@@ -3,7 +3,7 @@
 //! of a group (a batch publish that failed half-way).
 
 use super::layout::*;
-use super::{scan, AppendError, Committed, EventRef, Log, LogError, Seq};
+use super::{scan, AppendError, Committed, EventRef, Log, LogError, Relayed, Seq};
 use crate::event::limits::{KEY_BYTES_MAX, SOURCE_BYTES_MAX, TOPIC_BYTES_MAX};
 use crate::pmem::Medium;
 
@@ -47,6 +47,29 @@ impl<'l, M: Medium> Batch<'l, M> {
 
     /// Stores one event into the ring (not yet durable). Allocates nothing.
     pub fn push(&mut self, event: &EventRef<'_>) -> Result<Seq, AppendError> {
+        self.push_record(event, None)
+    }
+
+    /// Stores one event a relay took from an upstream, with its origin and hop (a
+    /// relayed record, FORMAT.md). Refused on a region of layout version 1.
+    pub fn push_relayed(
+        &mut self,
+        event: &EventRef<'_>,
+        relayed: &Relayed,
+    ) -> Result<Seq, AppendError> {
+        if !self.log.geometry.holds_relayed() {
+            return Err(AppendError::Invalid(
+                "this region's layout (version 1) cannot hold relayed events",
+            ));
+        }
+        self.push_record(event, Some(relayed))
+    }
+
+    fn push_record(
+        &mut self,
+        event: &EventRef<'_>,
+        relayed: Option<&Relayed>,
+    ) -> Result<Seq, AppendError> {
         let log = &mut *self.log;
         if let Some(reason) = &log.failed {
             return Err(AppendError::Failed(reason.clone()));
@@ -54,7 +77,12 @@ impl<'l, M: Medium> Batch<'l, M> {
         let c = log.consts;
         let ring = log.geometry.ring;
         check_event(event, ring.payload_bytes_max)?;
-        let body = event.topic.len() + event.source.len() + event.key.len() + event.payload.len();
+        let relay_bytes = relayed.map_or(0, |_| RELAY_BLOCK_BYTES);
+        let body = relay_bytes
+            + event.topic.len()
+            + event.source.len()
+            + event.key.len()
+            + event.payload.len();
         let n = ring.slot_count;
         let span = (SLOT_HEADER_BYTES + body).div_ceil(ring.slot_bytes as usize) as u64;
         let index = log.tail % n;
@@ -86,7 +114,15 @@ impl<'l, M: Medium> Batch<'l, M> {
         }
         let seq = log.tail;
         let index = if pad > 0 { 0 } else { index };
-        write_event(log, seq, index, span, (seq - self.start) as u32, event);
+        write_event(
+            log,
+            seq,
+            index,
+            span,
+            (seq - self.start) as u32,
+            event,
+            relayed,
+        );
         log.tail += span;
         self.first.get_or_insert(seq);
         self.last = seq;
@@ -201,10 +237,15 @@ fn write_event<M: Medium>(
     span: u64,
     group_offset: u32,
     e: &EventRef<'_>,
+    relayed: Option<&Relayed>,
 ) {
     let mut h: SlotHeader = bytemuck::Zeroable::zeroed();
     h.magic = SLOT_MAGIC;
-    h.kind = SLOT_KIND_EVENT;
+    h.kind = if relayed.is_some() {
+        SLOT_KIND_RELAYED
+    } else {
+        SLOT_KIND_EVENT
+    };
     h.severity = e.severity as u8;
     h.seq = seq;
     h.timestamp_ns = e.timestamp_ns;
@@ -224,6 +265,18 @@ fn write_event<M: Medium>(
     let mut at = start;
     log.medium.write(at, bytemuck::bytes_of(&h));
     at += SLOT_HEADER_BYTES;
+    if let Some(r) = relayed {
+        let block = RelayBlock {
+            origin_node_id: r.origin.node_id,
+            origin_seq: r.origin.seq,
+            origin_timestamp_ns: r.origin.timestamp_ns,
+            upstream_seq: r.upstream_seq,
+            link: r.link,
+            reserved: 0,
+        };
+        log.medium.write(at, bytemuck::bytes_of(&block));
+        at += RELAY_BLOCK_BYTES;
+    }
     for part in [e.topic, e.source, e.key, e.payload] {
         log.medium.write(at, part);
         at += part.len();

@@ -58,6 +58,9 @@ pub struct Subscription {
     /// Set when the entry failed a consistency check at load; the cursor is then a
     /// conservative stand-in chosen by the log.
     pub damage: Option<&'static str>,
+    /// An upstream link's entry (state [`SUBSCRIPTION_LINK`]): its cursor is a seq of
+    /// the upstream's, not a position of this ring (`src/log/links.rs`).
+    pub link: bool,
 }
 
 impl Subscription {
@@ -105,12 +108,19 @@ pub fn load(bytes: &[u8], g: &Geometry) -> Vec<Option<Subscription>> {
                 &e,
                 i,
                 seed,
+                g.holds_relayed(),
             ))
         })
         .collect()
 }
 
-fn decode_entry(raw: &[u8], e: &SubscriptionEntry, index: u32, seed: u32) -> Subscription {
+fn decode_entry(
+    raw: &[u8],
+    e: &SubscriptionEntry,
+    index: u32,
+    seed: u32,
+    links_allowed: bool,
+) -> Subscription {
     let mut s = Subscription {
         id: SubscriptionId(index),
         uid: e.id,
@@ -122,8 +132,9 @@ fn decode_entry(raw: &[u8], e: &SubscriptionEntry, index: u32, seed: u32) -> Sub
         mode: SubscriptionMode::Recovering,
         generation: 0,
         damage: None,
+        link: e.state == SUBSCRIPTION_LINK && links_allowed,
     };
-    if e.state != SUBSCRIPTION_ACTIVE {
+    if e.state != SUBSCRIPTION_ACTIVE && !s.link {
         s.damage = Some("entry state word is neither free nor active");
         return s;
     }
@@ -185,6 +196,8 @@ pub struct NewEntry<'a> {
     pub cursor: u64,
     /// Creation time.
     pub now_ns: u64,
+    /// An upstream link's entry rather than a subscription's.
+    pub link: bool,
 }
 
 /// Creates an entry durably, with its cursor at `new.cursor`.
@@ -200,6 +213,7 @@ pub fn create<M: Medium>(
         spec,
         cursor,
         now_ns,
+        link,
     } = *new;
     assert!(!name.is_empty() && name.len() <= SUBSCRIPTION_NAME_BYTES_MAX);
     assert!(spec.len() <= SUBSCRIPTION_SPEC_BYTES_MAX);
@@ -223,7 +237,12 @@ pub fn create<M: Medium>(
     medium.flush(at, SUBSCRIPTION_ENTRY_BYTES);
     medium.fence()?;
     // Phase 2: the state word alone makes the entry exist.
-    medium.write(at, &SUBSCRIPTION_ACTIVE.to_le_bytes());
+    let state = if link {
+        SUBSCRIPTION_LINK
+    } else {
+        SUBSCRIPTION_ACTIVE
+    };
+    medium.write(at, &state.to_le_bytes());
     medium.flush(at, 4);
     medium.fence()?;
     Ok(decode_entry(
@@ -231,6 +250,7 @@ pub fn create<M: Medium>(
         &bytemuck::pod_read_unaligned(&medium.bytes()[at..at + SUBSCRIPTION_ENTRY_BYTES]),
         index,
         seed,
+        g.holds_relayed(),
     ))
 }
 

@@ -1,7 +1,7 @@
 //! An event as the log takes and gives it: borrowed views for writing and reading.
 //! What its fields are (`Seq`, `Severity`, the limits) is `crate::event`'s.
 
-use crate::event::{Seq, Severity};
+use crate::event::{Origin, Seq, Severity};
 
 /// An event to append, borrowing all its bytes from the caller (no copy until the
 /// bytes land in the slot).
@@ -21,6 +21,26 @@ pub struct EventRef<'a> {
     pub payload: &'a [u8],
     /// Store time, nanoseconds since the Unix epoch.
     pub timestamp_ns: u64,
+}
+
+/// What a relay stores beside an event it took from an upstream herald.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Relayed {
+    /// Where the event was first stored (kept across every hop).
+    pub origin: Origin,
+    /// The link entry of the upstream it came from ([`crate::log::Log::create_link`]).
+    pub link: u32,
+    /// Its seq at that upstream: the link's high-water mark is built from these.
+    pub upstream_seq: u64,
+}
+
+/// The hop a relayed event took: from which link, at which upstream seq.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Hop {
+    /// The link entry.
+    pub link: u32,
+    /// Its seq at the upstream.
+    pub upstream_seq: u64,
 }
 
 /// A stored event, borrowed from the region.
@@ -44,6 +64,11 @@ pub struct EventView<'a> {
     pub key: &'a [u8],
     /// Payload.
     pub payload: &'a [u8],
+    /// Where it was first stored: this node, its seq and store time for a local event;
+    /// the first node's for a relayed one.
+    pub origin: Origin,
+    /// For a relayed event, the hop it took to reach this node.
+    pub hop: Option<Hop>,
 }
 
 /// Nanoseconds since the Unix epoch, now.

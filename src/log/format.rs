@@ -109,14 +109,25 @@ impl Geometry {
         GROUP_SLOTS_MIN.max(2 * self.span_max())
     }
 
-    /// The most slots any valid event can occupy.
-    pub fn span_max(&self) -> u64 {
-        self.span_for_body(self.body_bytes_max())
-    }
-
     /// The most body bytes (topic, source, key, payload) a valid event can have.
     pub fn body_bytes_max(&self) -> usize {
         TOPIC_BYTES_MAX + SOURCE_BYTES_MAX + KEY_BYTES_MAX + self.ring.payload_bytes_max as usize
+    }
+
+    /// The most slots any valid record can occupy: the largest event, relayed (its
+    /// relay block included) where the layout allows relayed records.
+    pub fn span_max(&self) -> u64 {
+        let relay = if self.holds_relayed() {
+            RELAY_BLOCK_BYTES
+        } else {
+            0
+        };
+        self.span_for_body(self.body_bytes_max() + relay)
+    }
+
+    /// Whether the region's layout may hold relayed records and link entries.
+    pub fn holds_relayed(&self) -> bool {
+        self.layout_version >= LAYOUT_VERSION_RELAY
     }
 
     /// Whether the region has a dead-letter area.
@@ -166,7 +177,7 @@ pub enum FormatError {
         found: [u8; 8],
     },
     /// Written by another layout version.
-    #[error("layout version {found}, but this herald reads version {LAYOUT_VERSION}; use a herald release that matches the region")]
+    #[error("layout version {found}, but this herald reads versions {LAYOUT_VERSION_MIN} to {LAYOUT_VERSION}; use a herald release that matches the region")]
     UnsupportedVersion {
         /// The version found.
         found: u32,
@@ -395,7 +406,7 @@ pub fn read_geometry(bytes: &[u8]) -> Result<Geometry, FormatError> {
     if sb.magic != REGION_MAGIC {
         return Err(FormatError::NotHerald { found: sb.magic });
     }
-    if sb.layout_version != LAYOUT_VERSION {
+    if !(LAYOUT_VERSION_MIN..=LAYOUT_VERSION).contains(&sb.layout_version) {
         return Err(FormatError::UnsupportedVersion {
             found: sb.layout_version,
         });

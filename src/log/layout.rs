@@ -13,8 +13,14 @@ compile_error!("herald's persistent format is little-endian and is read by plain
 
 /// First 8 bytes of every herald region.
 pub const REGION_MAGIC: [u8; 8] = *b"HERALDPM";
-/// The layout version this code writes and reads.
-pub const LAYOUT_VERSION: u32 = 1;
+/// The layout version this code writes. Version 2 added relayed records and upstream
+/// link entries (FORMAT.md); a version 1 region opens and serves as before, but holds
+/// neither.
+pub const LAYOUT_VERSION: u32 = 2;
+/// The oldest layout version this code reads.
+pub const LAYOUT_VERSION_MIN: u32 = 1;
+/// The first layout version that may hold relayed records and link entries.
+pub const LAYOUT_VERSION_RELAY: u32 = 2;
 /// Bytes reserved for the superblock page at offset 0; sections start after it.
 pub const SUPERBLOCK_PAGE_BYTES: u64 = 4096;
 /// Bytes reserved at the start of each section for its header; data follows.
@@ -126,6 +132,36 @@ pub const SLOT_MAGIC: u16 = 0x4845; // "EH" little-endian
 pub const SLOT_KIND_EVENT: u8 = 1;
 /// Slot kind: padding that fills the ring up to its end (or seals a torn hole).
 pub const SLOT_KIND_PAD: u8 = 2;
+/// Slot kind: an event a relay took from an upstream herald: an event record whose
+/// body starts with a [`RelayBlock`] (layout version 2).
+pub const SLOT_KIND_RELAYED: u8 = 3;
+
+/// Whether a record of this kind is an event (local or relayed).
+pub const fn is_event_kind(kind: u8) -> bool {
+    kind == SLOT_KIND_EVENT || kind == SLOT_KIND_RELAYED
+}
+
+/// What a relayed record keeps of where its event came from, before its topic.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Pod, Zeroable, PartialEq, Eq)]
+pub struct RelayBlock {
+    /// Node id of the herald that first stored the event.
+    pub origin_node_id: u64,
+    /// Its seq there.
+    pub origin_seq: u64,
+    /// Its store time there.
+    pub origin_timestamp_ns: u64,
+    /// Its seq at the upstream this relay took it from (the origin's, one hop away).
+    pub upstream_seq: u64,
+    /// The link entry (subscription-table index) of that upstream.
+    pub link: u32,
+    /// Zero.
+    pub reserved: u32,
+}
+
+/// Bytes of [`RelayBlock`].
+pub const RELAY_BLOCK_BYTES: usize = std::mem::size_of::<RelayBlock>();
+const _: () = assert!(RELAY_BLOCK_BYTES == 40);
 
 /// The header at the start of the first slot of every record.
 ///
@@ -177,9 +213,15 @@ pub const SLOT_HEADER_BYTES: usize = std::mem::size_of::<SlotHeader>();
 pub const SEQ_LIMIT: u64 = 1 << 63;
 
 impl SlotHeader {
-    /// Body bytes that follow the header.
+    /// Body bytes that follow the header (a relayed record's relay block included).
     pub fn body_len(&self) -> usize {
-        self.topic_len as usize
+        let relay = if self.kind == SLOT_KIND_RELAYED {
+            RELAY_BLOCK_BYTES
+        } else {
+            0
+        };
+        relay
+            + self.topic_len as usize
             + self.source_len as usize
             + self.key_len as usize
             + self.payload_len as usize
@@ -344,6 +386,9 @@ pub use crate::event::limits::{SUBSCRIPTION_NAME_BYTES_MAX, SUBSCRIPTION_SPEC_BY
 pub const SUBSCRIPTION_FREE: u32 = 0;
 /// `SubscriptionEntry::state` of an entry in use.
 pub const SUBSCRIPTION_ACTIVE: u32 = 1;
+/// `SubscriptionEntry::state` of an upstream link's entry (layout version 2): its
+/// cursor is the upstream's seq below which every event it sent is stored here.
+pub const SUBSCRIPTION_LINK: u32 = 2;
 
 /// One of the two alternating cursor records of a subscription entry. A cursor update
 /// writes the record not holding the newest generation, so a torn update leaves the

@@ -19,6 +19,7 @@ mod dead_letters;
 pub mod event;
 pub mod format;
 pub mod layout;
+mod links;
 pub mod run_state;
 pub mod scan;
 mod store;
@@ -30,7 +31,7 @@ pub use cursors::{Subscription, SubscriptionError, SubscriptionId};
 pub use dead::{
     DeadLetter, DeadLetterError, DeadLetterId, DeadLetterProblem, DeadProblemKind, DeadReason,
 };
-pub use event::{now_unix_ns, EventRef, EventView};
+pub use event::{now_unix_ns, EventRef, EventView, Hop, Relayed};
 pub use format::{FormatError, Geometry, LogConfig};
 pub use run_state::PreviousStop;
 pub use scan::{LiveEvents, RecoveryReport, SlotOutcome};
@@ -119,6 +120,8 @@ pub struct Analysis {
     pub geometry: Geometry,
     /// The subscription table (cursors fixed up where they failed checks).
     pub subscriptions: Vec<Option<Subscription>>,
+    /// The upstream links' entries, by entry index (`links.rs`).
+    pub links: Vec<Option<Subscription>>,
     /// What the scanner found.
     pub report: RecoveryReport,
     /// Every run of holes (torn last group).
@@ -133,6 +136,12 @@ pub struct Analysis {
 pub fn analyze(bytes: &[u8], progress: scan::Progress<'_>) -> Result<Analysis, FormatError> {
     let geometry = format::read_geometry(bytes)?;
     let mut subscriptions = cursors::load(bytes, &geometry);
+    // Link entries hold an upstream's seqs, not positions of this ring: the scan, the
+    // dead-letter checks and the head never see them.
+    let links = subscriptions
+        .iter_mut()
+        .map(|s| s.take_if(|s| s.link))
+        .collect();
     let (mut report, hole_runs) = scan::scan(bytes, &geometry, &mut subscriptions, progress);
     let (dead_letters, problems) = dead::scan(bytes, &geometry, &subscriptions);
     report.previous_stop = run_state::read(bytes);
@@ -148,6 +157,7 @@ pub fn analyze(bytes: &[u8], progress: scan::Progress<'_>) -> Result<Analysis, F
     Ok(Analysis {
         geometry,
         subscriptions,
+        links,
         report,
         hole_runs,
         dead_letters,
@@ -181,6 +191,8 @@ pub struct Log<M: Medium> {
     /// Next position to write.
     tail: u64,
     subscriptions: Vec<Option<Subscription>>,
+    /// Upstream links' entries, by entry index (an index is in one vector at most).
+    links: Vec<Option<Subscription>>,
     /// Active entries in `subscriptions`.
     subscription_count: usize,
     next_uid: u64,
@@ -236,6 +248,7 @@ impl<M: Medium> Log<M> {
         let Analysis {
             geometry,
             subscriptions,
+            links,
             report,
             hole_runs,
             dead_letters,
@@ -252,6 +265,7 @@ impl<M: Medium> Log<M> {
         // but for that entry's orphaned dead letters.
         let next_uid = subscriptions
             .iter()
+            .chain(&links)
             .flatten()
             .map(|s| s.uid)
             .max()
@@ -265,6 +279,7 @@ impl<M: Medium> Log<M> {
             geometry,
             medium,
             subscriptions,
+            links,
             next_uid,
             failed: None,
             closed_clean: false,
@@ -290,7 +305,7 @@ impl<M: Medium> Log<M> {
             log.seal(run.first, run.slots);
         }
         log.scrub_beyond_tail(report.newest_record);
-        for s in log.subscriptions.iter().flatten() {
+        for s in log.subscriptions.iter().chain(&log.links).flatten() {
             cursors::scrub_stale_record(&mut log.medium, &log.geometry, s);
         }
         run_state::stage(&mut log.medium, false);
@@ -497,9 +512,7 @@ impl<M: Medium> Log<M> {
         if self.subscription_by_name(name).is_some() {
             return Err(SubscriptionError::Exists.into());
         }
-        let index = self.subscriptions.iter().position(|s| s.is_none()).ok_or(
-            SubscriptionError::TableFull(self.geometry.subscriptions.entry_count),
-        )?;
+        let index = self.free_entry()?;
         if let Some(reason) = &self.failed {
             return Err(LogError::Failed(reason.clone()));
         }
@@ -511,6 +524,7 @@ impl<M: Medium> Log<M> {
             spec,
             cursor: self.tail,
             now_ns: now_unix_ns(),
+            link: false,
         };
         let created = cursors::create(&mut self.medium, &self.geometry, &new).map_err(|e| {
             self.failed = Some(e.to_string());
@@ -526,6 +540,17 @@ impl<M: Medium> Log<M> {
         self.subscriptions[index] = Some(created);
         self.recompute_head();
         Ok(SubscriptionId(index as u32))
+    }
+
+    /// The first entry neither a subscription nor a link uses.
+    fn free_entry(&self) -> Result<usize, LogError> {
+        self.subscriptions
+            .iter()
+            .zip(&self.links)
+            .position(|(s, l)| s.is_none() && l.is_none())
+            .ok_or_else(|| {
+                SubscriptionError::TableFull(self.geometry.subscriptions.entry_count).into()
+            })
     }
 
     /// Deletes a durable subscription: it no longer holds any event.

@@ -148,7 +148,7 @@ pub fn valid_record(bytes: &[u8], g: &Geometry, index: u64) -> Option<SlotHeader
         return None;
     }
     let body = match header.kind {
-        SLOT_KIND_EVENT => {
+        SLOT_KIND_EVENT | SLOT_KIND_RELAYED => {
             if Severity::from_u8(header.severity).is_none()
                 || header.topic_len == 0
                 || header.key_len as usize > crate::event::limits::KEY_BYTES_MAX
@@ -172,17 +172,39 @@ pub fn valid_record(bytes: &[u8], g: &Geometry, index: u64) -> Option<SlotHeader
 /// Decodes the event at `seq`, or `None` if no valid event starts there.
 pub fn read_event<'a>(bytes: &'a [u8], g: &Geometry, seq: Seq) -> Option<EventView<'a>> {
     let index = seq.0 % g.ring.slot_count;
-    let h =
-        valid_record(bytes, g, index).filter(|h| h.seq == seq.0 && h.kind == SLOT_KIND_EVENT)?;
+    let h = valid_record(bytes, g, index).filter(|h| h.seq == seq.0 && is_event_kind(h.kind))?;
     // `valid_record` checked it; a record that does not say is no event.
     let severity = Severity::from_u8(h.severity)?;
     let mut at = g.slot_offset(index) + SLOT_HEADER_BYTES;
+    let (origin, hop) = if h.kind == SLOT_KIND_RELAYED {
+        let r: RelayBlock = bytemuck::pod_read_unaligned(&bytes[at..at + RELAY_BLOCK_BYTES]);
+        at += RELAY_BLOCK_BYTES;
+        let origin = crate::event::Origin {
+            node_id: r.origin_node_id,
+            seq: r.origin_seq,
+            timestamp_ns: r.origin_timestamp_ns,
+        };
+        let hop = crate::log::Hop {
+            link: r.link,
+            upstream_seq: r.upstream_seq,
+        };
+        (origin, Some(hop))
+    } else {
+        let origin = crate::event::Origin {
+            node_id: g.node_id,
+            seq: seq.0,
+            timestamp_ns: h.timestamp_ns,
+        };
+        (origin, None)
+    };
     let mut take = |n: usize| {
         let s = &bytes[at..at + n];
         at += n;
         s
     };
     Some(EventView {
+        origin,
+        hop,
         seq,
         span: h.span,
         timestamp_ns: h.timestamp_ns,
@@ -469,7 +491,7 @@ impl<'a> Iterator for LiveEvents<'a> {
             match valid_record(self.bytes, self.geometry, p % n).filter(|h| h.seq == p) {
                 Some(h) => {
                     self.next += h.span as u64;
-                    if h.kind == SLOT_KIND_EVENT {
+                    if is_event_kind(h.kind) {
                         return read_event(self.bytes, self.geometry, Seq(p));
                     }
                 }

@@ -65,7 +65,7 @@ impl<M: Medium> Log<M> {
         };
         d.dirty = false;
         d.urgent = false;
-        for s in self.subscriptions.iter().flatten() {
+        for s in self.subscriptions.iter().chain(&self.links).flatten() {
             let i = s.id.0 as usize;
             d.durable_cursor[i] = s.cursor;
             d.covered_by[i] = None;
@@ -140,7 +140,7 @@ impl<M: Medium> Log<M> {
             self.failed = Some(reason.clone());
             return Err(LogError::Failed(reason));
         }
-        for s in self.subscriptions.iter().flatten() {
+        for s in self.subscriptions.iter().chain(&self.links).flatten() {
             let i = s.id.0 as usize;
             if d.covered_by[i].is_some_and(|c| c <= number) {
                 d.durable_cursor[i] = s.cursor;

@@ -408,22 +408,38 @@ fn check_min(path: &Path, len: u64) -> Result<(), RegionError> {
     Ok(())
 }
 
+/// How long an open waits for the region's lock before it says the region is in use.
+///
+/// Why wait at all: a herald killed while an io_uring sync of the region was in flight
+/// keeps the file (and its lock) open until the kernel finishes that request, a few
+/// milliseconds after the process is gone; the restart that follows a crash must not
+/// fail on that. A live daemon holds the lock for good, and is reported after this.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// Between two tries of the lock.
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
+
 fn lock_exclusive(file: &File, path: &Path) -> Result<(), RegionError> {
-    // SAFETY: plain syscall on an fd we own.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc == 0 {
-        return Ok(());
+    let give_up = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        // SAFETY: plain syscall on an fd we own.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(RegionError::Open {
+                path: path.to_owned(),
+                source: err,
+            });
+        }
+        if std::time::Instant::now() >= give_up {
+            return Err(RegionError::Locked {
+                path: path.to_owned(),
+            });
+        }
+        std::thread::sleep(LOCK_RETRY);
     }
-    let err = std::io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        return Err(RegionError::Locked {
-            path: path.to_owned(),
-        });
-    }
-    Err(RegionError::Open {
-        path: path.to_owned(),
-        source: err,
-    })
 }
 
 /// Whether `statx` reports the file as DAX (Linux 5.8+; false where unknown).

@@ -6,8 +6,8 @@
 use super::error::{DecodeError, FieldError};
 use super::event::{check_len, Event, EventBatch};
 use super::frame::{
-    Deliver, Frame, FrameType, Hello, HelloOk, Patterns, Role, Subscribe, DELIVER_FLAG_REDELIVERED,
-    SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY,
+    Deliver, Frame, FrameType, Hello, HelloOk, Patterns, Role, Subscribe, DELIVER_FLAG_ORIGIN,
+    DELIVER_FLAG_REDELIVERED, SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY,
 };
 use super::version::HELLO_MAGIC;
 use super::ErrorCode;
@@ -281,18 +281,29 @@ fn read_deliver<'a>(reader: &mut Reader<'a>) -> Result<Deliver<'a>, DecodeError>
     let seq = reader.seq("deliver.seq")?;
     let timestamp_ns = reader.u64("deliver.timestamp_ns")?;
     let delivery_flags = reader.u16("deliver.delivery_flags")?;
-    if delivery_flags & !DELIVER_FLAG_REDELIVERED != 0 {
+    if delivery_flags & !(DELIVER_FLAG_REDELIVERED | DELIVER_FLAG_ORIGIN) != 0 {
         return Err(FieldError::InvalidValue {
             field: "deliver.delivery_flags",
             value: u64::from(delivery_flags),
         }
         .into());
     }
+    let delivery_count = reader.u16("deliver.delivery_count")?;
+    let origin = if delivery_flags & DELIVER_FLAG_ORIGIN != 0 {
+        Some(crate::event::Origin {
+            node_id: reader.u64("deliver.origin_node_id")?,
+            seq: reader.u64("deliver.origin_seq")?,
+            timestamp_ns: reader.u64("deliver.origin_timestamp_ns")?,
+        })
+    } else {
+        None
+    };
     Ok(Deliver {
         seq,
         timestamp_ns,
         redelivered: delivery_flags & DELIVER_FLAG_REDELIVERED != 0,
-        delivery_count: reader.u16("deliver.delivery_count")?,
+        delivery_count,
+        origin,
         event: read_event(reader)?,
     })
 }

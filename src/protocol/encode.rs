@@ -6,14 +6,15 @@
 use super::error::EncodeError;
 use super::event::Event;
 use super::frame::{
-    Frame, FrameType, Subscribe, DELIVER_FLAG_REDELIVERED, SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY,
+    Frame, FrameType, Subscribe, DELIVER_FLAG_ORIGIN, DELIVER_FLAG_REDELIVERED,
+    SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY,
 };
 use super::version::HELLO_MAGIC;
 use super::ErrorCode;
 use crate::event::limits::{
-    DELIVER_FIXED_BYTES, ERROR_FIXED_BYTES, ERROR_MESSAGE_BYTES_MAX, FRAME_BYTES_MAX,
-    FRAME_HEADER_BYTES, FRAME_LENGTH_BYTES, HELLO_FIXED_BYTES, PUBLISH_BATCH_FIXED_BYTES,
-    PUBLISH_FIXED_BYTES, SUBSCRIBE_FIXED_BYTES,
+    DELIVER_FIXED_BYTES, DELIVER_ORIGIN_BYTES, ERROR_FIXED_BYTES, ERROR_MESSAGE_BYTES_MAX,
+    FRAME_BYTES_MAX, FRAME_HEADER_BYTES, FRAME_LENGTH_BYTES, HELLO_FIXED_BYTES,
+    PUBLISH_BATCH_FIXED_BYTES, PUBLISH_FIXED_BYTES, SUBSCRIBE_FIXED_BYTES,
 };
 
 /// Bytes `frame` occupies on the wire, length field included, after checking that it
@@ -155,7 +156,11 @@ fn body_len(frame: &Frame<'_>) -> usize {
         Frame::Stored { .. } => 8 + SEQ_BYTES + SEQ_BYTES + 2,
         Frame::Error { message, .. } => ERROR_FIXED_BYTES + message.len(),
         Frame::Subscribed { .. } => 1 + 8,
-        Frame::Deliver(deliver) => DELIVER_FIXED_BYTES + deliver.event.encoded_len(),
+        Frame::Deliver(deliver) => {
+            DELIVER_FIXED_BYTES
+                + deliver.origin.map_or(0, |_| DELIVER_ORIGIN_BYTES)
+                + deliver.event.encoded_len()
+        }
         Frame::StatusReply { json } | Frame::Admin { json } => json.len(),
     }
 }
@@ -244,12 +249,20 @@ fn write_body(frame: &Frame<'_>, writer: &mut Writer<'_>) {
         Frame::Deliver(deliver) => {
             writer.u64(deliver.seq.0);
             writer.u64(deliver.timestamp_ns);
-            writer.u16(if deliver.redelivered {
-                DELIVER_FLAG_REDELIVERED
-            } else {
-                0
-            });
+            let mut flags = 0;
+            if deliver.redelivered {
+                flags |= DELIVER_FLAG_REDELIVERED;
+            }
+            if deliver.origin.is_some() {
+                flags |= DELIVER_FLAG_ORIGIN;
+            }
+            writer.u16(flags);
             writer.u16(deliver.delivery_count);
+            if let Some(origin) = deliver.origin {
+                writer.u64(origin.node_id);
+                writer.u64(origin.seq);
+                writer.u64(origin.timestamp_ns);
+            }
             write_event(writer, &deliver.event);
         }
         Frame::StatusReply { json } | Frame::Admin { json } => writer.bytes(json.as_bytes()),

@@ -301,6 +301,9 @@ pub struct Subscribe<'a> {
 pub const SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY: u32 = 1 << 0;
 /// `Deliver` delivery flags bit 0: the event was delivered before.
 pub const DELIVER_FLAG_REDELIVERED: u16 = 1 << 0;
+/// `Deliver` delivery flags bit 1 (version 2): an origin block follows the delivery
+/// count.
+pub const DELIVER_FLAG_ORIGIN: u16 = 1 << 1;
 
 impl Subscribe<'_> {
     pub(crate) fn validate(&self) -> Result<(), FieldError> {
@@ -532,6 +535,9 @@ pub struct Deliver<'a> {
     /// How many times it has been sent to this subscription, this time included (at
     /// least 1; saturates at 65535).
     pub delivery_count: u16,
+    /// Where the event was first stored (version 2; a relay's events name the first
+    /// node, a local event this one). `None` on a version 1 connection.
+    pub origin: Option<crate::event::Origin>,
     /// The event as stored; `source` is filled in.
     pub event: Event<'a>,
 }

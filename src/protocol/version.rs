@@ -2,8 +2,9 @@
 
 /// Oldest protocol version this build speaks.
 pub const PROTOCOL_VERSION_MIN: u16 = 1;
-/// Newest protocol version this build speaks. Version 1 is the only one so far.
-pub const PROTOCOL_VERSION_MAX: u16 = 1;
+/// Newest protocol version this build speaks. Version 2 adds the origin of each
+/// delivered event (PROTOCOL.md section 13).
+pub const PROTOCOL_VERSION_MAX: u16 = 2;
 
 /// The four bytes a `Hello` starts with.
 pub const HELLO_MAGIC: [u8; 4] = *b"HRLD";

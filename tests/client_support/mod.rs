@@ -98,7 +98,10 @@ impl Peer {
         let bytes = self.recv_some();
         let name = match frame(&bytes) {
             Frame::Hello(hello) => {
-                assert_eq!((hello.version_min, hello.version_max), (1, 1));
+                assert_eq!(
+                    (hello.version_min, hello.version_max),
+                    (1, PROTOCOL_VERSION_MAX)
+                );
                 assert_eq!(hello.role, role);
                 hello.client_name.to_owned()
             }
@@ -183,6 +186,7 @@ pub fn delivery<'a>(seq: u64, topic: &'a str, payload: &'a [u8]) -> Deliver<'a> 
         timestamp_ns: 1_700_000_000_000_000_000 + seq,
         redelivered: false,
         delivery_count: 1,
+        origin: None,
         event: Event {
             topic: Topic::new(topic.as_bytes()).expect("valid topic"),
             severity: Severity::Warning,

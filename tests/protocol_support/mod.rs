@@ -129,6 +129,7 @@ pub fn one_of_each() -> Vec<Frame<'static>> {
             timestamp_ns: 1_700_000_000_000_000_000,
             redelivered: true,
             delivery_count: 2,
+            origin: None,
             event: Event {
                 source: "fsd",
                 ..small_event()
@@ -159,6 +160,7 @@ pub fn all_samples() -> Vec<Frame<'static>> {
             timestamp_ns: 0,
             redelivered: false,
             delivery_count: u16::MAX,
+            origin: None,
             event: maximal_event(),
         }),
         Frame::Hello(Hello {

@@ -82,7 +82,9 @@ enum Command {
     Publish(publish::PublishArgs),
     /// Print events as they are delivered, one per line, confirming each once printed.
     #[command(
-        after_help = "Examples:\n  herald subscribe                                      # every event, live-only\n  herald subscribe --name audit --filter 'fs.>' --min-severity warning\n  herald subscribe --filter 'fs.*.error' --count 10 --json | jq .\n\nHuman output: SEQ TIME SEVERITY TOPIC SOURCE PAYLOAD, then (redelivered) for an event\ndelivered before. --json: one object per line with seq, timestamp_ns, severity, topic,\nsource, key, payload (payload_hex when not UTF-8), flags, redelivered, delivery_count.\n\nThe socket is DIR/herald.sock (--data-dir, default ./herald-data).\nExit status: 0 done (--count reached, or output closed), 1 failure, 2 usage."
+        after_help = "Examples:\n  herald subscribe                                      # every event, live-only\n  herald subscribe --name audit --filter 'fs.>' --min-severity warning\n  herald subscribe --filter 'fs.*.error' --count 10 --json | jq .\n\nHuman output: SEQ TIME SEVERITY TOPIC SOURCE PAYLOAD, then (redelivered) for an event\ndelivered before. --json: one object per line with seq, timestamp_ns, severity, topic,\nsource, key, payload (payload_hex when not UTF-8), flags, redelivered, delivery_count, and origin (node_id as 16 hex digits,
+seq, timestamp_ns: where the event was first stored; a relay's events name the first
+node).\n\nThe socket is DIR/herald.sock (--data-dir, default ./herald-data).\nExit status: 0 done (--count reached, or output closed), 1 failure, 2 usage."
     )]
     Subscribe(subscribe::SubscribeArgs),
     /// Show the running daemon's state: region, ring, connections, subscriptions.

@@ -195,6 +195,41 @@ pub struct ServeArgs {
     /// stream's duplicate window drops a second copy; keep it longer than this).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION", help_heading = "Forwarding to JetStream")]
     forward_ack_timeout: Duration,
+    /// Relay from another herald: hold the durable subscription --upstream-name at the
+    /// herald listening on this socket path (or data directory), store every event it
+    /// sends in this region with its origin (the first node's id, seq and time), confirm
+    /// it upstream only once stored durably, and deliver it to this daemon's
+    /// subscribers like a local event. Repeat it to relay from several heralds (each
+    /// with the same subscription name and filters). An event the upstream sends again
+    /// is recognised and not stored twice, across restarts of either side. The
+    /// upstream must be a herald with relay support (protocol version 2).
+    #[arg(long = "upstream", value_name = "SOCKET", help_heading = "Relay")]
+    upstreams: Vec<String>,
+    /// The durable subscription's name at each upstream (letters, digits, `_ - .`):
+    /// the upstream keeps what this relay has not confirmed under it. Needs --upstream.
+    #[arg(long, value_name = "NAME", help_heading = "Relay")]
+    upstream_name: Option<String>,
+    /// Relay only events whose topic matches (`*` one segment, `>` the rest); repeat
+    /// it, or separate patterns with commas. None: every event. Fixed at the upstream
+    /// when the subscription is created there.
+    #[arg(
+        long,
+        value_name = "PATTERN",
+        value_delimiter = ',',
+        help_heading = "Relay"
+    )]
+    upstream_filter: Vec<String>,
+    /// Relay only events at least this severe: emerg, alert, crit, err, warning,
+    /// notice, info, debug, or 0..7.
+    #[arg(long, default_value = "debug", value_parser = crate::parse::severity, value_name = "S", help_heading = "Relay")]
+    upstream_min_severity: herald::protocol::Severity,
+    /// Most events each upstream sends before this relay confirmed them.
+    #[arg(long, default_value_t = herald::delivery::upstream::DEFAULT_WINDOW, value_parser = clap::value_parser!(u32).range(1..=herald::event::limits::WINDOW_EVENTS_MAX as i64), value_name = "N", help_heading = "Relay")]
+    upstream_window: u32,
+    /// How long an upstream waits for this relay's confirmation before it sends an
+    /// event again (the copy is recognised here and confirmed, not stored twice).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION", help_heading = "Relay")]
+    upstream_ack_timeout: Duration,
     /// Also serve the protocol over TCP with TLS 1.3 on this address, such as
     /// 0.0.0.0:7400 (port 0 takes a free port, which the ready line and `herald status`
     /// show). Client certificates are required, verified against --tls-client-ca; the
@@ -329,6 +364,57 @@ pub fn forward_config(
     }))
 }
 
+/// The upstreams the settings ask for; an address needs the subscription's name.
+pub fn upstream_configs(
+    args: &ServeArgs,
+) -> Result<Vec<herald::delivery::upstream::UpstreamConfig>, String> {
+    use herald::delivery::upstream;
+    if args.upstreams.is_empty() {
+        if args.upstream_name.is_some() || !args.upstream_filter.is_empty() {
+            return Err(
+                "--upstream-name and --upstream-filter are only used with --upstream".into(),
+            );
+        }
+        return Ok(Vec::new());
+    }
+    let Some(name) = &args.upstream_name else {
+        return Err(
+            "--upstream needs --upstream-name: the durable subscription this relay holds at the upstream"
+                .into(),
+        );
+    };
+    herald::protocol::validate_subscription_name(name.as_bytes())
+        .map_err(|e| format!("--upstream-name {name:?}: {e}"))?;
+    if name.is_empty() {
+        return Err("--upstream-name must not be empty".into());
+    }
+    for pattern in &args.upstream_filter {
+        herald::event::Pattern::parse(pattern.as_bytes())
+            .map_err(|e| format!("--upstream-filter {pattern:?}: {e}"))?;
+    }
+    let ack_ms = args.upstream_ack_timeout.as_millis();
+    if ack_ms == 0 || ack_ms > u128::from(herald::event::limits::ACK_DEADLINE_MS_MAX) {
+        return Err(format!(
+            "--upstream-ack-timeout must be between 1 ms and {} ms",
+            herald::event::limits::ACK_DEADLINE_MS_MAX
+        ));
+    }
+    args.upstreams
+        .iter()
+        .map(|text| {
+            Ok(upstream::UpstreamConfig {
+                text: text.clone(),
+                address: upstream::parse_address(text).map_err(|e| format!("--upstream: {e}"))?,
+                name: name.clone(),
+                filters: args.upstream_filter.clone(),
+                min_severity: args.upstream_min_severity,
+                window: args.upstream_window,
+                ack_timeout: args.upstream_ack_timeout,
+            })
+        })
+        .collect()
+}
+
 fn parse_group(text: &str) -> Result<u32, String> {
     if let Ok(gid) = text.parse::<u32>() {
         return Ok(gid);
@@ -424,6 +510,7 @@ pub fn daemon_config(args: &ServeArgs) -> DaemonConfig {
         },
         metrics_listen: args.metrics_listen,
         forward: forward_config(args).ok().flatten(),
+        upstreams: upstream_configs(args).unwrap_or_default(),
         tls: tls_listen(args).ok().flatten(),
         ..DaemonConfig::default()
     }
@@ -431,6 +518,7 @@ pub fn daemon_config(args: &ServeArgs) -> DaemonConfig {
 
 pub fn run(args: ServeArgs, effective: Option<&Effective>) -> anyhow::Result<ExitCode> {
     forward_config(&args).map_err(anyhow::Error::msg)?;
+    upstream_configs(&args).map_err(anyhow::Error::msg)?;
     tls_listen(&args).map_err(anyhow::Error::msg)?;
     let mut config = daemon_config(&args);
     if let Some(access) = effective.and_then(|e| e.access.as_ref()) {

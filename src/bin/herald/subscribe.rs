@@ -159,5 +159,15 @@ fn write_json(out: &mut impl Write, delivery: &Delivery<'_>) -> std::io::Result<
     object.insert("flags".into(), event.flags.into());
     object.insert("redelivered".into(), delivery.redelivered.into());
     object.insert("delivery_count".into(), delivery.delivery_count.into());
+    if let Some(origin) = delivery.origin {
+        object.insert(
+            "origin".into(),
+            serde_json::json!({
+                "node_id": format!("{:016x}", origin.node_id),
+                "seq": origin.seq,
+                "timestamp_ns": origin.timestamp_ns,
+            }),
+        );
+    }
     writeln!(out, "{}", serde_json::Value::Object(object))
 }

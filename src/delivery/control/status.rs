@@ -221,6 +221,12 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             "forwarder": self.forwarder.as_ref().map(|f| {
                 f.status(self.subs.get(f.subscription), self.now)
             }),
+            "node_id": format!("{:016x}", g.node_id),
+            "upstreams": self
+                .upstreams
+                .iter()
+                .map(|u| u.status(self.now, self.unix_now))
+                .collect::<Vec<_>>(),
             "start_checks": self.start.findings,
             "idempotency": {
                 "keys_remembered": dedupe.len(),

@@ -16,6 +16,7 @@
 //! 6. **control** (`control/`): status and admin requests answered;
 //! 7. **arm** the reactor with every receive and send, and wait.
 
+mod relay;
 mod start;
 
 use super::access::Access;
@@ -30,6 +31,7 @@ use super::notify::{NoNotifier, Notifier};
 use super::reply::{Identity, Reply};
 use super::sink::ConnSink;
 use super::tls::TlsConn;
+use super::upstream::{IngestStop, Upstream};
 use super::{fanout, release, DaemonConfig, DaemonError};
 use crate::log::{self, Log, Seq, SubscriptionId};
 use crate::metrics::Counters;
@@ -107,7 +109,7 @@ pub struct Core<R: Reactor, M: Medium> {
     /// This turn's monotonic time (ns).
     pub(super) now: u64,
     /// This turn's wall-clock time (ns since the epoch).
-    unix_now: u64,
+    pub(super) unix_now: u64,
     phase: Phase,
     /// When hello and idle deadlines are next looked at.
     next_housekeeping: u64,
@@ -136,6 +138,9 @@ pub struct Core<R: Reactor, M: Medium> {
     /// The JetStream forwarder (`--forward-jetstream`), the sink numbered after every
     /// connection slot.
     pub(super) forwarder: Option<Box<Forwarder<R::Socket>>>,
+    /// The upstreams this daemon relays from (`--upstream`), on the reactor slots
+    /// after the forwarder's.
+    pub(super) upstreams: Vec<Upstream<R::Socket>>,
     /// The TLS listener (`--listen-tls`) and its server configuration.
     pub(super) tls: Option<TlsListener>,
     /// Arming gave a TLS connection plaintext to decode: the next wait does not sleep.
@@ -224,6 +229,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             return Err(e);
         }
         self.pipeline.release(&mut self.conns);
+        self.confirm_upstreams()?;
         self.fan_out();
         self.release()?;
         self.control();
@@ -262,6 +268,11 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             + self.completions.capacity() * std::mem::size_of::<Completion<R::Socket>>()
             + self.cursor_updates.capacity() * std::mem::size_of::<(SubscriptionId, Seq)>()
             + self.forwarder.as_ref().map_or(0, |f| f.footprint_bytes())
+            + self
+                .upstreams
+                .iter()
+                .map(|u| u.footprint_bytes())
+                .sum::<usize>()
     }
 
     /// Frames the access policy refused since the daemon started.
@@ -341,6 +352,24 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                         f.sent(&mut self.reactor, token, result, sub, now, unix);
                     }
                 }
+                Completion::Received { token, result } if self.relays(token).is_some() => {
+                    if let Some(u) = self.relays(token).and_then(|i| self.upstreams.get_mut(i)) {
+                        let (now, unix) = (self.now, self.unix_now);
+                        u.received(&mut self.reactor, token, result, now, unix);
+                    }
+                }
+                Completion::Sent { token, result } if self.relays(token).is_some() => {
+                    if let Some(u) = self.relays(token).and_then(|i| self.upstreams.get_mut(i)) {
+                        let (now, unix) = (self.now, self.unix_now);
+                        u.sent(&mut self.reactor, token, result, now, unix);
+                    }
+                }
+                Completion::Connected { token, result } if self.relays(token).is_some() => {
+                    if let Some(u) = self.relays(token).and_then(|i| self.upstreams.get_mut(i)) {
+                        let (now, unix) = (self.now, self.unix_now);
+                        u.connected(&mut self.reactor, token, result, now, unix);
+                    }
+                }
                 Completion::Connected { token, result } => match self.forwarder.as_deref_mut() {
                     Some(f) if f.owns(token) => {
                         let sub = self.subs.get_mut(f.subscription);
@@ -384,6 +413,11 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             }
         }
         self.completions = completions;
+    }
+
+    /// The upstream a completion's token belongs to.
+    fn relays(&self, token: crate::reactor::Token) -> Option<usize> {
+        self.upstreams.iter().position(|u| u.owns(token))
     }
 
     /// Whether a completion's token is the forwarder's.
@@ -504,6 +538,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
     /// another round.
     fn ingest(&mut self) -> Result<(), DaemonError> {
         self.dedupe.expire(self.unix_now, DEDUPE_EXPIRE_PER_TURN);
+        self.link_upstreams();
         loop {
             let stop = self.ingest_round()?;
             let subscribes = std::mem::take(&mut self.subscribes);
@@ -537,6 +572,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             metrics,
             reactor,
             access,
+            upstreams,
             ..
         } = self;
         // Only while metrics are served is the clock read for a commit's duration.
@@ -572,6 +608,19 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             if decode_frames(slot, conn, &mut batch, &mut cx) == Stop::GroupFull {
                 stop = Stop::GroupFull;
                 break;
+            }
+        }
+        if stop != Stop::GroupFull {
+            let group = cx.pipeline.open_group();
+            for u in upstreams.iter_mut() {
+                match u.ingest(&mut batch, group, *now, *unix_now) {
+                    Ok(IngestStop::Done) => {}
+                    Ok(IngestStop::GroupFull) => {
+                        stop = Stop::GroupFull;
+                        break;
+                    }
+                    Err(why) => u.fail(reactor, &why, *now, *unix_now),
+                }
             }
         }
         match cx.pipeline.commit(batch) {
@@ -724,6 +773,10 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             f.tick(&mut self.reactor, sub, self.now, self.unix_now);
             f.arm(&mut self.reactor);
         }
+        for u in self.upstreams.iter_mut() {
+            u.tick(&mut self.reactor, self.now, self.unix_now);
+            u.arm(&mut self.reactor);
+        }
         let outcome = self.conns.arm(&mut self.reactor, reading, self.now);
         self.more_input |= outcome.more_input;
         for slot in outcome.to_close.iter() {
@@ -746,6 +799,12 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         // while it is not connected (its events are all due then).
         let forwarder = self.forwarder.as_ref();
         if let Some(at) = forwarder.and_then(|f| f.deadline()) {
+            sleep = sleep.min(Duration::from_nanos(at.saturating_sub(self.now)));
+        }
+        for at in self.upstreams.iter().filter_map(|u| u.deadline(self.now)) {
+            sleep = sleep.min(Duration::from_nanos(at.saturating_sub(self.now)));
+        }
+        for at in self.upstreams.iter().filter_map(|u| u.deadline(self.now)) {
             sleep = sleep.min(Duration::from_nanos(at.saturating_sub(self.now)));
         }
         let idle_forwarder = forwarder.filter(|f| !f.ready()).map(|f| f.subscription);

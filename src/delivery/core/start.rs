@@ -53,9 +53,20 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             )?)),
             None => None,
         };
+        let first_upstream_slot = connections + usize::from(forwarder.is_some());
+        let upstreams = config
+            .upstreams
+            .iter()
+            .enumerate()
+            .map(|(i, u)| {
+                tracing::info!(upstream = %u.text, subscription = %u.name, "relaying events from an upstream herald");
+                Upstream::new(u.clone(), (first_upstream_slot + i) as u32)
+            })
+            .collect();
         let replaying = count_replaying(&subs);
         Ok(Core {
             forwarder,
+            upstreams,
             conns: Connections::new(connections),
             subs,
             pipeline: CommitPipeline::new(
@@ -190,8 +201,9 @@ fn rebuild_dedupe_window<M: Medium>(log: &Log<M>, dedupe: &mut DedupeWindow, uni
     let tail = log.tail().0;
     let oldest = tail.saturating_sub(log.geometry().ring.slot_count);
     let mut remembered = 0u64;
+    // A relayed event's key is its producer's at the origin, not a publish here.
     for e in log.events_since(Seq(oldest), tail) {
-        if !e.key.is_empty() {
+        if !e.key.is_empty() && e.hop.is_none() {
             dedupe.insert(e.source, e.key, e.seq, e.timestamp_ns);
             remembered += 1;
         }

@@ -23,12 +23,14 @@ impl<S> Sink for ForwardSink<'_, S> {
         if Topic::new(e.topic).is_err() {
             return Offer::Undeliverable;
         }
+        // From the origin: an event relayed here and forwarded by its first node too
+        // has one id, and JetStream keeps it once.
         let headers = Headers {
-            node_id: f.node_id,
-            seq: e.seq.0,
+            node_id: e.origin.node_id,
+            seq: e.origin.seq,
             severity: e.severity.name(),
             source: e.source,
-            timestamp_ns: e.timestamp_ns,
+            timestamp_ns: e.origin.timestamp_ns,
             key: e.key,
         };
         let Some(header_len) = headers.write(&mut f.headers) else {

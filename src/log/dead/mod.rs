@@ -569,6 +569,14 @@ pub fn read_event<'a>(bytes: &'a [u8], g: &Geometry, d: &DeadLetter) -> Option<E
         source: take(h.source_len as usize),
         key: take(h.key_len as usize),
         payload: take(h.payload_len as usize),
+        // A dead letter keeps no relay block (FORMAT.md): a replayed one is this
+        // node's event.
+        origin: crate::event::Origin {
+            node_id: g.node_id,
+            seq: h.seq,
+            timestamp_ns: h.timestamp_ns,
+        },
+        hop: None,
     })
 }
 

@@ -1,0 +1,238 @@
+//! What the relay does with what an upstream sends: deliveries committed as relayed
+//! records in the turn's group commit, strictly in the order they came (a delivery
+//! the ring has no room for stops the reading, so nothing is ever skipped);
+//! duplicates (below the mark) confirmed without storing them again; confirmations
+//! sent once the group holding their event is durable; the mark written to the link
+//! entry once the events it covers are durable.
+
+use super::link::{State, Upstream};
+use crate::event::Origin;
+use crate::log::{AppendError, Batch, EventRef, Log, LogError, Relayed, Seq};
+use crate::pmem::Medium;
+use crate::protocol::{decode, Frame};
+
+/// Bytes a `Confirm` frame takes, with room to spare for the next.
+const CONFIRM_ROOM_BYTES: usize = 64;
+/// At most one log line per this interval about events refused.
+const REFUSED_LOG_INTERVAL_NS: u64 = 1_000_000_000;
+
+/// Why the relay's ingest stopped.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum IngestStop {
+    /// Nothing more to take now.
+    Done,
+    /// The group commit is full: another round takes the rest.
+    GroupFull,
+}
+
+impl<S> Upstream<S> {
+    /// After a `HelloOk`: finds (or creates) the link entry of the upstream's node,
+    /// rebuilds the mark from it and from the relayed records still in the ring, and
+    /// asks for the subscription. `taken`: the node is already linked through another
+    /// `--upstream` (the connection is then dropped).
+    pub fn link_up<M: Medium>(&mut self, log: &mut Log<M>, taken: bool) -> Result<(), String> {
+        let State::NeedLink { node_id } = self.state else {
+            return Ok(());
+        };
+        if taken {
+            return Err(format!(
+                "node {node_id:016x} is already relayed through another --upstream"
+            ));
+        }
+        if node_id == log.geometry().node_id {
+            return Err("the upstream is this herald itself".into());
+        }
+        let name = link_name(node_id);
+        let entry = match log.link_by_name(name.as_bytes()) {
+            Some(l) => l.id,
+            None => log
+                .create_link(name.as_bytes(), self.config.name.as_bytes(), 0)
+                .map_err(|e| format!("cannot record the upstream link in the region: {e}"))?,
+        };
+        let written = log.link(entry).map_or(0, |l| l.cursor);
+        let in_ring = log
+            .events_from(log.head())
+            .filter_map(|e| e.hop)
+            .filter(|h| h.link == entry.0)
+            .map(|h| h.upstream_seq + 1)
+            .max()
+            .unwrap_or(0);
+        self.entry = Some(entry);
+        self.mark = written.max(in_ring);
+        self.mark_written = written;
+        // Everything in the ring was recovered: durable.
+        self.mark_due = self.mark;
+        self.pending.clear();
+        self.subscribe()
+    }
+
+    /// Takes what the buffer holds: control frames, and deliveries into `batch` (the
+    /// turn's group commit, whose number is `group`). `Err`: drop the connection.
+    pub fn ingest<M: Medium>(
+        &mut self,
+        batch: &mut Batch<'_, M>,
+        group: u64,
+        now: u64,
+        unix_now: u64,
+    ) -> Result<IngestStop, String> {
+        self.waiting_for_room = false;
+        // Taken out while frames borrow it; an empty box allocates nothing.
+        let recv = std::mem::take(&mut self.recv);
+        let mut at = 0;
+        let result = loop {
+            if matches!(self.state, State::NeedLink { .. } | State::Closing) {
+                break Ok(IngestStop::Done);
+            }
+            let (frame, n) = match decode(&recv[at..self.recv_len]) {
+                Ok(None) => break Ok(IngestStop::Done),
+                Ok(Some(decoded)) => decoded,
+                Err(e) => {
+                    break Err(format!(
+                        "the upstream sent a frame that does not decode: {e}"
+                    ))
+                }
+            };
+            let Frame::Deliver(d) = frame else {
+                at += n;
+                match self.on_control(&frame) {
+                    Ok(()) => continue,
+                    Err(why) => break Err(why),
+                }
+            };
+            if self.state != State::Streaming {
+                break Err("the upstream sent a delivery before the subscription".into());
+            }
+            if self.pending.len() == self.pending.capacity() {
+                // More unconfirmed than the window allows: wait for confirmations.
+                break Ok(IngestStop::Done);
+            }
+            let seq = d.seq.0;
+            let origin = d.origin.unwrap_or(Origin {
+                node_id: self.upstream_node.unwrap_or(0),
+                seq,
+                timestamp_ns: d.timestamp_ns,
+            });
+            if seq < self.mark {
+                // Stored before (a redelivery, or one after a crash here): confirmed
+                // once what is committed now is durable, never stored twice.
+                if let Err(why) = self.machine.on_receive(&frame) {
+                    break Err(format!(
+                        "the upstream sent {:?} out of turn",
+                        why.frame_type
+                    ));
+                }
+                at += n;
+                self.duplicates += 1;
+                self.pending.push_back((seq, group));
+                continue;
+            }
+            let event = EventRef {
+                topic: d.event.topic.as_str().as_bytes(),
+                severity: d.event.severity,
+                source: d.event.source.as_bytes(),
+                flags: d.event.flags,
+                key: d.event.key,
+                payload: d.event.payload,
+                timestamp_ns: unix_now,
+            };
+            let relayed = Relayed {
+                origin,
+                link: self.entry.map_or(u32::MAX, |e| e.0),
+                upstream_seq: seq,
+            };
+            match batch.push_relayed(&event, &relayed) {
+                Ok(Seq(_)) => {
+                    let _ = self.machine.on_receive(&frame);
+                    at += n;
+                    self.mark = seq + 1;
+                    self.relayed += 1;
+                    self.newest_seq = self.newest_seq.max(seq);
+                    self.newest_origin_ns = origin.timestamp_ns;
+                    self.pending.push_back((seq, group));
+                }
+                Err(AppendError::Full { .. }) => {
+                    // Back-pressure: nothing is read until there is room.
+                    self.waiting_for_room = true;
+                    break Ok(IngestStop::Done);
+                }
+                Err(AppendError::GroupFull { .. }) => break Ok(IngestStop::GroupFull),
+                Err(AppendError::Failed(_) | AppendError::Exhausted { .. }) => {
+                    // The log refuses every write now; the daemon stops at its commit.
+                    break Ok(IngestStop::Done);
+                }
+                Err(e @ (AppendError::Invalid(_) | AppendError::TooLarge { .. })) => {
+                    // This region cannot hold it (a smaller payload limit than the
+                    // upstream's): the upstream keeps it as a dead letter of the
+                    // relay's subscription, where an operator sees it.
+                    if !self.queue_reject(seq) {
+                        break Ok(IngestStop::Done);
+                    }
+                    let _ = self.machine.on_receive(&frame);
+                    at += n;
+                    self.refused += 1;
+                    if self
+                        .refused_logged_at
+                        .is_none_or(|t| now.saturating_sub(t) >= REFUSED_LOG_INTERVAL_NS)
+                    {
+                        tracing::warn!(upstream = %self.config.text, seq, error = %e, refused_in_all = self.refused, "relaying from the upstream: an event this region cannot hold was rejected (it is a dead letter at the upstream)");
+                        self.refused_logged_at = Some(now);
+                    }
+                }
+            }
+        };
+        self.recv = recv;
+        self.consume(at);
+        result
+    }
+
+    /// Confirms upstream every event whose group is durable now (`durable_group`), in
+    /// ranges, and writes the mark those events allow. `Err`: the log failed.
+    pub fn confirm<M: Medium>(
+        &mut self,
+        durable_group: u64,
+        log: &mut Log<M>,
+    ) -> Result<(), LogError> {
+        let streaming = self.state == State::Streaming;
+        let mut run: Option<(u64, u64)> = None;
+        while let Some(&(seq, group)) = self.pending.front() {
+            if group > durable_group {
+                break;
+            }
+            if streaming {
+                match run {
+                    // A redelivery goes back in seq: it starts a range of its own.
+                    Some((first, last)) if seq > last => run = Some((first, seq)),
+                    Some((first, last)) => {
+                        if !self.confirm_room() || !self.queue_confirm(first, last) {
+                            break;
+                        }
+                        run = Some((seq, seq));
+                    }
+                    None if !self.confirm_room() => break,
+                    None => run = Some((seq, seq)),
+                }
+            }
+            self.pending.pop_front();
+            self.mark_due = self.mark_due.max(seq + 1);
+        }
+        if let Some((first, last)) = run {
+            // Room was checked before the range was begun.
+            let _ = self.queue_confirm(first, last);
+        }
+        if let Some(entry) = self.entry {
+            if self.mark_due > self.mark_written && log.set_link_mark(entry, self.mark_due)? {
+                self.mark_written = self.mark_due;
+            }
+        }
+        Ok(())
+    }
+
+    fn confirm_room(&self) -> bool {
+        self.send_room() >= CONFIRM_ROOM_BYTES
+    }
+}
+
+/// The link entry's name for an upstream node.
+fn link_name(node_id: u64) -> String {
+    format!("upstream.{node_id:016x}")
+}

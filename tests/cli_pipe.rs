@@ -29,7 +29,7 @@ fn herald_into_closed_pipe(args: &[&str]) -> Output {
 /// prints when someone reads it.
 fn herald_into_open_pipe(args: &[&str]) -> (Output, String) {
     let (mut reader, writer) = std::io::pipe().expect("pipe");
-    let mut child = Command::new(herald_binary())
+    let child = Command::new(herald_binary())
         .args(args)
         .env("RUST_LOG", "warn")
         .stdout(writer)

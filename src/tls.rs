@@ -22,6 +22,47 @@ pub static VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::
 #[error("{0}")]
 pub struct TlsFileError(pub String);
 
+/// A file and the flag that gave it.
+pub type FlagFile<'a> = (&'a Path, &'a str);
+
+/// The files a TLS client presents, and the flags that gave them (for messages).
+#[derive(Copy, Clone, Debug)]
+pub struct ClientFiles<'a> {
+    /// The CA that issued the server's certificate, and its flag.
+    pub ca: FlagFile<'a>,
+    /// The client certificate chain and its key, with their flags; `None`: no client
+    /// certificate (a herald listener then refuses the handshake).
+    pub identity: Option<(FlagFile<'a>, FlagFile<'a>)>,
+}
+
+/// A TLS 1.3 client configuration: the server verified against `files.ca`, the client
+/// certificate presented if there is one. Errors name the file and the flag.
+pub fn client_config(files: &ClientFiles<'_>) -> Result<Arc<rustls::ClientConfig>, TlsFileError> {
+    let (ca, ca_flag) = files.ca;
+    let roots = read_roots(ca, ca_flag)?;
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)
+        .map_err(|e| TlsFileError(format!("TLS 1.3 is not available: {e}")))?
+        .with_root_certificates(roots);
+    let config = match files.identity {
+        Some(((cert, cert_flag), (key, key_flag))) => {
+            let chain = read_certificates(cert, cert_flag, "client certificate")?;
+            let key = read_private_key(key, key_flag)?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| match e {
+                    Error::InconsistentKeys(_) => TlsFileError(format!(
+                        "the key ({key_flag}) does not belong to the client certificate \
+                         ({cert_flag})"
+                    )),
+                    e => TlsFileError(format!("cannot use the client certificate: {e}")),
+                })?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
 /// The crypto provider both sides use (ring).
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())

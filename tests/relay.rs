@@ -13,6 +13,8 @@
 //! No timing assertions: waits poll `herald status` or read deliveries with a
 //! deadline that only detects failure.
 
+#[path = "support/certs.rs"]
+mod certs;
 #[path = "client_support/mod.rs"]
 mod client_support;
 #[path = "support/daemon.rs"]
@@ -84,17 +86,32 @@ struct Got {
 
 /// Reads and confirms deliveries until `n` distinct origins (node and seq) were seen.
 fn take(c: &mut Client, n: usize, got: &mut Vec<Got>) {
+    assert!(
+        try_take(c, n, got),
+        "only {} of {n} events arrived",
+        distinct(got)
+    );
+}
+
+/// Origins (node and seq) among `got`.
+fn distinct(got: &[Got]) -> usize {
+    got.iter()
+        .map(|g| (g.origin.node_id, g.origin.seq))
+        .collect::<BTreeSet<_>>()
+        .len()
+}
+
+/// [`take`], false if they did not all arrive within [`DELIVERY_WAIT_MAX`].
+fn try_take(c: &mut Client, n: usize, got: &mut Vec<Got>) -> bool {
     let deadline = Instant::now() + DELIVERY_WAIT_MAX;
     let mut seen: BTreeSet<(u64, u64)> = got
         .iter()
         .map(|g| (g.origin.node_id, g.origin.seq))
         .collect();
     while seen.len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {n} events arrived",
-            seen.len()
-        );
+        if Instant::now() >= deadline {
+            return false;
+        }
         let Some(d) = c.next_delivery(Some(Duration::from_millis(200))).unwrap() else {
             continue;
         };
@@ -107,6 +124,7 @@ fn take(c: &mut Client, n: usize, got: &mut Vec<Got>) {
         seen.insert((g.origin.node_id, g.origin.seq));
         got.push(g);
     }
+    true
 }
 
 #[test]
@@ -383,7 +401,15 @@ fn a_full_relay_stops_taking_and_the_events_wait_upstream() {
     );
     // Its subscriber confirms: room comes back, and every event arrives once.
     let mut got = Vec::new();
-    take(&mut sub, n, &mut got);
+    if !try_take(&mut sub, n, &mut got) {
+        panic!(
+            "{} of {n} arrived; the relay: {} {}; the origin: {}",
+            distinct(&got),
+            b.status()["upstreams"][0],
+            daemon::sub_row(&b.status(), "slow"),
+            daemon::sub_row(&a.status(), "relay")
+        );
+    }
     let origins: Vec<u64> = got.iter().map(|g| g.origin.seq).collect();
     assert_eq!(origins, seqs.iter().map(|s| s.0).collect::<Vec<_>>());
 }
@@ -468,19 +494,27 @@ fn check_exactly_once(acked: &[u64], got: &[Got]) {
 fn drain(relay: &Daemon, want: &[u64], got: &mut Vec<Got>) {
     let mut sub = subscriber(relay, "watch");
     let wanted: BTreeSet<u64> = want.iter().copied().collect();
+    let mut seen: BTreeSet<u64> = got.iter().map(|g| g.origin.seq).collect();
     let deadline = Instant::now() + DELIVERY_WAIT_MAX;
-    loop {
-        let seen: BTreeSet<u64> = got.iter().map(|g| g.origin.seq).collect();
-        if wanted.is_subset(&seen) {
-            return;
+    while !wanted.is_subset(&seen) {
+        if Instant::now() >= deadline {
+            let missing: Vec<u64> = wanted.difference(&seen).copied().collect();
+            panic!(
+                "acknowledged at the origin, never relayed: {missing:?}; the relay says {}",
+                relay.status()["upstreams"][0]
+            );
         }
-        assert!(
-            Instant::now() < deadline,
-            "{} of {} arrived",
-            wanted.intersection(&seen).count(),
-            wanted.len()
-        );
-        take(&mut sub, seen.len() + 1, got);
+        let Some(d) = sub.next_delivery(Some(Duration::from_millis(200))).unwrap() else {
+            continue;
+        };
+        let g = Got {
+            seq: d.seq.0,
+            origin: d.origin.expect("a version 2 client is told every origin"),
+            payload: d.event.payload.to_vec(),
+        };
+        sub.confirm(Seq(g.seq), Seq(g.seq)).unwrap();
+        seen.insert(g.origin.seq);
+        got.push(g);
     }
 }
 
@@ -539,10 +573,11 @@ fn sigkills_of_the_origin_lose_nothing_acknowledged_at_the_relay() {
     let a = Daemon::start(a_dir.path(), &[]);
     let b = start_relay(b_dir.path(), &a.socket(), &[]);
     wait_connected(&b);
+    // The durable subscription at the relay exists before the first event.
+    let mut sub = subscriber(&b, "watch");
     let mut got = Vec::new();
     let producer = Producer::start(&a.socket());
     let mut a = Some(a);
-    let mut sub = subscriber(&b, "watch");
     for _ in 0..20 {
         let have = got
             .iter()
@@ -554,12 +589,177 @@ fn sigkills_of_the_origin_lose_nothing_acknowledged_at_the_relay() {
         a = Some(Daemon::start(a_dir.path(), &[]));
     }
     let acked = producer.finish();
-    drop(sub);
+    // The subscription is attached again by `drain`, once this connection is gone.
+    sub.goodbye().unwrap();
+    b.wait_for_status("the subscriber detached", |s| {
+        daemon::sub_row(s, "watch")["connected"] == false
+    });
     drain(&b, &acked, &mut got);
     check_exactly_once(&acked, &got);
     // It reconnected to the restarted origin (not necessarily to every incarnation:
     // one may have lived through a backoff of the relay's).
     assert!(b.status()["upstreams"][0]["connections"].as_u64().unwrap() > 1);
+}
+
+/// An origin serving TLS (its certificate for 127.0.0.1, client certificates from
+/// the test CA required), the relay's certificate files, and one from another CA.
+struct TlsSetup {
+    /// Holds the files for as long as the test runs.
+    _dir: tempfile::TempDir,
+    ca: std::path::PathBuf,
+    server: (std::path::PathBuf, std::path::PathBuf),
+    relay: (std::path::PathBuf, std::path::PathBuf),
+    stranger: (std::path::PathBuf, std::path::PathBuf),
+}
+
+fn tls_setup() -> TlsSetup {
+    let dir = tempdir();
+    let ca = certs::ca(dir.path(), "relay-test-ca");
+    let other = certs::ca(dir.path(), "other-ca");
+    let server = certs::issue(dir.path(), &ca, "origin", &["127.0.0.1"], true, false);
+    let relay = certs::issue(dir.path(), &ca, "relay", &["relay.example"], false, false);
+    let stranger = certs::issue(dir.path(), &other, "stranger", &["x.example"], false, false);
+    TlsSetup {
+        ca: ca.pem.clone(),
+        _dir: dir,
+        server,
+        relay,
+        stranger,
+    }
+}
+
+fn start_tls_origin(dir: &Path, t: &TlsSetup) -> (Daemon, String) {
+    let args = [
+        "--listen-tls",
+        "127.0.0.1:0",
+        "--tls-cert",
+        t.server.0.to_str().unwrap(),
+        "--tls-key",
+        t.server.1.to_str().unwrap(),
+        "--tls-client-ca",
+        t.ca.to_str().unwrap(),
+    ];
+    let d = Daemon::start(dir, &args);
+    let address = d
+        .ready_line
+        .split_whitespace()
+        .find(|w| w.starts_with("tls://"))
+        .unwrap_or_else(|| panic!("no tls:// address in {:?}", d.ready_line))
+        .trim_end_matches([',', ')'])
+        .to_owned();
+    (d, address)
+}
+
+fn tls_relay_args<'a>(
+    t: &'a TlsSetup,
+    identity: &'a (std::path::PathBuf, std::path::PathBuf),
+) -> [&'a str; 6] {
+    [
+        "--upstream-ca",
+        t.ca.to_str().unwrap(),
+        "--upstream-cert",
+        identity.0.to_str().unwrap(),
+        "--upstream-key",
+        identity.1.to_str().unwrap(),
+    ]
+}
+
+#[test]
+fn a_relay_over_tls_carries_every_event_and_the_next_relay_keeps_the_origin() {
+    let t = tls_setup();
+    let (a_dir, b_dir, c_dir) = (tempdir(), tempdir(), tempdir());
+    let (a, address) = start_tls_origin(a_dir.path(), &t);
+    let mut args = vec!["--upstream", address.as_str(), "--upstream-name", "relay"];
+    args.extend(tls_relay_args(&t, &t.relay));
+    let b = Daemon::start(b_dir.path(), &args);
+    let c = start_relay(c_dir.path(), &b.socket(), &[]);
+    wait_connected(&b);
+    wait_connected(&c);
+    // The origin knows the relay by its certificate's name.
+    let peers = a.status()["connections"]["peers"].to_string();
+    assert!(peers.contains("relay.example"), "{peers}");
+    let mut at_c = subscriber(&c, "watch");
+    let mut p = Client::connect(&a.socket(), Role::Producer, "fsd").unwrap();
+    let big = vec![b'z'; 60_000];
+    let mut payloads: Vec<Vec<u8>> = (0..300)
+        .map(|i| format!("event {i}").into_bytes())
+        .collect();
+    // Events larger than one TLS record go through too.
+    payloads.push(big.clone());
+    payloads.push(big);
+    let seqs = publish_each(&mut p, "fs.vol1.error", Severity::Error, &payloads);
+    let mut got = Vec::new();
+    take(&mut at_c, payloads.len(), &mut got);
+    let a_node = node_id(&a);
+    for ((g, payload), seq) in got.iter().zip(&payloads).zip(&seqs) {
+        assert_eq!(&g.payload, payload);
+        assert_eq!((g.origin.node_id, g.origin.seq), (a_node, seq.0));
+    }
+}
+
+#[test]
+fn a_relay_whose_certificate_the_upstream_refuses_says_why_and_keeps_trying() {
+    let t = tls_setup();
+    let (a_dir, b_dir) = (tempdir(), tempdir());
+    let (_a, address) = start_tls_origin(a_dir.path(), &t);
+    let mut args = vec!["--upstream", address.as_str(), "--upstream-name", "relay"];
+    args.extend(tls_relay_args(&t, &t.stranger));
+    let b = Daemon::start(b_dir.path(), &args);
+    let s = b.wait_for_status("the upstream refused the relay", |s| {
+        s["upstreams"][0]["failures_in_row"].as_u64().unwrap_or(0) >= 2
+    });
+    let up = &s["upstreams"][0];
+    assert_ne!(up["state"], "connected", "{up}");
+    let why = up["last_error"].as_str().unwrap_or("");
+    assert!(why.contains("TLS") || why.contains("closed"), "{up}");
+}
+
+#[test]
+fn tls_upstream_flags_are_checked_at_start() {
+    let t = tls_setup();
+    let b_dir = tempdir();
+    let out = daemon::herald(&[
+        "serve",
+        "--data-dir",
+        b_dir.path().to_str().unwrap(),
+        "--upstream",
+        "tls://127.0.0.1:1",
+        "--upstream-name",
+        "relay",
+    ]);
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--upstream-ca"), "{err}");
+    let out = daemon::herald(&[
+        "serve",
+        "--data-dir",
+        b_dir.path().to_str().unwrap(),
+        "--upstream",
+        "/nonexistent/herald.sock",
+        "--upstream-name",
+        "relay",
+        "--upstream-ca",
+        t.ca.to_str().unwrap(),
+        "--upstream-cert",
+        "/nonexistent.pem",
+        "--upstream-key",
+        t.relay.1.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/nonexistent.pem") && err.contains("--upstream-cert"),
+        "{err}"
+    );
+    let out = daemon::herald(&[
+        "serve",
+        "--data-dir",
+        b_dir.path().to_str().unwrap(),
+        "--upstream",
+        "/x.sock",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--upstream-name"));
 }
 
 fn tempdir() -> tempfile::TempDir {

@@ -5,14 +5,13 @@
 //! Certificates are made at run time (rcgen). The backend is whatever HERALD_IO says
 //! (tools/test.sh runs this file on io_uring and on epoll).
 
+#[path = "support/certs.rs"]
+mod certs;
 #[path = "support/daemon.rs"]
 mod daemon;
 
+use certs::{ca, issue, Ca};
 use daemon::{herald_binary, Daemon};
-use rcgen::{
-    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, SanType,
-};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -24,64 +23,6 @@ use std::time::{Duration, Instant};
 const POLL_MAX: Duration = Duration::from_secs(30);
 /// Between two looks of a poll.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
-
-/// A CA: its certificate and key, to issue with.
-struct Ca {
-    cert: Certificate,
-    key: KeyPair,
-    pem: PathBuf,
-}
-
-fn ca(dir: &Path, name: &str) -> Ca {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    let key = KeyPair::generate().unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    let pem = dir.join(format!("{name}.pem"));
-    std::fs::write(&pem, cert.pem()).unwrap();
-    Ca { cert, key, pem }
-}
-
-/// A certificate issued by `ca` for `sans` (DNS names, or IP addresses), written as
-/// NAME.pem and NAME.key; `expired`: valid only in the past.
-fn issue(
-    dir: &Path,
-    ca: &Ca,
-    name: &str,
-    sans: &[&str],
-    server: bool,
-    expired: bool,
-) -> (PathBuf, PathBuf) {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.subject_alt_names = sans
-        .iter()
-        .map(|s| match s.parse::<std::net::IpAddr>() {
-            Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName((*s).try_into().unwrap()),
-        })
-        .collect();
-    params.extended_key_usages = vec![if server {
-        ExtendedKeyUsagePurpose::ServerAuth
-    } else {
-        ExtendedKeyUsagePurpose::ClientAuth
-    }];
-    if expired {
-        let now = time::OffsetDateTime::now_utc();
-        params.not_before = now - time::Duration::days(30);
-        params.not_after = now - time::Duration::days(1);
-    }
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &ca.cert, &ca.key).unwrap();
-    let (cert_path, key_path) = (
-        dir.join(format!("{name}.pem")),
-        dir.join(format!("{name}.key")),
-    );
-    std::fs::write(&cert_path, cert.pem()).unwrap();
-    std::fs::write(&key_path, key.serialize_pem()).unwrap();
-    (cert_path, key_path)
-}
 
 /// Every file a test needs: a CA with a server and clients, and a second CA's client.
 struct Pki {

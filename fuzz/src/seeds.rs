@@ -123,6 +123,7 @@ fn frames() -> Vec<Seed> {
             timestamp_ns: 1,
             redelivered: true,
             delivery_count: 2,
+            origin: None,
             event: e,
         }),
         Frame::RecoveryDone,
@@ -143,6 +144,22 @@ fn frames() -> Vec<Seed> {
     seeds.push((
         "producer-conversation".into(),
         encoded(&[all[0], all[13], all[1], all[14], all[15], all[20], all[11]]),
+    ));
+    // A relayed delivery (protocol version 2): the origin block follows the header.
+    seeds.push((
+        "one-deliver-relayed".into(),
+        encoded(&[Frame::Deliver(Deliver {
+            seq: Seq(11),
+            timestamp_ns: 2,
+            redelivered: false,
+            delivery_count: 1,
+            origin: Some(herald::event::Origin {
+                node_id: 0x1234_5678_9abc_def0,
+                seq: 77,
+                timestamp_ns: 3,
+            }),
+            event: e,
+        })]),
     ));
     seeds
 }

@@ -3,12 +3,11 @@
 
 use super::ClientError;
 use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use rustls::{ClientConnection, StreamOwned};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// The scheme of a TLS address.
@@ -192,33 +191,17 @@ pub(super) fn connect_tls(t: &TlsEndpoint, timeout: Duration) -> Result<Stream, 
         address: address.clone(),
         message,
     };
-    let roots = crate::tls::read_roots(&t.ca, "--ca").map_err(|e| tls_error(e.0))?;
-    let builder = ClientConfig::builder_with_provider(crate::tls::provider())
-        .with_protocol_versions(crate::tls::VERSIONS)
-        .map_err(|e| tls_error(e.to_string()))?
-        .with_root_certificates(roots);
-    let config = match (&t.cert, &t.key) {
-        (Some(cert), Some(key)) => {
-            let chain = crate::tls::read_certificates(cert, "--cert", "client certificate")
-                .map_err(|e| tls_error(e.0))?;
-            let key =
-                crate::tls::read_private_key(key, "--cert-key").map_err(|e| tls_error(e.0))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| match e {
-                    rustls::Error::InconsistentKeys(_) => tls_error(
-                        "the key (--cert-key) does not belong to the client certificate (--cert)"
-                            .into(),
-                    ),
-                    e => tls_error(format!("cannot use the client certificate: {e}")),
-                })?
-        }
-        _ => builder.with_no_client_auth(),
+    let files = crate::tls::ClientFiles {
+        ca: (&t.ca, "--ca"),
+        identity: match (&t.cert, &t.key) {
+            (Some(cert), Some(key)) => Some(((cert, "--cert"), (key, "--cert-key"))),
+            _ => None,
+        },
     };
+    let config = crate::tls::client_config(&files).map_err(|e| tls_error(e.0))?;
     let name = ServerName::try_from(t.host.clone())
         .map_err(|_| tls_error(format!("{:?} is not a host name or IP address", t.host)))?;
-    let connection =
-        ClientConnection::new(Arc::new(config), name).map_err(|e| tls_error(e.to_string()))?;
+    let connection = ClientConnection::new(config, name).map_err(|e| tls_error(e.to_string()))?;
     let socket =
         TcpStream::connect((t.host.as_str(), t.port)).map_err(|error| ClientError::Connect {
             socket: PathBuf::from(&address),

@@ -102,9 +102,10 @@ pub struct Pumped {
     pub closed: bool,
 }
 
-/// One TLS connection's session and ciphertext buffers.
+/// One TLS connection's session and ciphertext buffers: an accepted connection's
+/// server session, or a relay's client session to its upstream.
 pub struct TlsConn {
-    session: ServerConnection,
+    session: rustls::Connection,
     /// Received ciphertext, `input[..input_len]` not yet taken by rustls.
     input: Box<[u8]>,
     input_len: usize,
@@ -121,9 +122,22 @@ pub struct TlsConn {
 impl TlsConn {
     /// A new server session over `config`, with its buffers.
     pub fn new(config: &Arc<ServerConfig>) -> Result<TlsConn, rustls::Error> {
-        let mut session = ServerConnection::new(config.clone())?;
+        Ok(TlsConn::over(ServerConnection::new(config.clone())?.into()))
+    }
+
+    /// A new client session to server `name` over `config`, with its buffers.
+    pub fn client(
+        config: &Arc<rustls::ClientConfig>,
+        name: rustls::pki_types::ServerName<'static>,
+    ) -> Result<TlsConn, rustls::Error> {
+        Ok(TlsConn::over(
+            rustls::ClientConnection::new(config.clone(), name)?.into(),
+        ))
+    }
+
+    fn over(mut session: rustls::Connection) -> TlsConn {
         session.set_buffer_limit(Some(RUSTLS_BUFFER_BYTES));
-        Ok(TlsConn {
+        TlsConn {
             session,
             input: vec![0; CIPHER_IN_BYTES].into_boxed_slice(),
             input_len: 0,
@@ -132,7 +146,7 @@ impl TlsConn {
             output_end: 0,
             established: false,
             failed: false,
-        })
+        }
     }
 
     /// Whether the handshake finished.

@@ -45,12 +45,7 @@ impl<M: Medium> Log<M> {
                     .into(),
             ));
         }
-        if name.is_empty() || name.len() > SUBSCRIPTION_NAME_BYTES_MAX {
-            return Err(SubscriptionError::BadName.into());
-        }
-        if spec.len() > SUBSCRIPTION_SPEC_BYTES_MAX {
-            return Err(SubscriptionError::SpecTooLarge.into());
-        }
+        check_entry(name, spec)?;
         if self.link_by_name(name).is_some() {
             return Err(SubscriptionError::Exists.into());
         }

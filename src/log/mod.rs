@@ -503,12 +503,7 @@ impl<M: Medium> Log<M> {
         name: &[u8],
         spec: &[u8],
     ) -> Result<SubscriptionId, LogError> {
-        if name.is_empty() || name.len() > SUBSCRIPTION_NAME_BYTES_MAX {
-            return Err(SubscriptionError::BadName.into());
-        }
-        if spec.len() > SUBSCRIPTION_SPEC_BYTES_MAX {
-            return Err(SubscriptionError::SpecTooLarge.into());
-        }
+        check_entry(name, spec)?;
         if self.subscription_by_name(name).is_some() {
             return Err(SubscriptionError::Exists.into());
         }
@@ -542,7 +537,8 @@ impl<M: Medium> Log<M> {
         Ok(SubscriptionId(index as u32))
     }
 
-    /// The first entry neither a subscription nor a link uses.
+    /// The first entry neither a subscription nor a link uses (with [`check_entry`],
+    /// what creating either kind of entry checks first).
     fn free_entry(&self) -> Result<usize, LogError> {
         self.subscriptions
             .iter()
@@ -736,4 +732,15 @@ impl<M: Medium> Log<M> {
         self.medium.write(at, bytemuck::bytes_of(&h));
         self.medium.flush(at, SLOT_HEADER_BYTES);
     }
+}
+
+/// A new table entry's name and spec fit their fields.
+fn check_entry(name: &[u8], spec: &[u8]) -> Result<(), LogError> {
+    if name.is_empty() || name.len() > SUBSCRIPTION_NAME_BYTES_MAX {
+        return Err(SubscriptionError::BadName.into());
+    }
+    if spec.len() > SUBSCRIPTION_SPEC_BYTES_MAX {
+        return Err(SubscriptionError::SpecTooLarge.into());
+    }
+    Ok(())
 }

@@ -196,15 +196,17 @@ pub struct ServeArgs {
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION", help_heading = "Forwarding to JetStream")]
     forward_ack_timeout: Duration,
     /// Relay from another herald: hold the durable subscription --upstream-name at the
-    /// herald listening on this socket path (or data directory), store every event it
+    /// herald listening on this socket path (or data directory), or on tls://HOST:PORT
+    /// (its --listen-tls; needs --upstream-ca, --upstream-cert and --upstream-key),
+    /// store every event it
     /// sends in this region with its origin (the first node's id, seq and time), confirm
     /// it upstream only once stored durably, and deliver it to this daemon's
     /// subscribers like a local event. Repeat it to relay from several heralds (each
     /// with the same subscription name and filters). An event the upstream sends again
     /// is recognised and not stored twice, across restarts of either side. The
     /// upstream must be a herald with relay support (protocol version 2).
-    #[arg(long = "upstream", value_name = "SOCKET", help_heading = "Relay")]
-    upstreams: Vec<String>,
+    #[arg(long, value_name = "SOCKET", help_heading = "Relay")]
+    upstream: Vec<String>,
     /// The durable subscription's name at each upstream (letters, digits, `_ - .`):
     /// the upstream keeps what this relay has not confirmed under it. Needs --upstream.
     #[arg(long, value_name = "NAME", help_heading = "Relay")]
@@ -230,6 +232,18 @@ pub struct ServeArgs {
     /// event again (the copy is recognised here and confirmed, not stored twice).
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION", help_heading = "Relay")]
     upstream_ack_timeout: Duration,
+    /// For tls:// upstreams: the CA certificate(s) (PEM) that issued their server
+    /// certificates (checked against the HOST of the address).
+    #[arg(long, value_name = "FILE", help_heading = "Relay")]
+    upstream_ca: Option<PathBuf>,
+    /// For tls:// upstreams: this relay's client certificate chain (PEM), issued by the
+    /// CA the upstreams trust (their --tls-client-ca); its name is the relay's identity
+    /// there.
+    #[arg(long, value_name = "FILE", help_heading = "Relay")]
+    upstream_cert: Option<PathBuf>,
+    /// The private key of --upstream-cert (PEM).
+    #[arg(long, value_name = "FILE", help_heading = "Relay")]
+    upstream_key: Option<PathBuf>,
     /// Also serve the protocol over TCP with TLS 1.3 on this address, such as
     /// 0.0.0.0:7400 (port 0 takes a free port, which the ready line and `herald status`
     /// show). Client certificates are required, verified against --tls-client-ca; the
@@ -369,7 +383,7 @@ pub fn upstream_configs(
     args: &ServeArgs,
 ) -> Result<Vec<herald::delivery::upstream::UpstreamConfig>, String> {
     use herald::delivery::upstream;
-    if args.upstreams.is_empty() {
+    if args.upstream.is_empty() {
         if args.upstream_name.is_some() || !args.upstream_filter.is_empty() {
             return Err(
                 "--upstream-name and --upstream-filter are only used with --upstream".into(),
@@ -392,6 +406,7 @@ pub fn upstream_configs(
         herald::event::Pattern::parse(pattern.as_bytes())
             .map_err(|e| format!("--upstream-filter {pattern:?}: {e}"))?;
     }
+    let tls = upstream_tls(args)?;
     let ack_ms = args.upstream_ack_timeout.as_millis();
     if ack_ms == 0 || ack_ms > u128::from(herald::event::limits::ACK_DEADLINE_MS_MAX) {
         return Err(format!(
@@ -399,12 +414,24 @@ pub fn upstream_configs(
             herald::event::limits::ACK_DEADLINE_MS_MAX
         ));
     }
-    args.upstreams
+    args.upstream
         .iter()
         .map(|text| {
+            let address = upstream::parse_address(text).map_err(|e| format!("--upstream: {e}"))?;
+            let tls = match (&address, &tls) {
+                (upstream::UpstreamAddress::Tls { .. }, None) => {
+                    return Err(format!(
+                        "--upstream {text}: a tls:// upstream needs --upstream-ca, \
+                         --upstream-cert and --upstream-key"
+                    ))
+                }
+                (upstream::UpstreamAddress::Tls { .. }, Some(t)) => Some(t.clone()),
+                (upstream::UpstreamAddress::Unix(_), _) => None,
+            };
             Ok(upstream::UpstreamConfig {
                 text: text.clone(),
-                address: upstream::parse_address(text).map_err(|e| format!("--upstream: {e}"))?,
+                address,
+                tls,
                 name: name.clone(),
                 filters: args.upstream_filter.clone(),
                 min_severity: args.upstream_min_severity,
@@ -413,6 +440,40 @@ pub fn upstream_configs(
             })
         })
         .collect()
+}
+
+/// The client side of tls:// upstreams: the three files go together, and are read and
+/// checked now (an expired certificate is refused at start, not at the first connect).
+fn upstream_tls(
+    args: &ServeArgs,
+) -> Result<Option<herald::delivery::upstream::UpstreamTls>, String> {
+    let (ca, cert, key) = match (&args.upstream_ca, &args.upstream_cert, &args.upstream_key) {
+        (None, None, None) => return Ok(None),
+        (Some(ca), Some(cert), Some(key)) => (ca, cert, key),
+        _ => {
+            return Err(
+                "--upstream-ca, --upstream-cert and --upstream-key go together (a tls:// \
+                 upstream requires a client certificate)"
+                    .into(),
+            )
+        }
+    };
+    let unix_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    for c in herald::tls::read_certificates(cert, "--upstream-cert", "client certificate")
+        .map_err(|e| e.0)?
+        .iter()
+        .take(1)
+    {
+        herald::tls::check_validity(c, cert, "--upstream-cert", unix_s).map_err(|e| e.0)?;
+    }
+    let files = herald::tls::ClientFiles {
+        ca: (ca, "--upstream-ca"),
+        identity: Some(((cert, "--upstream-cert"), (key, "--upstream-key"))),
+    };
+    let config = herald::tls::client_config(&files).map_err(|e| e.0)?;
+    Ok(Some(herald::delivery::upstream::UpstreamTls { config }))
 }
 
 fn parse_group(text: &str) -> Result<u32, String> {

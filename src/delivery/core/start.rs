@@ -53,6 +53,14 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             )?)),
             None => None,
         };
+        if !config.upstreams.is_empty() && !log.geometry().holds_relayed() {
+            return Err(DaemonError::Config(format!(
+                "--upstream: this region has layout version {} and cannot hold relayed events \
+                 (their origin is part of the record, layout version 2): give the relay a new \
+                 region (another --data-dir or --region)",
+                log.geometry().layout_version
+            )));
+        }
         let first_upstream_slot = connections + usize::from(forwarder.is_some());
         let upstreams = config
             .upstreams

@@ -8,7 +8,8 @@
 //! sends every unconfirmed event again on the next connection. A connection quiet for
 //! 20 s is sent a `Ping`; no answer within 20 s more drops it too.
 
-use super::UpstreamConfig;
+use super::{UpstreamAddress, UpstreamConfig};
+use crate::delivery::tls::TlsConn;
 use crate::event::limits::FRAME_BYTES_MAX;
 use crate::event::Pattern;
 use crate::log::SubscriptionId;
@@ -76,6 +77,8 @@ pub struct Upstream<S> {
     socket: Option<S>,
     pub(super) machine: ClientMachine,
     pub(super) recv: Box<[u8]>,
+    /// `recv[recv_start..recv_len]` is received and not yet taken.
+    pub(super) recv_start: usize,
     pub(super) recv_len: usize,
     recv_in_flight: bool,
     send: Box<[u8]>,
@@ -113,6 +116,9 @@ pub struct Upstream<S> {
     connections: u64,
     /// When a refused event was last logged.
     pub(super) refused_logged_at: Option<u64>,
+    /// A `tls://` upstream's session: the reactor then moves its ciphertext buffers,
+    /// and `recv` and `send` hold plaintext (as for an accepted TLS connection).
+    tls: Option<Box<TlsConn>>,
 }
 
 impl<S> Upstream<S> {
@@ -128,6 +134,7 @@ impl<S> Upstream<S> {
             socket: None,
             machine: ClientMachine::new(),
             recv: vec![0; RECV_BYTES].into_boxed_slice(),
+            recv_start: 0,
             recv_len: 0,
             recv_in_flight: false,
             send: vec![0; SEND_BYTES].into_boxed_slice(),
@@ -155,6 +162,7 @@ impl<S> Upstream<S> {
             newest_origin_ns: 0,
             connections: 0,
             refused_logged_at: None,
+            tls: None,
         }
     }
 
@@ -189,7 +197,7 @@ impl<S> Upstream<S> {
     /// Appends a frame to the send buffer within `reserve` bytes of its end; false if
     /// it does not fit.
     pub(super) fn queue(&mut self, frame: &Frame<'_>, reserve: usize) -> bool {
-        if self.send_armed == 0 && self.send_start > 0 {
+        if (self.send_armed == 0 || self.tls.is_some()) && self.send_start > 0 {
             self.send.copy_within(self.send_start..self.send_len, 0);
             self.send_len -= self.send_start;
             self.send_start = 0;
@@ -210,7 +218,7 @@ impl<S> Upstream<S> {
 
     /// Free bytes of the send buffer (after compaction, when nothing is in flight).
     pub(super) fn send_room(&self) -> usize {
-        let used = if self.send_armed == 0 {
+        let used = if self.send_armed == 0 || self.tls.is_some() {
             self.send_len - self.send_start
         } else {
             self.send_len
@@ -305,8 +313,12 @@ impl<S> Upstream<S> {
         match result {
             Ok(socket) => {
                 self.socket = Some(socket);
+                if let Err(why) = self.start_tls() {
+                    return self.fail(reactor, &why, now, unix_now);
+                }
                 self.last_input_ns = now;
                 self.ping_outstanding = false;
+                self.recv_start = 0;
                 self.recv_len = 0;
                 self.send_start = 0;
                 self.send_len = 0;
@@ -331,6 +343,43 @@ impl<S> Upstream<S> {
         }
     }
 
+    /// For a `tls://` upstream, a client session for the connection just made.
+    fn start_tls(&mut self) -> Result<(), String> {
+        self.tls = None;
+        let (Some(tls), UpstreamAddress::Tls { host, .. }) =
+            (&self.config.tls, &self.config.address)
+        else {
+            return Ok(());
+        };
+        let name = rustls::pki_types::ServerName::try_from(host.clone())
+            .map_err(|_| format!("{host:?} is not a host name or IP address"))?;
+        let session = TlsConn::client(&tls.config, name)
+            .map_err(|e| format!("cannot start a TLS session: {e}"))?;
+        self.tls = Some(Box::new(session));
+        Ok(())
+    }
+
+    /// Moves what rustls decrypted into the receive buffer. `Err`: the session failed
+    /// (the upstream refused this relay's certificate, or this relay the upstream's).
+    fn pump_tls(&mut self) -> Result<(), String> {
+        let Some(tls) = self.tls.as_mut() else {
+            return Ok(());
+        };
+        match tls.read_plaintext(&mut self.recv[self.recv_len..]) {
+            Ok(p) => {
+                self.recv_len += p.plaintext;
+                if p.closed {
+                    return Err("the upstream closed the TLS session".into());
+                }
+                Ok(())
+            }
+            Err(e) => Err(format!(
+                "TLS with the upstream failed: {}",
+                crate::tls::describe(&e)
+            )),
+        }
+    }
+
     /// A receive finished: what arrived waits in the buffer for the turn's ingest.
     pub fn received<R: Reactor<Socket = S>>(
         &mut self,
@@ -352,7 +401,15 @@ impl<S> Upstream<S> {
             Ok(n) => {
                 self.last_input_ns = now;
                 self.ping_outstanding = false;
-                self.recv_len = (self.recv_len + n).min(self.recv.len());
+                match self.tls.as_mut() {
+                    Some(tls) => {
+                        tls.received(n);
+                        if let Err(why) = self.pump_tls() {
+                            self.fail(reactor, &why, now, unix_now);
+                        }
+                    }
+                    None => self.recv_len = (self.recv_len + n).min(self.recv.len()),
+                }
             }
             Err(errno) => {
                 let why = std::io::Error::from_raw_os_error(errno);
@@ -378,13 +435,16 @@ impl<S> Upstream<S> {
             return self.close_when_idle(reactor, now);
         }
         match result {
-            Ok(n) => {
-                self.send_start = (self.send_start + n).min(self.send_len);
-                if self.send_start == self.send_len {
-                    self.send_start = 0;
-                    self.send_len = 0;
+            Ok(n) => match self.tls.as_mut() {
+                Some(tls) => tls.sent(n),
+                None => {
+                    self.send_start = (self.send_start + n).min(self.send_len);
+                    if self.send_start == self.send_len {
+                        self.send_start = 0;
+                        self.send_len = 0;
+                    }
                 }
-            }
+            },
             Err(errno) => {
                 let why = std::io::Error::from_raw_os_error(errno);
                 self.fail(reactor, &format!("send failed: {why}"), now, unix_now);
@@ -393,15 +453,25 @@ impl<S> Upstream<S> {
     }
 
     /// Arms a receive (while the buffer has room) and a send (when something waits).
-    pub fn arm<R: Reactor<Socket = S>>(&mut self, reactor: &mut R) {
+    /// Returns whether plaintext was decrypted meanwhile (the loop must not sleep).
+    pub fn arm<R: Reactor<Socket = S>>(
+        &mut self,
+        reactor: &mut R,
+        now: u64,
+        unix_now: u64,
+    ) -> bool {
         if matches!(
             self.state,
             State::Closing | State::BackingOff { .. } | State::Connecting
         ) {
-            return;
+            return false;
         }
+        if self.tls.is_some() {
+            return self.arm_tls(reactor, now, unix_now);
+        }
+        self.compact_recv();
         let Some(socket) = self.socket.as_ref() else {
-            return;
+            return false;
         };
         let token = Token {
             slot: self.slot,
@@ -422,12 +492,77 @@ impl<S> Upstream<S> {
             unsafe { reactor.send(socket, pending.as_ptr(), pending.len(), token) };
             self.send_armed = pending.len();
         }
+        false
+    }
+
+    /// [`Upstream::arm`] for a TLS session: plaintext to send goes through rustls, the
+    /// ciphertext it gives is what the send is armed on; received ciphertext goes into
+    /// the session's input buffer.
+    fn arm_tls<R: Reactor<Socket = S>>(
+        &mut self,
+        reactor: &mut R,
+        now: u64,
+        unix_now: u64,
+    ) -> bool {
+        let before = self.recv_len;
+        if let Err(why) = self.pump_tls() {
+            self.fail(reactor, &why, now, unix_now);
+            return false;
+        }
+        let decrypted = self.recv_len > before;
+        let (Some(tls), Some(socket)) = (self.tls.as_mut(), self.socket.as_ref()) else {
+            return false;
+        };
+        if self.send_len > self.send_start {
+            let taken = tls.write_plaintext(&self.send[self.send_start..self.send_len]);
+            self.send_start += taken;
+            if self.send_start == self.send_len {
+                self.send_start = 0;
+                self.send_len = 0;
+            }
+        }
+        tls.fill_output(self.send_armed != 0);
+        let token = Token {
+            slot: self.slot,
+            generation: self.generation,
+        };
+        if self.send_armed == 0 && !tls.pending_output().is_empty() {
+            let pending = tls.pending_output();
+            // SAFETY: the session's output buffer is boxed and kept in place while the
+            // session lives (it is dropped only once nothing is in flight); new
+            // ciphertext goes behind the armed bytes (`fill_output(in_flight)`).
+            unsafe { reactor.send(socket, pending.as_ptr(), pending.len(), token) };
+            self.send_armed = pending.len();
+        }
+        if !self.recv_in_flight {
+            let tail = tls.input_tail();
+            if !tail.is_empty() {
+                // SAFETY: as above, for the session's input buffer's free tail, which
+                // nothing touches until the completion clears `recv_in_flight`.
+                unsafe { reactor.recv(socket, tail.as_mut_ptr(), tail.len(), token) };
+                self.recv_in_flight = true;
+            }
+        }
+        decrypted
     }
 
     /// Drops `n` bytes from the head of the receive buffer.
     pub(super) fn consume(&mut self, n: usize) {
-        self.recv.copy_within(n..self.recv_len, 0);
-        self.recv_len -= n;
+        self.recv_start = (self.recv_start + n).min(self.recv_len);
+        self.compact_recv();
+    }
+
+    /// Moves what is not yet taken to the front of the receive buffer, but never while
+    /// the reactor owns its tail (a receive armed on a plain socket writes at the
+    /// offset it was given: moving bytes under it would splice stale frames into the
+    /// stream). Over TLS the reactor fills the session's buffer, never this one.
+    fn compact_recv(&mut self) {
+        if self.recv_start == 0 || (self.recv_in_flight && self.tls.is_none()) {
+            return;
+        }
+        self.recv.copy_within(self.recv_start..self.recv_len, 0);
+        self.recv_len -= self.recv_start;
+        self.recv_start = 0;
     }
 
     /// A frame that is not a delivery. `Err`: drop the connection, for this reason.
@@ -562,6 +697,8 @@ impl<S> Upstream<S> {
         if let Some(socket) = self.socket.take() {
             reactor.close(socket, Some(self.token()));
         }
+        self.tls = None;
+        self.recv_start = 0;
         self.recv_len = 0;
         self.send_start = 0;
         self.send_len = 0;

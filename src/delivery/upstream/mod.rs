@@ -30,7 +30,9 @@ pub use relay::IngestStop;
 
 use crate::event::Severity;
 use crate::reactor::Address;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Events the upstream may have in flight to the relay when not told otherwise.
@@ -58,6 +60,8 @@ pub struct UpstreamConfig {
     pub window: u32,
     /// The upstream's ack deadline for this subscription.
     pub ack_timeout: Duration,
+    /// For a `tls://` address: the client configuration.
+    pub tls: Option<UpstreamTls>,
 }
 
 /// Where an upstream herald listens.
@@ -65,6 +69,14 @@ pub struct UpstreamConfig {
 pub enum UpstreamAddress {
     /// Its Unix socket.
     Unix(PathBuf),
+    /// Its TLS listener (`--listen-tls` there): the host name its certificate must
+    /// carry, and where that resolved at start.
+    Tls {
+        /// The name the server's certificate is checked against.
+        host: String,
+        /// The address connected to.
+        address: SocketAddr,
+    },
 }
 
 impl UpstreamAddress {
@@ -72,24 +84,48 @@ impl UpstreamAddress {
     pub fn reactor_address(&self) -> Address {
         match self {
             UpstreamAddress::Unix(path) => Address::Unix(path.clone()),
+            UpstreamAddress::Tls { address, .. } => Address::Tcp(*address),
         }
     }
 }
 
-/// Reads an `--upstream` address: a socket path (a directory means its
-/// `herald.sock`).
+/// The client side of TLS upstreams: one configuration (`--upstream-ca`,
+/// `--upstream-cert`, `--upstream-key`) for all of them.
+#[derive(Clone, Debug)]
+pub struct UpstreamTls {
+    /// The rustls client configuration, built and checked at start.
+    pub config: Arc<rustls::ClientConfig>,
+}
+
+/// Reads an `--upstream` address: a socket path (a directory means its `herald.sock`),
+/// or `tls://HOST:PORT`, resolved now.
 pub fn parse_address(text: &str) -> Result<UpstreamAddress, String> {
     if text.is_empty() {
         return Err("an empty --upstream address".into());
     }
-    if text.starts_with("tls://") {
-        return Err(format!(
-            "{text:?}: a relay over TLS is not built yet; give the upstream's Unix socket path"
-        ));
+    if let Some(rest) = text.strip_prefix("tls://") {
+        let (host, port) = rest
+            .rsplit_once(':')
+            .filter(|(h, p)| !h.is_empty() && !p.is_empty())
+            .ok_or_else(|| format!("{text:?}: give tls://HOST:PORT"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("{text:?}: {port:?} is not a port"))?;
+        let address = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| format!("{text:?} does not resolve: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{text:?} resolves to no address"))?;
+        return Ok(UpstreamAddress::Tls {
+            host: host.to_owned(),
+            address,
+        });
     }
     if text.contains("://") {
         return Err(format!(
-            "{text:?}: give the upstream herald's socket path (such as /run/herald/herald.sock)"
+            "{text:?}: give the upstream herald's socket path (such as /run/herald/herald.sock) \
+             or tls://HOST:PORT"
         ));
     }
     let path = PathBuf::from(text);
@@ -118,5 +154,11 @@ mod tests {
         ));
         assert!(parse_address("").is_err());
         assert!(parse_address("nats://x:1").is_err());
+        assert!(matches!(
+            parse_address("tls://127.0.0.1:7400"),
+            Ok(UpstreamAddress::Tls { host, address }) if host == "127.0.0.1" && address.port() == 7400
+        ));
+        assert!(parse_address("tls://127.0.0.1").is_err());
+        assert!(parse_address("tls://:7400").is_err());
     }
 }

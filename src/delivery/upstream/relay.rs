@@ -78,7 +78,7 @@ impl<S> Upstream<S> {
         self.waiting_for_room = false;
         // Taken out while frames borrow it; an empty box allocates nothing.
         let recv = std::mem::take(&mut self.recv);
-        let mut at = 0;
+        let mut at = self.recv_start;
         let result = loop {
             if matches!(self.state, State::NeedLink { .. } | State::Closing) {
                 break Ok(IngestStop::Done);
@@ -181,7 +181,7 @@ impl<S> Upstream<S> {
             }
         };
         self.recv = recv;
-        self.consume(at);
+        self.consume(at - self.recv_start);
         result
     }
 

@@ -1,7 +1,8 @@
 //! `herald bench --quick --json` through the real binary: the harness runs end to end
 //! and reports every figure of the TLS section (publish over `tls://`, the TCP and
-//! TLS 1.3 echo floors) with its ratios. It checks the harness, not speed: quick
-//! figures are not comparable, and no figure is held to a threshold.
+//! TLS 1.3 echo floors) and of the relay (publish at an origin, delivered at a relay's
+//! subscriber, beside the single-node row) with their ratios. It checks the harness,
+//! not speed: quick figures are not comparable, and no figure is held to a threshold.
 //!
 //! epoll only: the TLS code of the harness is the same on either backend, and epoll
 //! runs on every host (io_uring may be refused, as in a container).
@@ -29,6 +30,8 @@ fn quick_bench_reports_tls_publish_beside_tcp_and_tls_echo_floors() {
         "epoll: durable publish 64 B (busy poll 0 us)",
         "epoll: durable publish over TLS 64 B (busy poll 0 us)",
         "epoll: durable publish over TLS 1 KiB (busy poll 0 us)",
+        "epoll: publish -> delivered, 1 subscriber(s), 5000 events/s",
+        "epoll: publish at origin -> delivered at a relay, 1 subscriber, 5000 events/s",
     ] {
         let row = rows
             .iter()
@@ -50,6 +53,8 @@ fn quick_bench_reports_tls_publish_beside_tcp_and_tls_echo_floors() {
         "epoll_tls_publish_1KiB_p50_over_tls_echo_p50_busy_poll_0us",
         "epoll_tls_publish_64B_p50_over_publish_p50_busy_poll_0us",
         "epoll_tls_publish_1KiB_p50_over_publish_p50_busy_poll_0us",
+        "epoll_relay_e2e_p50_over_e2e_p50",
+        "epoll_relay_e2e_p99_over_e2e_p99",
     ] {
         let ratio = ratios
             .get(key)

@@ -2,6 +2,7 @@
 //! trips over a Unix socket, loopback TCP and TLS 1.3), through the normal client
 //! library and daemon binary.
 
+mod relay;
 mod tls;
 
 use crate::peers;
@@ -135,11 +136,13 @@ fn throughput(
     Ok(total.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
 }
 
-/// Publish → delivered latency: a producer publishes at a steady rate well below
-/// saturation, each payload carrying its publish time; live subscribers record the
-/// difference on receipt and confirm.
+/// Publish → delivered latency: a producer publishes on `socket` at a steady rate well
+/// below saturation, each payload carrying its publish time; live subscribers on
+/// `subscribe_at` (the same daemon, or a relay of it) record the difference on receipt
+/// and confirm.
 fn end_to_end(
     socket: &Path,
+    subscribe_at: &Path,
     subscribers: usize,
     n: u64,
     rate_per_second: u64,
@@ -147,7 +150,7 @@ fn end_to_end(
     let base = Instant::now();
     let subs: Vec<_> = (0..subscribers)
         .map(|i| -> anyhow::Result<_> {
-            let mut c = Client::connect(socket, Role::Subscriber, &format!("bench-sub-{i}"))?;
+            let mut c = Client::connect(subscribe_at, Role::Subscriber, &format!("bench-sub-{i}"))?;
             c.subscribe("", &["bench.>"], Severity::Debug, 256, false)?;
             Ok(std::thread::spawn(
                 move || -> anyhow::Result<Histogram<u64>> {
@@ -309,11 +312,21 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        let mut single_node_e2e = None;
         for subscribers in [1usize, 4] {
             say(format!(
                 "end to end, {io_name}, {subscribers} subscriber(s)..."
             ));
-            let h = end_to_end(&d.socket, subscribers, n.min(10_000), E2E_RATE_PER_SECOND)?;
+            let h = end_to_end(
+                &d.socket,
+                &d.socket,
+                subscribers,
+                n.min(10_000),
+                E2E_RATE_PER_SECOND,
+            )?;
+            if subscribers == 1 {
+                single_node_e2e = Some(h.clone());
+            }
             latencies.push(latency(
                 format!(
                     "{io_name}: publish -> delivered, {subscribers} subscriber(s), {} events/s",
@@ -322,6 +335,28 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 &h,
             ));
         }
+        drop(d);
+        say(format!(
+            "end to end through a relay, {io_name}: origin -> relay -> 1 subscriber..."
+        ));
+        let h = relay::end_to_end(&herald, io_name, n.min(10_000), E2E_RATE_PER_SECOND)?;
+        if let Some(single) = &single_node_e2e {
+            ratios.insert(
+                format!("{io_name}_relay_e2e_p50_over_e2e_p50"),
+                p50_ratio(&h, single).into(),
+            );
+            ratios.insert(
+                format!("{io_name}_relay_e2e_p99_over_e2e_p99"),
+                (h.value_at_quantile(0.99) as f64 / single.value_at_quantile(0.99) as f64).into(),
+            );
+        }
+        latencies.push(latency(
+            format!(
+                "{io_name}: publish at origin -> delivered at a relay, 1 subscriber, {} events/s",
+                E2E_RATE_PER_SECOND
+            ),
+            &h,
+        ));
         let best = throughputs
             .iter()
             .filter(|t| t.io == io_name)
@@ -345,15 +380,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         )?;
         return Ok(ExitCode::SUCCESS);
     }
+    let name_width = latencies.iter().map(|l| l.name.len()).max().unwrap_or(0);
     writeln!(
         out,
-        "{:<68} {:>9} {:>9} {:>9}",
+        "{:<name_width$} {:>9} {:>9} {:>9}",
         "latency (us)", "p50", "p99", "p99.9"
     )?;
     for l in &latencies {
         writeln!(
             out,
-            "{:<68} {:>9.1} {:>9.1} {:>9.1}",
+            "{:<name_width$} {:>9.1} {:>9.1} {:>9.1}",
             l.name, l.p50_us, l.p99_us, l.p999_us
         )?;
     }

@@ -56,10 +56,11 @@ enum Command {
     )]
     Serve(serve::ServeArgs),
     /// Measure durable publish latency (over the socket and over TLS), throughput and
-    /// end-to-end latency against same-run baselines (bare echo round trips over a Unix
-    /// socket, loopback TCP and TLS 1.3), on a throwaway daemon.
+    /// end-to-end latency (on one daemon, and through a relay) against same-run
+    /// baselines (bare echo round trips over a Unix socket, loopback TCP and TLS 1.3),
+    /// on throwaway daemons.
     #[command(
-        after_help = "Examples:\n  herald bench              # a few minutes; table on stdout\n  herald bench --json > bench.json\n  herald bench --quick      # seconds: checks the harness, measures nothing useful\n\nThe TLS rows use a CA, server and client certificate made for the run, a TLS\nlistener on 127.0.0.1 (a port the system picks) and a client certificate, as\n`herald serve --listen-tls` requires. Ratios are medians over a floor of the same\nrun: TLS publish over the TLS echo and over the same publish on the socket, the\nTLS echo over the TCP echo (what TLS itself costs)."
+        after_help = "Examples:\n  herald bench              # a few minutes; table on stdout\n  herald bench --json > bench.json\n  herald bench --quick      # seconds: checks the harness, measures nothing useful\n\nThe TLS rows use a CA, server and client certificate made for the run, a TLS\nlistener on 127.0.0.1 (a port the system picks) and a client certificate, as\n`herald serve --listen-tls` requires. Ratios are medians over a floor of the same\nrun: TLS publish over the TLS echo and over the same publish on the socket, the\nTLS echo over the TCP echo (what TLS itself costs). The relay row publishes at one\ndaemon and receives at a second one relaying it (`herald serve --upstream`); its\nratio to the single-daemon row is what one relay hop costs."
     )]
     Bench(bench::BenchArgs),
     /// Show a region's superblock, backend, geometry, head/tail and slot counts,

@@ -6,6 +6,7 @@
 
 use herald::client::{Endpoint, TlsEndpoint};
 use herald::delivery::tls::{server_config, TlsListen};
+use herald::tls::{client_config, ClientFiles};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType,
 };
@@ -113,17 +114,15 @@ impl Pki {
     }
 
     /// The echo floor's client configuration and the server name to verify: what
-    /// `herald::client` builds for a `tls://` address (it keeps its own private), from
-    /// the same provider, versions and files.
+    /// `herald::client` builds for a `tls://` address (the same function).
     pub fn client_config(&self) -> anyhow::Result<(Arc<ClientConfig>, ServerName<'static>)> {
-        use herald::tls::{provider, read_certificates, read_private_key, read_roots, VERSIONS};
-        let config = ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(VERSIONS)?
-            .with_root_certificates(read_roots(&self.ca, "--ca")?)
-            .with_client_auth_cert(
-                read_certificates(&self.client_cert, "--cert", "client certificate")?,
-                read_private_key(&self.client_key, "--cert-key")?,
-            )?;
-        Ok((Arc::new(config), ServerName::IpAddress(HOST.into())))
+        let config = client_config(&ClientFiles {
+            ca: (&self.ca, "--ca"),
+            identity: Some((
+                (&self.client_cert, "--cert"),
+                (&self.client_key, "--cert-key"),
+            )),
+        })?;
+        Ok((config, ServerName::IpAddress(HOST.into())))
     }
 }

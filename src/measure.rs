@@ -1,6 +1,7 @@
 //! What `herald bench` (in the `herald` binary) and the peer comparison (the
 //! `herald-bench-peers` binary, its own crate) share: a throwaway daemon, latency
-//! histograms and their percentiles, the benchmark's event, the Unix-socket echo.
+//! histograms and their percentiles, the benchmark's event, the echo floors (a Unix
+//! socket here; loopback TCP, plain and TLS, in [`tcp_echo`]).
 //!
 //! It lives in the library, not in either binary, so both measure the same way without
 //! one copying the other; it uses only crates herald depends on already, so the
@@ -19,12 +20,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod tcp_echo;
+
+pub use tcp_echo::{tcp_echo_round_trips, tls_echo_round_trips, TcpEchoServer};
+
 /// A herald daemon started on a throwaway data directory, stopped (SIGTERM, then waited
 /// for) when dropped, whatever happened meanwhile.
 pub struct DaemonProcess {
     child: Child,
     /// The daemon's socket.
     pub socket: PathBuf,
+    /// The daemon's `ready:` line.
+    ready_line: String,
     dir: tempfile::TempDir,
 }
 
@@ -75,6 +82,7 @@ impl DaemonProcess {
         let daemon = DaemonProcess {
             child,
             socket: dir.path().join("herald.sock"),
+            ready_line: line.trim_end().to_owned(),
             dir,
         };
         anyhow::ensure!(
@@ -87,6 +95,15 @@ impl DaemonProcess {
     /// The daemon's data directory.
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Where its TLS listener listens, as its `ready:` line says (`--listen-tls` with
+    /// port 0 lets the system pick one); None without a TLS listener.
+    pub fn tls_address(&self) -> Option<std::net::SocketAddr> {
+        self.ready_line
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix("tls://"))
+            .and_then(|address| address.parse().ok())
     }
 }
 
@@ -223,13 +240,24 @@ impl Drop for EchoServer {
 pub fn echo_round_trips(dir: &Path, payload: usize, n: u64) -> anyhow::Result<Histogram<u64>> {
     let server = EchoServer::start(dir.join(format!("echo-{payload}.sock")), payload)?;
     let mut c = UnixStream::connect(&server.path)?;
+    round_trips(&mut c, payload, n)
+}
+
+/// Times write + read of `payload` bytes on `stream` (an echo), `n` times after a
+/// warm-up: every echo floor's client, whatever the stream.
+fn round_trips(
+    stream: &mut (impl Read + Write),
+    payload: usize,
+    n: u64,
+) -> anyhow::Result<Histogram<u64>> {
     let mut buf = vec![7u8; payload];
     let mut h = histogram();
     let warmup = warmup_count(n);
     for i in 0..n + warmup {
         let t = Instant::now();
-        c.write_all(&buf)?;
-        c.read_exact(&mut buf)?;
+        stream.write_all(&buf)?;
+        stream.flush()?;
+        stream.read_exact(&mut buf)?;
         if i >= warmup {
             h.record(t.elapsed().as_nanos() as u64)?;
         }

@@ -1,13 +1,20 @@
-//! `herald bench`: the daemon's speed beside a same-run baseline (a bare Unix-socket
-//! echo round trip), through the normal client library and daemon binary.
+//! `herald bench`: the daemon's speed beside same-run baselines (bare echo round
+//! trips over a Unix socket, loopback TCP and TLS 1.3), through the normal client
+//! library and daemon binary.
+
+mod relay;
+mod tls;
 
 use crate::peers;
+use anyhow::Context;
 use hdrhistogram::Histogram;
-use herald::client::Client;
+use herald::client::{Client, Endpoint};
 use herald::measure::{
-    echo_round_trips, event, histogram, latency, warmup_count, DaemonProcess, Pacer,
+    echo_round_trips, event, histogram, latency, tcp_echo_round_trips, tls_echo_round_trips,
+    warmup_count, DaemonProcess, Pacer,
 };
 use herald::protocol::{Role, Severity};
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,7 +39,7 @@ pub struct BenchArgs {
     /// Print one JSON document instead of the table.
     #[arg(long)]
     json: bool,
-    /// The daemon's I/O backends to measure, each beside the same echo floor.
+    /// The daemon's I/O backends to measure, each beside the same echo floors.
     #[arg(
         long,
         value_delimiter = ',',
@@ -66,8 +73,8 @@ struct Throughput {
     events_per_second: f64,
 }
 
-fn publish_latency(socket: &Path, payload: usize, n: u64) -> anyhow::Result<Histogram<u64>> {
-    let mut c = Client::connect(socket, Role::Producer, "bench")?;
+fn publish_latency(endpoint: &Endpoint, payload: usize, n: u64) -> anyhow::Result<Histogram<u64>> {
+    let mut c = Client::connect_to(endpoint, Role::Producer, "bench")?;
     let data = vec![0x5au8; payload];
     let mut h = histogram();
     let warmup = warmup_count(n);
@@ -129,11 +136,13 @@ fn throughput(
     Ok(total.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
 }
 
-/// Publish → delivered latency: a producer publishes at a steady rate well below
-/// saturation, each payload carrying its publish time; live subscribers record the
-/// difference on receipt and confirm.
+/// Publish → delivered latency: a producer publishes on `socket` at a steady rate well
+/// below saturation, each payload carrying its publish time; live subscribers on
+/// `subscribe_at` (the same daemon, or a relay of it) record the difference on receipt
+/// and confirm.
 fn end_to_end(
     socket: &Path,
+    subscribe_at: &Path,
     subscribers: usize,
     n: u64,
     rate_per_second: u64,
@@ -141,7 +150,7 @@ fn end_to_end(
     let base = Instant::now();
     let subs: Vec<_> = (0..subscribers)
         .map(|i| -> anyhow::Result<_> {
-            let mut c = Client::connect(socket, Role::Subscriber, &format!("bench-sub-{i}"))?;
+            let mut c = Client::connect(subscribe_at, Role::Subscriber, &format!("bench-sub-{i}"))?;
             c.subscribe("", &["bench.>"], Severity::Debug, 256, false)?;
             Ok(std::thread::spawn(
                 move || -> anyhow::Result<Histogram<u64>> {
@@ -192,12 +201,48 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     // The daemon measured is this very binary.
     let herald = std::env::current_exe()?;
     let scratch = tempfile::tempdir()?;
+    let pki = tls::Pki::create(scratch.path()).context("making the run's TLS certificates")?;
+    let tls_server = pki.server_config()?;
+    let (tls_client, tls_name) = pki.client_config()?;
     let mut latencies = Vec::new();
     let mut ratios = serde_json::Map::new();
-    let echo64 = echo_round_trips(scratch.path(), 64, n)?;
-    let echo1k = echo_round_trips(scratch.path(), 1024, n)?;
-    latencies.push(latency("echo round trip 64 B (baseline)", &echo64));
-    latencies.push(latency("echo round trip 1 KiB (baseline)", &echo1k));
+    say("echo floors: Unix socket, loopback TCP, TLS 1.3...".into());
+    // Each size: its name in rows and in ratio keys, the Unix and TLS echo floors.
+    let mut sizes = Vec::new();
+    for (payload, shown, key) in [(64usize, "64 B", "64B"), (1024, "1 KiB", "1KiB")] {
+        let unix = echo_round_trips(scratch.path(), payload, n)?;
+        let tcp = tcp_echo_round_trips(payload, n)?;
+        let tls = tls_echo_round_trips(
+            tls_server.clone(),
+            tls_client.clone(),
+            tls_name.clone(),
+            payload,
+            n,
+        )?;
+        latencies.push(latency(
+            format!("echo round trip {shown} (baseline)"),
+            &unix,
+        ));
+        latencies.push(latency(
+            format!("TCP loopback echo round trip {shown} (baseline)"),
+            &tcp,
+        ));
+        latencies.push(latency(
+            format!("TLS 1.3 loopback echo round trip {shown} (baseline)"),
+            &tls,
+        ));
+        ratios.insert(
+            format!("tcp_echo_{key}_p50_over_unix_echo_p50"),
+            p50_ratio(&tcp, &unix).into(),
+        );
+        // What TLS itself costs a round trip.
+        ratios.insert(
+            format!("tls_echo_{key}_p50_over_tcp_echo_p50"),
+            p50_ratio(&tls, &tcp).into(),
+        );
+        sizes.push((payload, shown, key, unix, tls));
+    }
+    let tls_serve_args = pki.serve_args();
 
     let mut throughputs = Vec::new();
     for io in &args.io {
@@ -209,29 +254,44 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         };
         for &busy_poll_us in polls {
             say(format!(
-                "publish latency, {io_name}, daemon polling {busy_poll_us} us before sleeping..."
+                "publish latency over the socket and TLS, {io_name}, daemon polling {busy_poll_us} us before sleeping..."
             ));
-            let d =
-                DaemonProcess::start_with(&herald, busy_poll_us, "256M", None, &["--io", io_name])?;
-            let p64 = publish_latency(&d.socket, 64, n)?;
-            let p1k = publish_latency(&d.socket, 1024, n)?;
-            let ratio = p64.value_at_quantile(0.5) as f64 / echo64.value_at_quantile(0.5) as f64;
-            ratios.insert(
-                format!("{io_name}_publish_64B_p50_over_echo_p50_busy_poll_{busy_poll_us}us"),
-                ratio.into(),
+            let mut serve_args = vec!["--io", io_name];
+            serve_args.extend(tls_serve_args.iter().map(String::as_str));
+            let d = DaemonProcess::start_with(&herald, busy_poll_us, "256M", None, &serve_args)?;
+            let unix_at = Endpoint::Unix(d.socket.clone());
+            let tls_at = pki.endpoint(
+                d.tls_address()
+                    .context("the daemon's ready line names no tls:// address")?
+                    .port(),
             );
-            ratios.insert(
-                format!("{io_name}_publish_1KiB_p50_over_echo_p50_busy_poll_{busy_poll_us}us"),
-                (p1k.value_at_quantile(0.5) as f64 / echo1k.value_at_quantile(0.5) as f64).into(),
-            );
-            latencies.push(latency(
-                format!("{io_name}: durable publish 64 B (busy poll {busy_poll_us} us)"),
-                &p64,
-            ));
-            latencies.push(latency(
-                format!("{io_name}: durable publish 1 KiB (busy poll {busy_poll_us} us)"),
-                &p1k,
-            ));
+            let poll = format!("busy_poll_{busy_poll_us}us");
+            for (payload, shown, key, unix_echo, tls_echo) in &sizes {
+                let unix = publish_latency(&unix_at, *payload, n)?;
+                let tls = publish_latency(&tls_at, *payload, n)?;
+                ratios.insert(
+                    format!("{io_name}_publish_{key}_p50_over_echo_p50_{poll}"),
+                    p50_ratio(&unix, unix_echo).into(),
+                );
+                ratios.insert(
+                    format!("{io_name}_tls_publish_{key}_p50_over_tls_echo_p50_{poll}"),
+                    p50_ratio(&tls, tls_echo).into(),
+                );
+                ratios.insert(
+                    format!("{io_name}_tls_publish_{key}_p50_over_publish_p50_{poll}"),
+                    p50_ratio(&tls, &unix).into(),
+                );
+                latencies.push(latency(
+                    format!("{io_name}: durable publish {shown} (busy poll {busy_poll_us} us)"),
+                    &unix,
+                ));
+                latencies.push(latency(
+                    format!(
+                        "{io_name}: durable publish over TLS {shown} (busy poll {busy_poll_us} us)"
+                    ),
+                    &tls,
+                ));
+            }
         }
 
         let d = DaemonProcess::start_with(&herald, 0, "256M", None, &["--io", io_name])?;
@@ -252,11 +312,21 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        let mut single_node_e2e = None;
         for subscribers in [1usize, 4] {
             say(format!(
                 "end to end, {io_name}, {subscribers} subscriber(s)..."
             ));
-            let h = end_to_end(&d.socket, subscribers, n.min(10_000), E2E_RATE_PER_SECOND)?;
+            let h = end_to_end(
+                &d.socket,
+                &d.socket,
+                subscribers,
+                n.min(10_000),
+                E2E_RATE_PER_SECOND,
+            )?;
+            if subscribers == 1 {
+                single_node_e2e = Some(h.clone());
+            }
             latencies.push(latency(
                 format!(
                     "{io_name}: publish -> delivered, {subscribers} subscriber(s), {} events/s",
@@ -265,6 +335,28 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 &h,
             ));
         }
+        drop(d);
+        say(format!(
+            "end to end through a relay, {io_name}: origin -> relay -> 1 subscriber..."
+        ));
+        let h = relay::end_to_end(&herald, io_name, n.min(10_000), E2E_RATE_PER_SECOND)?;
+        if let Some(single) = &single_node_e2e {
+            ratios.insert(
+                format!("{io_name}_relay_e2e_p50_over_e2e_p50"),
+                p50_ratio(&h, single).into(),
+            );
+            ratios.insert(
+                format!("{io_name}_relay_e2e_p99_over_e2e_p99"),
+                (h.value_at_quantile(0.99) as f64 / single.value_at_quantile(0.99) as f64).into(),
+            );
+        }
+        latencies.push(latency(
+            format!(
+                "{io_name}: publish at origin -> delivered at a relay, 1 subscriber, {} events/s",
+                E2E_RATE_PER_SECOND
+            ),
+            &h,
+        ));
         let best = throughputs
             .iter()
             .filter(|t| t.io == io_name)
@@ -276,36 +368,53 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         );
     }
 
+    // Written, not println!: a reader that goes away (`| head`) is an error main
+    // turns into a quiet exit, where println! would panic.
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
     if args.json {
-        println!(
+        writeln!(
+            out,
             "{}",
             serde_json::json!({ "latency": latencies, "throughput": throughputs, "ratios": ratios })
-        );
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "{:<68} {:>9} {:>9} {:>9}",
+    let name_width = latencies.iter().map(|l| l.name.len()).max().unwrap_or(0);
+    writeln!(
+        out,
+        "{:<name_width$} {:>9} {:>9} {:>9}",
         "latency (us)", "p50", "p99", "p99.9"
-    );
+    )?;
     for l in &latencies {
-        println!(
-            "{:<68} {:>9.1} {:>9.1} {:>9.1}",
+        writeln!(
+            out,
+            "{:<name_width$} {:>9.1} {:>9.1} {:>9.1}",
             l.name, l.p50_us, l.p99_us, l.p999_us
-        );
+        )?;
     }
-    println!(
+    writeln!(
+        out,
         "\n{:<9} {:<10} {:>6} {:>9} {:>16}",
         "io", "producers", "batch", "payload", "events/s"
-    );
+    )?;
     for t in &throughputs {
-        println!(
+        writeln!(
+            out,
             "{:<9} {:<10} {:>6} {:>8}B {:>16.0}",
             t.io, t.producers, t.batch, t.payload_bytes, t.events_per_second
-        );
+        )?;
     }
-    println!("\nratios (same run):");
+    writeln!(out, "\nratios (same run):")?;
+    let width = ratios.keys().map(String::len).max().unwrap_or(0);
     for (k, v) in &ratios {
-        println!("  {k:<58} {:.2}", v.as_f64().unwrap_or(0.0));
+        writeln!(out, "  {k:<width$} {:.2}", v.as_f64().unwrap_or(0.0))?;
     }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `a`'s median over `b`'s: how many of the floor's round trips a measurement costs.
+fn p50_ratio(a: &Histogram<u64>, b: &Histogram<u64>) -> f64 {
+    a.value_at_quantile(0.5) as f64 / b.value_at_quantile(0.5) as f64
 }

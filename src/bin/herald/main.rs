@@ -1,7 +1,8 @@
 //! The `herald` command line: parses, calls the library, reports.
 //!
 //! Exit codes (stable, for scripts):
-//! - 0: success
+//! - 0: success (also when standard output's reader went away, as in `| head -1`:
+//!   the command stops quietly)
 //! - 1: the operation failed (a region could not be opened, the daemon is not running,
 //!   it refused an event, …)
 //! - 2: usage error (bad flags or arguments, or a configuration file or environment
@@ -54,10 +55,12 @@ enum Command {
         after_help = "Examples:\n  herald serve                              # ./herald-data, emulated pmem\n  herald serve --data-dir /var/lib/herald --sync disk\n  herald serve --region /dev/dax0.0 --socket /run/herald.sock\n  HERALD_CONNECTIONS_MAX=512 herald serve --config /etc/herald/herald.toml\n\nEvery setting is also a key of the configuration file (--config, default\n/etc/herald/herald.toml when it exists) and an environment variable HERALD_<KEY>;\nflags win over the environment, which wins over the file (`herald config check`).\nPrints one line `ready: serving on SOCKET ...` on stdout when it accepts connections;\nlogs go to stderr (--log-level or RUST_LOG=debug for more). Under systemd\n(Type=notify) it reports READY, STATUS, STOPPING and feeds the watchdog."
     )]
     Serve(serve::ServeArgs),
-    /// Measure durable publish latency, throughput and end-to-end latency against a
-    /// same-run baseline (a bare Unix-socket echo), on a throwaway daemon.
+    /// Measure durable publish latency (over the socket and over TLS), throughput and
+    /// end-to-end latency (on one daemon, and through a relay) against same-run
+    /// baselines (bare echo round trips over a Unix socket, loopback TCP and TLS 1.3),
+    /// on throwaway daemons.
     #[command(
-        after_help = "Examples:\n  herald bench              # a few minutes; table on stdout\n  herald bench --json > bench.json\n  herald bench --quick      # seconds: checks the harness, measures nothing useful"
+        after_help = "Examples:\n  herald bench              # a few minutes; table on stdout\n  herald bench --json > bench.json\n  herald bench --quick      # seconds: checks the harness, measures nothing useful\n\nThe TLS rows use a CA, server and client certificate made for the run, a TLS\nlistener on 127.0.0.1 (a port the system picks) and a client certificate, as\n`herald serve --listen-tls` requires. Ratios are medians over a floor of the same\nrun: TLS publish over the TLS echo and over the same publish on the socket, the\nTLS echo over the TCP echo (what TLS itself costs). The relay row publishes at one\ndaemon and receives at a second one relaying it (`herald serve --upstream`); its\nratio to the single-daemon row is what one relay hop costs."
     )]
     Bench(bench::BenchArgs),
     /// Show a region's superblock, backend, geometry, head/tail and slot counts,
@@ -158,11 +161,41 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(e) if output_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("herald: {e:#}");
             ExitCode::from(1)
         }
     }
+}
+
+/// Whether `error` is standard output's reader having gone away (`herald status |
+/// head -1`). That is no failure of the command, only the end of what anyone wants of
+/// its output: it exits 0 and says nothing, as ripgrep does (the 141 a shell shows for
+/// a process killed by SIGPIPE is not needed; Rust ignores SIGPIPE, so the write
+/// fails with EPIPE instead). Both must hold: a broken pipe somewhere in the error's
+/// chain, and standard output a pipe or socket whose reader is gone, so that a broken
+/// pipe on the daemon's socket stays the error it is.
+fn output_closed(error: &anyhow::Error) -> bool {
+    let broken_pipe = error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    });
+    broken_pipe && stdout_reader_gone()
+}
+
+/// Standard output's reader is gone: Linux reports POLLERR for the write end of a pipe
+/// without readers, and POLLERR or POLLHUP for a socket whose peer closed.
+fn stdout_reader_gone() -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let stdout = std::io::stdout();
+    let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::POLLOUT)];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(1..))
+        && fds[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))
 }
 
 /// The daemon's log says which file it read and every setting not at its default.

@@ -101,6 +101,19 @@ fn distinct(got: &[Got]) -> usize {
         .len()
 }
 
+/// One delivery, confirmed at once; None if none came within 200 ms (the callers
+/// loop to their own deadlines).
+fn receive(c: &mut Client) -> Option<Got> {
+    let d = c.next_delivery(Some(Duration::from_millis(200))).unwrap()?;
+    let g = Got {
+        seq: d.seq.0,
+        origin: d.origin.expect("a version 2 client is told every origin"),
+        payload: d.event.payload.to_vec(),
+    };
+    c.confirm(Seq(g.seq), Seq(g.seq)).unwrap();
+    Some(g)
+}
+
 /// [`take`], false if they did not all arrive within [`DELIVERY_WAIT_MAX`].
 fn try_take(c: &mut Client, n: usize, got: &mut Vec<Got>) -> bool {
     let deadline = Instant::now() + DELIVERY_WAIT_MAX;
@@ -112,15 +125,9 @@ fn try_take(c: &mut Client, n: usize, got: &mut Vec<Got>) -> bool {
         if Instant::now() >= deadline {
             return false;
         }
-        let Some(d) = c.next_delivery(Some(Duration::from_millis(200))).unwrap() else {
+        let Some(g) = receive(c) else {
             continue;
         };
-        let g = Got {
-            seq: d.seq.0,
-            origin: d.origin.expect("a version 2 client is told every origin"),
-            payload: d.event.payload.to_vec(),
-        };
-        c.confirm(Seq(g.seq), Seq(g.seq)).unwrap();
         seen.insert((g.origin.node_id, g.origin.seq));
         got.push(g);
     }
@@ -504,15 +511,9 @@ fn drain(relay: &Daemon, want: &[u64], got: &mut Vec<Got>) {
                 relay.status()["upstreams"][0]
             );
         }
-        let Some(d) = sub.next_delivery(Some(Duration::from_millis(200))).unwrap() else {
+        let Some(g) = receive(&mut sub) else {
             continue;
         };
-        let g = Got {
-            seq: d.seq.0,
-            origin: d.origin.expect("a version 2 client is told every origin"),
-            payload: d.event.payload.to_vec(),
-        };
-        sub.confirm(Seq(g.seq), Seq(g.seq)).unwrap();
         seen.insert(g.origin.seq);
         got.push(g);
     }

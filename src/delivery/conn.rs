@@ -604,13 +604,8 @@ fn arm_tls<S, R: Reactor<Socket = S>>(
     let Some(socket) = conn.socket.as_ref() else {
         return;
     };
-    if !conn.send_in_flight && !tls.pending_output().is_empty() {
-        let pending = tls.pending_output();
-        // SAFETY: the session's output buffer is boxed, allocated at accept and
-        // dropped only with the session once the socket is closed (nothing in
-        // flight); `send_in_flight` keeps its pending bytes where they are
-        // (`fill_output` appends behind them) until the completion (`sent`).
-        unsafe { reactor.send(socket, pending.as_ptr(), pending.len(), token) };
+    // The session is dropped only once the socket is closed, with nothing in flight.
+    if tls.arm_send(reactor, socket, token, conn.send_in_flight) > 0 {
         conn.send_in_flight = true;
     }
     let may_read = reading
@@ -618,14 +613,8 @@ fn arm_tls<S, R: Reactor<Socket = S>>(
         && !conn.has_input
         && !conn.blocked
         && !conn.close_after_flush;
-    if may_read {
-        let tail = tls.input_tail();
-        if !tail.is_empty() {
-            // SAFETY: as above for the session's input buffer's free tail, which
-            // `recv_in_flight` keeps untouched until the completion (`received`).
-            unsafe { reactor.recv(socket, tail.as_mut_ptr(), tail.len(), token) };
-            conn.recv_in_flight = true;
-        }
+    if may_read && tls.arm_recv(reactor, socket, token) {
+        conn.recv_in_flight = true;
     }
 }
 

@@ -15,6 +15,7 @@
 //! exception to "nothing allocated per event", and it is scoped to TLS connections
 //! (ARCHITECTURE.md); Unix-socket connections are unchanged.
 
+use crate::reactor::{Reactor, Token};
 use crate::tls::{self as files, TlsFileError};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ServerConfig, ServerConnection};
@@ -272,6 +273,47 @@ impl TlsConn {
     /// The ciphertext waiting to be sent.
     pub fn pending_output(&self) -> &[u8] {
         &self.output[self.output_start..self.output_end]
+    }
+
+    /// Arms a send of [`TlsConn::pending_output`] on `socket`, unless the caller has
+    /// one in flight (`in_flight`) or nothing waits. Returns the bytes armed (0: none);
+    /// the caller holds them in flight until the completion, then calls
+    /// [`TlsConn::sent`].
+    pub fn arm_send<R: Reactor>(
+        &self,
+        reactor: &mut R,
+        socket: &R::Socket,
+        token: Token,
+        in_flight: bool,
+    ) -> usize {
+        let pending = self.pending_output();
+        if in_flight || pending.is_empty() {
+            return 0;
+        }
+        // SAFETY: the output buffer is boxed and lives as long as the session, which
+        // its owner drops only with nothing in flight; while a send is in flight,
+        // `fill_output(true)` appends behind the armed bytes and moves nothing.
+        unsafe { reactor.send(socket, pending.as_ptr(), pending.len(), token) };
+        pending.len()
+    }
+
+    /// Arms a receive into [`TlsConn::input_tail`] on `socket` if it has room. Returns
+    /// whether one was armed; the caller holds it in flight until the completion, then
+    /// calls [`TlsConn::received`].
+    pub fn arm_recv<R: Reactor>(
+        &mut self,
+        reactor: &mut R,
+        socket: &R::Socket,
+        token: Token,
+    ) -> bool {
+        let tail = self.input_tail();
+        if tail.is_empty() {
+            return false;
+        }
+        // SAFETY: as for `arm_send`, for the input buffer's free tail, which nothing
+        // touches until the receive's completion reaches `received`.
+        unsafe { reactor.recv(socket, tail.as_mut_ptr(), tail.len(), token) };
+        true
     }
 
     /// `n` bytes of [`TlsConn::pending_output`] were sent.

@@ -526,22 +526,13 @@ impl<S> Upstream<S> {
             slot: self.slot,
             generation: self.generation,
         };
-        if self.send_armed == 0 && !tls.pending_output().is_empty() {
-            let pending = tls.pending_output();
-            // SAFETY: the session's output buffer is boxed and kept in place while the
-            // session lives (it is dropped only once nothing is in flight); new
-            // ciphertext goes behind the armed bytes (`fill_output(in_flight)`).
-            unsafe { reactor.send(socket, pending.as_ptr(), pending.len(), token) };
-            self.send_armed = pending.len();
+        // The session is dropped only once nothing is in flight.
+        let armed = tls.arm_send(reactor, socket, token, self.send_armed != 0);
+        if armed > 0 {
+            self.send_armed = armed;
         }
-        if !self.recv_in_flight {
-            let tail = tls.input_tail();
-            if !tail.is_empty() {
-                // SAFETY: as above, for the session's input buffer's free tail, which
-                // nothing touches until the completion clears `recv_in_flight`.
-                unsafe { reactor.recv(socket, tail.as_mut_ptr(), tail.len(), token) };
-                self.recv_in_flight = true;
-            }
+        if !self.recv_in_flight && tls.arm_recv(reactor, socket, token) {
+            self.recv_in_flight = true;
         }
         decrypted
     }

@@ -35,6 +35,17 @@ pub struct ClientFiles<'a> {
     pub identity: Option<(FlagFile<'a>, FlagFile<'a>)>,
 }
 
+/// `HOST:PORT` of a `tls://HOST:PORT` address (an IPv6 host in brackets): the host,
+/// without brackets, and the port; None if it is not that shape.
+pub fn host_port(text: &str) -> Option<(&str, u16)> {
+    let (host, port) = match text.strip_prefix('[') {
+        Some(v6) => v6.split_once("]:")?,
+        None => text.rsplit_once(':')?,
+    };
+    let port = port.parse().ok()?;
+    (!host.is_empty()).then_some((host, port))
+}
+
 /// A TLS 1.3 client configuration: the server verified against `files.ca`, the client
 /// certificate presented if there is one. Errors name the file and the flag.
 pub fn client_config(files: &ClientFiles<'_>) -> Result<Arc<rustls::ClientConfig>, TlsFileError> {
@@ -266,5 +277,26 @@ mod tests {
         std::fs::write(&empty, "nothing here\n").unwrap();
         let e = read_private_key(&empty, "--tls-key").unwrap_err();
         assert!(e.0.contains("no private key"), "{e}");
+    }
+
+    #[test]
+    fn host_port_reads_names_ipv4_and_bracketed_ipv6() {
+        assert_eq!(
+            host_port("herald.example:7400"),
+            Some(("herald.example", 7400))
+        );
+        assert_eq!(host_port("127.0.0.1:1"), Some(("127.0.0.1", 1)));
+        assert_eq!(host_port("[::1]:7400"), Some(("::1", 7400)));
+        for bad in [
+            "herald.example",
+            ":7400",
+            "[]:7400",
+            "[::1]7400",
+            "h:99999",
+            "h:x",
+            "h:",
+        ] {
+            assert_eq!(host_port(bad), None, "{bad}");
+        }
     }
 }

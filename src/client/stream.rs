@@ -68,17 +68,7 @@ impl Endpoint {
             return Ok(Endpoint::Unix(PathBuf::from(text)));
         };
         let bad = || format!("{text:?} is not tls://HOST:PORT (such as tls://herald.example:7400)");
-        let (host, port) = match rest.strip_prefix('[') {
-            Some(v6) => {
-                let (host, port) = v6.split_once("]:").ok_or_else(bad)?;
-                (host, port)
-            }
-            None => rest.rsplit_once(':').ok_or_else(bad)?,
-        };
-        let port: u16 = port.parse().map_err(|_| bad())?;
-        if host.is_empty() {
-            return Err(bad());
-        }
+        let (host, port) = crate::tls::host_port(rest).ok_or_else(bad)?;
         let ca = ca.ok_or_else(|| {
             format!(
                 "{text} needs --ca FILE: the CA certificate the server's certificate is issued by"

@@ -104,14 +104,8 @@ pub fn parse_address(text: &str) -> Result<UpstreamAddress, String> {
         return Err("an empty --upstream address".into());
     }
     if let Some(rest) = text.strip_prefix("tls://") {
-        let (host, port) = rest
-            .rsplit_once(':')
-            .filter(|(h, p)| !h.is_empty() && !p.is_empty())
-            .ok_or_else(|| format!("{text:?}: give tls://HOST:PORT"))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let port: u16 = port
-            .parse()
-            .map_err(|_| format!("{text:?}: {port:?} is not a port"))?;
+        let (host, port) = crate::tls::host_port(rest)
+            .ok_or_else(|| format!("{text:?}: give tls://HOST:PORT (an IPv6 host in brackets)"))?;
         let address = (host, port)
             .to_socket_addrs()
             .map_err(|e| format!("{text:?} does not resolve: {e}"))?

@@ -124,6 +124,9 @@ impl<'l, M: Medium> Batch<'l, M> {
             relayed,
         );
         log.tail += span;
+        if let Some(r) = relayed {
+            log.pin_relayed(r.link, r.upstream_seq, seq, self.start);
+        }
         self.first.get_or_insert(seq);
         self.last = seq;
         self.count += 1;
@@ -181,8 +184,10 @@ impl<'l, M: Medium> Batch<'l, M> {
             return Ok(None);
         }
         if self.log.subscription_count == 0 {
-            // No subscription means no intended recipient: released once stored.
-            self.log.head = self.log.tail;
+            // No subscription means no intended recipient: released once stored (but
+            // for relayed records whose link mark is not durable yet).
+            let tail = self.log.tail;
+            self.log.head = self.log.link_pin_floor().map_or(tail, |f| f.min(tail));
         }
         Ok(self.first.map(|first| Committed {
             first: Seq(first),

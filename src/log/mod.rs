@@ -193,6 +193,9 @@ pub struct Log<M: Medium> {
     subscriptions: Vec<Option<Subscription>>,
     /// Upstream links' entries, by entry index (an index is in one vector at most).
     links: Vec<Option<Subscription>>,
+    /// Per link: the relayed records its durable mark does not cover yet, which hold
+    /// the head (`links.rs`).
+    pins: Vec<links::LinkPins>,
     /// Active entries in `subscriptions`.
     subscription_count: usize,
     next_uid: u64,
@@ -271,6 +274,11 @@ impl<M: Medium> Log<M> {
             .max()
             .unwrap_or(0)
             .saturating_add(1);
+        let pins = links
+            .iter()
+            .flatten()
+            .map(|l| links::LinkPins::new(l.id.0))
+            .collect();
         let mut log = Log {
             head: report.head,
             tail: report.tail,
@@ -280,6 +288,7 @@ impl<M: Medium> Log<M> {
             medium,
             subscriptions,
             links,
+            pins,
             next_uid,
             failed: None,
             closed_clean: false,
@@ -300,6 +309,13 @@ impl<M: Medium> Log<M> {
                     .collect(),
                 covered_by: vec![None; entries],
             });
+        }
+        // First, while released relayed records are still whole: the scrub below may
+        // clear slots behind the head, where records the marks did not cover can lie.
+        if log.settle_link_marks() {
+            // Durable before the scrub: the two writes could reach the medium in
+            // either order.
+            log.fence()?;
         }
         for run in hole_runs {
             log.seal(run.first, run.slots);
@@ -703,19 +719,22 @@ impl<M: Medium> Log<M> {
 
     fn recompute_head(&mut self) {
         self.subscription_count = self.subscriptions.iter().flatten().count();
+        self.release_link_pins();
         // Slots are reused only below cursors that are durable: on a deferred medium,
         // a cursor written but not yet synced does not release anything yet.
         let deferred = &self.deferred;
-        self.head = self
-            .subscriptions
-            .iter()
-            .flatten()
-            .map(|s| match deferred {
-                Some(d) => d.durable_cursor[s.id.0 as usize],
-                None => s.cursor,
-            })
+        let cursors = self.subscriptions.iter().flatten().map(|s| match deferred {
+            Some(d) => d.durable_cursor[s.id.0 as usize],
+            None => s.cursor,
+        });
+        // A pin may lie past the tail once its group was rolled back.
+        self.head = cursors
             .min()
-            .unwrap_or(self.tail);
+            .into_iter()
+            .chain(self.link_pin_floor())
+            .min()
+            .unwrap_or(self.tail)
+            .min(self.tail);
     }
 
     fn write_pad(&mut self, seq: u64, span: u64, group_offset: u32) {

@@ -103,6 +103,10 @@ pub struct Upstream<S> {
     pub(super) mark_due: u64,
     /// Upstream seqs to confirm, with the group whose durability they wait for.
     pub(super) pending: VecDeque<(u64, u64)>,
+    /// How many of `pending`, from the front, an earlier connection took: they move
+    /// the mark once durable, but are not confirmed on this connection (the upstream
+    /// sends them again, and those copies are confirmed as duplicates).
+    pub(super) stale: usize,
     /// The ring had no room for the delivery at the head of the buffer.
     pub(super) waiting_for_room: bool,
     /// Events stored, duplicates confirmed without storing, events refused (`Reject`).
@@ -154,6 +158,7 @@ impl<S> Upstream<S> {
             mark_due: 0,
             // Redeliveries come on top of the window: room for both.
             pending: VecDeque::with_capacity(2 * window),
+            stale: 0,
             waiting_for_room: false,
             relayed: 0,
             duplicates: 0,

@@ -60,9 +60,12 @@ impl<S> Upstream<S> {
         self.entry = Some(entry);
         self.mark = written.max(in_ring);
         self.mark_written = written;
-        // Everything in the ring was recovered: durable.
-        self.mark_due = self.mark;
-        self.pending.clear();
+        // Not `mark`: on a reconnect, records the last connection took may wait for
+        // their group's sync still, and a mark must never cover what is not durable.
+        // They stay pending (and move the mark when durable); the first link after a
+        // start finds nothing pending, and the open settled the mark (`written`).
+        self.mark_due = self.mark_due.max(written);
+        self.stale = self.pending.len();
         self.subscribe()
     }
 
@@ -198,7 +201,10 @@ impl<S> Upstream<S> {
             if group > durable_group {
                 break;
             }
-            if streaming {
+            if self.stale > 0 {
+                // An earlier connection's: the mark only.
+                self.stale -= 1;
+            } else if streaming {
                 match run {
                     // A redelivery goes back in seq: it starts a range of its own.
                     Some((first, last)) if seq > last => run = Some((first, seq)),
@@ -235,4 +241,97 @@ impl<S> Upstream<S> {
 /// The link entry's name for an upstream node.
 fn link_name(node_id: u64) -> String {
     format!("upstream.{node_id:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::upstream::{UpstreamAddress, UpstreamConfig};
+    use crate::log::{EventRef, LogConfig, Relayed};
+    use crate::pmem::sim_disk::SimDisk;
+    use std::time::Duration;
+
+    const NODE: u64 = 42;
+
+    fn upstream() -> Upstream<()> {
+        Upstream::new(
+            UpstreamConfig {
+                text: "/run/up.sock".into(),
+                address: UpstreamAddress::Unix("/run/up.sock".into()),
+                name: "relay".into(),
+                filters: Vec::new(),
+                min_severity: crate::event::Severity::Debug,
+                window: 8,
+                ack_timeout: Duration::from_secs(1),
+                tls: None,
+            },
+            0,
+        )
+    }
+
+    /// What a `HelloOk` from the upstream's node leads to: the link, then the
+    /// subscription taken.
+    fn link(u: &mut Upstream<()>, log: &mut Log<SimDisk>) {
+        u.state = State::NeedLink { node_id: NODE };
+        u.link_up(log, false).expect("linked");
+        assert_eq!(u.state, State::AwaitSubscribed);
+        u.state = State::Streaming;
+    }
+
+    /// What `ingest` does with a delivery of upstream seq `seq`, in group `group`.
+    fn take(u: &mut Upstream<()>, log: &mut Log<SimDisk>, seq: u64, group: u64) {
+        let event = EventRef {
+            topic: b"r",
+            severity: crate::event::Severity::Info,
+            source: b"",
+            flags: 0,
+            key: b"",
+            payload: b"p",
+            timestamp_ns: 1,
+        };
+        let relayed = Relayed {
+            origin: Origin {
+                node_id: NODE,
+                seq,
+                timestamp_ns: 1,
+            },
+            link: u.entry.expect("linked").0,
+            upstream_seq: seq,
+        };
+        let mut batch = log.batch();
+        batch.push_relayed(&event, &relayed).expect("room");
+        batch.commit().expect("commit");
+        u.mark = seq + 1;
+        u.pending.push_back((seq, group));
+    }
+
+    #[test]
+    fn a_reconnect_writes_no_mark_over_records_whose_group_is_not_durable_yet() {
+        let mut log = Log::format(SimDisk::new(1 << 20), &LogConfig::default(), 1).unwrap();
+        let mut u = upstream();
+        link(&mut u, &mut log);
+        let entry = u.entry.unwrap();
+        take(&mut u, &mut log, 0, 1);
+        // The connection drops before group 1 is durable, and comes back at once.
+        link(&mut u, &mut log);
+        assert_eq!(u.mark, 1, "the record in the ring still counts as stored");
+        let room = u.send_room();
+        u.confirm(0, &mut log).unwrap();
+        assert_eq!(log.link(entry).unwrap().cursor, 0, "group 1 is not durable");
+        u.confirm(1, &mut log).unwrap();
+        assert_eq!(
+            log.link(entry).unwrap().cursor,
+            1,
+            "durable now: the mark moves"
+        );
+        assert_eq!(
+            u.send_room(),
+            room,
+            "the last connection's delivery is not confirmed on this one"
+        );
+        // This connection's own deliveries are confirmed as before.
+        take(&mut u, &mut log, 1, 2);
+        u.confirm(2, &mut log).unwrap();
+        assert!(u.send_room() < room, "a Confirm was queued");
+    }
 }

@@ -12,7 +12,8 @@
 
 use herald::protocol::{
     client_rule, decode, decode_header, encode, encoded_len, ClientMachine, ClientRule,
-    ClientState, Direction, Frame, FRAME_BYTES_MAX, FRAME_HEADER_BYTES, FRAME_LENGTH_BYTES,
+    ClientState, Direction, ErrorCode, Frame, FRAME_BYTES_MAX, FRAME_HEADER_BYTES,
+    FRAME_LENGTH_BYTES,
 };
 use std::cell::RefCell;
 
@@ -120,6 +121,13 @@ fn drive_client(machine: &mut ClientMachine, frame: &Frame<'_>) {
         ClientRule::Stay => Ok(before),
         ClientRule::Goto(to) => Ok(to),
         ClientRule::OnError => match frame {
+            // A `Subscribe` refused by access control (`forbidden`, no correlation):
+            // the connection is as it was before the `Subscribe` (PROTOCOL.md).
+            Frame::Error {
+                code: ErrorCode::Forbidden,
+                correlation: 0,
+                ..
+            } if before == ClientState::AwaitSubscribed => Ok(ClientState::Ready),
             Frame::Error { code, .. } if !code.closes_connection() => Ok(before),
             _ => Ok(ClientState::Closed),
         },

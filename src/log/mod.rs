@@ -303,6 +303,8 @@ impl<M: Medium> Log<M> {
                 urgent: false,
                 in_flight: None,
                 synced_below: log.tail,
+                // What this open writes below, before its fence.
+                watermark_written: log.tail.max(1),
                 next: 1,
                 durable_cursor: (0..entries)
                     .map(|i| log.subscriptions[i].map_or(0, |s| s.cursor))

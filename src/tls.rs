@@ -49,8 +49,32 @@ pub fn host_port(text: &str) -> Option<(&str, u16)> {
 /// A TLS 1.3 client configuration: the server verified against `files.ca`, the client
 /// certificate presented if there is one. Errors name the file and the flag.
 pub fn client_config(files: &ClientFiles<'_>) -> Result<Arc<rustls::ClientConfig>, TlsFileError> {
+    build_client_config(files, None)
+}
+
+/// [`client_config`] for a long-running client (a relay's upstream links): also
+/// refuses, at start, a CA certificate or client certificate outside its validity
+/// period at `unix_s`, as the listener does with its own files ([`check_validity`]).
+/// Each file is read once.
+pub fn checked_client_config(
+    files: &ClientFiles<'_>,
+    unix_s: i64,
+) -> Result<Arc<rustls::ClientConfig>, TlsFileError> {
+    build_client_config(files, Some(unix_s))
+}
+
+fn build_client_config(
+    files: &ClientFiles<'_>,
+    check_at: Option<i64>,
+) -> Result<Arc<rustls::ClientConfig>, TlsFileError> {
     let (ca, ca_flag) = files.ca;
-    let roots = read_roots(ca, ca_flag)?;
+    let mut roots = RootCertStore::empty();
+    for cert in read_certificates(ca, ca_flag, "CA certificate")? {
+        if let Some(unix_s) = check_at {
+            check_validity(&cert, ca, ca_flag, unix_s)?;
+        }
+        add_root(&mut roots, cert, ca, ca_flag)?;
+    }
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(VERSIONS)
         .map_err(|e| TlsFileError(format!("TLS 1.3 is not available: {e}")))?
@@ -58,6 +82,9 @@ pub fn client_config(files: &ClientFiles<'_>) -> Result<Arc<rustls::ClientConfig
     let config = match files.identity {
         Some(((cert, cert_flag), (key, key_flag))) => {
             let chain = read_certificates(cert, cert_flag, "client certificate")?;
+            if let Some(unix_s) = check_at {
+                check_validity(&chain[0], cert, cert_flag, unix_s)?;
+            }
             let key = read_private_key(key, key_flag)?;
             builder
                 .with_client_auth_cert(chain, key)
@@ -135,14 +162,23 @@ pub fn read_private_key(path: &Path, flag: &str) -> Result<PrivateKeyDer<'static
 pub fn read_roots(path: &Path, flag: &str) -> Result<RootCertStore, TlsFileError> {
     let mut roots = RootCertStore::empty();
     for cert in read_certificates(path, flag, "CA certificate")? {
-        roots.add(cert).map_err(|e| {
-            TlsFileError(format!(
-                "the CA certificate {} ({flag}) cannot be used as a trust anchor: {e}",
-                path.display()
-            ))
-        })?;
+        add_root(&mut roots, cert, path, flag)?;
     }
     Ok(roots)
+}
+
+fn add_root(
+    roots: &mut RootCertStore,
+    cert: CertificateDer<'static>,
+    path: &Path,
+    flag: &str,
+) -> Result<(), TlsFileError> {
+    roots.add(cert).map_err(|e| {
+        TlsFileError(format!(
+            "the CA certificate {} ({flag}) cannot be used as a trust anchor: {e}",
+            path.display()
+        ))
+    })
 }
 
 /// Refuses a certificate outside its validity period at `unix_s` (seconds since the

@@ -752,6 +752,52 @@ fn tls_upstream_flags_are_checked_at_start() {
         err.contains("/nonexistent.pem") && err.contains("--upstream-cert"),
         "{err}"
     );
+    // Dates are checked at start, for the client certificate and for the CA alike.
+    let dir = tempdir();
+    let ca = certs::ca(dir.path(), "dated-ca");
+    let expired = certs::issue(
+        dir.path(),
+        &ca,
+        "old-relay",
+        &["relay.example"],
+        false,
+        true,
+    );
+    let old_ca = certs::expired_ca(dir.path(), "old-ca");
+    let fresh = certs::issue(
+        dir.path(),
+        &ca,
+        "fresh-relay",
+        &["relay.example"],
+        false,
+        false,
+    );
+    for (ca, (cert, key), flag) in [
+        (&ca.pem, &expired, "--upstream-cert"),
+        (&old_ca.pem, &fresh, "--upstream-ca"),
+    ] {
+        let out = daemon::herald(&[
+            "serve",
+            "--data-dir",
+            b_dir.path().to_str().unwrap(),
+            "--upstream",
+            "tls://127.0.0.1:1",
+            "--upstream-name",
+            "relay",
+            "--upstream-ca",
+            ca.to_str().unwrap(),
+            "--upstream-cert",
+            cert.to_str().unwrap(),
+            "--upstream-key",
+            key.to_str().unwrap(),
+        ]);
+        assert!(!out.status.success(), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("expired") && err.contains(flag),
+            "{flag}: {err}"
+        );
+    }
     let out = daemon::herald(&[
         "serve",
         "--data-dir",

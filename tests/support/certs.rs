@@ -17,9 +17,23 @@ pub struct Ca {
 }
 
 pub fn ca(dir: &Path, name: &str) -> Ca {
+    make_ca(dir, name, false)
+}
+
+/// A CA whose own certificate is valid only in the past.
+pub fn expired_ca(dir: &Path, name: &str) -> Ca {
+    make_ca(dir, name, true)
+}
+
+fn make_ca(dir: &Path, name: &str, expired: bool) -> Ca {
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.distinguished_name.push(DnType::CommonName, name);
+    if expired {
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::days(30);
+        params.not_after = now - time::Duration::days(1);
+    }
     let key = KeyPair::generate().unwrap();
     let cert = params.self_signed(&key).unwrap();
     let pem = dir.join(format!("{name}.pem"));

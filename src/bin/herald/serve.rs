@@ -458,21 +458,12 @@ fn upstream_tls(
             )
         }
     };
-    let unix_s = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    for c in herald::tls::read_certificates(cert, "--upstream-cert", "client certificate")
-        .map_err(|e| e.0)?
-        .iter()
-        .take(1)
-    {
-        herald::tls::check_validity(c, cert, "--upstream-cert", unix_s).map_err(|e| e.0)?;
-    }
+    let unix_s = (herald::reactor::system_unix_ns() / 1_000_000_000) as i64;
     let files = herald::tls::ClientFiles {
         ca: (ca, "--upstream-ca"),
         identity: Some(((cert, "--upstream-cert"), (key, "--upstream-key"))),
     };
-    let config = herald::tls::client_config(&files).map_err(|e| e.0)?;
+    let config = herald::tls::checked_client_config(&files, unix_s).map_err(|e| e.0)?;
     Ok(Some(herald::delivery::upstream::UpstreamTls { config }))
 }
 

@@ -315,6 +315,9 @@ fn an_event_sent_again_is_confirmed_not_stored_twice_even_after_a_relay_restart(
     let s = b.status();
     assert_eq!(s["upstreams"][0]["duplicates"], 6, "{s}");
     assert_eq!(s["upstreams"][0]["relayed"], 15, "{s}");
+    // Every confirmation sent upstream went with its mark (fenced on this region): no
+    // relayed event is held for the link any more.
+    assert!(s["ring"]["held_by_links_from"].is_null(), "{s}");
     b.kill();
     drop(peer);
 

@@ -207,6 +207,12 @@ impl<M: Medium> Log<M> {
         }
     }
 
+    /// The lowest position the upstream links hold (relayed records whose mark is not
+    /// durable yet), if they hold any below the tail: for `status`.
+    pub fn held_by_links_from(&self) -> Option<Seq> {
+        self.link_pin_floor().filter(|&p| p < self.tail).map(Seq)
+    }
+
     /// The lowest position a link's pins hold, if any.
     pub(super) fn link_pin_floor(&self) -> Option<u64> {
         self.pins
@@ -390,8 +396,10 @@ mod tests {
         batch.commit().unwrap();
         // No local subscription: only the pin holds the record.
         assert_eq!(log.head(), first);
+        assert_eq!(log.held_by_links_from(), Some(first));
         assert!(log.set_link_mark(link, 1).unwrap());
         assert_eq!(log.head(), log.tail());
+        assert_eq!(log.held_by_links_from(), None);
     }
 
     #[test]

@@ -177,6 +177,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                 "reserve_slots": g.ring.reserve_slots,
                 "head": log.head().0,
                 "tail": log.tail().0,
+                "held_by_links_from": log.held_by_links_from().map(|s| s.0),
             },
             "dead_letters": {
                 "count": log.dead_letters().count(),

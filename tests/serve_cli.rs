@@ -1,6 +1,8 @@
 //! `herald serve` as an operator meets it: what it logs, where it puts its socket, and
 //! how it says goodbye to its clients.
 
+#[path = "support/certs.rs"]
+mod certs;
 #[path = "support/daemon.rs"]
 mod daemon;
 #[path = "support/raw.rs"]
@@ -74,4 +76,109 @@ fn sigterm_tells_every_client_shutting_down_before_closing() {
         assert_eq!(client.recv(), None, "then the connection closes");
     }
     assert_eq!(d.stop().code(), Some(0));
+}
+
+/// A relay's `--upstream` flags are checked before it starts: TLS files go together,
+/// exist, and are in their validity period (the CA's too).
+#[test]
+fn tls_upstream_flags_are_checked_at_start() {
+    let certs_dir = tempfile::tempdir().unwrap();
+    let ca = certs::ca(certs_dir.path(), "relay-test-ca");
+    let relay = certs::issue(
+        certs_dir.path(),
+        &ca,
+        "relay",
+        &["relay.example"],
+        false,
+        false,
+    );
+    let b_dir = tempfile::tempdir().unwrap();
+    let out = daemon::herald(&[
+        "serve",
+        "--data-dir",
+        b_dir.path().to_str().unwrap(),
+        "--upstream",
+        "tls://127.0.0.1:1",
+        "--upstream-name",
+        "relay",
+    ]);
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--upstream-ca"), "{err}");
+    let out = daemon::herald(&[
+        "serve",
+        "--data-dir",
+        b_dir.path().to_str().unwrap(),
+        "--upstream",
+        "/nonexistent/herald.sock",
+        "--upstream-name",
+        "relay",
+        "--upstream-ca",
+        ca.pem.to_str().unwrap(),
+        "--upstream-cert",
+        "/nonexistent.pem",
+        "--upstream-key",
+        relay.1.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/nonexistent.pem") && err.contains("--upstream-cert"),
+        "{err}"
+    );
+    // Dates are checked at start, for the client certificate and for the CA alike.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = certs::ca(dir.path(), "dated-ca");
+    let expired = certs::issue(
+        dir.path(),
+        &ca,
+        "old-relay",
+        &["relay.example"],
+        false,
+        true,
+    );
+    let old_ca = certs::expired_ca(dir.path(), "old-ca");
+    let fresh = certs::issue(
+        dir.path(),
+        &ca,
+        "fresh-relay",
+        &["relay.example"],
+        false,
+        false,
+    );
+    for (ca, (cert, key), flag) in [
+        (&ca.pem, &expired, "--upstream-cert"),
+        (&old_ca.pem, &fresh, "--upstream-ca"),
+    ] {
+        let out = daemon::herald(&[
+            "serve",
+            "--data-dir",
+            b_dir.path().to_str().unwrap(),
+            "--upstream",
+            "tls://127.0.0.1:1",
+            "--upstream-name",
+            "relay",
+            "--upstream-ca",
+            ca.to_str().unwrap(),
+            "--upstream-cert",
+            cert.to_str().unwrap(),
+            "--upstream-key",
+            key.to_str().unwrap(),
+        ]);
+        assert!(!out.status.success(), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("expired") && err.contains(flag),
+            "{flag}: {err}"
+        );
+    }
+    let out = daemon::herald(&[
+        "serve",
+        "--data-dir",
+        b_dir.path().to_str().unwrap(),
+        "--upstream",
+        "/x.sock",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--upstream-name"));
 }

@@ -30,6 +30,9 @@ const CONTROL_RESERVE_BYTES: usize = 256;
 const BACKOFF_MIN_NS: u64 = 100_000_000;
 const BACKOFF_MAX_NS: u64 = 5_000_000_000;
 const KEEPALIVE_NS: u64 = 20_000_000_000;
+/// How often a link waiting for the last node's seqs to be marked is tried again
+/// (they are marked once a sync ends: milliseconds).
+pub(super) const LINK_RETRY_NS: u64 = 1_000_000;
 /// The relay's name in its `Hello` (the upstream's default `source` is never used:
 /// the relay only subscribes).
 const CLIENT_NAME: &str = "herald-relay";
@@ -107,6 +110,9 @@ pub struct Upstream<S> {
     /// the mark once durable, but are not confirmed on this connection (the upstream
     /// sends them again, and those copies are confirmed as duplicates).
     pub(super) stale: usize,
+    /// Its `HelloOk` named another node than the last connection's, whose taken seqs
+    /// are not marked yet: the link waits for them ([`LINK_RETRY_NS`]).
+    pub(super) link_deferred: bool,
     /// The ring had no room for the delivery at the head of the buffer.
     pub(super) waiting_for_room: bool,
     /// Events stored, duplicates confirmed without storing, events refused (`Reject`).
@@ -159,6 +165,7 @@ impl<S> Upstream<S> {
             // Redeliveries come on top of the window: room for both.
             pending: VecDeque::with_capacity(2 * window),
             stale: 0,
+            link_deferred: false,
             waiting_for_room: false,
             relayed: 0,
             duplicates: 0,
@@ -188,6 +195,7 @@ impl<S> Upstream<S> {
     pub fn deadline(&self, now: u64) -> Option<u64> {
         match self.state {
             State::BackingOff { retry_at } => Some(retry_at),
+            State::NeedLink { .. } if self.link_deferred => Some(now + LINK_RETRY_NS),
             State::NeedLink { .. } => Some(now),
             _ if self.waiting_for_room => Some(now + 10_000_000),
             _ => None,

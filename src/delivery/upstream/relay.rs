@@ -43,8 +43,17 @@ impl<S> Upstream<S> {
             return Err("the upstream is this herald itself".into());
         }
         let name = link_name(node_id);
-        let entry = match log.link_by_name(name.as_bytes()) {
-            Some(l) => l.id,
+        let existing = log.link_by_name(name.as_bytes()).map(|l| l.id);
+        let other_node = self.entry.is_some() && self.entry != existing;
+        // Another node answers at this address than the last connection's: what that
+        // connection took is the other node's, and moves its mark once durable (within
+        // a sync). Until then this link waits, so that no seq crosses between marks.
+        self.link_deferred = other_node && self.previous_link_unsettled();
+        if self.link_deferred {
+            return Ok(());
+        }
+        let entry = match existing {
+            Some(id) => id,
             None => log
                 .create_link(name.as_bytes(), self.config.name.as_bytes(), 0)
                 .map_err(|e| format!("cannot record the upstream link in the region: {e}"))?,
@@ -64,7 +73,11 @@ impl<S> Upstream<S> {
         // their group's sync still, and a mark must never cover what is not durable.
         // They stay pending (and move the mark when durable); the first link after a
         // start finds nothing pending, and the open settled the mark (`written`).
-        self.mark_due = self.mark_due.max(written);
+        self.mark_due = if other_node {
+            written
+        } else {
+            self.mark_due.max(written)
+        };
         self.stale = self.pending.len();
         self.subscribe()
     }
@@ -233,6 +246,12 @@ impl<S> Upstream<S> {
         Ok(())
     }
 
+    /// Whether the last link's taken seqs still wait for their groups, or its mark
+    /// for its write.
+    fn previous_link_unsettled(&self) -> bool {
+        !self.pending.is_empty() || self.mark_due > self.mark_written
+    }
+
     fn confirm_room(&self) -> bool {
         self.send_room() >= CONFIRM_ROOM_BYTES
     }
@@ -245,6 +264,7 @@ fn link_name(node_id: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::link::LINK_RETRY_NS;
     use super::*;
     use crate::delivery::upstream::{UpstreamAddress, UpstreamConfig};
     use crate::log::{EventRef, LogConfig, Relayed};
@@ -272,10 +292,14 @@ mod tests {
     /// What a `HelloOk` from the upstream's node leads to: the link, then the
     /// subscription taken.
     fn link(u: &mut Upstream<()>, log: &mut Log<SimDisk>) {
-        u.state = State::NeedLink { node_id: NODE };
-        u.link_up(log, false).expect("linked");
+        link_to(u, log, NODE);
         assert_eq!(u.state, State::AwaitSubscribed);
         u.state = State::Streaming;
+    }
+
+    fn link_to(u: &mut Upstream<()>, log: &mut Log<SimDisk>, node_id: u64) {
+        u.state = State::NeedLink { node_id };
+        u.link_up(log, false).expect("no refusal");
     }
 
     /// What `ingest` does with a delivery of upstream seq `seq`, in group `group`.
@@ -333,5 +357,38 @@ mod tests {
         take(&mut u, &mut log, 1, 2);
         u.confirm(2, &mut log).unwrap();
         assert!(u.send_room() < room, "a Confirm was queued");
+    }
+
+    #[test]
+    fn another_node_at_the_address_is_linked_once_the_last_nodes_seqs_are_marked() {
+        let mut log = Log::format(SimDisk::new(1 << 20), &LogConfig::default(), 1).unwrap();
+        let mut u = upstream();
+        link(&mut u, &mut log);
+        let first = u.entry.unwrap();
+        for seq in 0..5 {
+            take(&mut u, &mut log, seq, 1);
+        }
+        // The upstream was replaced: node 43 answers before group 1 is durable.
+        link_to(&mut u, &mut log, NODE + 1);
+        assert!(matches!(u.state, State::NeedLink { .. }), "the link waits");
+        assert_eq!(u.entry, Some(first));
+        assert_eq!(u.deadline(7), Some(7 + LINK_RETRY_NS));
+        u.confirm(1, &mut log).unwrap();
+        assert_eq!(
+            log.link(first).unwrap().cursor,
+            5,
+            "node 42's seqs, its mark"
+        );
+        link_to(&mut u, &mut log, NODE + 1);
+        assert_eq!(u.state, State::AwaitSubscribed);
+        let second = u.entry.unwrap();
+        assert_ne!(second, first);
+        assert_eq!(u.mark, 0, "node 43's mark starts at its own");
+        u.confirm(1, &mut log).unwrap();
+        assert_eq!(
+            log.link(second).unwrap().cursor,
+            0,
+            "no seq of node 42 in it"
+        );
     }
 }

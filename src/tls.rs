@@ -68,13 +68,7 @@ fn build_client_config(
     check_at: Option<i64>,
 ) -> Result<Arc<rustls::ClientConfig>, TlsFileError> {
     let (ca, ca_flag) = files.ca;
-    let mut roots = RootCertStore::empty();
-    for cert in read_certificates(ca, ca_flag, "CA certificate")? {
-        if let Some(unix_s) = check_at {
-            check_validity(&cert, ca, ca_flag, unix_s)?;
-        }
-        add_root(&mut roots, cert, ca, ca_flag)?;
-    }
+    let roots = read_roots(ca, ca_flag, check_at)?;
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(VERSIONS)
         .map_err(|e| TlsFileError(format!("TLS 1.3 is not available: {e}")))?
@@ -158,27 +152,26 @@ pub fn read_private_key(path: &Path, flag: &str) -> Result<PrivateKeyDer<'static
     })
 }
 
-/// A trust store of every certificate in PEM file `path`.
-pub fn read_roots(path: &Path, flag: &str) -> Result<RootCertStore, TlsFileError> {
-    let mut roots = RootCertStore::empty();
-    for cert in read_certificates(path, flag, "CA certificate")? {
-        add_root(&mut roots, cert, path, flag)?;
-    }
-    Ok(roots)
-}
-
-fn add_root(
-    roots: &mut RootCertStore,
-    cert: CertificateDer<'static>,
+/// A trust store of every certificate in PEM file `path`; with `check_at`, each is
+/// refused outside its validity period at that time ([`check_validity`]).
+pub fn read_roots(
     path: &Path,
     flag: &str,
-) -> Result<(), TlsFileError> {
-    roots.add(cert).map_err(|e| {
-        TlsFileError(format!(
-            "the CA certificate {} ({flag}) cannot be used as a trust anchor: {e}",
-            path.display()
-        ))
-    })
+    check_at: Option<i64>,
+) -> Result<RootCertStore, TlsFileError> {
+    let mut roots = RootCertStore::empty();
+    for cert in read_certificates(path, flag, "CA certificate")? {
+        if let Some(unix_s) = check_at {
+            check_validity(&cert, path, flag, unix_s)?;
+        }
+        roots.add(cert).map_err(|e| {
+            TlsFileError(format!(
+                "the CA certificate {} ({flag}) cannot be used as a trust anchor: {e}",
+                path.display()
+            ))
+        })?;
+    }
+    Ok(roots)
 }
 
 /// Refuses a certificate outside its validity period at `unix_s` (seconds since the

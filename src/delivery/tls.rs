@@ -58,10 +58,7 @@ pub fn server_config(listen: &TlsListen) -> Result<Arc<ServerConfig>, TlsFileErr
     let key = files::read_private_key(&listen.key, "--tls-key")?;
     let unix_s = (crate::reactor::system_unix_ns() / 1_000_000_000) as i64;
     files::check_validity(&chain[0], &listen.cert, "--tls-cert", unix_s)?;
-    let roots = files::read_roots(&listen.client_ca, "--tls-client-ca")?;
-    for ca in files::read_certificates(&listen.client_ca, "--tls-client-ca", "CA certificate")? {
-        files::check_validity(&ca, &listen.client_ca, "--tls-client-ca", unix_s)?;
-    }
+    let roots = files::read_roots(&listen.client_ca, "--tls-client-ca", Some(unix_s))?;
     let provider = files::provider();
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()

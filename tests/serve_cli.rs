@@ -78,107 +78,69 @@ fn sigterm_tells_every_client_shutting_down_before_closing() {
     assert_eq!(d.stop().code(), Some(0));
 }
 
+/// `herald serve --data-dir DIR ARGS...` must refuse to start: its standard error.
+fn serve_refused(dir: &std::path::Path, args: &[&str]) -> String {
+    let mut all = vec!["serve", "--data-dir", dir.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let out = daemon::herald(&all);
+    assert!(!out.status.success(), "{args:?} started: {out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// A relay's `--upstream` flags are checked before it starts: TLS files go together,
 /// exist, and are in their validity period (the CA's too).
 #[test]
 fn tls_upstream_flags_are_checked_at_start() {
-    let certs_dir = tempfile::tempdir().unwrap();
-    let ca = certs::ca(certs_dir.path(), "relay-test-ca");
-    let relay = certs::issue(
-        certs_dir.path(),
-        &ca,
-        "relay",
-        &["relay.example"],
-        false,
-        false,
-    );
-    let b_dir = tempfile::tempdir().unwrap();
-    let out = daemon::herald(&[
-        "serve",
-        "--data-dir",
-        b_dir.path().to_str().unwrap(),
+    let certs = tempfile::tempdir().unwrap();
+    let dir = certs.path();
+    let ca = certs::ca(dir, "relay-test-ca");
+    let old_ca = certs::expired_ca(dir, "old-ca");
+    let fresh = certs::issue(dir, &ca, "relay", &["relay.example"], false, false);
+    let expired = certs::issue(dir, &ca, "old-relay", &["relay.example"], false, true);
+    let data = tempfile::tempdir().unwrap();
+    let tls = [
         "--upstream",
         "tls://127.0.0.1:1",
         "--upstream-name",
         "relay",
-    ]);
-    assert!(!out.status.success(), "{out:?}");
-    let err = String::from_utf8_lossy(&out.stderr);
+    ];
+
+    let err = serve_refused(data.path(), &tls);
     assert!(err.contains("--upstream-ca"), "{err}");
-    let out = daemon::herald(&[
-        "serve",
-        "--data-dir",
-        b_dir.path().to_str().unwrap(),
-        "--upstream",
-        "/nonexistent/herald.sock",
-        "--upstream-name",
-        "relay",
-        "--upstream-ca",
-        ca.pem.to_str().unwrap(),
-        "--upstream-cert",
-        "/nonexistent.pem",
-        "--upstream-key",
-        relay.1.to_str().unwrap(),
-    ]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("/nonexistent.pem") && err.contains("--upstream-cert"),
-        "{err}"
-    );
-    // Dates are checked at start, for the client certificate and for the CA alike.
-    let dir = tempfile::tempdir().unwrap();
-    let ca = certs::ca(dir.path(), "dated-ca");
-    let expired = certs::issue(
-        dir.path(),
-        &ca,
-        "old-relay",
-        &["relay.example"],
-        false,
-        true,
-    );
-    let old_ca = certs::expired_ca(dir.path(), "old-ca");
-    let fresh = certs::issue(
-        dir.path(),
-        &ca,
-        "fresh-relay",
-        &["relay.example"],
-        false,
-        false,
-    );
-    for (ca, (cert, key), flag) in [
-        (&ca.pem, &expired, "--upstream-cert"),
-        (&old_ca.pem, &fresh, "--upstream-ca"),
+    let err = serve_refused(data.path(), &["--upstream", "/x.sock"]);
+    assert!(err.contains("--upstream-name"), "{err}");
+
+    // Missing files, and dates (the client certificate's and the CA's alike).
+    let (ca_pem, old_ca_pem) = (ca.pem.to_str().unwrap(), old_ca.pem.to_str().unwrap());
+    let missing = std::path::PathBuf::from("/nonexistent.pem");
+    for (ca, (cert, key), flag, why) in [
+        (
+            ca_pem,
+            (&missing, &fresh.1),
+            "--upstream-cert",
+            "/nonexistent.pem",
+        ),
+        (
+            ca_pem,
+            (&expired.0, &expired.1),
+            "--upstream-cert",
+            "expired",
+        ),
+        (old_ca_pem, (&fresh.0, &fresh.1), "--upstream-ca", "expired"),
     ] {
-        let out = daemon::herald(&[
-            "serve",
-            "--data-dir",
-            b_dir.path().to_str().unwrap(),
-            "--upstream",
-            "tls://127.0.0.1:1",
-            "--upstream-name",
-            "relay",
+        let mut args = tls.to_vec();
+        args.extend([
             "--upstream-ca",
-            ca.to_str().unwrap(),
+            ca,
             "--upstream-cert",
             cert.to_str().unwrap(),
             "--upstream-key",
             key.to_str().unwrap(),
         ]);
-        assert!(!out.status.success(), "{out:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = serve_refused(data.path(), &args);
         assert!(
-            err.contains("expired") && err.contains(flag),
-            "{flag}: {err}"
+            err.contains(why) && err.contains(flag),
+            "{flag}, {why}: {err}"
         );
     }
-    let out = daemon::herald(&[
-        "serve",
-        "--data-dir",
-        b_dir.path().to_str().unwrap(),
-        "--upstream",
-        "/x.sock",
-    ]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--upstream-name"));
 }

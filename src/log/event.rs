@@ -78,3 +78,31 @@ pub fn now_unix_ns() -> u64 {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
 }
+
+/// For tests: an info event of `topic` with a one-byte payload.
+#[cfg(test)]
+pub(crate) fn test_event(topic: &[u8]) -> EventRef<'_> {
+    EventRef {
+        topic,
+        severity: crate::event::Severity::Info,
+        source: b"",
+        flags: 0,
+        key: b"",
+        payload: b"p",
+        timestamp_ns: 1,
+    }
+}
+
+/// For tests: what a relay stores for `upstream_seq` of node `node_id` via link `link`.
+#[cfg(test)]
+pub(crate) fn test_relayed(link: u32, node_id: u64, upstream_seq: u64) -> Relayed {
+    Relayed {
+        origin: crate::event::Origin {
+            node_id,
+            seq: upstream_seq,
+            timestamp_ns: 1,
+        },
+        link,
+        upstream_seq,
+    }
+}

@@ -189,15 +189,7 @@ mod tests {
         let group = log.consts.group_slots_max;
         let opened_at = scan::sync_watermark(log.medium().bytes());
         assert_eq!(opened_at, log.tail().0);
-        let event = EventRef {
-            topic: b"t",
-            severity: crate::event::Severity::Info,
-            source: b"",
-            flags: 0,
-            key: b"",
-            payload: b"p",
-            timestamp_ns: 1,
-        };
+        let event = super::event::test_event(b"t");
         let mut writes = 0;
         let mut last = opened_at;
         while log.tail().0 < opened_at + 3 * group {

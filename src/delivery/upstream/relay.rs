@@ -267,7 +267,7 @@ mod tests {
     use super::super::link::LINK_RETRY_NS;
     use super::*;
     use crate::delivery::upstream::{UpstreamAddress, UpstreamConfig};
-    use crate::log::{EventRef, LogConfig, Relayed};
+    use crate::log::LogConfig;
     use crate::pmem::sim_disk::SimDisk;
     use std::time::Duration;
 
@@ -304,24 +304,8 @@ mod tests {
 
     /// What `ingest` does with a delivery of upstream seq `seq`, in group `group`.
     fn take(u: &mut Upstream<()>, log: &mut Log<SimDisk>, seq: u64, group: u64) {
-        let event = EventRef {
-            topic: b"r",
-            severity: crate::event::Severity::Info,
-            source: b"",
-            flags: 0,
-            key: b"",
-            payload: b"p",
-            timestamp_ns: 1,
-        };
-        let relayed = Relayed {
-            origin: Origin {
-                node_id: NODE,
-                seq,
-                timestamp_ns: 1,
-            },
-            link: u.entry.expect("linked").0,
-            upstream_seq: seq,
-        };
+        let event = crate::log::event::test_event(b"r");
+        let relayed = crate::log::event::test_relayed(u.entry.expect("linked").0, NODE, seq);
         let mut batch = log.batch();
         batch.push_relayed(&event, &relayed).expect("room");
         batch.commit().expect("commit");

@@ -61,7 +61,14 @@ pub struct Subscription {
     /// An upstream link's entry (state [`SUBSCRIPTION_LINK`]): its cursor is a seq of
     /// the upstream's, not a position of this ring (`src/log/links.rs`).
     pub link: bool,
+    /// Paused by an operator: its events are held and nothing is delivered. Kept in
+    /// the cursor record's flags ([`CURSOR_FLAG_PAUSED`]), so it changes atomically
+    /// with the cursor.
+    pub paused: bool,
 }
+
+/// Cursor record flag: the subscription is paused (FORMAT.md).
+pub const CURSOR_FLAG_PAUSED: u32 = 1;
 
 impl Subscription {
     /// The subscription's name.
@@ -133,6 +140,7 @@ fn decode_entry(
         generation: 0,
         damage: None,
         link: e.state == SUBSCRIPTION_LINK && links_allowed,
+        paused: false,
     };
     if e.state != SUBSCRIPTION_ACTIVE && !s.link {
         s.damage = Some("entry state word is neither free nor active");
@@ -158,6 +166,7 @@ fn decode_entry(
             s.cursor = r.cursor;
             s.generation = r.generation;
             s.mode = mode;
+            s.paused = r.flags & CURSOR_FLAG_PAUSED != 0;
         }
         None => s.damage = Some("both cursor records fail their checksum"),
     }
@@ -171,11 +180,18 @@ fn cursor_record_valid(r: &CursorRecord, seed: u32) -> bool {
             == r.checksum
 }
 
-fn cursor_record(generation: u64, cursor: u64, mode: SubscriptionMode, seed: u32) -> CursorRecord {
+fn cursor_record(
+    generation: u64,
+    cursor: u64,
+    mode: SubscriptionMode,
+    paused: bool,
+    seed: u32,
+) -> CursorRecord {
     let mut r = CursorRecord::zeroed();
     r.generation = generation;
     r.cursor = cursor;
     r.mode = mode_to_u32(mode);
+    r.flags = if paused { CURSOR_FLAG_PAUSED } else { 0 };
     r.checksum =
         crate::log::layout::crc_append(seed, &bytemuck::bytes_of(&r)[..CURSOR_CHECKSUM_OFFSET]);
     r
@@ -230,7 +246,7 @@ pub fn create<M: Medium>(
         &bytemuck::bytes_of(&e)[4..SUBSCRIPTION_STATIC_CHECKSUM_OFFSET],
     );
     // Generation g lives in record g % 2, so the next update writes the other one.
-    e.cursors[1] = cursor_record(1, cursor, SubscriptionMode::Normal, seed);
+    e.cursors[1] = cursor_record(1, cursor, SubscriptionMode::Normal, false, seed);
     let at = g.subscription_offset(index);
     // Phase 1: everything but the state word (still FREE from format or deletion).
     medium.write(at + 4, &bytemuck::bytes_of(&e)[4..]);
@@ -285,7 +301,8 @@ pub fn scrub_stale_record<M: Medium>(medium: &mut M, g: &Geometry, s: &Subscript
 }
 
 /// Stages a cursor update: writes and flushes the alternate record. Durable after the
-/// caller's next fence; until then recovery may find either cursor.
+/// caller's next fence; until then recovery may find either cursor. The paused flag is
+/// kept as it is ([`Subscription::paused`]).
 pub fn stage_cursor<M: Medium>(
     medium: &mut M,
     g: &Geometry,
@@ -294,7 +311,7 @@ pub fn stage_cursor<M: Medium>(
     mode: SubscriptionMode,
 ) {
     let generation = s.generation + 1;
-    let record = cursor_record(generation, cursor, mode, g.checksum_seed());
+    let record = cursor_record(generation, cursor, mode, s.paused, g.checksum_seed());
     let slot = (generation % 2) as usize;
     let at = g.subscription_offset(s.id.0)
         + SUBSCRIPTION_CURSORS_OFFSET

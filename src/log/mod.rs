@@ -20,6 +20,7 @@ pub mod event;
 pub mod format;
 pub mod layout;
 mod links;
+mod manage;
 pub mod run_state;
 pub mod scan;
 mod store;
@@ -33,6 +34,7 @@ pub use dead::{
 };
 pub use event::{now_unix_ns, EventRef, EventView, Hop, Relayed};
 pub use format::{FormatError, Geometry, LogConfig};
+pub use manage::{Start, StartError};
 pub use run_state::PreviousStop;
 pub use scan::{LiveEvents, RecoveryReport, SlotOutcome};
 // The store's API takes and returns these: `delivery` opens regions through `log` alone.
@@ -60,6 +62,9 @@ pub enum LogError {
     /// No such dead letter (never made, or purged already).
     #[error("no dead letter with id {0}")]
     UnknownDeadLetter(DeadLetterId),
+    /// A start position (of a new subscription, or a reset) the ring cannot give.
+    #[error(transparent)]
+    Start(#[from] StartError),
     /// A cursor that would move backwards, beyond the tail, or into an event.
     #[error("invalid cursor {cursor} for subscription {id:?}: {reason}")]
     BadCursor {
@@ -521,6 +526,17 @@ impl<M: Medium> Log<M> {
         name: &[u8],
         spec: &[u8],
     ) -> Result<SubscriptionId, LogError> {
+        self.create_entry_at(name, spec, self.tail)
+    }
+
+    /// Creates a subscription's entry with its cursor at `cursor`, a record start no
+    /// older than [`Log::held_from`] or the tail (the caller checked).
+    fn create_entry_at(
+        &mut self,
+        name: &[u8],
+        spec: &[u8],
+        cursor: u64,
+    ) -> Result<SubscriptionId, LogError> {
         check_entry(name, spec)?;
         if self.subscription_by_name(name).is_some() {
             return Err(SubscriptionError::Exists.into());
@@ -535,7 +551,7 @@ impl<M: Medium> Log<M> {
             uid,
             name,
             spec,
-            cursor: self.tail,
+            cursor,
             now_ns: now_unix_ns(),
             link: false,
         };
@@ -567,8 +583,22 @@ impl<M: Medium> Log<M> {
             })
     }
 
-    /// Deletes a durable subscription: it no longer holds any event.
+    /// Deletes a durable subscription: it no longer holds any event, and its dead
+    /// letters are purged.
     pub fn delete_subscription(&mut self, id: SubscriptionId) -> Result<(), LogError> {
+        self.delete_entry(id, true)
+    }
+
+    /// Deletes a durable subscription but keeps its dead letters, as orphans: listed,
+    /// reported by the checks, purged by an operator (`herald dead purge --unowned`).
+    pub fn delete_subscription_keeping_dead_letters(
+        &mut self,
+        id: SubscriptionId,
+    ) -> Result<(), LogError> {
+        self.delete_entry(id, false)
+    }
+
+    fn delete_entry(&mut self, id: SubscriptionId, purge_dead: bool) -> Result<(), LogError> {
         let uid = self
             .subscription(id)
             .ok_or(LogError::UnknownSubscription(id))?
@@ -594,11 +624,11 @@ impl<M: Medium> Log<M> {
             .filter(|d| d.subscription == id && d.subscription_uid == uid)
             .map(|d| d.id)
             .collect();
-        if mine.is_empty() {
-            return Ok(());
-        }
         for &d in &mine {
             self.dead.set_orphan(d);
+        }
+        if mine.is_empty() || !purge_dead {
+            return Ok(());
         }
         self.purge_dead(&mine)
     }

@@ -8,10 +8,12 @@
 //! (see DESIGN.md).
 
 pub mod check;
+mod manage;
 mod set;
 mod spec;
 mod tracker;
 
+pub use manage::{ManageError, Placed};
 pub use set::{
     AttachError, DeadReplay, RedeliveryConfig, SinkId, SubscriptionSet, SubscriptionState,
 };

@@ -103,6 +103,8 @@ pub struct SubscriptionState {
     pub replaying: Option<DeadReplay>,
     /// Dead letters of this subscription marked for replay (0 = none to look for).
     pub dead_replays: u32,
+    /// Paused by an operator (kept in the log): nothing is delivered, events are held.
+    pub paused: bool,
 }
 
 impl SubscriptionState {
@@ -125,6 +127,7 @@ impl SubscriptionState {
             dropped: 0,
             replaying: None,
             dead_replays: 0,
+            paused: false,
         }
     }
 
@@ -171,7 +174,7 @@ pub enum AttachError {
 /// Every subscription the daemon knows, in a table sized at start-up (durable entries
 /// of the log plus one live-only per connection).
 pub struct SubscriptionSet {
-    slots: Vec<Option<SubscriptionState>>,
+    pub(super) slots: Vec<Option<SubscriptionState>>,
 }
 
 impl SubscriptionSet {
@@ -205,6 +208,7 @@ impl SubscriptionSet {
             let policy = redelivery.policy(spec.ack_deadline_ms, spec.max_deliveries);
             let tracker = Tracker::new(s.cursor, spec.window_events, recovered_tail, policy);
             let mut sub = SubscriptionState::new(Some(s.id), spec, tracker);
+            sub.paused = s.paused;
             // Recovering: it was (a damaged entry, a crash during an earlier recovery),
             // or the last run did not stop cleanly and events wait for it.
             let unsettled = log
@@ -379,7 +383,7 @@ impl SubscriptionSet {
             .count() as u64
     }
 
-    fn free_slot(&self) -> Result<usize, AttachError> {
+    pub(super) fn free_slot(&self) -> Result<usize, AttachError> {
         self.slots
             .iter()
             .position(|s| s.is_none())

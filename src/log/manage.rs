@@ -34,6 +34,42 @@ pub enum Start {
     Time(u64),
 }
 
+impl Start {
+    /// Parses how an operator names a start: `new`, `first`, `seq:N`,
+    /// `time:RFC3339` (`2026-12-03T07:00:00Z`), or `ago:DURATION` (`ago:15m`, counted
+    /// back from `now_unix_ns`).
+    pub fn parse(text: &str, now_unix_ns: u64) -> Result<Start, String> {
+        const FORMS: &str =
+            "new, first, seq:N, time:RFC3339 (2026-12-03T07:00:00Z) or ago:DURATION (ago:15m)";
+        let (kind, value) = text.split_once(':').unwrap_or((text, ""));
+        match (kind, value) {
+            ("new", "") => Ok(Start::New),
+            ("first", "") => Ok(Start::First),
+            ("seq", n) => match n.parse::<u64>() {
+                Ok(0) => Err("seq:0: sequence numbers start at 1 (or say `first`)".into()),
+                Ok(seq) => Ok(Start::Seq(seq)),
+                Err(_) => Err(format!("seq:{n}: not a sequence number")),
+            },
+            ("time", at) => {
+                let at = humantime::parse_rfc3339_weak(at).map_err(|e| {
+                    format!("time:{at}: {e} (want RFC 3339, such as 2026-12-03T07:00:00Z)")
+                })?;
+                let ns = at
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_err(|_| "a time before 1970".to_owned())?
+                    .as_nanos();
+                Ok(Start::Time(u64::try_from(ns).unwrap_or(u64::MAX)))
+            }
+            ("ago", d) => {
+                let d = humantime::parse_duration(d).map_err(|e| format!("ago:{d}: {e}"))?;
+                let back = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+                Ok(Start::Time(now_unix_ns.saturating_sub(back)))
+            }
+            _ => Err(format!("{text:?} is not a start: use {FORMS}")),
+        }
+    }
+}
+
 /// Why a start position cannot be had.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StartError {
@@ -218,6 +254,33 @@ mod tests {
         let log = Log::format(SimMedium::new(4 * 4096 + slots * 128), &config, 7).unwrap();
         assert!(log.ring_slots() <= slots as u64);
         log
+    }
+
+    #[test]
+    fn starts_parse_in_every_form_and_refuse_others() {
+        let now = 10_000_000_000_000;
+        assert_eq!(Start::parse("new", now), Ok(Start::New));
+        assert_eq!(Start::parse("first", now), Ok(Start::First));
+        assert_eq!(Start::parse("seq:42", now), Ok(Start::Seq(42)));
+        assert_eq!(
+            Start::parse("time:1970-01-01T00:00:01Z", now),
+            Ok(Start::Time(1_000_000_000))
+        );
+        assert_eq!(
+            Start::parse("ago:2s", now),
+            Ok(Start::Time(now - 2_000_000_000))
+        );
+        for bad in [
+            "",
+            "seq:",
+            "seq:x",
+            "time:yesterday",
+            "ago:soon",
+            "last",
+            "new:1",
+        ] {
+            assert!(Start::parse(bad, now).is_err(), "{bad:?} was taken");
+        }
     }
 
     #[test]

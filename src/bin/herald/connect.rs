@@ -2,7 +2,9 @@
 //! data directory's socket by default, or `--connect` a socket path or a TLS listener
 //! `tls://HOST:PORT` with `--ca`, `--cert` and `--cert-key`.
 
-use herald::client::{self, Endpoint};
+use anyhow::{bail, Context};
+use herald::client::{self, Client, Endpoint};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// The flags that pick the daemon, besides `--data-dir`.
@@ -53,4 +55,15 @@ impl ConnectArgs {
         )
         .map_err(anyhow::Error::msg)
     }
+}
+
+/// One admin request and its answer, an `{"error": ...}` answer being an error.
+pub fn ask(client: &mut Client, request: &Value) -> anyhow::Result<Value> {
+    let answer = client.admin(&request.to_string())?;
+    let value: Value = serde_json::from_str(&answer)
+        .with_context(|| format!("the daemon's answer is not JSON: {answer}"))?;
+    if let Some(e) = value.get("error").and_then(Value::as_str) {
+        bail!("{e}");
+    }
+    Ok(value)
 }

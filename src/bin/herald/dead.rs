@@ -2,8 +2,9 @@
 //! up on (rejected, or delivered the maximum number of times), through the running
 //! daemon.
 
+use crate::connect::ask;
 use crate::parse;
-use anyhow::{bail, Context};
+use anyhow::bail;
 use herald::client::Client;
 use herald::protocol::Role;
 use serde_json::{json, Value};
@@ -143,17 +144,6 @@ pub fn run(args: DeadArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// One admin request and its answer, an `{"error": ...}` answer being an error.
-fn ask(client: &mut Client, request: &Value) -> anyhow::Result<Value> {
-    let answer = client.admin(&request.to_string())?;
-    let value: Value = serde_json::from_str(&answer)
-        .with_context(|| format!("the daemon's answer is not JSON: {answer}"))?;
-    if let Some(e) = value.get("error").and_then(Value::as_str) {
-        bail!("{e}");
-    }
-    Ok(value)
 }
 
 /// Every page of a `dead.list` (up to `limit` rows), as one answer.

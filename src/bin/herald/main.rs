@@ -29,6 +29,7 @@ mod sdnotify;
 mod serve;
 mod status;
 mod subscribe;
+mod subscriptions;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
@@ -105,6 +106,13 @@ node).\n\nThe socket is DIR/herald.sock (--data-dir, default ./herald-data).\nEx
         after_help = "Examples:\n  herald dead list\n  herald dead list --subscription audit --json | jq .\n  herald dead replay --subscription audit --seq 1042\n  herald dead purge --subscription audit --all\n  herald dead purge --unowned               # what `herald check` reports as damaged or orphaned\n\nA replayed dead letter is delivered once more (flagged redelivered); confirmed, it is\npurged; rejected or not settled in time, it stays a dead letter.\nExit status: 0 done, 1 failure (daemon not running, unknown subscription), 2 usage."
     )]
     Dead(dead::DeadArgs),
+    /// Manage durable subscriptions: create one before its consumer exists, starting
+    /// where you say; delete, pause, resume; move a cursor back to replay or forward
+    /// to skip (through the running daemon).
+    #[command(
+        after_help = "Examples:\n  herald subscriptions list\n  herald subscriptions create audit --filter 'fs.>' --min-severity warning --start first\n  herald subscriptions pause audit && herald subscriptions resume audit\n  herald subscriptions reset audit --to ago:1h    # deliver the last hour again\n  herald subscriptions reset audit --to new       # skip what waits\n  herald subscriptions delete audit\n\nA start is new (events stored from now), first (the oldest event the ring still\nholds: released events stay readable until their slots are reused), seq:N,\ntime:RFC3339 (2026-12-03T07:00:00Z) or ago:DURATION. One older than what the ring\nholds is refused, never silently moved. Delete and reset need the subscription\nwithout a consumer; pause does not. Every change is durable before it is answered.\nExit status: 0 done, 1 failure (daemon not running, unknown subscription, start no\nlonger held), 2 usage."
+    )]
+    Subscriptions(subscriptions::SubscriptionsArgs),
     /// Check the daemon's configuration, or print an example configuration file.
     Config(config_command::ConfigArgs),
     /// Write the man pages into a directory (for packaging).
@@ -147,6 +155,7 @@ fn main() -> ExitCode {
         Command::Status(args) => status::run(args),
         Command::Check(args) => check::run(args),
         Command::Dead(args) => dead::run(args),
+        Command::Subscriptions(args) => subscriptions::run(args),
         Command::Config(args) => match &args.command {
             config_command::ConfigCommand::Check(check) => config_command::check(
                 check,

@@ -55,3 +55,13 @@ pub fn source(text: &str) -> Result<String, String> {
     }
     Ok(text.to_owned())
 }
+
+/// An acknowledgement deadline: 1 ms ..= one hour (the protocol's limit).
+pub fn ack_deadline(text: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    let ms = d.as_millis();
+    if ms == 0 || ms > u128::from(herald::protocol::ACK_DEADLINE_MS_MAX) {
+        return Err("between 1ms and 1h".into());
+    }
+    Ok(d)
+}

@@ -61,7 +61,7 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
 /// Asks for the subscription rows the status frame had no room for, page by page,
 /// and appends them: the document then lists every subscription.
 /// Returns whether there was anything to page in.
-fn page_in_subscriptions(client: &mut Client, status: &mut Value) -> anyhow::Result<bool> {
+pub fn page_in_subscriptions(client: &mut Client, status: &mut Value) -> anyhow::Result<bool> {
     let paged = status.get("subscriptions_next").is_some();
     // Bounded: each page moves past at least one subscription of a bounded table.
     for _ in 0..herald::event::limits::SUBSCRIPTION_ENTRIES_MAX as usize

@@ -4,7 +4,7 @@
 use crate::{output, parse};
 use anyhow::Context;
 use herald::client::{Client, Delivery, SubscribeOptions};
-use herald::protocol::{Role, Severity, ACK_DEADLINE_MS_MAX, WINDOW_EVENTS_MAX};
+use herald::protocol::{Role, Severity, WINDOW_EVENTS_MAX};
 use std::io::{ErrorKind, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,7 +40,7 @@ pub struct SubscribeArgs {
     window: u32,
     /// An event not confirmed this long after delivery is delivered again [default:
     /// the daemon's --ack-deadline, or what the durable subscription was created with].
-    #[arg(long, value_name = "DURATION", value_parser = parse_deadline)]
+    #[arg(long, value_name = "DURATION", value_parser = parse::ack_deadline)]
     ack_deadline: Option<std::time::Duration>,
     /// Deliveries of one event before it becomes a dead letter [default: the daemon's
     /// --max-deliveries, or what the durable subscription was created with].
@@ -52,16 +52,6 @@ pub struct SubscribeArgs {
     /// One JSON object per event on stdout.
     #[arg(long)]
     json: bool,
-}
-
-/// 1 ms ..= one hour (the protocol's limit).
-fn parse_deadline(text: &str) -> Result<std::time::Duration, String> {
-    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
-    let ms = d.as_millis();
-    if ms == 0 || ms > u128::from(ACK_DEADLINE_MS_MAX) {
-        return Err("between 1ms and 1h".into());
-    }
-    Ok(d)
 }
 
 /// The hello's client name.

@@ -1,5 +1,6 @@
 //! `Admin` requests (PROTOCOL.md section 10.5): an operator pages through
-//! subscriptions, lists, replays and purges dead letters while the daemon runs.
+//! subscriptions, lists, replays and purges dead letters while the daemon runs
+//! (managing subscriptions is `manage.rs`).
 
 use super::super::core::Core;
 use super::fit_rows;
@@ -46,7 +47,27 @@ enum Act {
 impl<R: Reactor, M: Medium> Core<R, M> {
     /// Carries out one `Admin` request and returns the JSON answer.
     pub(in crate::delivery) fn admin(&mut self, request: &str) -> String {
-        let answer = match serde_json::from_str::<Request>(request) {
+        let value: Value = match serde_json::from_str(request) {
+            Ok(v) => v,
+            Err(e) => return json!({ "error": format!("not a valid request: {e}") }).to_string(),
+        };
+        let op = value
+            .get("op")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let answer = match self.manage(&op, value.clone()) {
+            Some(answer) => answer,
+            None => self.inspect_or_act(value),
+        };
+        match answer {
+            Ok(v) => v.to_string(),
+            Err(e) => json!({ "error": e }).to_string(),
+        }
+    }
+
+    fn inspect_or_act(&mut self, request: Value) -> Result<Value, String> {
+        match serde_json::from_value::<Request>(request) {
             Err(e) => Err(format!("not a valid request: {e}")),
             Ok(r) => match r.op.as_str() {
                 "subscriptions" => Ok(self.subscriptions_page(&r)),
@@ -55,13 +76,9 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                 "dead.purge" => self.dead_act(&r, Act::Purge),
                 "dead.purge_unowned" => self.purge_unowned(),
                 other => Err(format!(
-                    "unknown op {other:?}; known: subscriptions, dead.list, dead.replay, dead.purge, dead.purge_unowned"
+                    "unknown op {other:?}; known: subscriptions, subscriptions.create, subscriptions.delete, subscriptions.pause, subscriptions.resume, subscriptions.reset, dead.list, dead.replay, dead.purge, dead.purge_unowned"
                 )),
             },
-        };
-        match answer {
-            Ok(v) => v.to_string(),
-            Err(e) => json!({ "error": e }).to_string(),
         }
     }
 

@@ -6,6 +6,7 @@
 //! pages through them and never waits for an answer that was dropped.
 
 mod admin;
+mod manage;
 mod status;
 
 pub use status::SubscriptionRow;

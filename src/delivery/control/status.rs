@@ -23,6 +23,12 @@ pub struct SubscriptionRow {
     pub durable: bool,
     /// A connection is attached.
     pub connected: bool,
+    /// Paused by an operator: nothing is delivered to it; its events are held.
+    pub paused: bool,
+    /// Its topic patterns.
+    pub filters: Vec<String>,
+    /// The least severe level it is delivered.
+    pub min_severity: &'static str,
     /// Every position below it is settled or not meant for it.
     pub cursor: u64,
     /// Ring positions from the cursor to the tail (events and padding of every
@@ -96,6 +102,13 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                     }),
                     durable: s.durable.is_some(),
                     connected: s.sink.is_some(),
+                    paused: s.paused,
+                    filters: s
+                        .spec
+                        .patterns()
+                        .map(|p| String::from_utf8_lossy(p).into_owned())
+                        .collect(),
+                    min_severity: s.spec.min_severity.name(),
                     cursor: s.tracker.cursor(),
                     pending_slots: tail.saturating_sub(s.tracker.cursor()),
                     in_flight: s.tracker.in_flight(),

@@ -576,6 +576,9 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         } = self;
         for (index, sub) in subs.iter_mut() {
             match sub.sink {
+                // Paused: nothing is delivered, its in-flight events wait, and the
+                // events it is owed are held.
+                _ if sub.paused => fanout::hold(log, end, sub),
                 Some(sink) if sink.0 as usize >= conns.len() => {
                     if let Some(f) = forwarder.as_deref_mut() {
                         let sink = &mut ForwardSink(f);
@@ -675,14 +678,11 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         for at in self.upstreams.iter().filter_map(|u| u.deadline(self.now)) {
             sleep = sleep.min(Duration::from_nanos(at.saturating_sub(self.now)));
         }
-        for at in self.upstreams.iter().filter_map(|u| u.deadline(self.now)) {
-            sleep = sleep.min(Duration::from_nanos(at.saturating_sub(self.now)));
-        }
         let idle_forwarder = forwarder.filter(|f| !f.ready()).map(|f| f.subscription);
         for (_, sub) in self
             .subs
             .iter()
-            .filter(|(i, s)| s.sink.is_some() && Some(*i) != idle_forwarder)
+            .filter(|(i, s)| s.sink.is_some() && !s.paused && Some(*i) != idle_forwarder)
         {
             sleep = sleep.min(Duration::from_nanos(
                 sub.next_due().saturating_sub(self.now),

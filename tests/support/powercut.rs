@@ -17,6 +17,9 @@
 //!   its latest acknowledged status, even once the cursor passed (and the ring reused)
 //!   the original; purged ones never come back; none appears that was not created;
 //!   orphans appear only while their subscription's deletion is in flight;
+//! - a cursor an operator moves back (into released events the ring still holds, as
+//!   far as `held_from`) or forward lands whole: every event it goes back over is
+//!   recovered intact once it returned; a pause survives likewise;
 //! - the previous stop reads `Clean` only once `close_clean` stored its word (and
 //!   always once it returned), `Unclean` otherwise, never `Unknown`.
 //!
@@ -24,7 +27,7 @@
 
 use herald::log::{
     DeadLetterError, DeadLetterId, DeadProblemKind, DeadReason, EventRef, Log, LogConfig,
-    PreviousStop, Seq, Severity, SubscriptionId, SubscriptionMode,
+    PreviousStop, Seq, Severity, Start, SubscriptionId, SubscriptionMode,
 };
 use herald::pmem::sim::{SimMedium, SimOp, SimState};
 use herald::pmem::Medium;
@@ -55,6 +58,8 @@ pub struct Stats {
     pub dead_letters: u64,
     /// Clean stops (`close_clean` returned, then a reopen).
     pub clean_stops: u64,
+    /// Cursor resets that went back over released events (and returned).
+    pub resets_back: u64,
 }
 
 impl Stats {
@@ -68,6 +73,7 @@ impl Stats {
         self.restarts += o.restarts;
         self.dead_letters += o.dead_letters;
         self.clean_stops += o.clean_stops;
+        self.resets_back += o.resets_back;
     }
 }
 
@@ -101,6 +107,11 @@ struct Model {
     mode: SubscriptionMode,
     /// Whether the second subscription, `extra`, exists.
     extra: bool,
+    /// Whether the checker is paused.
+    paused: bool,
+    /// Acknowledged events below the cursor whose slots may not be reused yet: what a
+    /// cursor moved back reaches (bounded to the ring's last lap).
+    released: BTreeMap<u64, ModelEvent>,
     /// Dead letters whose creation returned and that no returned purge removed.
     dead: BTreeMap<DeadLetterId, ModelDead>,
 }
@@ -116,6 +127,11 @@ struct InFlight {
     cursor: Option<u64>,
     /// A `set_mode` of the checker to this mode.
     mode: Option<SubscriptionMode>,
+    /// A pause (true) or resume of the checker.
+    paused: Option<bool>,
+    /// The released events a cursor moved back holds again: from the new cursor to
+    /// the old one.
+    unreleased: BTreeMap<u64, ModelEvent>,
     /// Creation (true) or deletion (false) of `extra`.
     extra: Option<bool>,
     /// `extra`'s uid, when it is being deleted (its dead letters go with it).
@@ -333,6 +349,13 @@ fn check_image(
     if !allowed(extra, before.extra, inflight.extra, finished) {
         return Err(format!("subscription `extra` exists: {extra}, model {} (changing to {:?}, finished {finished})", before.extra, inflight.extra));
     }
+    let paused = log.subscription(sub).ok_or("subscription lost")?.paused;
+    if !allowed(paused, before.paused, inflight.paused, finished) {
+        return Err(format!(
+            "recovered paused {paused}, model {} (changing to {:?}, finished {finished})",
+            before.paused, inflight.paused
+        ));
+    }
     let cursor = log.subscription(sub).ok_or("subscription lost")?.cursor;
     let allowed_cursor = match (inflight.cursor, finished) {
         (Some(c), true) => cursor == c,
@@ -355,7 +378,12 @@ fn check_image(
         return Err("events recovered out of order".into());
     }
     let by_seq: BTreeMap<u64, &ModelEvent> = recovered.iter().map(|(s, e)| (*s, e)).collect();
-    for (seq, expected) in before.acked.range(cursor..) {
+    // A cursor that went back owes the released events it went back over.
+    let owed = before
+        .acked
+        .range(cursor..)
+        .chain(inflight.unreleased.range(cursor..));
+    for (seq, expected) in owed {
         match by_seq.get(seq) {
             Some(got) if *got == expected => {}
             Some(_) => {
@@ -376,6 +404,7 @@ fn check_image(
         // Every version that may legitimately sit at this position now.
         let candidates = [
             before.acked.get(seq),
+            inflight.unreleased.get(seq),
             inflight.events.get(seq).filter(|_| inflight_may_appear),
             // A rolled-back record is invalidated before the batch's fence.
             inflight.rolled_back.get(seq).filter(|_| !finished),
@@ -425,6 +454,8 @@ pub fn explore(
         cursor: log.tail().0,
         mode: SubscriptionMode::Normal,
         extra: false,
+        paused: false,
+        released: BTreeMap::new(),
         dead: BTreeMap::new(),
     };
 
@@ -585,7 +616,44 @@ pub fn explore(
                 log.set_dead_replay(id, requested, count)
                     .map_err(|e| fail(step, format!("set_dead_replay: {e}")))?;
             }
-        } else if roll < 78 {
+        } else if roll < 82 {
+            // An operator's change to the checker: pause or resume it, or move its
+            // cursor, back into released events the ring still holds or forward.
+            if rng.gen_bool(0.3) {
+                let paused = !model.paused;
+                inflight.paused = Some(paused);
+                log.set_paused(sub, paused)
+                    .map_err(|e| fail(step, format!("set_paused: {e}")))?;
+            } else {
+                let (held_from, tail) = (log.held_from().0, log.tail().0);
+                let start = match rng.gen_range(0..4) {
+                    0 => Start::First,
+                    1 => Start::New,
+                    _ => Start::Seq(rng.gen_range(held_from..=tail)),
+                };
+                let to = log
+                    .resolve_start(start)
+                    .map_err(|e| fail(step, format!("resolve_start({start:?}): {e}")))?
+                    .0;
+                inflight.cursor = Some(to);
+                if to < model.cursor {
+                    inflight.unreleased = model
+                        .released
+                        .range(to..model.cursor)
+                        .map(|(s, e)| (*s, e.clone()))
+                        .collect();
+                }
+                let moved = log
+                    .reset_cursor(sub, start)
+                    .map_err(|e| fail(step, format!("reset_cursor({start:?}): {e}")))?;
+                if moved.0 != to {
+                    return Err(fail(
+                        step,
+                        format!("reset to {start:?} went to {moved:?}, resolved {to}"),
+                    ));
+                }
+            }
+        } else if roll < 84 {
             // A clean stop (the log is reopened below).
             closing = true;
             log.close_clean()
@@ -695,10 +763,13 @@ pub fn explore(
             model.cursor = log.subscription(sub).unwrap().cursor;
             model.mode = log.subscription(sub).unwrap().mode;
             model.extra = log.subscription_by_name(EXTRA).is_some();
-            model.acked = log
-                .events_from(Seq(model.cursor))
+            model.paused = log.subscription(sub).unwrap().paused;
+            let (acked, released): (BTreeMap<u64, ModelEvent>, BTreeMap<u64, ModelEvent>) = log
+                .events_since(log.held_from(), log.tail().0)
                 .map(|e| (e.seq.0, model_of(&e)))
-                .collect();
+                .partition(|(seq, _)| *seq >= model.cursor);
+            model.acked = acked;
+            model.released = released;
             continue;
         }
         stats.events_acked += acked_now.len() as u64;
@@ -709,6 +780,13 @@ pub fn explore(
         if let Some(m) = inflight.mode {
             model.mode = m;
         }
+        if let Some(p) = inflight.paused {
+            model.paused = p;
+        }
+        if !inflight.unreleased.is_empty() {
+            stats.resets_back += 1;
+        }
+        model.acked.append(&mut inflight.unreleased);
         if let Some(x) = inflight.extra {
             model.extra = x;
         }
@@ -741,7 +819,13 @@ pub fn explore(
             log = reopened;
         }
         let cursor = model.cursor;
-        model.acked.retain(|s, _| *s >= cursor);
+        let kept = model.acked.split_off(&cursor);
+        model.released.append(&mut model.acked);
+        model.acked = kept;
+        // Released: below the cursor (those above went back into `acked` with a
+        // reset back) and not yet overwritten.
+        model.released.split_off(&cursor);
+        model.released = model.released.split_off(&log.held_from().0);
         // The live log must agree with the model without any crash too.
         let live: Vec<u64> = log.events_from(Seq(cursor)).map(|e| e.seq.0).collect();
         let expected: Vec<u64> = model.acked.keys().copied().collect();

@@ -23,6 +23,7 @@
 //! ring, released ones included (they survive until their slots are reused, which the
 //! pins forbade), so a new run starts with no pins at all.
 
+use super::table::check_entry;
 use super::*;
 use std::collections::VecDeque;
 

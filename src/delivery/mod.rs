@@ -92,6 +92,8 @@ pub struct DaemonConfig {
     /// What a producer gets when the ring is full: `None` = `full` at once; otherwise
     /// its publish waits up to this long for room, then gets `full`.
     pub full_wait: Option<Duration>,
+    /// Released events kept from being overwritten (`--retain`), strictly or not.
+    pub retention: Option<crate::log::Retention>,
     /// Idempotency keys remembered: at most this many (the newest)...
     pub dedupe_records: usize,
     /// ...and none older than this.
@@ -127,6 +129,7 @@ impl Default for DaemonConfig {
             io: IoChoice::Auto,
             redelivery: RedeliveryConfig::default(),
             full_wait: None,
+            retention: None,
             dedupe_records: dedupe::WINDOW_RECORDS_DEFAULT,
             dedupe_age: dedupe::WINDOW_AGE_DEFAULT,
             metrics_listen: None,

@@ -87,7 +87,7 @@ impl<'l, M: Medium> Batch<'l, M> {
         let span = (SLOT_HEADER_BYTES + body).div_ceil(ring.slot_bytes as usize) as u64;
         let index = log.tail % n;
         let pad = if index + span > n { n - index } else { 0 };
-        let used = log.tail - log.head;
+        let used = log.tail - log.overwrite_limit(event.severity.may_use_reserve());
         let limit = if event.severity.may_use_reserve() {
             n
         } else {
@@ -108,6 +108,7 @@ impl<'l, M: Medium> Batch<'l, M> {
                 slots_max: c.group_slots_max,
             });
         }
+        log.note_overwrite(log.tail + pad + span);
         if pad > 0 {
             log.write_pad(log.tail, pad, (log.tail - self.start) as u32);
             log.tail += pad;

@@ -235,7 +235,7 @@ impl<M: Medium> Log<M> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::log::event::test_event;
     use crate::log::LogConfig;
@@ -243,7 +243,7 @@ mod tests {
 
     /// A log whose ring has about `slots` slots (the sections before it take four
     /// pages with this configuration).
-    fn small_log(slots: usize) -> Log<SimMedium> {
+    pub(in crate::log) fn small_log(slots: usize) -> Log<SimMedium> {
         let config = LogConfig {
             slot_bytes: 128,
             subscription_entries: 8,

@@ -21,6 +21,7 @@ pub mod format;
 pub mod layout;
 mod links;
 mod manage;
+mod retention;
 pub mod run_state;
 pub mod scan;
 mod store;
@@ -36,6 +37,7 @@ pub use dead::{
 pub use event::{now_unix_ns, EventRef, EventView, Hop, Relayed};
 pub use format::{FormatError, Geometry, LogConfig};
 pub use manage::{Start, StartError};
+pub use retention::{Retain, Retention, RetentionStatus};
 pub use run_state::PreviousStop;
 pub use scan::{LiveEvents, RecoveryReport, SlotOutcome};
 // The store's API takes and returns these: `delivery` opens regions through `log` alone.
@@ -216,6 +218,8 @@ pub struct Log<M: Medium> {
     listed: Vec<u64>,
     /// On a deferred medium (a file synced to disk): what waits for a sync.
     deferred: Option<sync::Deferred>,
+    /// Released events kept from being overwritten (`retention.rs`).
+    retention: retention::RetentionState,
 }
 
 /// The reason writes are refused after [`Log::close_clean`].
@@ -301,6 +305,7 @@ impl<M: Medium> Log<M> {
             listed: vec![0; geometry.subscriptions.entry_count.div_ceil(64) as usize],
             dead,
             deferred: None,
+            retention: Default::default(),
         };
         if log.medium.deferred() {
             let entries = geometry.subscriptions.entry_count as usize;
@@ -328,7 +333,11 @@ impl<M: Medium> Log<M> {
         for run in hole_runs {
             log.seal(run.first, run.slots);
         }
-        log.scrub_beyond_tail(report.newest_record);
+        // After a clean stop no group was lost: nothing to scrub, and released events
+        // past the tail (what a retention or a `Start::First` reaches) stay whole.
+        if report.previous_stop != PreviousStop::Clean {
+            log.scrub_beyond_tail(report.newest_record);
+        }
         for s in log.subscriptions.iter().chain(&log.links).flatten() {
             cursors::scrub_stale_record(&mut log.medium, &log.geometry, s);
         }

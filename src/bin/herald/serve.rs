@@ -12,7 +12,7 @@ use crate::sdnotify::SdNotify;
 use herald::delivery::tls::TlsListen;
 use herald::delivery::{self, DaemonConfig, IoChoice, NoNotifier, Notifier, RedeliveryConfig};
 use herald::event::limits::CONNECTIONS_MAX;
-use herald::log::LogConfig;
+use herald::log::{LogConfig, Retain, Retention};
 use herald::pmem::FileSync;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -152,6 +152,21 @@ pub struct ServeArgs {
     /// Idempotency keys older than this are forgotten (at most 7 days).
     #[arg(long, default_value = "10m", value_parser = parse_dedupe_age, value_name = "DURATION", help_heading = "Idempotent publish")]
     dedupe_window_age: Duration,
+    /// Keep released events from being overwritten for this long (a duration: 1h,
+    /// 30m) or this much (a size with a byte unit: 256MiB, 1GB), so that a subscription
+    /// created or reset later (`herald subscriptions create --start first`, `time:`,
+    /// `ago:`) still has them. The ring keeps released events until it needs their
+    /// slots anyway; this decides what a publish that needs them gets: by default the
+    /// publish wins and the loss is counted (`herald status`, ring.retention); with
+    /// --retain-policy strict it is refused. Not set: nothing is promised.
+    #[arg(long, value_name = "DURATION|SIZE", value_parser = parse_retain, help_heading = "Full ring")]
+    retain: Option<Retain>,
+    /// With --retain, what a publish that needs a retained event's slots gets:
+    /// `yield` stores it (the retained event is overwritten, and counted); `strict`
+    /// answers `full` (or waits, with --when-full wait), as if a subscriber were behind.
+    /// `crit` and more severe events go through either way.
+    #[arg(long, value_enum, default_value = "yield", help_heading = "Full ring")]
+    retain_policy: RetainPolicy,
     /// How long a publish waits for room with --when-full wait.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION", help_heading = "Full ring")]
     full_wait: Duration,
@@ -278,6 +293,39 @@ pub enum WhenFull {
     Fail,
     /// Hold the publish up to --full-wait for room, then answer `full`.
     Wait,
+}
+
+/// What a publish that needs a retained event's slots gets.
+#[derive(Copy, Clone, Debug, clap::ValueEnum)]
+pub enum RetainPolicy {
+    /// Stored: the retained event is overwritten, and counted.
+    Yield,
+    /// `full`, as if a subscriber were behind (crit and more severe events excepted).
+    Strict,
+}
+
+/// A retention: a size when it ends in a byte unit (B: 256MiB, 1GB, 4096B), else a
+/// duration (humantime's `M` is a month, so a size must say bytes).
+fn parse_retain(text: &str) -> Result<Retain, String> {
+    if text.trim_end().ends_with(['B', 'b']) {
+        let bytes = parse_size(text)?;
+        if bytes == 0 {
+            return Err("a retention of 0 bytes keeps nothing: leave --retain out".into());
+        }
+        return Ok(Retain::Bytes(bytes));
+    }
+    if text.trim_end().ends_with(['K', 'M', 'G', 'k', 'g']) {
+        return Err(format!(
+            "{text:?} is ambiguous: say {text}iB for a size, or a duration in d, h, m (M would be months)"
+        ));
+    }
+    let d = humantime::parse_duration(text).map_err(|e| {
+        format!("{text:?}: {e}; want a duration (1h, 30m) or a size with a byte unit (256MiB, 1GB)")
+    })?;
+    if d.is_zero() {
+        return Err("a retention of 0 keeps nothing: leave --retain out".into());
+    }
+    Ok(Retain::Age(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
 }
 
 pub fn parse_size(text: &str) -> Result<u64, String> {
@@ -560,6 +608,10 @@ pub fn daemon_config(args: &ServeArgs) -> DaemonConfig {
             WhenFull::Fail => None,
             WhenFull::Wait => Some(args.full_wait),
         },
+        retention: args.retain.map(|retain| Retention {
+            retain,
+            strict: matches!(args.retain_policy, RetainPolicy::Strict),
+        }),
         metrics_listen: args.metrics_listen,
         forward: forward_config(args).ok().flatten(),
         upstreams: upstream_configs(args).unwrap_or_default(),
@@ -572,6 +624,9 @@ pub fn run(args: ServeArgs, effective: Option<&Effective>) -> anyhow::Result<Exi
     forward_config(&args).map_err(anyhow::Error::msg)?;
     upstream_configs(&args).map_err(anyhow::Error::msg)?;
     tls_listen(&args).map_err(anyhow::Error::msg)?;
+    if args.retain.is_none() && matches!(args.retain_policy, RetainPolicy::Strict) {
+        anyhow::bail!("--retain-policy strict needs --retain DURATION|SIZE: say what to retain");
+    }
     let mut config = daemon_config(&args);
     if let Some(access) = effective.and_then(|e| e.access.as_ref()) {
         let socket = SocketAccess::of_daemon(config.socket_mode, config.socket_group);
@@ -624,6 +679,17 @@ pub fn run(args: ServeArgs, effective: Option<&Effective>) -> anyhow::Result<Exi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retentions_parse_as_a_duration_or_a_size_and_refuse_ambiguity() {
+        assert_eq!(parse_retain("1h"), Ok(Retain::Age(3_600_000_000_000)));
+        assert_eq!(parse_retain("256MiB"), Ok(Retain::Bytes(256 << 20)));
+        assert_eq!(parse_retain("1GB"), Ok(Retain::Bytes(1 << 30)));
+        assert_eq!(parse_retain("4096B"), Ok(Retain::Bytes(4096)));
+        for bad in ["1M", "512k", "0s", "0B", "soon", ""] {
+            assert!(parse_retain(bad).is_err(), "{bad:?} was taken");
+        }
+    }
 
     #[test]
     fn sizes_and_modes_parse_like_an_operator_writes_them() {

@@ -191,6 +191,20 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                 "head": log.head().0,
                 "tail": log.tail().0,
                 "held_by_links_from": log.held_by_links_from().map(|s| s.0),
+                "retention": log.retention_status().map(|r| json!({
+                    "age_ms": match r.retention.retain {
+                        crate::log::Retain::Age(ns) => Some(ns / 1_000_000),
+                        crate::log::Retain::Bytes(_) => None,
+                    },
+                    "bytes": match r.retention.retain {
+                        crate::log::Retain::Bytes(b) => Some(b),
+                        crate::log::Retain::Age(_) => None,
+                    },
+                    "strict": r.retention.strict,
+                    "floor": r.floor,
+                    "retained_slots": r.retained_slots,
+                    "overwritten_early_slots": r.overwritten_early_slots,
+                })),
             },
             "dead_letters": {
                 "count": log.dead_letters().count(),

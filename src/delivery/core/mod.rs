@@ -331,6 +331,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             return;
         }
         self.next_housekeeping = self.now + HOUSEKEEPING_INTERVAL_NS;
+        self.log.advance_retention(self.unix_now);
         let replaying = count_replaying(&self.subs);
         if replaying != self.replaying {
             self.replaying = replaying;

@@ -26,6 +26,11 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             previous_stop_clean,
         )
         .map_err(DaemonError::Log)?;
+        if let Some(retention) = config.retention {
+            check_retention(retention, log.geometry())?;
+            log.set_retention(Some(retention));
+            log.advance_retention(reactor.unix_ns());
+        }
         let identity = Identity {
             node_id: log.geometry().node_id,
             payload_max: log
@@ -220,4 +225,34 @@ fn rebuild_dedupe_window<M: Medium>(log: &Log<M>, dedupe: &mut DedupeWindow, uni
     if remembered > 0 {
         tracing::info!(keys = dedupe.len(), "idempotency keys rebuilt from the log");
     }
+}
+
+/// Strict retention of an amount must leave the ring room for unreleased events; one
+/// that cannot be kept at all is worth a warning.
+fn check_retention(
+    retention: crate::log::Retention,
+    g: &crate::log::Geometry,
+) -> Result<(), DaemonError> {
+    let crate::log::Retain::Bytes(bytes) = retention.retain else {
+        return Ok(());
+    };
+    let slots = bytes.div_ceil(g.ring.slot_bytes);
+    let room = g.ring.slot_count - g.ring.reserve_slots;
+    let ring_bytes = g.ring.slot_count * g.ring.slot_bytes;
+    if retention.strict && slots * 2 > room {
+        return Err(DaemonError::Config(format!(
+            "--retain {bytes} bytes with --retain-policy strict would keep more than half of the \
+             ring ({ring_bytes} bytes) from unreleased events: retain less, or make the \
+             region larger"
+        )));
+    }
+    if slots >= room {
+        tracing::warn!(
+            retain_bytes = bytes,
+            ring_bytes,
+            "--retain asks for more than the ring holds: released events are kept only \
+             as long as the ring's room allows"
+        );
+    }
+    Ok(())
 }

@@ -325,6 +325,18 @@ fn metrics_pass_promtool_and_follow_events_published_delivered_settled_redeliver
         0.0
     );
     assert_eq!(m.get("herald_connections_serving"), 1.0);
+    assert_eq!(m.get(&format!("herald_subscription_paused{{{OPS}}}")), 0.0);
+    assert_eq!(m.get("herald_ring_retained_slots"), 0.0, "no --retain");
+
+    // An operator pauses it.
+    let mut control = Client::connect(&d.socket(), Role::Control, "operator").unwrap();
+    let answer = control
+        .admin(r#"{"op":"subscriptions.pause","subscription":"ops"}"#)
+        .unwrap();
+    assert!(answer.contains("\"paused\":true"), "{answer}");
+    p.ping().unwrap();
+    let m = scrape(address);
+    assert_eq!(m.get(&format!("herald_subscription_paused{{{OPS}}}")), 1.0);
     assert!(d.stop().success());
 }
 

@@ -92,6 +92,9 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         s.ring_slot_bytes = g.ring.slot_bytes;
         s.ring_used_slots = log.used_slots();
         s.ring_reserve_slots = g.ring.reserve_slots;
+        let retention = log.retention_status();
+        s.ring_retained_slots = retention.map_or(0, |r| r.retained_slots);
+        s.ring_retention_overwritten_slots = retention.map_or(0, |r| r.overwritten_early_slots);
         s.dead_letters = log.dead_letters().count() as u64;
         s.dead_letter_slots = dead_slots;
         s.dead_letter_free_slots = dead_free;
@@ -140,6 +143,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             sample.redelivered = sub.redelivered;
             sample.dead_lettered = sub.dead_lettered;
             sample.holds_ring = cursor == head && used > 0;
+            sample.paused = sub.paused;
             s.subscriptions.push(sample);
         }
     }

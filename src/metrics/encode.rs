@@ -233,6 +233,18 @@ impl Collector for View {
             "Ring slots kept for crit and more severe events once the rest are used.",
             s.ring_reserve_slots,
         )?;
+        gauge(
+            &mut e,
+            "herald_ring_retained_slots",
+            "Released ring slots kept from being overwritten (--retain); 0 without it.",
+            s.ring_retained_slots,
+        )?;
+        counter(
+            &mut e,
+            "herald_ring_retention_overwritten_slots",
+            "Retained ring slots overwritten before their retention ended (the ring is too small for --retain).",
+            s.ring_retention_overwritten_slots,
+        )?;
 
         gauge(
             &mut e,
@@ -342,6 +354,14 @@ impl Collector for View {
             "The durable subscription is in recovery mode (1) or normal (0).",
             MetricType::Gauge,
             |s| flag(s.recovering),
+        )?;
+        per_subscription(
+            &mut e,
+            subs,
+            "herald_subscription_paused",
+            "The durable subscription is paused by an operator (1): nothing is delivered to it.",
+            MetricType::Gauge,
+            |s| flag(s.paused),
         )?;
         per_subscription(&mut e, subs, "herald_subscription_pending_slots", "Ring positions from the subscription's cursor to the tail: an upper bound of what waits for it.", MetricType::Gauge, |s| s.pending_slots)?;
         per_subscription(

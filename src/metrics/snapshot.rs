@@ -125,6 +125,8 @@ pub struct SubscriptionSample {
     pub dead_lettered: u64,
     /// Its cursor is the oldest unreleased position.
     pub holds_ring: bool,
+    /// Paused by an operator.
+    pub paused: bool,
 }
 
 impl SubscriptionSample {
@@ -145,6 +147,7 @@ impl SubscriptionSample {
             redelivered: 0,
             dead_lettered: 0,
             holds_ring: false,
+            paused: false,
         }
     }
 
@@ -190,6 +193,10 @@ pub struct Snapshot {
     pub ring_used_slots: u64,
     /// Slots kept for `crit` and more severe events when the rest are used.
     pub ring_reserve_slots: u64,
+    /// Released slots retained (`--retain`) now.
+    pub ring_retained_slots: u64,
+    /// Retained slots overwritten before their retention ended.
+    pub ring_retention_overwritten_slots: u64,
     /// Dead letters in the region's area.
     pub dead_letters: u64,
     /// Slots of the dead-letter area.

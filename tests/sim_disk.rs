@@ -312,3 +312,62 @@ fn a_confirmation_rides_on_the_next_commits_sync_or_is_synced_on_its_own_after_a
         "synced {waited} ns after the confirmation"
     );
 }
+
+/// Makes everything written so far durable, as the daemon's sync does.
+fn sync(log: &mut Log<SimDisk>) {
+    if let Some((number, _)) = log.begin_sync() {
+        log.end_sync(number, Ok(())).expect("sync");
+    }
+}
+
+#[test]
+fn an_operators_reset_or_pause_is_durable_on_a_disk_once_it_returns() {
+    let mut rng = SmallRng::seed_from_u64(0x5e7);
+    let mut log = Log::format(SimDisk::new(1 << 20), &LogConfig::default(), 7).expect("format");
+    let mut spec = [0u8; herald::log::layout::SUBSCRIPTION_SPEC_BYTES_MAX];
+    let len = herald::subscription::SubscriptionSpec::match_all().encode(&mut spec);
+    let a = log.create_subscription(b"a", &spec[..len]).unwrap();
+    let payloads: Vec<String> = (0..40).map(|i| format!("event {i}")).collect();
+    for p in &payloads {
+        log.append(&herald::log::EventRef {
+            topic: b"fs.a",
+            severity: herald::log::Severity::Error,
+            source: b"s",
+            flags: 0,
+            key: b"",
+            payload: p.as_bytes(),
+            timestamp_ns: 1,
+        })
+        .unwrap();
+    }
+    sync(&mut log);
+    // Released, its cursor record written and not yet synced: the reset must not
+    // leave both of its records unsynced.
+    let tail = log.tail();
+    log.release(&[(a, tail)]).unwrap();
+    let first = log.reset_cursor(a, herald::log::Start::First).unwrap();
+    assert_eq!(first, herald::log::Seq(1));
+    let check = |log: &Log<SimDisk>, rng: &mut SmallRng, cursor: u64, paused: bool| {
+        for i in 0..30 {
+            let keep: f64 = rng.gen();
+            let image = log.medium().crash_image(rng, keep);
+            let opened = open_clean(image, &format!("image {i}"));
+            let s = opened.subscription_by_name(b"a").expect("a is durable");
+            assert_eq!((s.cursor, s.paused), (cursor, paused), "image {i}");
+            let held: Vec<Vec<u8>> = opened
+                .events_from(herald::log::Seq(cursor))
+                .map(|e| e.payload.to_vec())
+                .collect();
+            let want: Vec<Vec<u8>> = payloads[(cursor - 1) as usize..]
+                .iter()
+                .map(|p| p.clone().into_bytes())
+                .collect();
+            assert_eq!(held, want, "image {i}");
+        }
+    };
+    check(&log, &mut rng, 1, false);
+    log.set_paused(a, true).unwrap();
+    check(&log, &mut rng, 1, true);
+    let to = log.reset_cursor(a, herald::log::Start::Seq(25)).unwrap();
+    check(&log, &mut rng, to.0, true);
+}

@@ -11,11 +11,18 @@
 # Where this host refuses io_uring, step 2 runs on epoll too and says so loudly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Each phase's header says how long the run has taken so far (CI's limit is on the whole).
+HERALD_RUN_STARTED=${HERALD_RUN_STARTED:-$(date +%s)}
+export HERALD_RUN_STARTED
+phase() {
+  local t=$(( $(date +%s) - HERALD_RUN_STARTED ))
+  printf '== [%dm%02ds] %s\n' $((t / 60)) $((t % 60)) "$*"
+}
 
-echo "== tools/install-peers.sh"
+phase "tools/install-peers.sh"
 bash tools/install-peers.sh
 if ! python3 -c 'import pytest' 2>/dev/null; then
-  echo "== pip install pytest"
+  phase "pip install pytest"
   python3 -m pip install --quiet pytest
 fi
 
@@ -33,21 +40,21 @@ fi
 # The peer comparison's test runs the herald this build makes (HERALD_BIN): building
 # it from inside that test resolves features differently and rebuilds for minutes.
 export HERALD_BIN="$PWD/target/debug/herald"
-echo "== cargo test --workspace (daemons on $first_pass)"
+phase "cargo test --workspace (daemons on $first_pass)"
 HERALD_IO=$first_pass cargo test --workspace
 
-echo "== the daemon suite again, daemons on epoll"
+phase "the daemon suite again, daemons on epoll"
 # The peer comparison runs herald's own rows only: the peers do not change with
 # herald's backend, and they ran in the first pass.
 HERALD_IO=epoll HERALD_BENCH_PEERS_TEST_SYSTEMS=herald,herald-disk cargo test --workspace \
   --test e2e --test failure --test recovery --test dead_letter_admin --test dedupe --test daemon_protocol --test daemon_crash \
   --test hardening --test serve_cli --test process_kill --test metrics --test bench_peers --test access --test jetstream --test relay --test tls
 
-echo "== the Python client (clients/python), against target/debug/herald"
+phase "the Python client (clients/python), against target/debug/herald"
 python3 -m pip install --quiet ./clients/python
 HERALD_BIN="$PWD/target/debug/herald" python3 -m pytest -q clients/python
 
-echo "== the C client (clients/c), against target/debug/herald"
+phase "the C client (clients/c), against target/debug/herald"
 HERALD_BIN="$PWD/target/debug/herald" make --no-print-directory -C clients/c check
 
-echo "== every test passed"
+phase "every test passed"

@@ -58,7 +58,16 @@ impl Start {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_err(|_| "a time before 1970".to_owned())?
                     .as_nanos();
-                Ok(Start::Time(u64::try_from(ns).unwrap_or(u64::MAX)))
+                let ns = u64::try_from(ns).unwrap_or(u64::MAX);
+                // A start in the future would silently mean `new` until then and skip
+                // whatever is stored in between: say so instead.
+                if ns > now_unix_ns {
+                    return Err(format!(
+                        "time:{at}: in the future (by the daemon's clock); use `new`",
+                        at = humantime::format_rfc3339(at)
+                    ));
+                }
+                Ok(Start::Time(ns))
             }
             ("ago", d) => {
                 let d = humantime::parse_duration(d).map_err(|e| format!("ago:{d}: {e}"))?;
@@ -281,6 +290,8 @@ pub(super) mod tests {
         ] {
             assert!(Start::parse(bad, now).is_err(), "{bad:?} was taken");
         }
+        let future = Start::parse("time:2030-01-01T00:00:00Z", now).unwrap_err();
+        assert!(future.contains("in the future"), "{future}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Managing durable subscriptions as an operator does, through the real binary
 //! (`herald subscriptions ...`): created before the consumer exists at a chosen
-//! start, paused and resumed, reset back and forward, deleted. Each change must
-//! survive a SIGKILL of the daemon right after it was answered.
+//! start, paused and resumed, reset back and forward, their filters changed, deleted.
+//! Each change must survive a SIGKILL of the daemon right after it was answered.
 
 #[path = "support/daemon.rs"]
 mod daemon;
@@ -269,4 +269,130 @@ fn deleting_a_subscription_releases_what_it_held_and_stays_deleted() {
     attached = attach(&d, "attached");
     let marker = publish_each(&mut producer(&d), "fs.a", Severity::Error, ["marker"])[0];
     assert_eq!(take(&mut attached, 1), vec![(marker, false)]);
+}
+
+/// `herald dead list --json` rows of subscription `name`, as (seq, subscription).
+fn dead_of(dir: &Path, name: &str) -> Vec<(u64, String)> {
+    let out = herald(&[
+        "dead",
+        "list",
+        "--json",
+        "--subscription",
+        name,
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    answer["dead_letters"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{answer}"))
+        .iter()
+        .map(|r| {
+            (
+                r["seq"].as_u64().unwrap(),
+                r["subscription"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn changed_filters_apply_from_the_cursor_keep_the_dead_letters_and_survive_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &[]);
+    manage(dir.path(), &["create", "watch", "--filter", "fs.>"]).unwrap();
+    let rejected = publish_each(&mut producer(&d), "fs.a", Severity::Error, ["bad"])[0];
+    let mut sub = Client::connect(&d.socket(), Role::Subscriber, "watch").unwrap();
+    sub.subscribe_with("watch", &["fs.>"], &policy(0, 0))
+        .unwrap();
+    assert_eq!(next(&mut sub).0, rejected);
+    sub.reject(rejected).unwrap();
+    sub.flush().unwrap();
+    d.wait_for_status("the dead letter made", |s| {
+        sub_row(s, "watch")["dead_lettered"] == 1
+    });
+    let attached = manage(dir.path(), &["set", "watch", "--filter", "net.>"]).unwrap_err();
+    assert!(attached.contains("consumer attached"), "{attached}");
+    sub.goodbye().unwrap();
+    d.wait_for_status("the consumer gone", |s| {
+        sub_row(s, "watch")["connected"] == false
+    });
+    // Stored while it had no consumer: fs.c is held for it under the old filters, and
+    // keeps its cursor below net.b, which only the new filters match.
+    let held = publish_each(&mut producer(&d), "fs.c", Severity::Error, ["for the old"])[0];
+    let later = publish_each(
+        &mut producer(&d),
+        "net.b",
+        Severity::Error,
+        ["for the new filters"],
+    )[0];
+    assert_eq!(sub_row(&d.status(), "watch")["cursor"], held.0);
+    let nothing = herald(&[
+        "subscriptions",
+        "set",
+        "watch",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(
+        nothing.status.code(),
+        Some(2),
+        "nothing to change is a usage error: {nothing:?}"
+    );
+    let out = manage(
+        dir.path(),
+        &[
+            "set",
+            "watch",
+            "--filter",
+            "net.>",
+            "--min-severity",
+            "warning",
+        ],
+    )
+    .unwrap();
+    assert!(out.contains("filters net.>, min severity warning"), "{out}");
+    let row = sub_row(&d.status(), "watch");
+    assert_eq!(
+        (row["filters"].clone(), row["min_severity"].clone()),
+        (serde_json::json!(["net.>"]), "warning".into()),
+        "{row}"
+    );
+    assert_eq!(
+        dead_of(dir.path(), "watch"),
+        vec![(rejected.0, "watch".to_owned())]
+    );
+    d.kill();
+
+    let d = Daemon::start(dir.path(), &[]);
+    let row = sub_row(&d.status(), "watch");
+    assert_eq!(
+        row["filters"],
+        serde_json::json!(["net.>"]),
+        "the change is durable: {row}"
+    );
+    assert_eq!(
+        dead_of(dir.path(), "watch"),
+        vec![(rejected.0, "watch".to_owned())]
+    );
+    // Its consumer now attaches with the new filters; the old ones are refused.
+    let mut old = Client::connect(&d.socket(), Role::Subscriber, "watch").unwrap();
+    assert!(old
+        .subscribe_with("watch", &["fs.>"], &policy(0, 0))
+        .is_err());
+    let mut sub = Client::connect(&d.socket(), Role::Subscriber, "watch").unwrap();
+    let options = SubscribeOptions {
+        automatic_recovery: true,
+        min_severity: Severity::Warning,
+        ..policy(0, 0)
+    };
+    sub.subscribe_with("watch", &["net.>"], &options).unwrap();
+    let marker = publish_each(&mut producer(&d), "net.z", Severity::Error, ["marker"])[0];
+    let got: Vec<Seq> = take(&mut sub, 2).into_iter().map(|(s, _)| s).collect();
+    assert_eq!(
+        got,
+        vec![later, marker],
+        "net.b from the cursor, fs.c released for it"
+    );
 }

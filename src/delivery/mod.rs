@@ -296,6 +296,12 @@ pub fn serve_notifying(
             scan_ms = r.elapsed.as_millis() as u64,
             "recovery scan done"
         );
+        if r.interrupted_moves > 0 {
+            tracing::info!(
+                entries = r.interrupted_moves,
+                "a change of filters was cut by the crash; recovery kept the new filters"
+            );
+        }
         if r.corrupt_slots > 0 {
             tracing::error!(
                 corrupt_slots = r.corrupt_slots,

@@ -6,7 +6,13 @@
 //!   crash mid-creation leaves a free entry, never a half-made one;
 //! - a cursor update writes the record *not* holding the newest generation, so a
 //!   torn update leaves the previous cursor readable; recovery takes the valid record
-//!   with the highest generation.
+//!   with the highest generation;
+//! - changing an entry's spec (its filters) moves it: a copy with the new spec, the
+//!   same name and uid, and the cursor one generation on, is created in a free entry
+//!   (the two-phase creation above), then the old entry is freed. A crash between
+//!   leaves two active entries of one uid; [`resolve_moves`] keeps the one with the
+//!   newer cursor generation, which is the copy, so either the old spec or the new
+//!   one is found, never a mix.
 
 use super::format::Geometry;
 use super::layout::*;
@@ -197,6 +203,38 @@ fn cursor_record(
     r
 }
 
+/// What a new entry's first cursor record holds besides the cursor.
+#[derive(Copy, Clone, Debug)]
+pub struct FirstRecord {
+    /// Its generation: 1 for a new entry, one past the old entry's for a moved one.
+    pub generation: u64,
+    /// Persistent mode.
+    pub mode: SubscriptionMode,
+    /// Paused by an operator.
+    pub paused: bool,
+}
+
+impl FirstRecord {
+    /// A new subscription's or link's.
+    pub const NEW: FirstRecord = FirstRecord {
+        generation: 1,
+        mode: SubscriptionMode::Normal,
+        paused: false,
+    };
+}
+
+impl Subscription {
+    /// The first record of this entry's copy when it moves: everything its newest
+    /// record holds, one generation on (so that the copy wins over it at load).
+    pub fn moved_record(&self) -> FirstRecord {
+        FirstRecord {
+            generation: self.generation + 1,
+            mode: self.mode,
+            paused: self.paused,
+        }
+    }
+}
+
 /// What a new entry holds.
 #[derive(Copy, Clone, Debug)]
 pub struct NewEntry<'a> {
@@ -214,6 +252,8 @@ pub struct NewEntry<'a> {
     pub now_ns: u64,
     /// An upstream link's entry rather than a subscription's.
     pub link: bool,
+    /// Its first cursor record's generation, mode and pause.
+    pub record: FirstRecord,
 }
 
 /// Creates an entry durably, with its cursor at `new.cursor`.
@@ -230,6 +270,7 @@ pub fn create<M: Medium>(
         cursor,
         now_ns,
         link,
+        record,
     } = *new;
     assert!(!name.is_empty() && name.len() <= SUBSCRIPTION_NAME_BYTES_MAX);
     assert!(spec.len() <= SUBSCRIPTION_SPEC_BYTES_MAX);
@@ -246,7 +287,8 @@ pub fn create<M: Medium>(
         &bytemuck::bytes_of(&e)[4..SUBSCRIPTION_STATIC_CHECKSUM_OFFSET],
     );
     // Generation g lives in record g % 2, so the next update writes the other one.
-    e.cursors[1] = cursor_record(1, cursor, SubscriptionMode::Normal, false, seed);
+    e.cursors[(record.generation % 2) as usize] =
+        cursor_record(record.generation, cursor, record.mode, record.paused, seed);
     let at = g.subscription_offset(index);
     // Phase 1: everything but the state word (still FREE from format or deletion).
     medium.write(at + 4, &bytemuck::bytes_of(&e)[4..]);
@@ -270,12 +312,39 @@ pub fn create<M: Medium>(
     ))
 }
 
+/// Settles entries a crash left mid-move (two active entries of one uid and name):
+/// the one with the newer cursor generation stays, an undamaged one before a damaged
+/// one. Returns the indices of the entries it dropped, for the caller to free.
+pub fn resolve_moves(entries: &mut [Option<Subscription>]) -> Vec<u32> {
+    let mut dropped = Vec::new();
+    for i in 0..entries.len() {
+        for j in i + 1..entries.len() {
+            let (Some(a), Some(b)) = (&entries[i], &entries[j]) else {
+                continue;
+            };
+            if a.link || b.link || a.uid != b.uid || a.name() != b.name() {
+                continue;
+            }
+            let rank = |s: &Subscription| (s.damage.is_none(), s.generation);
+            let loser = if rank(a) >= rank(b) { j } else { i };
+            entries[loser] = None;
+            dropped.push(loser as u32);
+        }
+    }
+    dropped
+}
+
 /// Frees an entry durably.
 pub fn delete<M: Medium>(medium: &mut M, g: &Geometry, index: u32) -> std::io::Result<()> {
+    stage_free(medium, g, index);
+    medium.fence()
+}
+
+/// Frees an entry, durable after the caller's next fence.
+pub fn stage_free<M: Medium>(medium: &mut M, g: &Geometry, index: u32) {
     let at = g.subscription_offset(index);
     medium.write(at, &SUBSCRIPTION_FREE.to_le_bytes());
     medium.flush(at, 4);
-    medium.fence()
 }
 
 /// Zeroes the record slot that does not hold the newest generation (no fence).

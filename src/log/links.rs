@@ -104,6 +104,7 @@ impl<M: Medium> Log<M> {
             cursor: mark,
             now_ns: now_unix_ns(),
             link: true,
+            record: cursors::FirstRecord::NEW,
         };
         let created = cursors::create(&mut self.medium, &self.geometry, &new).map_err(|e| {
             self.failed = Some(e.to_string());

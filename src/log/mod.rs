@@ -134,6 +134,8 @@ pub struct Analysis {
     pub report: RecoveryReport,
     /// Every run of holes (torn last group).
     pub hole_runs: Vec<scan::PositionRun>,
+    /// Entries superseded by their copy in an interrupted move, to be freed.
+    pub superseded: Vec<u32>,
     /// The valid dead letters, by first slot (orphans flagged; damaged records are in
     /// `report.dead_letter_problems` only).
     pub dead_letters: Vec<DeadLetter>,
@@ -150,6 +152,7 @@ pub fn analyze(bytes: &[u8], progress: scan::Progress<'_>) -> Result<Analysis, F
         .iter_mut()
         .map(|s| s.take_if(|s| s.link))
         .collect();
+    let superseded = cursors::resolve_moves(&mut subscriptions);
     let (mut report, hole_runs) = scan::scan(bytes, &geometry, &mut subscriptions, progress);
     let (dead_letters, problems) = dead::scan(bytes, &geometry, &subscriptions);
     report.previous_stop = run_state::read(bytes);
@@ -162,12 +165,14 @@ pub fn analyze(bytes: &[u8], progress: scan::Progress<'_>) -> Result<Analysis, F
             .map(|p| p.slots)
             .sum::<u64>();
     report.dead_letter_problems = problems;
+    report.interrupted_moves = superseded.len() as u64;
     Ok(Analysis {
         geometry,
         subscriptions,
         links,
         report,
         hole_runs,
+        superseded,
         dead_letters,
     })
 }
@@ -264,6 +269,7 @@ impl<M: Medium> Log<M> {
             links,
             report,
             hole_runs,
+            superseded,
             dead_letters,
         } = analyze(medium.bytes(), progress)?;
         let damaged = report
@@ -340,6 +346,10 @@ impl<M: Medium> Log<M> {
         }
         for s in log.subscriptions.iter().chain(&log.links).flatten() {
             cursors::scrub_stale_record(&mut log.medium, &log.geometry, s);
+        }
+        // Durable with this open's fence, before any creation may reuse the entry.
+        for index in superseded {
+            cursors::stage_free(&mut log.medium, &log.geometry, index);
         }
         run_state::stage(&mut log.medium, false);
         // A watermark is meaningful only while the region is synced to disk: opened

@@ -285,6 +285,9 @@ pub struct RecoveryReport {
     /// Damaged dead-letter records and orphans (dead letters whose subscription no
     /// longer exists).
     pub dead_letter_problems: Vec<super::dead::DeadLetterProblem>,
+    /// Subscription entries a crash left mid-move (a change of filters): the copy was
+    /// kept, and the entry it replaced is freed by the open.
+    pub interrupted_moves: u64,
     /// Bytes of ring read.
     pub bytes_scanned: u64,
     /// Wall time of the scan.

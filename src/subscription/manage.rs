@@ -1,6 +1,6 @@
 //! An operator's management of durable subscriptions, carried out on the set and the
 //! log together: create one before any consumer attaches (starting where asked),
-//! delete, pause and resume, reset the cursor. Each change is durable in the log
+//! delete, pause and resume, reset the cursor, change the filters. Each change is durable in the log
 //! before the set changes, so a crash leaves either the old state or the new one.
 
 use super::set::{SubscriptionSet, SubscriptionState};
@@ -23,6 +23,9 @@ pub enum ManageError {
     /// The log's subscription table has no free entry.
     #[error("the subscription table is full ({0} durable subscriptions): delete one, or format a region with more entries")]
     TableFull(u64),
+    /// Changing the filters needs a free table entry, and there is none.
+    #[error("changing filters needs one free entry in the subscription table, and all {0} are in use: delete a subscription first")]
+    NoEntryToMove(u64),
     /// No room in the daemon's table.
     #[error("no free subscription slot in the daemon")]
     NoSlot,
@@ -142,6 +145,37 @@ impl SubscriptionSet {
             held_from,
             tail: log.tail(),
         })
+    }
+
+    /// Replaces durable subscription `name`'s spec (filters, severity floor, policy)
+    /// with `spec`, atomically in the log; it has no consumer. The new filters decide
+    /// from its cursor on: events not yet settled for it are matched against them, and
+    /// those it was given before come again flagged redelivered.
+    pub fn change_spec<M: Medium>(
+        &mut self,
+        log: &mut Log<M>,
+        name: &[u8],
+        spec: SubscriptionSpec,
+        redelivery: &RedeliveryConfig,
+    ) -> Result<(), ManageError> {
+        let (index, id) = self.detached(log, name)?;
+        let mut stored = [0u8; log::layout::SUBSCRIPTION_SPEC_BYTES_MAX];
+        let len = spec.encode(&mut stored);
+        let moved = log.change_spec(id, &stored[..len]).map_err(|e| match e {
+            log::LogError::Subscription(log::SubscriptionError::TableFull(n)) => {
+                ManageError::NoEntryToMove(n)
+            }
+            other => other.into(),
+        })?;
+        let cursor = log.subscription(moved).map_or(log.tail().0, |s| s.cursor);
+        if let Some(sub) = self.get_mut(index) {
+            let delivered_below = sub.tracker.next();
+            let policy = redelivery.policy(spec.ack_deadline_ms, spec.max_deliveries);
+            sub.tracker = Tracker::new(cursor, spec.window_events, delivered_below, policy);
+            sub.durable = Some(moved);
+            sub.spec = spec;
+        }
+        Ok(())
     }
 
     /// The set's index and log id of durable subscription `name`, checked to have no

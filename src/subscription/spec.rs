@@ -188,7 +188,8 @@ impl SubscriptionSpec {
     }
 
     /// Whether `other` has the same filters (minimum severity and patterns, in order):
-    /// a durable subscription's filters are fixed at creation.
+    /// a durable subscription's consumer attaches with its filters, which only an
+    /// operator's `subscriptions.set` changes.
     pub fn same_filters(&self, other: &SubscriptionSpec) -> bool {
         self.min_severity == other.min_severity && self.patterns().eq(other.patterns())
     }

@@ -20,6 +20,9 @@
 //! - a cursor an operator moves back (into released events the ring still holds, as
 //!   far as `held_from`) or forward lands whole: every event it goes back over is
 //!   recovered intact once it returned; a pause survives likewise;
+//! - a change of the checker's spec (which moves its table entry) finds the old spec
+//!   or the new one, exactly one entry of that name, and the cursor, mode, pause and
+//!   dead letters unchanged;
 //! - the previous stop reads `Clean` only once `close_clean` stored its word (and
 //!   always once it returned), `Unclean` otherwise, never `Unknown`.
 //!
@@ -63,6 +66,8 @@ pub struct Stats {
     pub clean_stops: u64,
     /// Cursor resets that went back over released events (and returned).
     pub resets_back: u64,
+    /// Changes of the checker's spec (each moves its entry) that returned.
+    pub spec_changes: u64,
 }
 
 impl Stats {
@@ -77,6 +82,7 @@ impl Stats {
         self.dead_letters += o.dead_letters;
         self.clean_stops += o.clean_stops;
         self.resets_back += o.resets_back;
+        self.spec_changes += o.spec_changes;
     }
 }
 
@@ -112,6 +118,8 @@ struct Model {
     extra: bool,
     /// Whether the checker is paused.
     paused: bool,
+    /// The checker's spec (opaque to the log).
+    spec: Vec<u8>,
     /// Acknowledged events below the cursor whose slots may not be reused yet: what a
     /// cursor moved back reaches (bounded to the ring's last lap).
     released: BTreeMap<u64, ModelEvent>,
@@ -132,6 +140,8 @@ struct InFlight {
     mode: Option<SubscriptionMode>,
     /// A pause (true) or resume of the checker.
     paused: Option<bool>,
+    /// A change of the checker's spec to this.
+    spec: Option<Vec<u8>>,
     /// The released events a cursor moved back holds again: from the new cursor to
     /// the old one.
     unreleased: BTreeMap<u64, ModelEvent>,
@@ -151,6 +161,7 @@ struct InFlight {
 }
 
 const EXTRA: &[u8] = b"extra";
+const CHECKER: &[u8] = b"checker";
 
 fn config() -> LogConfig {
     LogConfig {
@@ -222,8 +233,7 @@ pub fn explore(
     let mut stats = Stats::default();
     let mut log = Log::format(SimMedium::new(REGION_BYTES), &config(), seed | 1)
         .map_err(|e| fail(0, e.to_string()))?;
-    let sub = log
-        .create_subscription(b"checker", b"")
+    log.create_subscription(CHECKER, b"")
         .map_err(|e| fail(0, e.to_string()))?;
     let mut model = Model {
         acked: BTreeMap::new(),
@@ -231,11 +241,17 @@ pub fn explore(
         mode: SubscriptionMode::Normal,
         extra: false,
         paused: false,
+        spec: Vec::new(),
         released: BTreeMap::new(),
         dead: BTreeMap::new(),
     };
 
     for step in 0..operations {
+        // The checker's entry moves when its spec changes.
+        let sub = log
+            .subscription_by_name(CHECKER)
+            .ok_or_else(|| fail(step, "the checker is gone".into()))?
+            .id;
         stats.operations += 1;
         let before_state: SimState = log.medium().state().clone();
         log.medium_mut().start_recording();
@@ -394,8 +410,15 @@ pub fn explore(
             }
         } else if roll < 82 {
             // An operator's change to the checker: pause or resume it, or move its
-            // cursor, back into released events the ring still holds or forward.
-            if rng.gen_bool(0.3) {
+            // cursor, back into released events the ring still holds or forward, or
+            // change its spec (which moves its entry; needs a free one).
+            let free_entry = log.subscriptions().count() < config().subscription_entries as usize;
+            if free_entry && rng.gen_bool(0.15) {
+                let spec = format!("spec of step {step}").into_bytes();
+                inflight.spec = Some(spec.clone());
+                log.change_spec(sub, &spec)
+                    .map_err(|e| fail(step, format!("change_spec: {e}")))?;
+            } else if rng.gen_bool(0.3) {
                 let paused = !model.paused;
                 inflight.paused = Some(paused);
                 log.set_paused(sub, paused)
@@ -501,7 +524,7 @@ pub fn explore(
                 if restart_here && restart_image.is_none() && rng.gen_bool(0.3) {
                     restart_image = Some((image.clone(), point, finished));
                 }
-                check_image(image, sub, &model, &inflight, point, finished)
+                check_image(image, &model, &inflight, point, finished)
                     .map_err(|m| fail(step, format!("cut at op {point}/{}: {m}", ops.len())))?;
                 stats.crash_states += 1;
             }
@@ -511,7 +534,7 @@ pub fn explore(
             // Continue the workload from a crashed state: whatever recovery found is
             // now durable and becomes the model.
             stats.restarts += 1;
-            log = check_image(image, sub, &model, &inflight, point, finished)
+            log = check_image(image, &model, &inflight, point, finished)
                 .map_err(|m| fail(step, m))?;
             // Orphans (a deletion cut between its two fences) are purged, as an
             // operator would.
@@ -536,10 +559,12 @@ pub fn explore(
                     (d.id, m)
                 })
                 .collect();
-            model.cursor = log.subscription(sub).unwrap().cursor;
-            model.mode = log.subscription(sub).unwrap().mode;
+            let checker = log.subscription_by_name(CHECKER).unwrap();
+            model.cursor = checker.cursor;
+            model.mode = checker.mode;
+            model.paused = checker.paused;
+            model.spec = checker.spec().to_vec();
             model.extra = log.subscription_by_name(EXTRA).is_some();
-            model.paused = log.subscription(sub).unwrap().paused;
             let (acked, released): (BTreeMap<u64, ModelEvent>, BTreeMap<u64, ModelEvent>) = log
                 .events_since(log.held_from(), log.tail().0)
                 .map(|e| (e.seq.0, model_of(&e)))
@@ -558,6 +583,10 @@ pub fn explore(
         }
         if let Some(p) = inflight.paused {
             model.paused = p;
+        }
+        if let Some(spec) = inflight.spec.take() {
+            stats.spec_changes += 1;
+            model.spec = spec;
         }
         if !inflight.unreleased.is_empty() {
             stats.resets_back += 1;

@@ -1,9 +1,9 @@
 //! The explorer's checks of one recovered crash image against the model: events,
-//! cursor, mode, pause, subscriptions, dead letters and the run-state word, each the
+//! cursor, mode, pause, spec, subscriptions, dead letters and the run-state word, each the
 //! state before the interrupted operation or, where it may have taken effect, after.
 
-use super::{model_of, InFlight, Model, ModelEvent, EXTRA};
-use herald::log::{DeadProblemKind, Log, PreviousStop, Seq, SubscriptionId};
+use super::{model_of, InFlight, Model, ModelEvent, CHECKER, EXTRA};
+use herald::log::{DeadProblemKind, Log, PreviousStop, Seq};
 use herald::pmem::sim::SimMedium;
 use herald::pmem::Medium;
 use std::collections::BTreeMap;
@@ -123,7 +123,6 @@ fn check_dead_and_stop(
 /// Recovers `image` and checks it against the model. Returns the recovered log.
 pub(super) fn check_image(
     image: Vec<u8>,
-    sub: SubscriptionId,
     before: &Model,
     inflight: &InFlight,
     point: usize,
@@ -141,7 +140,33 @@ pub(super) fn check_image(
             report.subscription_problems
         ));
     }
-    let mode = log.subscription(sub).ok_or("subscription lost")?.mode;
+    let checkers: Vec<_> = log
+        .subscriptions()
+        .filter(|s| s.name() == CHECKER)
+        .copied()
+        .collect();
+    let [checker] = checkers[..] else {
+        return Err(format!(
+            "{} entries of the checker after recovery",
+            checkers.len()
+        ));
+    };
+    let sub = checker.id;
+    let spec = checker.spec().to_vec();
+    if !allowed(
+        spec.clone(),
+        before.spec.clone(),
+        inflight.spec.clone(),
+        finished,
+    ) {
+        return Err(format!(
+            "recovered spec {:?}, model {:?} (changing to {:?}, finished {finished})",
+            String::from_utf8_lossy(&spec),
+            String::from_utf8_lossy(&before.spec),
+            inflight.spec.as_deref().map(String::from_utf8_lossy)
+        ));
+    }
+    let mode = checker.mode;
     if !allowed(mode, before.mode, inflight.mode, finished) {
         return Err(format!(
             "recovered mode {mode:?}, model {:?} (changing to {:?}, finished {finished})",
@@ -152,14 +177,14 @@ pub(super) fn check_image(
     if !allowed(extra, before.extra, inflight.extra, finished) {
         return Err(format!("subscription `extra` exists: {extra}, model {} (changing to {:?}, finished {finished})", before.extra, inflight.extra));
     }
-    let paused = log.subscription(sub).ok_or("subscription lost")?.paused;
+    let paused = checker.paused;
     if !allowed(paused, before.paused, inflight.paused, finished) {
         return Err(format!(
             "recovered paused {paused}, model {} (changing to {:?}, finished {finished})",
             before.paused, inflight.paused
         ));
     }
-    let cursor = log.subscription(sub).ok_or("subscription lost")?.cursor;
+    let cursor = checker.cursor;
     let allowed_cursor = match (inflight.cursor, finished) {
         (Some(c), true) => cursor == c,
         (Some(c), false) => cursor == c || cursor == before.cursor,

@@ -141,7 +141,7 @@ static const char *server_code_advice(uint16_t code, herald_role role) {
     switch (code) {
     case HERALD_SERVER_INVALID:
         return "the daemon found the request invalid (its message says why: a durable subscription's patterns and "
-               "min_severity, for one, are fixed when it is created; use a new name to change them)";
+               "min_severity, for one, are its own; `herald subscriptions set` changes them)";
     case HERALD_SERVER_TOO_LARGE:
         return "a frame or field is above the daemon's limit, which libherald checks against PROTOCOL.md: a daemon "
                "of another version, or a bug; please report it";

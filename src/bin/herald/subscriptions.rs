@@ -1,4 +1,4 @@
-//! `herald subscriptions list|create|delete|pause|resume|reset`: an operator's
+//! `herald subscriptions list|create|delete|pause|resume|reset|set`: an operator's
 //! management of durable subscriptions through the running daemon.
 
 use crate::connect::ask;
@@ -88,6 +88,28 @@ enum Action {
         /// time:RFC3339, or ago:DURATION.
         #[arg(long, value_name = "START", value_parser = start)]
         to: String,
+    },
+    /// Change a durable subscription's filters (it has no consumer), atomically in
+    /// the region: a crash leaves the old filters or the new ones. What is not given
+    /// stays. The new filters decide from its cursor on; its consumer attaches with
+    /// them afterwards.
+    #[command(group = clap::ArgGroup::new("change").required(true).multiple(true)
+        .args(["filters", "min_severity", "ack_deadline", "max_deliveries"]))]
+    Set {
+        /// The durable subscription.
+        name: String,
+        /// Topic pattern, up to 16: all of them, replacing the old ones.
+        #[arg(long = "filter", value_name = "PATTERN", value_parser = parse::pattern)]
+        filters: Vec<String>,
+        /// Least severe level delivered.
+        #[arg(long, value_name = "S", value_parser = parse::severity)]
+        min_severity: Option<Severity>,
+        /// Its acknowledgement deadline (0: the daemon's --ack-deadline).
+        #[arg(long, value_name = "DURATION", value_parser = parse::ack_deadline)]
+        ack_deadline: Option<std::time::Duration>,
+        /// Deliveries before an event becomes a dead letter.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        max_deliveries: Option<u16>,
     },
 }
 
@@ -185,6 +207,39 @@ pub fn run(args: SubscriptionsArgs) -> anyhow::Result<ExitCode> {
                 out,
                 "{name}: cursor moved from {} to {} (the ring holds from {}; the tail is {})",
                 a["was"], a["cursor"], a["held_from"], a["tail"]
+            )?;
+        }
+        Action::Set {
+            name,
+            filters,
+            min_severity,
+            ack_deadline,
+            max_deliveries,
+        } => {
+            let mut request = json!({ "op": "subscriptions.set", "subscription": name });
+            if !filters.is_empty() {
+                request["filter"] = json!(filters);
+            }
+            if let Some(s) = *min_severity {
+                request["min_severity"] = s.name().into();
+            }
+            if let Some(d) = *ack_deadline {
+                request["ack_deadline_ms"] = (d.as_millis() as u64).into();
+            }
+            if let Some(n) = max_deliveries {
+                request["max_deliveries"] = (*n).into();
+            }
+            let a = ask(&mut client, &request)?;
+            let filters: Vec<&str> = a["filters"]
+                .as_array()
+                .map(|f| f.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "{name}: filters {}, min severity {}; applied from its cursor, seq {}",
+                filters.join(" "),
+                a["min_severity"].as_str().unwrap_or("?"),
+                a["cursor"]
             )?;
         }
     }

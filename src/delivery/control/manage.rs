@@ -1,7 +1,7 @@
 //! `Admin` requests that manage durable subscriptions (PROTOCOL.md section 10.5):
 //! create one before its consumer exists, starting where the operator says; delete,
-//! pause, resume; move a cursor back to replay or forward to skip. Each is durable in
-//! the region before it is answered.
+//! pause, resume; move a cursor back to replay or forward to skip; change filters.
+//! Each is durable in the region before it is answered.
 
 use super::super::core::Core;
 use crate::event::limits::{ACK_DEADLINE_MS_MAX, WINDOW_EVENTS_MAX};
@@ -45,6 +45,20 @@ struct Delete {
     keep_dead_letters: bool,
 }
 
+/// `subscriptions.set`: what is absent stays as it is.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Set {
+    subscription: String,
+    /// The new topic patterns (all of them, replacing the old).
+    filter: Option<Vec<String>>,
+    min_severity: Option<String>,
+    /// 0: the daemon's default.
+    ack_deadline_ms: Option<u32>,
+    /// 0: the daemon's default.
+    max_deliveries: Option<u16>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Named {
@@ -77,6 +91,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             "subscriptions.pause" => parse::<Named>(request).and_then(|r| self.pause(r, true)),
             "subscriptions.resume" => parse::<Named>(request).and_then(|r| self.pause(r, false)),
             "subscriptions.reset" => parse::<Reset>(request).and_then(|r| self.reset(r)),
+            "subscriptions.set" => parse::<Set>(request).and_then(|r| self.set(r)),
             _ => return None,
         })
     }
@@ -86,16 +101,9 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             .map_err(|e| format!("subscription name: {e}"))?;
         let min_severity = match &r.min_severity {
             None => Severity::Debug,
-            Some(text) => Severity::parse(text).ok_or_else(|| {
-                format!("min_severity {text:?}: use emerg, alert, crit, err, warning, notice, info, debug or 0..7")
-            })?,
+            Some(text) => severity(text)?,
         };
-        if r.ack_deadline_ms > ACK_DEADLINE_MS_MAX {
-            return Err(format!(
-                "ack_deadline_ms {} is beyond the limit, {ACK_DEADLINE_MS_MAX} (one hour)",
-                r.ack_deadline_ms
-            ));
-        }
+        ack_deadline(r.ack_deadline_ms)?;
         let patterns: Vec<&[u8]> = if r.filter.is_empty() {
             vec![b">"]
         } else {
@@ -147,6 +155,100 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         answer["was"] = was.into();
         Ok(answer)
     }
+}
+
+impl<R: Reactor, M: Medium> Core<R, M> {
+    fn set(&mut self, r: Set) -> Result<Value, String> {
+        let unknown = || ManageError::Unknown(r.subscription.clone()).to_string();
+        let entry = self
+            .log
+            .subscription_by_name(r.subscription.as_bytes())
+            .ok_or_else(unknown)?;
+        let was = self
+            .subs
+            .index_of(entry.id)
+            .and_then(|i| self.subs.get(i))
+            .map(|s| s.spec)
+            .ok_or_else(unknown)?;
+        if r.filter.is_none()
+            && r.min_severity.is_none()
+            && r.ack_deadline_ms.is_none()
+            && r.max_deliveries.is_none()
+        {
+            return Err(
+                "nothing to change: give filter, min_severity, ack_deadline_ms or max_deliveries"
+                    .into(),
+            );
+        }
+        let min_severity = match &r.min_severity {
+            None => was.min_severity,
+            Some(text) => severity(text)?,
+        };
+        let spec = match &r.filter {
+            Some(filter) if filter.is_empty() => {
+                return Err("filter: give at least one pattern (`>` for every topic)".into())
+            }
+            Some(filter) => SubscriptionSpec::new(
+                min_severity,
+                was.window_events,
+                was.automatic_recovery,
+                filter.iter().map(|p| p.as_bytes()),
+            ),
+            None => SubscriptionSpec::new(
+                min_severity,
+                was.window_events,
+                was.automatic_recovery,
+                was.patterns(),
+            ),
+        }
+        .map_err(|e| format!("filter: {e}"))?;
+        let ack_deadline_ms = r.ack_deadline_ms.unwrap_or(was.ack_deadline_ms);
+        ack_deadline(ack_deadline_ms)?;
+        let spec = spec.with_policy(
+            ack_deadline_ms,
+            r.max_deliveries.unwrap_or(was.max_deliveries),
+        );
+        self.subs
+            .change_spec(
+                &mut self.log,
+                r.subscription.as_bytes(),
+                spec,
+                &self.config.redelivery,
+            )
+            .map_err(|e| e.to_string())?;
+        let patterns: Vec<String> = spec
+            .patterns()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect();
+        tracing::info!(subscription = %r.subscription, filters = ?patterns, min_severity = spec.min_severity.name(), "durable subscription's filters changed by an operator");
+        let cursor = self
+            .log
+            .subscription_by_name(r.subscription.as_bytes())
+            .map_or(0, |s| s.cursor);
+        Ok(json!({
+            "subscription": r.subscription,
+            "filters": patterns,
+            "min_severity": spec.min_severity.name(),
+            "ack_deadline_ms": spec.ack_deadline_ms,
+            "max_deliveries": spec.max_deliveries,
+            "cursor": cursor,
+        }))
+    }
+}
+
+fn severity(text: &str) -> Result<Severity, String> {
+    Severity::parse(text).ok_or_else(|| {
+        format!("min_severity {text:?}: use emerg, alert, crit, err, warning, notice, info, debug or 0..7")
+    })
+}
+
+fn ack_deadline(ms: u32) -> Result<(), String> {
+    if ms > ACK_DEADLINE_MS_MAX {
+        return Err(format!(
+            "ack_deadline_ms {ms} is beyond the limit, {ACK_DEADLINE_MS_MAX} (one hour)"
+        ));
+    }
+    Ok(())
 }
 
 fn placed_json(p: Placed) -> Value {

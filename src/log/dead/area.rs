@@ -158,6 +158,17 @@ impl DeadArea {
         }
     }
 
+    /// Points the records of subscription `uid` at its entry `to`, where it moved.
+    pub fn retarget(&mut self, uid: u64, to: SubscriptionId) {
+        for d in self
+            .records
+            .iter_mut()
+            .filter(|d| d.subscription_uid == uid)
+        {
+            d.subscription = to;
+        }
+    }
+
     /// Forgets a record just purged (valid or damaged) and frees its slots.
     pub fn remove(&mut self, id: DeadLetterId) {
         if let Some(i) = self.position(id) {

@@ -467,11 +467,21 @@ pub fn scan(
                     slot += 1;
                     continue;
                 };
-                let subscription = SubscriptionId(h.subscription_index);
-                let orphan = subscriptions
+                // The owner is the entry with the letter's uid: the index is where it
+                // was when the letter was made, and an entry moves when its filters
+                // change (`cursors.rs`).
+                let owner = subscriptions
                     .get(h.subscription_index as usize)
                     .and_then(|s| s.as_ref())
-                    .is_none_or(|s| s.uid != h.subscription_uid);
+                    .filter(|s| s.uid == h.subscription_uid)
+                    .or_else(|| {
+                        subscriptions
+                            .iter()
+                            .flatten()
+                            .find(|s| s.uid == h.subscription_uid)
+                    });
+                let subscription = owner.map_or(SubscriptionId(h.subscription_index), |s| s.id);
+                let orphan = owner.is_none();
                 let letter = DeadLetter {
                     id: DeadLetterId::new(slot, stored),
                     subscription,

@@ -463,6 +463,7 @@ fn after_a_closing_error_frames_pipelined_behind_it_are_not_answered() {
             min_severity: Severity::Debug,
             window_events: 8,
             automatic_recovery: false,
+            group: false,
             ack_deadline_ms: 0,
             max_deliveries: 0,
             patterns: herald::protocol::Patterns::from_patterns(&patterns),
@@ -527,6 +528,7 @@ fn the_durable_subscription_beyond_the_table_gets_table_full_naming_its_size() {
         min_severity: Severity::Debug,
         window_events: 1,
         automatic_recovery: false,
+        group: false,
         ack_deadline_ms: 0,
         max_deliveries: 0,
         patterns: herald::protocol::Patterns::from_patterns(&[herald::protocol::Pattern::parse(

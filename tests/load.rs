@@ -149,6 +149,7 @@ fn open_connections(socket: &Path, count: usize) -> Vec<Thin> {
                     min_severity: Severity::Debug,
                     window_events: 8,
                     automatic_recovery: false,
+                    group: false,
                     ack_deadline_ms: 0,
                     max_deliveries: 0,
                     patterns: protocol::Patterns::from_patterns(&pattern),

@@ -245,6 +245,7 @@ fn subscription_limits_are_refused() {
         min_severity: Severity::Debug,
         window_events: 1,
         automatic_recovery: false,
+        group: false,
         ack_deadline_ms: 0,
         max_deliveries: 0,
         patterns: Patterns::from_patterns(&patterns[..1]),

@@ -77,6 +77,7 @@ fn subscribe_frame<'a>(name: &'a str, patterns: &'a [Pattern<'a>]) -> Frame<'a> 
         min_severity: Severity::Debug,
         window_events: 8,
         automatic_recovery: false,
+        group: false,
         ack_deadline_ms: 0,
         max_deliveries: 0,
         patterns: Patterns::from_patterns(patterns),

@@ -48,7 +48,7 @@ phase "the daemon suite again, daemons on epoll"
 # herald's backend, and they ran in the first pass.
 HERALD_IO=epoll HERALD_BENCH_PEERS_TEST_SYSTEMS=herald,herald-disk cargo test --workspace \
   --test e2e --test failure --test recovery --test dead_letter_admin --test dedupe --test daemon_protocol --test daemon_crash \
-  --test hardening --test serve_cli --test process_kill --test metrics --test bench_peers --test access --test jetstream --test relay --test tls
+  --test hardening --test groups --test serve_cli --test process_kill --test metrics --test bench_peers --test access --test jetstream --test relay --test tls
 
 phase "the Python client (clients/python), against target/debug/herald"
 python3 -m pip install --quiet ./clients/python

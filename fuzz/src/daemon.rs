@@ -550,6 +550,7 @@ fn subscribe(sim: &mut SimClient, c: &mut Choices<'_>) {
         min_severity: Severity::from_u8(c.u8() % 8).expect("0..=7"),
         window_events: c.pick(&[1, 2, 4, 64, 4096]),
         automatic_recovery: c.bool(),
+        group: c.bool(),
         ack_deadline_ms: c.pick(&[0, 1, 50, 1000, 3_600_000]),
         max_deliveries: c.pick(&[0, 1, 2, 3, 65535]),
         patterns: Patterns::from_patterns(&patterns),

@@ -65,6 +65,7 @@ fn frames() -> Vec<Seed> {
         min_severity: Severity::Warning,
         window_events: 64,
         automatic_recovery: true,
+        group: false,
         ack_deadline_ms: 1000,
         max_deliveries: 3,
         patterns: Patterns::from_patterns(&patterns),

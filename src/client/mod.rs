@@ -135,6 +135,9 @@ pub struct SubscribeOptions {
     pub ack_deadline_ms: u32,
     /// Deliveries before an event is dead-lettered; 0 = the daemon's default.
     pub max_deliveries: u16,
+    /// Join the durable subscription's work-queue group: its events are shared among
+    /// the members, each going to one.
+    pub group: bool,
 }
 
 impl Default for SubscribeOptions {
@@ -145,6 +148,7 @@ impl Default for SubscribeOptions {
             automatic_recovery: false,
             ack_deadline_ms: 0,
             max_deliveries: 0,
+            group: false,
         }
     }
 }
@@ -403,6 +407,7 @@ impl Client {
             automatic_recovery,
             ack_deadline_ms,
             max_deliveries,
+            group,
         } = *options;
         self.require_no_outstanding()?;
         if patterns.is_empty() || patterns.len() > SUBSCRIPTION_PATTERNS_MAX {
@@ -426,6 +431,7 @@ impl Client {
             min_severity,
             window_events,
             automatic_recovery,
+            group,
             ack_deadline_ms,
             max_deliveries,
             patterns: Patterns::from_patterns(&parsed[..patterns.len()]),

@@ -3,6 +3,11 @@
 //! after its position that match its filters (held at the replay's end while it is
 //! recovering), within its window and its sink's room. A durable subscription without
 //! a sink holds the first event meant for it and lets the ones before go.
+//!
+//! A work-queue group's members are pumped one after another, the least loaded first
+//! (equally loaded ones in turn),
+//! each within its own window; a redelivery goes to a member other than the one that
+//! failed to settle it in time, while there is another.
 
 use super::dead::DeadQueue;
 use super::sink::{Offer, Sink};
@@ -10,13 +15,15 @@ use crate::log::{Log, Seq};
 use crate::pmem::Medium;
 use crate::subscription::{Due, Sent, SubscriptionState};
 
-/// Sends attached subscription `index` what it is owed, reading the log up to `end`
-/// (what the durability gate has released).
+/// Sends attached subscription `index`'s member `member` (whose sink is `sink`) what
+/// it is owed, reading the log up to `end` (what the durability gate has released).
+#[allow(clippy::too_many_arguments)]
 pub fn pump<M: Medium>(
     log: &Log<M>,
     end: u64,
     index: usize,
     sub: &mut SubscriptionState,
+    member: u8,
     sink: &mut dyn Sink,
     now: u64,
     dead: &mut DeadQueue,
@@ -24,7 +31,19 @@ pub fn pump<M: Medium>(
     if !sink.accepts() {
         return;
     }
-    while let Some(due) = sub.tracker.due(now) {
+    let others = sub.members.count() > 1;
+    loop {
+        if !sub.members.has_room(member, &sub.tracker) {
+            break;
+        }
+        let due = if others {
+            sub.tracker.due_for_other(now, member)
+        } else {
+            sub.tracker.due(now)
+        };
+        let Some(due) = due else {
+            break;
+        };
         let due = match due {
             Due::Exhausted { seq, .. } if !sink.gives_up() => Due::Redeliver { seq },
             other => other,
@@ -38,7 +57,7 @@ pub fn pump<M: Medium>(
                     continue;
                 };
                 let tracker = &mut sub.tracker;
-                match sink.offer(&e, &mut || tracker.resent(seq, now)) {
+                match sink.offer(&e, &mut || tracker.resent_to(seq, now, member)) {
                     Offer::Sent => sub.redelivered += 1,
                     Offer::NoRoom => return,
                     Offer::Undeliverable => {
@@ -54,7 +73,7 @@ pub fn pump<M: Medium>(
     replay_dead_letter(log, index, sub, sink, now, dead);
     let end = sub.replay_end.map_or(end, |r| r.min(end));
     let mut events = log.events_since(Seq(sub.tracker.next()), end);
-    while sub.tracker.has_room() {
+    while sub.tracker.has_room() && sub.members.has_room(member, &sub.tracker) {
         let Some(e) = events.next() else {
             sub.tracker
                 .skip_to(events.next_position().max(sub.tracker.next()));
@@ -66,7 +85,7 @@ pub fn pump<M: Medium>(
             continue;
         }
         let tracker = &mut sub.tracker;
-        match sink.offer(&e, &mut || tracker.sent(e.seq.0, next, now)) {
+        match sink.offer(&e, &mut || tracker.sent_to(e.seq.0, next, now, member)) {
             Offer::Sent => {}
             Offer::NoRoom => return,
             Offer::Undeliverable => {
@@ -79,8 +98,11 @@ pub fn pump<M: Medium>(
         }
     }
     if let Some(replay_end) = sub.replay_end {
-        if !sub.recovery_done_sent && sub.tracker.next() >= replay_end && sink.recovery_done() {
-            sub.recovery_done_sent = true;
+        let reached = sub.tracker.next() >= replay_end;
+        if let Some(m) = sub.members.get_mut(member) {
+            if !m.recovery_done_sent && reached && sink.recovery_done() {
+                m.recovery_done_sent = true;
+            }
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct PendingSubscribe {
     name_len: usize,
     /// Filters and policy.
     pub spec: SubscriptionSpec,
+    /// As a member of the subscription's work-queue group.
+    pub group: bool,
 }
 
 impl PendingSubscribe {
@@ -243,6 +245,7 @@ fn decode_from<S, M: Medium>(
                             name,
                             name_len: s.name.len(),
                             spec,
+                            group: s.group,
                         });
                         // Later frames (confirms) must see the subscription: stop here.
                         conn.blocked = true;
@@ -261,36 +264,44 @@ fn decode_from<S, M: Medium>(
                     }
                 }
             }
+            // A group member settles, naks and extends only what it was the last to be
+            // sent (a plain subscription's consumer is member 0 of everything).
             Frame::Confirm {
                 first_seq,
                 last_seq,
             } => {
-                if let Some((index, sub)) = attached(conn, cx.subs) {
-                    sub.tracker.confirm(first_seq.0, last_seq.0);
+                if let Some((index, sub, m)) = attached(conn, slot, cx.subs) {
+                    sub.tracker.confirm_by(first_seq.0, last_seq.0, m);
                     cx.dead
                         .replay_outcome(index, sub, first_seq.0..=last_seq.0, true);
                 }
             }
             Frame::Reject { seq } => {
-                if let Some((index, sub)) = attached(conn, cx.subs) {
-                    cx.dead.reject(index, sub, seq.0, cx.now);
+                if let Some((index, sub, m)) = attached(conn, slot, cx.subs) {
+                    if sub.tracker.holds(seq.0, m) {
+                        cx.dead.reject(index, sub, seq.0, cx.now);
+                    }
                     cx.dead.replay_outcome(index, sub, seq.0..=seq.0, false);
                 }
             }
             Frame::Nak { seq, delay_ms } => {
-                if let Some((index, sub)) = attached(conn, cx.subs) {
+                if let Some((index, sub, m)) = attached(conn, slot, cx.subs) {
                     cx.dead.replay_outcome(index, sub, seq.0..=seq.0, false);
-                    sub.tracker
-                        .nak(seq.0, u64::from(delay_ms) * 1_000_000, cx.now);
+                    if sub.tracker.holds(seq.0, m) {
+                        sub.tracker
+                            .nak(seq.0, u64::from(delay_ms) * 1_000_000, cx.now);
+                    }
                 }
             }
             Frame::Working { seq } => {
-                if let Some((_, sub)) = attached(conn, cx.subs) {
-                    sub.tracker.working(seq.0, cx.now);
+                if let Some((_, sub, m)) = attached(conn, slot, cx.subs) {
+                    if sub.tracker.holds(seq.0, m) {
+                        sub.tracker.working(seq.0, cx.now);
+                    }
                 }
             }
             Frame::Recovered => {
-                if let Some((_, sub)) = attached(conn, cx.subs) {
+                if let Some((_, sub, _)) = attached(conn, slot, cx.subs) {
                     sub.leave_recovery = sub.replay_end.is_some();
                 }
             }
@@ -592,13 +603,16 @@ fn outcome_of(e: &AppendError) -> PublishOutcome {
     }
 }
 
-/// The connection's subscription and its index.
+/// The connection's subscription, its index, and the connection's member number in it.
 fn attached<'s, S>(
     conn: &Conn<S>,
+    slot: usize,
     subs: &'s mut SubscriptionSet,
-) -> Option<(usize, &'s mut SubscriptionState)> {
+) -> Option<(usize, &'s mut SubscriptionState, u8)> {
     let index = conn.subscription?;
-    subs.get_mut(index).map(|sub| (index, sub))
+    let sub = subs.get_mut(index)?;
+    let m = sub.members.find(super::conn::sink_of(slot))?;
+    Some((index, sub, m))
 }
 
 /// Whether a publish that found the ring full waits for room (and since when), or is

@@ -135,7 +135,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             s.replaying_subscriptions += u64::from(recovering);
             let cursor = sub.tracker.cursor();
             let mut sample = SubscriptionSample::named(name);
-            sample.connected = sub.sink.is_some();
+            sample.connected = !sub.members.is_empty();
             sample.recovering = recovering;
             sample.pending_slots = tail.saturating_sub(cursor);
             sample.in_flight = sub.tracker.in_flight() as u64;

@@ -158,7 +158,7 @@ fn leave_recovery<M: Medium>(
         };
         let done = sub.leave_recovery
             || (sub.spec.automatic_recovery
-                && sub.sink.is_some()
+                && !sub.members.is_empty()
                 && sub.tracker.in_flight() == 0
                 && sub.tracker.cursor() >= replay_end);
         if !done {

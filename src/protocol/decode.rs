@@ -7,7 +7,7 @@ use super::error::{DecodeError, FieldError};
 use super::event::{check_len, Event, EventBatch};
 use super::frame::{
     Deliver, Frame, FrameType, Hello, HelloOk, Patterns, Role, Subscribe, DELIVER_FLAG_ORIGIN,
-    DELIVER_FLAG_REDELIVERED, SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY,
+    DELIVER_FLAG_REDELIVERED, SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY, SUBSCRIBE_FLAG_GROUP,
 };
 use super::version::HELLO_MAGIC;
 use super::ErrorCode;
@@ -196,7 +196,7 @@ fn read_publish_batch<'a>(reader: &mut Reader<'a>) -> Result<Frame<'a>, DecodeEr
 
 fn read_subscribe<'a>(reader: &mut Reader<'a>) -> Result<Subscribe<'a>, DecodeError> {
     let flags = reader.u32("subscribe.flags")?;
-    if flags & !SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY != 0 {
+    if flags & !(SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY | SUBSCRIBE_FLAG_GROUP) != 0 {
         return Err(FieldError::InvalidValue {
             field: "subscribe.flags",
             value: u64::from(flags),
@@ -249,6 +249,7 @@ fn read_subscribe<'a>(reader: &mut Reader<'a>) -> Result<Subscribe<'a>, DecodeEr
         min_severity,
         window_events,
         automatic_recovery: flags & SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY != 0,
+        group: flags & SUBSCRIBE_FLAG_GROUP != 0,
         ack_deadline_ms,
         max_deliveries,
         patterns: Patterns::from_wire(pattern_count, patterns_bytes),

@@ -7,7 +7,7 @@ use super::error::EncodeError;
 use super::event::Event;
 use super::frame::{
     Frame, FrameType, Subscribe, DELIVER_FLAG_ORIGIN, DELIVER_FLAG_REDELIVERED,
-    SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY,
+    SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY, SUBSCRIBE_FLAG_GROUP,
 };
 use super::version::HELLO_MAGIC;
 use super::ErrorCode;
@@ -270,11 +270,13 @@ fn write_body(frame: &Frame<'_>, writer: &mut Writer<'_>) {
 }
 
 fn write_subscribe(writer: &mut Writer<'_>, subscribe: &Subscribe<'_>) {
-    writer.u32(if subscribe.automatic_recovery {
-        SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY
-    } else {
-        0
-    });
+    let flag = |on: bool, bit: u32| if on { bit } else { 0 };
+    writer.u32(
+        flag(
+            subscribe.automatic_recovery,
+            SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY,
+        ) | flag(subscribe.group, SUBSCRIBE_FLAG_GROUP),
+    );
     writer.u32(subscribe.window_events);
     writer.u32(subscribe.ack_deadline_ms);
     writer.u16(subscribe.max_deliveries);

@@ -286,6 +286,9 @@ pub struct Subscribe<'a> {
     /// Leave recovery mode by itself once the replay is confirmed, instead of waiting
     /// for `Recovered` (flags bit 0).
     pub automatic_recovery: bool,
+    /// Join the durable subscription's work-queue group (flags bit 1): it is shared
+    /// with the other members, each event going to one of them.
+    pub group: bool,
     /// Milliseconds a delivered event may stay unsettled before it is redelivered
     /// (`Working` restarts it); 0 = the daemon's default, else 1..=[`ACK_DEADLINE_MS_MAX`].
     pub ack_deadline_ms: u32,
@@ -299,6 +302,9 @@ pub struct Subscribe<'a> {
 
 /// `Subscribe` flags bit 0: automatic recovery mode.
 pub const SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY: u32 = 1 << 0;
+
+/// `Subscribe` flags bit 1: a member of the subscription's work-queue group.
+pub const SUBSCRIBE_FLAG_GROUP: u32 = 1 << 1;
 /// `Deliver` delivery flags bit 0: the event was delivered before.
 pub const DELIVER_FLAG_REDELIVERED: u16 = 1 << 0;
 /// `Deliver` delivery flags bit 1 (version 2): an origin block follows the delivery

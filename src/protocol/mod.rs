@@ -39,7 +39,7 @@ pub use event::{Event, EventBatch, EventIter};
 pub use frame::{
     validate_subscription_name, Deliver, Direction, Frame, FrameType, Hello, HelloOk, PatternIter,
     Patterns, Role, Subscribe, CLIENT_FRAME_TYPES, DELIVER_FLAG_ORIGIN, DELIVER_FLAG_REDELIVERED,
-    SERVER_FRAME_TYPES, SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY,
+    SERVER_FRAME_TYPES, SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY, SUBSCRIBE_FLAG_GROUP,
 };
 // The protocol's limits live with every other limit in `event`; re-exported so that a
 // client sees the whole protocol here.

@@ -188,7 +188,7 @@ impl SubscriptionSet {
         let id = durable_id(log, name)?;
         let index = self.index_of(id).ok_or(ManageError::NoSlot)?;
         match self.get(index) {
-            Some(sub) if sub.sink.is_some() => Err(ManageError::Attached(lossy(name))),
+            Some(sub) if !sub.members.is_empty() => Err(ManageError::Attached(lossy(name))),
             _ => Ok((index, id)),
         }
     }

@@ -9,13 +9,15 @@
 
 pub mod check;
 mod manage;
+mod members;
 mod set;
 mod spec;
 mod tracker;
 
 pub use manage::{ManageError, Placed};
+pub use members::{Member, Members};
 pub use set::{
     AttachError, DeadReplay, RedeliveryConfig, SinkId, SubscriptionSet, SubscriptionState,
 };
 pub use spec::{SpecError, SubscriptionSpec};
-pub use tracker::{Due, Policy, Sent, Tracker};
+pub use tracker::{Due, Policy, Sent, Tracker, MEMBERS_MAX};

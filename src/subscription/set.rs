@@ -1,7 +1,9 @@
 //! The subscriptions the daemon knows: every durable one in the log's table, and the
 //! live-only ones attached right now. Each has its tracker (what is in flight, the
-//! cursor), its recovery mode, and the sink it delivers to while attached.
+//! cursor), its recovery mode, and the sinks it delivers to while attached: one
+//! consumer, or the members of a work-queue group (`members.rs`).
 
+use super::members::{JoinRefused, Members};
 use super::{Policy, SubscriptionSpec, Tracker};
 use crate::log::{self, Log, Seq, SubscriptionId, SubscriptionMode};
 use crate::pmem::Medium;
@@ -84,13 +86,11 @@ pub struct SubscriptionState {
     pub spec: SubscriptionSpec,
     /// In-flight events, deadlines and the cursor.
     pub tracker: Tracker,
-    /// The sink it is attached to.
-    pub sink: Option<SinkId>,
+    /// The sinks it is attached to: one consumer, or a work-queue group's members.
+    pub members: Members,
     /// Recovering (the persistent mode): the events before this position are the
     /// replay; later ones are held until the subscription is normal again.
     pub replay_end: Option<u64>,
-    /// `RecoveryDone` was sent to the current sink.
-    pub recovery_done_sent: bool,
     /// The subscriber sent `Recovered`.
     pub leave_recovery: bool,
     /// Redeliveries sent (deadline, nak, reconnect) since the daemon started.
@@ -118,9 +118,8 @@ impl SubscriptionState {
             durable,
             spec,
             tracker,
-            sink: None,
+            members: Members::NONE,
             replay_end: None,
-            recovery_done_sent: false,
             leave_recovery: false,
             redelivered: 0,
             dead_lettered: 0,
@@ -157,8 +156,14 @@ pub enum AttachError {
     /// The durable name is attached to another sink.
     #[error("this durable subscription is attached to another connection")]
     NameInUse,
+    /// A work-queue group needs a durable subscription.
+    #[error("a work-queue group needs a durable subscription name")]
+    GroupNeedsName,
+    /// The group has its most members.
+    #[error("the work-queue group has its most members ({0})")]
+    GroupFull(usize),
     /// The durable subscription exists with other filters.
-    #[error("this durable subscription exists with other filters; filters are fixed at creation: use a new name")]
+    #[error("this durable subscription exists with other filters: subscribe with its filters (`herald subscriptions list` shows them), or change them first with `herald subscriptions set NAME --filter ...`")]
     OtherFilters,
     /// The log's subscription table has no free entry.
     #[error("the subscription table is full ({0} durable subscriptions); delete one or use a larger region")]
@@ -282,7 +287,8 @@ impl SubscriptionSet {
 
     /// Attaches `sink` to the subscription a `Subscribe` asked for (creating a durable
     /// one in `log`, or a live-only one), and returns its index. A live-only one starts
-    /// at the tail.
+    /// at the tail. `group`: as a member of its work-queue group, sharing it with the
+    /// other members (each event goes to one of them).
     pub fn attach<M: Medium>(
         &mut self,
         log: &mut Log<M>,
@@ -290,7 +296,11 @@ impl SubscriptionSet {
         spec: SubscriptionSpec,
         redelivery: &RedeliveryConfig,
         sink: SinkId,
+        group: bool,
     ) -> Result<usize, AttachError> {
+        if group && name.is_empty() {
+            return Err(AttachError::GroupNeedsName);
+        }
         let index = if name.is_empty() {
             let i = self.free_slot()?;
             let policy = redelivery.policy(spec.ack_deadline_ms, spec.max_deliveries);
@@ -303,11 +313,17 @@ impl SubscriptionSet {
             .and_then(|id| self.index_of(id))
         {
             let sub = self.slots[i].as_mut().ok_or(AttachError::NoSlot)?;
-            if sub.sink.is_some() {
+            if !sub.members.is_empty() && (!group || !sub.members.group()) {
                 return Err(AttachError::NameInUse);
             }
             if !sub.spec.same_filters(&spec) {
                 return Err(AttachError::OtherFilters);
+            }
+            if !sub.members.is_empty() {
+                // Joining a group: the policy and recovery choice are the group's,
+                // set by the member that came first; only the window is its own.
+                join(sub, sink, spec.window_events, group)?;
+                return Ok(self.joined(i));
             }
             // The redelivery policy is not a filter: each connection may ask anew
             // (0 keeps what the subscription was created with).
@@ -347,28 +363,44 @@ impl SubscriptionSet {
                     .filter(|d| d.replay_requested)
                     .count() as u32
             });
-        if let Some(sub) = self.slots[index].as_mut() {
-            sub.sink = Some(sink);
-            sub.recovery_done_sent = false;
-            sub.dead_replays = dead_replays;
-        }
-        Ok(index)
+        let sub = self.slots[index].as_mut().ok_or(AttachError::NoSlot)?;
+        sub.dead_replays = dead_replays;
+        join(sub, sink, spec.window_events, group)?;
+        Ok(self.joined(index))
     }
 
-    /// The sink of subscription `index` went away: its in-flight events are owed again
-    /// (on the next attachment); a live-only subscription is forgotten.
-    pub fn detach(&mut self, index: usize) {
+    /// After a member joined subscription `index`: the tracker's window is every
+    /// member's together.
+    fn joined(&mut self, index: usize) -> usize {
+        if let Some(sub) = self.slots[index].as_mut() {
+            let policy = sub.tracker.policy();
+            sub.tracker.configure(sub.members.window_sum(), policy);
+        }
+        index
+    }
+
+    /// Sink `sink` of subscription `index` went away: what it held is owed again (to
+    /// the group's other members, or on the next attachment); a live-only
+    /// subscription is forgotten.
+    pub fn detach(&mut self, index: usize, sink: SinkId) {
         let Some(place) = self.slots.get_mut(index) else {
             return;
         };
         let Some(sub) = place.as_mut() else {
             return;
         };
-        sub.sink = None;
-        sub.tracker.disconnect();
-        // Still marked for replay in the log: sent again on the next attachment.
+        let Some(m) = sub.members.find(sink) else {
+            return;
+        };
+        sub.members.leave(m);
+        sub.tracker.disconnect_member(m);
+        // Still marked for replay in the log: sent again (it may have been this
+        // member's).
         sub.replaying = None;
-        if sub.durable.is_none() {
+        if !sub.members.is_empty() {
+            let policy = sub.tracker.policy();
+            sub.tracker.configure(sub.members.window_sum(), policy);
+        } else if sub.durable.is_none() {
             *place = None;
         }
     }
@@ -389,4 +421,17 @@ impl SubscriptionSet {
             .position(|s| s.is_none())
             .ok_or(AttachError::NoSlot)
     }
+}
+
+/// Adds `sink` to `sub`'s members.
+fn join(
+    sub: &mut SubscriptionState,
+    sink: SinkId,
+    window: u32,
+    group: bool,
+) -> Result<u8, AttachError> {
+    sub.members.join(sink, window, group).map_err(|e| match e {
+        JoinRefused::Taken => AttachError::NameInUse,
+        JoinRefused::Full => AttachError::GroupFull(super::tracker::MEMBERS_MAX),
+    })
 }

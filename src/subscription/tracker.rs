@@ -8,9 +8,17 @@
 //!
 //! Time is the caller's monotonic clock in nanoseconds; the tracker never reads a
 //! clock itself, so tests drive it deterministically.
+//!
+//! A work-queue group's members share one tracker: each entry remembers the member it
+//! was last sent to, which alone settles, naks or extends it, and the tracker counts
+//! what each member holds, so that fan-out keeps each within its own window. A plain
+//! subscription is a group of one, member 0.
 
 use crate::event::limits::WINDOW_EVENTS_MAX;
 use std::collections::VecDeque;
+
+/// Most members of one work-queue group (a plain subscription has one).
+pub const MEMBERS_MAX: usize = 16;
 
 /// How unsettled events come back: the deadline after each delivery, the backoff
 /// before a redelivery, and how many deliveries an event gets.
@@ -54,6 +62,8 @@ struct InFlight {
     seq: u64,
     deliveries: u16,
     state: State,
+    /// The member it was last sent to.
+    member: u8,
 }
 
 /// What sending an event means for the subscriber.
@@ -101,6 +111,15 @@ pub struct Tracker {
     /// Where the last `due` scan stopped, so that handing out many due events at one
     /// `now` (a reconnect owes the whole window) scans the list once, not once each.
     resume: Resume,
+    /// Per member: entries sent to it and neither settled nor due again.
+    held: [u16; MEMBERS_MAX],
+}
+
+/// An entry leaves the `Sent` state: its member holds one fewer.
+fn unhold(held: &mut [u16; MEMBERS_MAX], f: &InFlight) {
+    if matches!(f.state, State::Sent { .. }) {
+        held[f.member as usize] -= 1;
+    }
 }
 
 /// A `due` scan at `now` found entries `..from` not due, the earliest of them due
@@ -136,6 +155,7 @@ impl Tracker {
             delivered_below,
             next_due: u64::MAX,
             resume: Resume::NONE,
+            held: [0; MEMBERS_MAX],
         }
     }
 
@@ -195,8 +215,26 @@ impl Tracker {
         self.next = next;
     }
 
-    /// The new event at `seq` (ending before `end`) was sent at `now`.
+    /// Events member `member` holds: sent to it, not settled, not due again.
+    pub fn held_by(&self, member: u8) -> u32 {
+        self.held[member as usize].into()
+    }
+
+    /// Whether `member` was the last to be sent `seq`, which is unsettled: what it
+    /// may settle, nak or extend.
+    pub fn holds(&self, seq: u64, member: u8) -> bool {
+        self.position(seq)
+            .and_then(|i| self.in_flight.get(i))
+            .is_some_and(|f| f.member == member && f.state != State::Settled)
+    }
+
+    /// The new event at `seq` (ending before `end`) was sent at `now` (to member 0).
     pub fn sent(&mut self, seq: u64, end: u64, now: u64) -> Sent {
+        self.sent_to(seq, end, now, 0)
+    }
+
+    /// The new event at `seq` (ending before `end`) was sent at `now` to `member`.
+    pub fn sent_to(&mut self, seq: u64, end: u64, now: u64, member: u8) -> Sent {
         assert!(self.has_room(), "caller checks the window");
         debug_assert!(seq >= self.next && end > seq);
         let redelivered = seq < self.delivered_below;
@@ -206,7 +244,9 @@ impl Tracker {
             seq,
             deliveries,
             state: State::Sent { deadline },
+            member,
         });
+        self.held[member as usize] += 1;
         self.unsettled += 1;
         self.next = end;
         self.next_due = self.next_due.min(deadline);
@@ -232,6 +272,7 @@ impl Tracker {
         for (i, f) in self.in_flight.iter_mut().enumerate().skip(from) {
             if let State::Sent { deadline } = f.state {
                 if deadline <= now {
+                    unhold(&mut self.held, f);
                     f.state = State::Waiting {
                         due: now.saturating_add(policy.backoff(f.deliveries)),
                     };
@@ -267,20 +308,72 @@ impl Tracker {
         found
     }
 
+    /// Like [`Tracker::due`], for a member of a group of several: the oldest due
+    /// event that `member` was not the last to be sent, so that what one member
+    /// failed to settle in time (or nak'd) goes to another. Scans the whole list each
+    /// call (groups only: a plain subscription uses `due`).
+    pub fn due_for_other(&mut self, now: u64, member: u8) -> Option<Due> {
+        if now < self.next_due {
+            return None;
+        }
+        let policy = self.policy;
+        let mut next_due = u64::MAX;
+        let mut found = None;
+        for f in self.in_flight.iter_mut() {
+            if let State::Sent { deadline } = f.state {
+                if deadline <= now {
+                    unhold(&mut self.held, f);
+                    f.state = State::Waiting {
+                        due: now.saturating_add(policy.backoff(f.deliveries)),
+                    };
+                }
+            }
+            match f.state {
+                State::Waiting { due } if due <= now && f.member != member => {
+                    found = Some(if f.deliveries >= policy.max_deliveries {
+                        Due::Exhausted {
+                            seq: f.seq,
+                            deliveries: f.deliveries,
+                        }
+                    } else {
+                        Due::Redeliver { seq: f.seq }
+                    });
+                    next_due = now;
+                    break;
+                }
+                State::Waiting { due } => next_due = next_due.min(due),
+                State::Sent { deadline } => next_due = next_due.min(deadline),
+                State::Settled => {}
+            }
+        }
+        self.resume = Resume::NONE;
+        self.next_due = next_due;
+        found
+    }
+
     /// No event is due before this time (`u64::MAX`: nothing in flight has a
     /// deadline). The daemon sleeps no longer than this.
     pub fn next_due(&self) -> u64 {
         self.next_due
     }
 
-    /// The due event `seq` was sent again at `now`.
+    /// The due event `seq` was sent again at `now` (to member 0).
     pub fn resent(&mut self, seq: u64, now: u64) -> Sent {
+        self.resent_to(seq, now, 0)
+    }
+
+    /// The due event `seq` was sent again at `now`, to `member`.
+    pub fn resent_to(&mut self, seq: u64, now: u64, member: u8) -> Sent {
         let deadline = now.saturating_add(self.policy.ack_deadline_ns);
-        let Some(f) = self.find(seq) else {
+        let Some(i) = self.position(seq) else {
             panic!("resent({seq}) of an event not in flight");
         };
+        let f = &mut self.in_flight[i];
+        unhold(&mut self.held, f);
         f.deliveries = f.deliveries.saturating_add(1);
         f.state = State::Sent { deadline };
+        f.member = member;
+        self.held[member as usize] += 1;
         let count = f.deliveries;
         self.next_due = self.next_due.min(deadline);
         Sent {
@@ -296,10 +389,12 @@ impl Tracker {
     pub fn postpone(&mut self, seq: u64, now: u64) -> Option<u16> {
         let due = now.saturating_add(self.policy.backoff_max_ns);
         let max = self.policy.max_deliveries;
-        let f = self.find(seq)?;
+        let i = self.position(seq)?;
+        let f = &mut self.in_flight[i];
         if f.state == State::Settled {
             return None;
         }
+        unhold(&mut self.held, f);
         f.state = State::Waiting { due };
         f.deliveries = f.deliveries.max(max);
         let deliveries = f.deliveries;
@@ -312,12 +407,24 @@ impl Tracker {
     /// returns how many were newly settled. Sequence numbers not in flight are ignored
     /// (PROTOCOL.md: settling is idempotent).
     pub fn confirm(&mut self, first: u64, last: u64) -> usize {
+        self.confirm_where(first, last, None)
+    }
+
+    /// Settles the in-flight events in `first..=last` that `member` was the last to
+    /// be sent (a group member confirms only its own); returns how many.
+    pub fn confirm_by(&mut self, first: u64, last: u64, member: u8) -> usize {
+        self.confirm_where(first, last, Some(member))
+    }
+
+    fn confirm_where(&mut self, first: u64, last: u64, member: Option<u8>) -> usize {
         let mut newly = 0;
         for f in self.in_flight.iter_mut() {
             if f.seq > last {
                 break;
             }
-            if f.seq >= first && f.state != State::Settled {
+            let mine = member.is_none_or(|m| m == f.member);
+            if f.seq >= first && f.state != State::Settled && mine {
+                unhold(&mut self.held, f);
                 f.state = State::Settled;
                 newly += 1;
             }
@@ -350,8 +457,10 @@ impl Tracker {
     /// in flight.
     pub fn nak(&mut self, seq: u64, delay_ns: u64, now: u64) -> bool {
         let due = now.saturating_add(delay_ns);
-        match self.find(seq) {
+        let i = self.position(seq);
+        match i.and_then(|i| self.in_flight.get_mut(i)) {
             Some(f) if matches!(f.state, State::Sent { .. }) => {
+                unhold(&mut self.held, f);
                 f.state = State::Waiting { due };
                 self.next_due = self.next_due.min(due);
                 self.resume = Resume::NONE;
@@ -395,21 +504,38 @@ impl Tracker {
     /// comes back, and keeps its delivery count (an event that makes its subscriber
     /// crash reaches the maximum and is dead-lettered instead of looping forever).
     pub fn disconnect(&mut self) {
+        self.disconnect_where(None);
+    }
+
+    /// Group member `member` went away: what it held is owed again at once, to the
+    /// other members (or to whoever attaches next), with its delivery count.
+    pub fn disconnect_member(&mut self, member: u8) {
+        self.disconnect_where(Some(member));
+    }
+
+    fn disconnect_where(&mut self, member: Option<u8>) {
+        let mut owed = false;
         for f in self.in_flight.iter_mut() {
-            if f.state != State::Settled {
+            if f.state != State::Settled && member.is_none_or(|m| m == f.member) {
+                unhold(&mut self.held, f);
                 f.state = State::Waiting { due: 0 };
+                owed = true;
             }
         }
-        if !self.in_flight.is_empty() {
+        if owed {
             self.next_due = 0;
         }
         self.resume = Resume::NONE;
     }
 
     fn find(&mut self, seq: u64) -> Option<&mut InFlight> {
-        // In flight entries are in seq order.
-        let i = self.in_flight.binary_search_by_key(&seq, |f| f.seq).ok()?;
+        let i = self.position(seq)?;
         self.in_flight.get_mut(i)
+    }
+
+    fn position(&self, seq: u64) -> Option<usize> {
+        // In flight entries are in seq order.
+        self.in_flight.binary_search_by_key(&seq, |f| f.seq).ok()
     }
 }
 

@@ -139,6 +139,7 @@ impl Raw {
             min_severity: protocol::Severity::Debug,
             window_events: window,
             automatic_recovery: false,
+            group: false,
             ack_deadline_ms: 0,
             max_deliveries: 0,
             patterns: Patterns::from_patterns(&parsed),

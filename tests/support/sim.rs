@@ -177,6 +177,7 @@ pub fn subscriber_as<M: Medium>(
         min_severity: Severity::Debug,
         window_events: window,
         automatic_recovery: false,
+        group: false,
         ack_deadline_ms: 0,
         max_deliveries: 0,
         patterns: Patterns::from_patterns(&all),

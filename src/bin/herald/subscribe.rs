@@ -46,6 +46,12 @@ pub struct SubscribeArgs {
     /// --max-deliveries, or what the durable subscription was created with].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     max_deliveries: Option<u16>,
+    /// Join the durable subscription's work-queue group (needs --name): each event goes
+    /// to one of the members that joined this way, within each one's --window; what a
+    /// member leaves unconfirmed when it goes, or does not confirm in time, goes to
+    /// another member.
+    #[arg(long, requires = "name")]
+    group: bool,
     /// Exit after this many events.
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
@@ -77,6 +83,7 @@ pub fn run(args: SubscribeArgs) -> anyhow::Result<ExitCode> {
             automatic_recovery,
             ack_deadline_ms: args.ack_deadline.map_or(0, |d| d.as_millis() as u32),
             max_deliveries: args.max_deliveries.unwrap_or(0),
+            group: args.group,
         },
     )?;
     let stdout = std::io::stdout();

@@ -262,6 +262,11 @@ fn print_list(out: &mut impl Write, rows: &[Value]) -> std::io::Result<()> {
             Some(name) => name,
         };
         let yes = |key: &str| if r[key] == true { "yes" } else { "no" };
+        // A work-queue group shows how many members it has.
+        let attached = match r["members"].as_array() {
+            Some(m) if r["group"] == true => format!("{} group", m.len()),
+            _ => yes("connected").to_owned(),
+        };
         let filters: Vec<&str> = r["filters"]
             .as_array()
             .map(|f| f.iter().filter_map(Value::as_str).collect())
@@ -270,7 +275,7 @@ fn print_list(out: &mut impl Write, rows: &[Value]) -> std::io::Result<()> {
             out,
             "{:<24} {:<9} {:<6} {:<10} {:>10} {:>9} {:>9} {:<8} {}",
             name,
-            yes("connected"),
+            attached,
             yes("paused"),
             r["mode"].as_str().unwrap_or("?"),
             r["cursor"].to_string(),

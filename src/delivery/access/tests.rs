@@ -50,6 +50,7 @@ fn subscribe<'a>(name: &'a str, patterns: &'a [Pattern<'a>]) -> Subscribe<'a> {
         min_severity: Severity::Debug,
         window_events: 8,
         automatic_recovery: false,
+        group: false,
         ack_deadline_ms: 0,
         max_deliveries: 0,
         patterns: Patterns::from_patterns(patterns),

@@ -23,6 +23,11 @@ pub struct SubscriptionRow {
     pub durable: bool,
     /// A connection is attached.
     pub connected: bool,
+    /// Its consumers are a work-queue group.
+    pub group: bool,
+    /// Each attached connection: its slot (as in `peers`), client name, the events it
+    /// holds (delivered to it, not settled) and its window.
+    pub members: Vec<Value>,
     /// Paused by an operator: nothing is delivered to it; its events are held.
     pub paused: bool,
     /// Its topic patterns.
@@ -101,7 +106,26 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                         String::from_utf8_lossy(e.name()).into_owned()
                     }),
                     durable: s.durable.is_some(),
-                    connected: s.sink.is_some(),
+                    connected: !s.members.is_empty(),
+                    group: s.members.group(),
+                    members: s
+                        .members
+                        .iter()
+                        .map(|(m, member)| {
+                            let slot = member.sink.0 as usize;
+                            let client = if slot < self.conns.len() {
+                                String::from_utf8_lossy(self.conns.get(slot).name()).into_owned()
+                            } else {
+                                "(the JetStream forwarder)".to_owned()
+                            };
+                            json!({
+                                "slot": slot,
+                                "client": client,
+                                "in_flight": s.tracker.held_by(m),
+                                "window": member.window,
+                            })
+                        })
+                        .collect(),
                     paused: s.paused,
                     filters: s
                         .spec

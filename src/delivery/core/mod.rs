@@ -401,7 +401,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
     /// Starts closing a connection and detaches its subscription.
     fn close(&mut self, slot: usize) {
         if let Some(index) = self.conns.close(&mut self.reactor, slot) {
-            self.subs.detach(index);
+            self.subs.detach(index, sink_of(slot));
         }
     }
 
@@ -528,6 +528,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             p.spec,
             &self.config.redelivery,
             sink_of(p.slot),
+            p.group,
         );
         let reply = match attached {
             Ok(index) => {
@@ -547,8 +548,10 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             Err(e) => {
                 tracing::warn!(error = %e, "subscribe refused");
                 match e {
-                    AttachError::NameInUse => Reply::error(0, ErrorCode::NameInUse, "this durable subscription is attached to another connection"),
-                    AttachError::OtherFilters => Reply::error(0, ErrorCode::Invalid, "this durable subscription exists with other filters; filters are fixed at creation: use a new name"),
+                    AttachError::NameInUse => Reply::error(0, ErrorCode::NameInUse, "this durable subscription is attached to another connection (a work-queue group's members all subscribe with the group flag)"),
+                    AttachError::GroupNeedsName => Reply::error(0, ErrorCode::Invalid, "a work-queue group needs a durable subscription name"),
+                    AttachError::GroupFull(_) => Reply::error(0, ErrorCode::NameInUse, "the work-queue group has its most members (16)"),
+                    AttachError::OtherFilters => Reply::error(0, ErrorCode::Invalid, "this durable subscription exists with other filters: subscribe with its filters, or change them first (`herald subscriptions set NAME --filter ...`)"),
                     AttachError::TableFull(entries) => Reply::Refused {
                         code: ErrorCode::TableFull,
                         before: "the region's subscription table is full (",
@@ -576,22 +579,29 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             ..
         } = self;
         for (index, sub) in subs.iter_mut() {
-            match sub.sink {
+            if sub.paused || sub.members.is_empty() {
                 // Paused: nothing is delivered, its in-flight events wait, and the
-                // events it is owed are held.
-                _ if sub.paused => fanout::hold(log, end, sub),
-                Some(sink) if sink.0 as usize >= conns.len() => {
+                // events it is owed are held. Detached: held likewise.
+                if sub.durable.is_some() {
+                    fanout::hold(log, end, sub);
+                }
+                continue;
+            }
+            let (order, members) = sub.members.by_load(&sub.tracker);
+            for &m in &order[..members] {
+                let Some(sink) = sub.members.get(m).map(|s| s.sink) else {
+                    continue;
+                };
+                if sink.0 as usize >= conns.len() {
                     if let Some(f) = forwarder.as_deref_mut() {
                         let sink = &mut ForwardSink(f);
-                        fanout::pump(log, end, index, sub, sink, *now, dead);
+                        fanout::pump(log, end, index, sub, m, sink, *now, dead);
                     }
-                }
-                Some(sink) => {
+                } else {
                     let conn = conns.get_mut(sink.0 as usize);
-                    fanout::pump(log, end, index, sub, &mut ConnSink(conn), *now, dead);
+                    let sink = &mut ConnSink(conn);
+                    fanout::pump(log, end, index, sub, m, sink, *now, dead);
                 }
-                None if sub.durable.is_some() => fanout::hold(log, end, sub),
-                None => {}
             }
         }
     }
@@ -683,7 +693,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         for (_, sub) in self
             .subs
             .iter()
-            .filter(|(i, s)| s.sink.is_some() && !s.paused && Some(*i) != idle_forwarder)
+            .filter(|(i, s)| !s.members.is_empty() && !s.paused && Some(*i) != idle_forwarder)
         {
             sleep = sleep.min(Duration::from_nanos(
                 sub.next_due().saturating_sub(self.now),

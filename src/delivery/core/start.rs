@@ -171,10 +171,18 @@ fn start_forwarder<M: Medium, S>(
     let slot = config.connection_slots();
     let sink = crate::subscription::SinkId(slot as u32);
     let index = subs
-        .attach(log, forward.name.as_bytes(), spec, &config.redelivery, sink)
+        .attach(
+            log,
+            forward.name.as_bytes(),
+            spec,
+            &config.redelivery,
+            sink,
+            false,
+        )
         .map_err(|e| match e {
             AttachError::OtherFilters => DaemonError::Config(format!(
-                "the durable subscription {:?} exists with other filters (filters are fixed                  at creation): give another --forward-name, or delete it with `herald admin`",
+                "the durable subscription {:?} exists with other filters: give another --forward-name, \
+                 or change its filters with `herald subscriptions set`",
                 forward.name
             )),
             other => DaemonError::Config(format!(

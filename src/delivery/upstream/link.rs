@@ -644,6 +644,7 @@ impl<S> Upstream<S> {
             min_severity: config.min_severity,
             window_events: config.window,
             automatic_recovery: true,
+            group: false,
             ack_deadline_ms: config
                 .ack_timeout
                 .as_millis()

@@ -35,6 +35,7 @@ impl<M: Crashable> World<M> {
             min_severity: Severity::Debug,
             window_events: 16,
             automatic_recovery: automatic,
+            group: false,
             ack_deadline_ms: 0,
             max_deliveries,
             patterns: Patterns::from_patterns(&patterns),

@@ -128,6 +128,7 @@ const fn options(window: u32, auto: bool, deadline_ms: u32, max: u16) -> Subscri
         min_severity: Severity::Debug,
         window_events: window,
         automatic_recovery: auto,
+        group: false,
         ack_deadline_ms: deadline_ms,
         max_deliveries: max,
     }

@@ -1,7 +1,8 @@
 //! The daemon is SIGKILLed at random moments while a producer publishes (retrying with
-//! idempotency keys after each kill) and three durable subscribers confirm, reject, nak
-//! and miss deadlines; nothing acknowledged may be lost or stored twice, and the dead
-//! letters are exactly the events given up on. See
+//! idempotency keys after each kill), three durable subscribers confirm, reject, nak
+//! and miss deadlines, and a work-queue group of two confirms; nothing acknowledged may
+//! be lost or stored twice, the dead letters are exactly the events given up on, and
+//! the group settles every event. See
 //! `support/crashloop.rs` for the checks; `tools/crashloop.rs` runs it for longer.
 //!
 //! The seed (fixed by default; `HERALD_CRASH_SEED` overrides it, and it is printed at
@@ -40,6 +41,10 @@ fn acknowledged_events_survive_fifty_sigkills_of_the_daemon() {
             assert!(s.deduplicated > 0, "no retry found its original: {s:?}");
             assert!(s.redeliveries > 0, "no deadline or nak redelivery: {s:?}");
             assert!(s.dead_letters > 0, "no dead letters: {s:?}");
+            assert!(
+                s.handed_over > 0,
+                "no event went from one crew member to the other: {s:?}"
+            );
         }
         Err(m) => panic!("{m}"),
     }

@@ -33,9 +33,8 @@ pub fn pump<M: Medium>(
     }
     let others = sub.members.count() > 1;
     loop {
-        if !sub.members.has_room(member, &sub.tracker) {
-            break;
-        }
+        // Asked even with the member's window full: asking is what turns missed
+        // deadlines into redeliveries (and frees the window).
         let due = if others {
             sub.tracker.due_for_other(now, member)
         } else {
@@ -49,6 +48,8 @@ pub fn pump<M: Medium>(
             other => other,
         };
         match due {
+            // It stays due: another member, or this one once it has room, sends it.
+            Due::Redeliver { .. } if !sub.members.has_room(member, &sub.tracker) => break,
             Due::Redeliver { seq } => {
                 let Some(e) = log.read(Seq(seq)) else {
                     // Cannot happen while the cursor holds it; never loop on it.

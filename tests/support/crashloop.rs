@@ -1,7 +1,8 @@
 //! The daemon SIGKILL loop, shared by `tests/daemon_crash.rs` and `tools/crashloop.rs`.
 //!
-//! Each cycle starts the real daemon, runs a pipelining producer and three durable
-//! subscribers, and SIGKILLs the daemon after a random number of acknowledged events.
+//! Each cycle starts the real daemon, runs a pipelining producer, three durable
+//! subscribers and a work-queue group of two, and SIGKILLs the daemon after a random
+//! number of acknowledged events.
 //! A final cycle without a kill drains everything.
 //!
 //! - The producer numbers its events and gives each the idempotency key of its number.
@@ -12,6 +13,8 @@
 //! - `picky` (every event, a short acknowledgement deadline, at most 3 deliveries)
 //!   rejects some events, never settles others, lets the deadline pass once for some
 //!   and `Nak`s once for others before confirming them.
+//! - `crew-1` and `crew-2` are the members of the group `crew` (every event): they
+//!   confirm everything they are given; what one held at a kill may come to the other.
 //!
 //! Checked afterwards:
 //! - every event that got `stored` was delivered to each subscriber it matches;
@@ -21,6 +24,8 @@
 //!   and are at most twice the window;
 //! - `picky`'s dead letters are exactly the events it rejected or never settled, each
 //!   once, with the right reason; everything else it confirmed;
+//! - every stored event was confirmed by one of the crew, and each member's first
+//!   deliveries in a lifetime came in order;
 //! - every delivered event is one that was published, with its content intact.
 
 #[path = "daemon.rs"]
@@ -67,17 +72,35 @@ enum Who {
     All,
     Even,
     Picky,
+    Crew1,
+    Crew2,
 }
 
 impl Who {
-    const EVERY: [Who; 3] = [Who::All, Who::Even, Who::Picky];
+    const EVERY: [Who; 5] = [Who::All, Who::Even, Who::Picky, Who::Crew1, Who::Crew2];
 
+    /// The client's name.
     fn name(self) -> &'static str {
         match self {
             Who::All => "all",
             Who::Even => "even",
             Who::Picky => "picky",
+            Who::Crew1 => "crew-1",
+            Who::Crew2 => "crew-2",
         }
+    }
+
+    /// Its durable subscription's name.
+    fn durable(self) -> &'static str {
+        if self.crew() {
+            "crew"
+        } else {
+            self.name()
+        }
+    }
+
+    fn crew(self) -> bool {
+        matches!(self, Who::Crew1 | Who::Crew2)
     }
 
     fn pattern(self) -> &'static str {
@@ -91,9 +114,12 @@ impl Who {
         self != Who::Even || counter.is_multiple_of(2)
     }
 
-    /// The events this subscriber must have confirmed by the end.
+    /// The events this subscriber must have confirmed by the end (a crew member's are
+    /// the group's: checked on the two together).
     fn must_confirm(self, counter: u64) -> bool {
-        self.wants(counter) && (self != Who::Picky || treatment(counter).dead_reason().is_none())
+        !self.crew()
+            && self.wants(counter)
+            && (self != Who::Picky || treatment(counter).dead_reason().is_none())
     }
 
     fn options(self) -> SubscribeOptions {
@@ -116,6 +142,7 @@ impl Who {
             } else {
                 0
             },
+            group: self.crew(),
             ..SubscribeOptions::default()
         }
     }
@@ -128,6 +155,8 @@ struct Seen {
     seq: u64,
     counter: u64,
     confirmed: bool,
+    /// Flagged redelivered, or not its first delivery.
+    repeat: bool,
 }
 
 /// What a run covered.
@@ -150,6 +179,8 @@ pub struct Summary {
     pub redeliveries: u64,
     /// `picky`'s dead letters at the end.
     pub dead_letters: u64,
+    /// Events both crew members were given (one held it at a kill, the other got it).
+    pub handed_over: u64,
 }
 
 fn topic_for(counter: u64) -> &'static str {
@@ -258,7 +289,7 @@ fn subscriber(
         return Ok(seen);
     };
     if client
-        .subscribe_with(name, &[who.pattern()], &who.options())
+        .subscribe_with(who.durable(), &[who.pattern()], &who.options())
         .is_err()
     {
         return Ok(seen);
@@ -311,6 +342,7 @@ fn subscriber(
             seq: seq.0,
             counter,
             confirmed,
+            repeat: !first,
         });
         if client.flush().is_err() {
             return Ok(seen);
@@ -574,6 +606,21 @@ pub fn run(cycles: u64, seed: u64) -> Result<Summary, String> {
                 )));
             }
         }
+        if who.crew() {
+            for lifetime in 0..=cycles {
+                let first: Vec<u64> = list
+                    .iter()
+                    .filter(|s| s.lifetime == lifetime && !s.repeat)
+                    .map(|s| s.seq)
+                    .collect();
+                if first.windows(2).any(|w| w[0] >= w[1]) {
+                    return Err(fail(format!(
+                        "{name}: first deliveries out of order in lifetime {lifetime}"
+                    )));
+                }
+            }
+            continue;
+        }
         if who == Who::Picky {
             summary.redeliveries += list
                 .windows(2)
@@ -606,5 +653,16 @@ pub fn run(cycles: u64, seed: u64) -> Result<Summary, String> {
             delivered_before.extend(this.iter().map(|s| s.seq));
         }
     }
+    let crew = |who: Who| -> BTreeSet<u64> { seen[who.name()].iter().map(|s| s.seq).collect() };
+    let crew_confirmed: BTreeSet<u64> = [Who::Crew1, Who::Crew2]
+        .iter()
+        .flat_map(|w| seen[w.name()].iter().filter(|s| s.confirmed).map(|s| s.seq))
+        .collect();
+    if let Some((seq, counter)) = stored.iter().find(|(s, _)| !crew_confirmed.contains(s)) {
+        return Err(fail(format!(
+            "crew: stored event {seq} (number {counter}) confirmed by neither member"
+        )));
+    }
+    summary.handed_over = crew(Who::Crew1).intersection(&crew(Who::Crew2)).count() as u64;
     Ok(summary)
 }

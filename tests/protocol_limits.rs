@@ -288,7 +288,7 @@ fn subscription_limits_are_refused() {
     }
     // Unknown subscribe flags are refused on the wire.
     let mut bytes = encoded(&Frame::Subscribe(base));
-    bytes[FRAME_HEADER_BYTES] = 0b10;
+    bytes[FRAME_HEADER_BYTES] = 0b100; // bit 2: bits 0 and 1 are recovery and group
     assert_eq!(decode_error(&bytes).code(), ErrorCode::Invalid);
     // So is a deadline beyond the limit, even from a client that skips validation.
     let mut bytes = encoded(&Frame::Subscribe(base));

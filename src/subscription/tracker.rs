@@ -115,6 +115,31 @@ pub struct Tracker {
     held: [u16; MEMBERS_MAX],
 }
 
+/// A sent entry whose deadline passed by `now` waits for its backoff instead.
+fn expire(held: &mut [u16; MEMBERS_MAX], f: &mut InFlight, now: u64, policy: &Policy) {
+    if let State::Sent { deadline } = f.state {
+        if deadline <= now {
+            unhold(held, f);
+            f.state = State::Waiting {
+                due: now.saturating_add(policy.backoff(f.deliveries)),
+            };
+        }
+    }
+}
+
+/// What a due entry is owed: another delivery, or a dead letter once it had its
+/// deliveries.
+fn verdict(f: &InFlight, policy: &Policy) -> Due {
+    if f.deliveries >= policy.max_deliveries {
+        Due::Exhausted {
+            seq: f.seq,
+            deliveries: f.deliveries,
+        }
+    } else {
+        Due::Redeliver { seq: f.seq }
+    }
+}
+
 /// An entry leaves the `Sent` state: its member holds one fewer.
 fn unhold(held: &mut [u16; MEMBERS_MAX], f: &InFlight) {
     if matches!(f.state, State::Sent { .. }) {
@@ -270,24 +295,10 @@ impl Tracker {
         };
         let mut found = None;
         for (i, f) in self.in_flight.iter_mut().enumerate().skip(from) {
-            if let State::Sent { deadline } = f.state {
-                if deadline <= now {
-                    unhold(&mut self.held, f);
-                    f.state = State::Waiting {
-                        due: now.saturating_add(policy.backoff(f.deliveries)),
-                    };
-                }
-            }
+            expire(&mut self.held, f, now, &policy);
             match f.state {
                 State::Waiting { due } if due <= now && found.is_none() => {
-                    found = Some(if f.deliveries >= policy.max_deliveries {
-                        Due::Exhausted {
-                            seq: f.seq,
-                            deliveries: f.deliveries,
-                        }
-                    } else {
-                        Due::Redeliver { seq: f.seq }
-                    });
+                    found = Some(verdict(f, &policy));
                     // The caller acts on this one and asks again: resume here, and
                     // keep `next_due` at now until a scan finds nothing.
                     self.resume = Resume {
@@ -320,24 +331,10 @@ impl Tracker {
         let mut next_due = u64::MAX;
         let mut found = None;
         for f in self.in_flight.iter_mut() {
-            if let State::Sent { deadline } = f.state {
-                if deadline <= now {
-                    unhold(&mut self.held, f);
-                    f.state = State::Waiting {
-                        due: now.saturating_add(policy.backoff(f.deliveries)),
-                    };
-                }
-            }
+            expire(&mut self.held, f, now, &policy);
             match f.state {
                 State::Waiting { due } if due <= now && f.member != member => {
-                    found = Some(if f.deliveries >= policy.max_deliveries {
-                        Due::Exhausted {
-                            seq: f.seq,
-                            deliveries: f.deliveries,
-                        }
-                    } else {
-                        Due::Redeliver { seq: f.seq }
-                    });
+                    found = Some(verdict(f, &policy));
                     next_due = now;
                     break;
                 }

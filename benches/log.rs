@@ -26,6 +26,7 @@ fn event(ts: u64) -> EventRef<'static> {
         key: b"",
         payload: &PAYLOAD,
         timestamp_ns: ts,
+        route: 0,
     }
 }
 

@@ -27,6 +27,7 @@ pub mod nats;
 pub mod pmem;
 pub mod protocol;
 pub mod reactor;
+pub mod routing;
 pub mod sim;
 pub mod subscription;
 pub mod tls;

@@ -179,6 +179,7 @@ fn with_the_dead_letter_area_full_a_rejected_event_stays_held_until_room_is_made
             subscription_entries: 8,
             payload_bytes_max: 1024,
             dead_letter_slots: Some(16),
+            rule_entries: 0,
         },
         ..Default::default()
     };

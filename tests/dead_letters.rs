@@ -24,6 +24,7 @@ fn config(dead_letter_slots: u64) -> LogConfig {
         subscription_entries: 4,
         payload_bytes_max: 1024,
         dead_letter_slots: Some(dead_letter_slots),
+        rule_entries: 0,
     }
 }
 
@@ -41,6 +42,7 @@ fn event<'a>(topic: &'a str, payload: &'a [u8]) -> EventRef<'a> {
         key: b"key-1",
         payload,
         timestamp_ns: 1_700_000_000_123,
+        route: 0,
     }
 }
 

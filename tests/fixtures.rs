@@ -62,6 +62,7 @@ fn torn_last_slot_fixture_drops_only_the_unacknowledged_event() {
         key: b"",
         payload: b"after",
         timestamp_ns: 0,
+        route: 0,
     };
     assert_eq!(log.append(&e).unwrap(), clean.tail());
 }

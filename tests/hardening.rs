@@ -633,6 +633,7 @@ fn a_full_dead_letter_area_is_said_once_shown_in_status_and_a_purge_frees_the_wa
             subscription_entries: 8,
             payload_bytes_max: 1024,
             dead_letter_slots: Some(16),
+            rule_entries: 0,
         },
         ..Default::default()
     };

@@ -415,6 +415,7 @@ fn a_full_dead_letter_area_holds_the_given_up_events_while_other_subscriptions_k
             subscription_entries: 8,
             payload_bytes_max: 1024,
             dead_letter_slots: Some(16),
+            rule_entries: 0,
         },
         ..Default::default()
     };

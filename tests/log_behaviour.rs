@@ -15,6 +15,7 @@ fn small_config() -> LogConfig {
         subscription_entries: 4,
         payload_bytes_max: 1024,
         dead_letter_slots: Some(0),
+        rule_entries: 0,
     }
 }
 
@@ -32,6 +33,7 @@ fn event<'a>(topic: &'a str, severity: Severity, payload: &'a [u8]) -> EventRef<
         key: b"",
         payload,
         timestamp_ns: 99,
+        route: 0,
     }
 }
 
@@ -47,6 +49,7 @@ fn appended_events_read_back_field_for_field() {
         key: b"k-1",
         payload: b"sda failing",
         timestamp_ns: 12345,
+        route: 0,
     };
     let seq = log.append(&e).unwrap();
     assert_eq!(seq, Seq::FIRST);

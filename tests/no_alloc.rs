@@ -40,6 +40,7 @@ fn appending_and_releasing_allocate_nothing_after_start_up() {
                         &payload
                     },
                     timestamp_ns: round as u64,
+                    route: 0,
                 };
                 batch.push(&e).unwrap();
             }

@@ -55,6 +55,7 @@ fn child(region: &Path, seed: u64) {
                 key: b"",
                 payload: p,
                 timestamp_ns: *c,
+                route: 0,
             };
             match batch.push(&e) {
                 Ok(seq) => seqs.push((seq, *c)),

@@ -122,6 +122,7 @@ fn a_record_at_or_past_the_seq_limit_is_damage_and_one_just_below_it_stops_appen
                 key: b"",
                 payload: &[b'x'; 200],
                 timestamp_ns: 1,
+                route: 0,
             };
             // Appends, each released at once so the ring never fills, until one would
             // cross the limit: within two laps of the ring.

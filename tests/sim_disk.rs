@@ -337,6 +337,7 @@ fn an_operators_reset_or_pause_is_durable_on_a_disk_once_it_returns() {
             key: b"",
             payload: p.as_bytes(),
             timestamp_ns: 1,
+            route: 0,
         })
         .unwrap();
     }

@@ -22,6 +22,7 @@ fn main() {
             key: b"",
             payload: &payload,
             timestamp_ns: i,
+            route: 0,
         };
         std::hint::black_box(log.append(&e).unwrap());
         if i % 4096 == 4095 {

@@ -19,6 +19,7 @@ fn config() -> LogConfig {
         subscription_entries: 4,
         payload_bytes_max: 256,
         dead_letter_slots: Some(0),
+        rule_entries: 0,
     }
 }
 
@@ -35,6 +36,7 @@ fn event(i: u32, payload: &[u8]) -> EventRef<'_> {
         key: b"",
         payload,
         timestamp_ns: 1_764_000_000_000_000_000 + i as u64 * 1_000_000,
+        route: 0,
     }
 }
 
@@ -63,6 +65,7 @@ fn clean() -> Log<SimMedium> {
 fn dead_letters() -> Log<SimMedium> {
     let config = LogConfig {
         dead_letter_slots: Some(32),
+        rule_entries: 0,
         ..config()
     };
     let mut log = Log::format(SimMedium::new(REGION_BYTES), &config, NODE_ID).unwrap();

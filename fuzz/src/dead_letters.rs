@@ -53,6 +53,7 @@ fn base() -> &'static Base {
                 key,
                 payload,
                 timestamp_ns: 11,
+                route: 0,
             };
             seqs.push(log.append(&event).expect("room in the fixture's ring"));
         }

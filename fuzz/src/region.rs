@@ -84,6 +84,7 @@ pub fn check_opened(mut log: Log<SimMedium>) {
         key: b"",
         payload: b"after open",
         timestamp_ns: 1,
+        route: 0,
     };
     let stored = match log.append(&event) {
         Ok(seq) => Some(seq),

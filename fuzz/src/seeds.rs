@@ -351,6 +351,7 @@ fn crash_images() -> Vec<Seed> {
         subscription_entries: 4,
         payload_bytes_max: 256,
         dead_letter_slots: Some(32),
+        rule_entries: 0,
     };
     let mut rng = rand::rngs::SmallRng::seed_from_u64(15);
     let mut seeds = Vec::new();

@@ -643,6 +643,7 @@ fn to_log_event<'a>(e: &Event<'a>, connection_name: &'a [u8], unix_now: u64) -> 
         key: e.key,
         payload: e.payload,
         timestamp_ns: unix_now,
+        route: 0,
     }
 }
 

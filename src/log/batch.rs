@@ -260,6 +260,7 @@ fn write_event<M: Medium>(
     h.topic_len = e.topic.len() as u8;
     h.source_len = e.source.len() as u8;
     h.key_len = e.key.len() as u8;
+    h.route = e.route;
     h.span = span as u16;
     h.group_offset = group_offset;
     assert_eq!(

@@ -21,6 +21,9 @@ pub struct EventRef<'a> {
     pub payload: &'a [u8],
     /// Store time, nanoseconds since the Unix epoch.
     pub timestamp_ns: u64,
+    /// The routing rule that routed it: its rule table entry + 1, 0 for none (the
+    /// subscriptions' own filters decide). Stored in the slot header.
+    pub route: u8,
 }
 
 /// What a relay stores beside an event it took from an upstream herald.
@@ -69,6 +72,9 @@ pub struct EventView<'a> {
     pub origin: Origin,
     /// For a relayed event, the hop it took to reach this node.
     pub hop: Option<Hop>,
+    /// The routing rule table entry + 1 of the rule that routed it (0: none; always 0
+    /// for a dead letter, which goes to its own subscription only).
+    pub route: u8,
 }
 
 /// Nanoseconds since the Unix epoch, now.
@@ -90,6 +96,7 @@ pub(crate) fn test_event(topic: &[u8]) -> EventRef<'_> {
         key: b"",
         payload: b"p",
         timestamp_ns: 1,
+        route: 0,
     }
 }
 

@@ -25,6 +25,9 @@ pub struct LogConfig {
     /// of the space left for data (so the area holds 1/8 of the ring's bytes), and at
     /// least one record of the largest event; `Some(0)` = no dead-letter area.
     pub dead_letter_slots: Option<u64>,
+    /// Entries of the routing rule table (each rule version takes one while events it
+    /// routed are held); 0 = no rule table. At most [`RULE_ENTRIES_MAX`].
+    pub rule_entries: u32,
 }
 
 impl Default for LogConfig {
@@ -35,6 +38,7 @@ impl Default for LogConfig {
             subscription_entries: 64,
             payload_bytes_max: PAYLOAD_BYTES_MAX_DEFAULT,
             dead_letter_slots: None,
+            rule_entries: 64,
         }
     }
 }
@@ -72,6 +76,10 @@ pub struct Geometry {
     pub dead_letters: DeadLetterParams,
     /// Offset of dead-letter slot 0 (0 when there is no area).
     pub dead_letters_data_offset: u64,
+    /// Rule table geometry (`entry_count == 0`: the region has none).
+    pub rules: RuleParams,
+    /// Offset of rule entry 0 (0 when there is no table).
+    pub rules_data_offset: u64,
 }
 
 impl Geometry {
@@ -128,6 +136,20 @@ impl Geometry {
     /// Whether the region's layout may hold relayed records and link entries.
     pub fn holds_relayed(&self) -> bool {
         self.layout_version >= LAYOUT_VERSION_RELAY
+    }
+
+    /// Whether the region has a routing rule table.
+    pub fn has_rules(&self) -> bool {
+        self.rules.entry_count > 0
+    }
+
+    /// Byte offset of rule entry `index`.
+    pub fn rule_offset(&self, index: u32) -> usize {
+        assert!(
+            (index as u64) < self.rules.entry_count,
+            "rule entry {index} beyond the table"
+        );
+        (self.rules_data_offset + index as u64 * self.rules.entry_bytes) as usize
     }
 
     /// Whether the region has a dead-letter area.
@@ -230,7 +252,21 @@ pub fn plan(
     let subs_bytes = (config.subscription_entries as u64 * SUBSCRIPTION_ENTRY_BYTES as u64)
         .next_multiple_of(4096);
     let subs_offset = SUPERBLOCK_PAGE_BYTES;
-    let after_subs = subs_offset + SECTION_HEADER_PAGE_BYTES + subs_bytes;
+    if config.rule_entries as u64 > RULE_ENTRIES_MAX {
+        return bad(format!(
+            "rule entries {} exceed {RULE_ENTRIES_MAX} (an event names its rule in one byte)",
+            config.rule_entries
+        ));
+    }
+    let mut after_subs = subs_offset + SECTION_HEADER_PAGE_BYTES + subs_bytes;
+    let rules_data_offset = if config.rule_entries == 0 {
+        0
+    } else {
+        let at = after_subs + SECTION_HEADER_PAGE_BYTES;
+        after_subs =
+            at + (config.rule_entries as u64 * RULE_ENTRY_BYTES as u64).next_multiple_of(4096);
+        at
+    };
     let slot_bytes = config.slot_bytes as u64;
     let body_max = TOPIC_BYTES_MAX + SOURCE_BYTES_MAX + KEY_BYTES_MAX;
     let dead_span_max = dead_span(slot_bytes, body_max + config.payload_bytes_max as usize);
@@ -284,6 +320,15 @@ pub fn plan(
             slot_count: dead_slots,
         },
         dead_letters_data_offset: dead_data_offset,
+        rules: RuleParams {
+            entry_bytes: if config.rule_entries == 0 {
+                0
+            } else {
+                RULE_ENTRY_BYTES as u64
+            },
+            entry_count: config.rule_entries as u64,
+        },
+        rules_data_offset,
     };
     let span_max = geometry.span_max();
     if span_max > u16::MAX as u64 {
@@ -322,6 +367,11 @@ pub fn format<M: Medium>(medium: &mut M, geometry: &Geometry) -> std::io::Result
     let dead_offset = geometry
         .dead_letters_data_offset
         .saturating_sub(SECTION_HEADER_PAGE_BYTES);
+    let rules_offset = geometry
+        .rules_data_offset
+        .saturating_sub(SECTION_HEADER_PAGE_BYTES);
+    let rules_len = SECTION_HEADER_PAGE_BYTES
+        + (geometry.rules.entry_count * geometry.rules.entry_bytes).next_multiple_of(4096);
     let all_sections = [
         (
             SECTION_SUBSCRIPTIONS,
@@ -341,24 +391,45 @@ pub fn format<M: Medium>(medium: &mut M, geometry: &Geometry) -> std::io::Result
             ring_offset - dead_offset,
             geometry.dead_letters.to_params(),
         ),
+        (
+            SECTION_RULES,
+            rules_offset,
+            rules_len,
+            geometry.rules.to_params(),
+        ),
     ];
     // The dead-letter area is not zeroed: bytes left by an earlier format never pass
     // its checks (every checksum and status check is seeded with the node id).
-    let sections = &all_sections[..if geometry.has_dead_letters() { 3 } else { 2 }];
-    // A reused device may hold an old table; free entries must read as free.
-    let table_bytes =
-        (geometry.subscriptions.entry_count * geometry.subscriptions.entry_bytes) as usize;
-    let zeros = [0u8; 4096];
-    let mut at = geometry.subscriptions_data_offset as usize;
-    let end = at + table_bytes;
-    while at < end {
-        let n = (end - at).min(zeros.len());
-        medium.write(at, &zeros[..n]);
-        at += n;
+    let sections: Vec<_> = all_sections
+        .iter()
+        .filter(|s| match s.0 {
+            SECTION_DEAD_LETTERS => geometry.has_dead_letters(),
+            SECTION_RULES => geometry.has_rules(),
+            _ => true,
+        })
+        .collect();
+    // A reused device may hold old tables; free entries must read as free (the rule
+    // table's header page too: it holds the next-id word).
+    let zero = |medium: &mut M, from: u64, bytes: u64| {
+        let zeros = [0u8; 4096];
+        let (mut at, end) = (from as usize, (from + bytes) as usize);
+        while at < end {
+            let n = (end - at).min(zeros.len());
+            medium.write(at, &zeros[..n]);
+            at += n;
+        }
+        medium.flush(from as usize, bytes as usize);
+    };
+    zero(
+        medium,
+        geometry.subscriptions_data_offset,
+        geometry.subscriptions.entry_count * geometry.subscriptions.entry_bytes,
+    );
+    if geometry.has_rules() {
+        zero(medium, rules_offset, rules_len);
     }
-    medium.flush(geometry.subscriptions_data_offset as usize, table_bytes);
     let mut superblock = Superblock::zeroed();
-    for (i, &(kind, offset, len_bytes, params)) in sections.iter().enumerate() {
+    for (i, &&(kind, offset, len_bytes, params)) in sections.iter().enumerate() {
         let mut header = SectionHeader::zeroed();
         header.magic = SECTION_MAGIC;
         header.kind = kind;
@@ -429,6 +500,7 @@ pub fn read_geometry(bytes: &[u8]) -> Result<Geometry, FormatError> {
     let mut ring = None;
     let mut subs = None;
     let mut dead = None;
+    let mut rules = None;
     for entry in &sb.sections[..sb.section_count as usize] {
         let header = read_section(bytes, &sb, entry)?;
         match entry.kind {
@@ -439,6 +511,7 @@ pub fn read_geometry(bytes: &[u8]) -> Result<Geometry, FormatError> {
             SECTION_DEAD_LETTERS => {
                 dead = Some((header, DeadLetterParams::from_params(header.params)))
             }
+            SECTION_RULES => rules = Some((header, RuleParams::from_params(header.params))),
             // Unknown kinds are sections a later minor version added: skip them.
             _ => {}
         }
@@ -460,11 +533,16 @@ pub fn read_geometry(bytes: &[u8]) -> Result<Geometry, FormatError> {
         subscriptions_data_offset: subs_header.offset + SECTION_HEADER_PAGE_BYTES,
         dead_letters: dead.map(|(_, p)| p).unwrap_or_default(),
         dead_letters_data_offset: dead.map_or(0, |(h, _)| h.offset + SECTION_HEADER_PAGE_BYTES),
+        rules: rules.map(|(_, p)| p).unwrap_or_default(),
+        rules_data_offset: rules.map_or(0, |(h, _)| h.offset + SECTION_HEADER_PAGE_BYTES),
     };
     check_ring(&geometry, &ring_header)?;
     check_subscriptions(&geometry, &subs_header)?;
     if let Some((header, _)) = dead {
         check_dead_letters(&geometry, &header)?;
+    }
+    if let Some((header, _)) = rules {
+        check_rules(&geometry, &header)?;
     }
     check_disjoint(&geometry)?;
     Ok(geometry)
@@ -500,10 +578,21 @@ fn check_disjoint(g: &Geometry) -> Result<(), FormatError> {
             g.dead_letters.slot_count * g.dead_letters.slot_bytes,
         )
     });
+    // With its header page (the extent includes it): that holds the next-id word.
+    let rules = g.has_rules().then(|| {
+        extent(
+            SECTION_RULES,
+            g.rules_data_offset,
+            g.rules.entry_count * g.rules.entry_bytes,
+        )
+    });
     let pairs = [
         Some((ring, subs)),
         dead.map(|d| (d, ring)),
         dead.map(|d| (d, subs)),
+        rules.map(|r| (r, ring)),
+        rules.map(|r| (r, subs)),
+        rules.zip(dead),
     ];
     for ((a, a_start, a_end), (b, b_start, b_end)) in pairs.into_iter().flatten() {
         if a_start < b_end && b_start < a_end {
@@ -638,6 +727,24 @@ fn check_dead_letters(g: &Geometry, header: &SectionHeader) -> Result<(), Format
             "{} slots of {} bytes do not fit the section",
             d.slot_count, d.slot_bytes
         )));
+    }
+    Ok(())
+}
+
+fn check_rules(g: &Geometry, header: &SectionHeader) -> Result<(), FormatError> {
+    let r = g.rules;
+    if r.entry_bytes != RULE_ENTRY_BYTES as u64
+        || r.entry_count == 0
+        || r.entry_count > RULE_ENTRIES_MAX
+        || SECTION_HEADER_PAGE_BYTES + r.entry_count * r.entry_bytes > header.len_bytes
+    {
+        return Err(FormatError::Section {
+            kind: SECTION_RULES,
+            reason: format!(
+                "{} entries of {} bytes: entries are {RULE_ENTRY_BYTES} bytes, 1..={RULE_ENTRIES_MAX} of them, within the section",
+                r.entry_count, r.entry_bytes
+            ),
+        });
     }
     Ok(())
 }

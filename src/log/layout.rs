@@ -37,6 +37,9 @@ pub const SECTION_SUBSCRIPTIONS: u32 = 2;
 /// Section kind: the dead-letter area (optional; regions formatted without one, or by
 /// an earlier herald, lack it).
 pub const SECTION_DEAD_LETTERS: u32 = 3;
+/// Section kind: the routing rule table (optional; regions formatted before it, or
+/// with `LogConfig::rule_entries = 0`, lack it).
+pub const SECTION_RULES: u32 = 4;
 
 /// One entry of the superblock's section table.
 #[repr(C)]
@@ -194,8 +197,9 @@ pub struct SlotHeader {
     pub source_len: u8,
     /// Idempotency key bytes (0 = none).
     pub key_len: u8,
-    /// Zero.
-    pub reserved: u8,
+    /// The routing rule table entry + 1 of the rule that routed it; 0 = none (and in
+    /// every record written before routing rules).
+    pub route: u8,
     /// Slots the record occupies (at least 1).
     pub span: u16,
     /// `seq` minus the seq of the first record of its group commit: the recovery
@@ -308,6 +312,87 @@ impl DeadLetterParams {
         }
     }
 }
+
+/// Geometry of the rule table, stored in its section header's `params`.
+/// `entry_count == 0` means the region has no rule table.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default, serde::Serialize)]
+pub struct RuleParams {
+    /// Bytes per entry ([`RULE_ENTRY_BYTES`]).
+    pub entry_bytes: u64,
+    /// Entries in the table.
+    pub entry_count: u64,
+}
+
+impl RuleParams {
+    /// Packs into section-header params.
+    pub fn to_params(self) -> [u64; 4] {
+        [self.entry_bytes, self.entry_count, 0, 0]
+    }
+    /// Unpacks from section-header params.
+    pub fn from_params(p: [u64; 4]) -> RuleParams {
+        RuleParams {
+            entry_bytes: p[0],
+            entry_count: p[1],
+        }
+    }
+}
+
+/// Bytes of one rule table entry.
+pub const RULE_ENTRY_BYTES: usize = 1024;
+/// Rule table entries at most: an event names its rule's entry in one byte (0 = none).
+pub const RULE_ENTRIES_MAX: u64 = 255;
+/// `RuleHeader::magic`.
+pub const RULE_MAGIC: [u8; 4] = *b"HRUL";
+/// Offset, within the rule section's header page, of the next-id word (outside every
+/// checksum): rule ids are never handed out twice, even after an entry is freed.
+pub const RULE_NEXT_ID_OFFSET: usize = 128;
+
+/// The header of a rule table entry; the rule itself (opaque to the log, owned by
+/// `routing`) follows at [`RULE_SPEC_OFFSET`].
+///
+/// `state` and `retired_at` change after creation, each in one aligned 8-byte store,
+/// and are outside the checksum; everything from `magic` on is the static part, written
+/// once before the entry's state says it is there.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Pod, Zeroable, PartialEq, Eq)]
+pub struct RuleHeader {
+    /// 0 free, 1 active, 2 retired (kept for the events it routed).
+    pub state: u32,
+    /// Zero (the rest of the state word).
+    pub state_high: u32,
+    /// In state 2: events at or above this position were stored after it was retired.
+    pub retired_at: u64,
+    /// Seeded CRC32C over entry bytes `20..RULE_ENTRY_BYTES`.
+    pub checksum: u32,
+    /// [`RULE_MAGIC`].
+    pub magic: [u8; 4],
+    /// The rule's id: kept by every version.
+    pub id: u32,
+    /// 1 at creation, one more at each change.
+    pub version: u32,
+    /// The tail when this version took effect: it routed no event below it.
+    pub first_seq: u64,
+    /// When this version was written.
+    pub created_unix_ns: u64,
+    /// Bytes of the rule at [`RULE_SPEC_OFFSET`].
+    pub spec_len: u16,
+    /// Zero.
+    pub reserved: [u8; 14],
+}
+
+/// Where a rule entry's spec starts.
+pub const RULE_SPEC_OFFSET: usize = 64;
+/// The most bytes a rule's spec may take.
+pub const RULE_SPEC_BYTES: usize = RULE_ENTRY_BYTES - RULE_SPEC_OFFSET;
+/// Where the checksummed part of a rule entry starts.
+pub const RULE_CHECKED_OFFSET: usize = 20;
+/// Rule entry states.
+pub const RULE_FREE: u32 = 0;
+/// An active rule: events are routed by it.
+pub const RULE_ACTIVE: u32 = 1;
+/// A retired version: it routes nothing new, and explains what it routed.
+pub const RULE_RETIRED: u32 = 2;
+const _: () = assert!(std::mem::size_of::<RuleHeader>() == RULE_SPEC_OFFSET);
 
 /// `DeadHeader::magic`.
 pub const DEAD_MAGIC: [u8; 4] = *b"HDLT";

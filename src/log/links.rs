@@ -320,6 +320,7 @@ mod tests {
         let config = LogConfig {
             subscription_entries: 8,
             dead_letter_slots: Some(0),
+            rule_entries: 0,
             payload_bytes_max: 1024,
             ..LogConfig::default()
         };

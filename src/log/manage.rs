@@ -250,17 +250,18 @@ pub(super) mod tests {
     use crate::log::LogConfig;
     use crate::pmem::sim::SimMedium;
 
-    /// A log whose ring has about `slots` slots (the sections before it take four
-    /// pages with this configuration).
+    /// A log whose ring has about `slots` slots (the sections before it take six
+    /// pages with this configuration: a rule table of 4 entries is two).
     pub(in crate::log) fn small_log(slots: usize) -> Log<SimMedium> {
         let config = LogConfig {
             slot_bytes: 128,
             subscription_entries: 8,
             payload_bytes_max: 64,
             dead_letter_slots: Some(0),
+            rule_entries: 4,
             reserve_slots: Some(2),
         };
-        let log = Log::format(SimMedium::new(4 * 4096 + slots * 128), &config, 7).unwrap();
+        let log = Log::format(SimMedium::new(6 * 4096 + slots * 128), &config, 7).unwrap();
         assert!(log.ring_slots() <= slots as u64);
         log
     }

@@ -22,6 +22,7 @@ pub mod layout;
 mod links;
 mod manage;
 mod retention;
+pub mod rules;
 pub mod run_state;
 pub mod scan;
 mod store;
@@ -38,6 +39,7 @@ pub use event::{now_unix_ns, EventRef, EventView, Hop, Relayed};
 pub use format::{FormatError, Geometry, LogConfig};
 pub use manage::{Start, StartError};
 pub use retention::{Retain, Retention, RetentionStatus};
+pub use rules::{RuleEntry, RuleSlot, RuleTableError};
 pub use run_state::PreviousStop;
 pub use scan::{LiveEvents, RecoveryReport, SlotOutcome};
 // The store's API takes and returns these: `delivery` opens regions through `log` alone.
@@ -78,6 +80,9 @@ pub enum LogError {
         /// Why it is refused.
         reason: &'static str,
     },
+    /// A routing rule change refused.
+    #[error(transparent)]
+    Rules(#[from] RuleTableError),
 }
 
 /// Why an event was not appended. Nothing was stored for it.
@@ -139,6 +144,8 @@ pub struct Analysis {
     /// The valid dead letters, by first slot (orphans flagged; damaged records are in
     /// `report.dead_letter_problems` only).
     pub dead_letters: Vec<DeadLetter>,
+    /// The routing rule table.
+    pub rules: rules::RuleScan,
 }
 
 /// Runs the recovery scan without writing anything (`herald inspect` uses this on a
@@ -166,6 +173,15 @@ pub fn analyze(bytes: &[u8], progress: scan::Progress<'_>) -> Result<Analysis, F
             .sum::<u64>();
     report.dead_letter_problems = problems;
     report.interrupted_moves = superseded.len() as u64;
+    let rules = rules::scan(bytes, &geometry);
+    report.interrupted_rule_changes = rules.superseded.len() as u64;
+    report.damaged_rules = rules
+        .slots
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| **s == rules::RuleSlot::Damaged)
+        .map(|(i, _)| i as u32)
+        .collect();
     Ok(Analysis {
         geometry,
         subscriptions,
@@ -174,6 +190,7 @@ pub fn analyze(bytes: &[u8], progress: scan::Progress<'_>) -> Result<Analysis, F
         hole_runs,
         superseded,
         dead_letters,
+        rules,
     })
 }
 
@@ -225,6 +242,8 @@ pub struct Log<M: Medium> {
     deferred: Option<sync::Deferred>,
     /// Released events kept from being overwritten (`retention.rs`).
     retention: retention::RetentionState,
+    /// The routing rule table (`rules.rs`).
+    rules: rules::RuleScan,
 }
 
 /// The reason writes are refused after [`Log::close_clean`].
@@ -271,6 +290,7 @@ impl<M: Medium> Log<M> {
             hole_runs,
             superseded,
             dead_letters,
+            rules,
         } = analyze(medium.bytes(), progress)?;
         let damaged = report
             .dead_letter_problems
@@ -312,6 +332,7 @@ impl<M: Medium> Log<M> {
             dead,
             deferred: None,
             retention: Default::default(),
+            rules,
         };
         if log.medium.deferred() {
             let entries = geometry.subscriptions.entry_count as usize;
@@ -346,6 +367,13 @@ impl<M: Medium> Log<M> {
         }
         for s in log.subscriptions.iter().chain(&log.links).flatten() {
             cursors::scrub_stale_record(&mut log.medium, &log.geometry, s);
+        }
+        // An interrupted rule change: the older version retired where the newer took
+        // effect (fenced on its own: two words in order).
+        if !log.rules.superseded.is_empty() {
+            let superseded = std::mem::take(&mut log.rules.superseded);
+            rules::finish_changes(&mut log.medium, &log.geometry, &superseded)
+                .map_err(|e| LogError::Failed(e.to_string()))?;
         }
         // Durable with this open's fence, before any creation may reuse the entry.
         for index in superseded {

@@ -205,6 +205,7 @@ pub fn read_event<'a>(bytes: &'a [u8], g: &Geometry, seq: Seq) -> Option<EventVi
     Some(EventView {
         origin,
         hop,
+        route: h.route,
         seq,
         span: h.span,
         timestamp_ns: h.timestamp_ns,
@@ -288,6 +289,12 @@ pub struct RecoveryReport {
     /// Subscription entries a crash left mid-move (a change of filters): the copy was
     /// kept, and the entry it replaced is freed by the open.
     pub interrupted_moves: u64,
+    /// Rule changes a crash interrupted after the new version was written: the older
+    /// version was retired at open.
+    pub interrupted_rule_changes: u64,
+    /// Rule table entries whose state says used but whose bytes fail their checks:
+    /// kept, never reused, and reported (only changes outside herald's writes do it).
+    pub damaged_rules: Vec<u32>,
     /// Bytes of ring read.
     pub bytes_scanned: u64,
     /// Wall time of the scan.

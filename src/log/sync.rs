@@ -183,6 +183,7 @@ mod tests {
         let config = LogConfig {
             payload_bytes_max: 1024,
             dead_letter_slots: Some(0),
+            rule_entries: 0,
             ..LogConfig::default()
         };
         let mut log = Log::format(SimDisk::new(1 << 20), &config, 3).unwrap();

@@ -227,6 +227,7 @@ mod tests {
             subscription_entries: 8,
             payload_bytes_max: 64,
             dead_letter_slots: Some(16),
+            rule_entries: 0,
             reserve_slots: Some(2),
         };
         Log::format(SimMedium::new(64 * 1024), &config, 7).unwrap()

@@ -170,6 +170,7 @@ fn config() -> LogConfig {
         subscription_entries: 8,
         payload_bytes_max: 600,
         dead_letter_slots: Some(64),
+        rule_entries: 0,
     }
 }
 
@@ -216,6 +217,7 @@ fn event_ref(e: &ModelEvent) -> EventRef<'_> {
         key: &e.key,
         payload: &e.payload,
         timestamp_ns: e.timestamp_ns,
+        route: 0,
     }
 }
 

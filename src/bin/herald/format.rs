@@ -24,6 +24,11 @@ pub struct FormatArgs {
     /// Durable subscriptions the region can hold.
     #[arg(long, default_value_t = 64, value_name = "N")]
     subscriptions: u32,
+    /// Entries of the routing rule table (`herald rules`): each active rule takes one,
+    /// and so does each earlier version while events it routed are in the ring. 0 = no
+    /// rule table; at most 255.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    rules: u32,
     /// Overwrite a region or data that is already there (its events are lost).
     #[arg(long)]
     force: bool,
@@ -37,6 +42,7 @@ pub fn run(args: FormatArgs) -> anyhow::Result<ExitCode> {
             subscription_entries: args.subscriptions,
             payload_bytes_max: args.payload_max,
             dead_letter_slots: None,
+            rule_entries: args.rules,
         },
         ..Default::default()
     };

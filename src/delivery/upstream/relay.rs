@@ -150,6 +150,7 @@ impl<S> Upstream<S> {
                 key: d.event.key,
                 payload: d.event.payload,
                 timestamp_ns: unix_now,
+                route: 0,
             };
             let relayed = Relayed {
                 origin,

@@ -587,6 +587,7 @@ pub fn read_event<'a>(bytes: &'a [u8], g: &Geometry, d: &DeadLetter) -> Option<E
             timestamp_ns: h.timestamp_ns,
         },
         hop: None,
+        route: 0,
     })
 }
 

@@ -198,6 +198,7 @@ fn log_config() -> LogConfig {
         subscription_entries: 8,
         payload_bytes_max: 1024,
         dead_letter_slots: Some(256),
+        rule_entries: 0,
     }
 }
 

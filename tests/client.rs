@@ -398,6 +398,7 @@ fn recovery_done_is_returned_in_order_by_next_incoming_and_noted_by_next_deliver
             redelivered: true,
             delivery_count: 2,
             origin: None,
+            rule: None,
             ..delivery(4, "fs.a", b"replayed")
         }));
         peer.send(&Frame::RecoveryDone);

@@ -444,6 +444,7 @@ fn out_of_range_values_are_refused() {
             redelivered: false,
             delivery_count: 0,
             origin: None,
+            rule: None,
             event: small_event(),
         }),
     ];

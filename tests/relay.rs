@@ -256,6 +256,7 @@ fn deliver(peer: &mut Peer, seqs: impl IntoIterator<Item = u64>, redelivered: bo
                 seq: 1000 + seq,
                 timestamp_ns: 1_700_000_000_000_000_000 + seq,
             }),
+            rule: None,
             event: Event {
                 topic: Topic::new(b"fs.vol1.error").unwrap(),
                 severity: Severity::Error,

@@ -11,15 +11,35 @@
 
 use super::dead::DeadQueue;
 use super::sink::{Offer, Sink};
-use crate::log::{Log, Seq};
+use crate::log::{EventView, Log, Seq};
 use crate::pmem::Medium;
+use crate::protocol::DeliverRule;
+use crate::routing::Routes;
 use crate::subscription::{Due, Sent, SubscriptionState};
+
+/// What fan-out reads: the stored events, and the rules that routed them.
+pub struct Stored<'a, M: Medium> {
+    /// The log.
+    pub log: &'a Log<M>,
+    /// The routing rules.
+    pub routes: &'a Routes,
+}
+
+impl<M: Medium> Stored<'_, M> {
+    /// The rule version that routed `e`, as a delivery names it.
+    fn rule_of(&self, e: &EventView<'_>) -> Option<DeliverRule> {
+        self.routes.rule_of(e.route, e.seq.0).map(|r| DeliverRule {
+            id: r.id,
+            version: r.version,
+        })
+    }
+}
 
 /// Sends attached subscription `index`'s member `member` (whose sink is `sink`) what
 /// it is owed, reading the log up to `end` (what the durability gate has released).
 #[allow(clippy::too_many_arguments)]
 pub fn pump<M: Medium>(
-    log: &Log<M>,
+    stored: &Stored<'_, M>,
     end: u64,
     index: usize,
     sub: &mut SubscriptionState,
@@ -28,6 +48,7 @@ pub fn pump<M: Medium>(
     now: u64,
     dead: &mut DeadQueue,
 ) {
+    let log = stored.log;
     if !sink.accepts() {
         return;
     }
@@ -58,7 +79,8 @@ pub fn pump<M: Medium>(
                     continue;
                 };
                 let tracker = &mut sub.tracker;
-                match sink.offer(&e, &mut || tracker.resent_to(seq, now, member)) {
+                let rule = stored.rule_of(&e);
+                match sink.offer(&e, rule, &mut || tracker.resent_to(seq, now, member)) {
                     Offer::Sent => sub.redelivered += 1,
                     Offer::NoRoom => return,
                     Offer::Undeliverable => {
@@ -81,12 +103,15 @@ pub fn pump<M: Medium>(
             break;
         };
         let next = e.seq.0 + e.span as u64;
-        if !sub.spec.matches(e.topic, e.severity) {
+        if !sub.wants(&e, stored.routes, log) {
             sub.tracker.skip_to(next);
             continue;
         }
         let tracker = &mut sub.tracker;
-        match sink.offer(&e, &mut || tracker.sent_to(e.seq.0, next, now, member)) {
+        let rule = stored.rule_of(&e);
+        match sink.offer(&e, rule, &mut || {
+            tracker.sent_to(e.seq.0, next, now, member)
+        }) {
             Offer::Sent => {}
             Offer::NoRoom => return,
             Offer::Undeliverable => {
@@ -140,7 +165,8 @@ fn replay_dead_letter<M: Medium>(
         redelivered: true,
         delivery_count: deliveries.min(u32::from(u16::MAX)) as u16,
     };
-    if let Offer::Sent = sink.offer(&e, &mut sent) {
+    // A dead letter goes to its own subscription only: no rule routes a replay.
+    if let Offer::Sent = sink.offer(&e, None, &mut sent) {
         sub.replaying = Some(crate::subscription::DeadReplay {
             id: d.id,
             seq: d.seq.0,
@@ -153,14 +179,15 @@ fn replay_dead_letter<M: Medium>(
 
 /// A durable subscription without a sink holds the first event meant for it; events
 /// before that, not meant for it, are passed so they can be released.
-pub fn hold<M: Medium>(log: &Log<M>, end: u64, sub: &mut SubscriptionState) {
+pub fn hold<M: Medium>(stored: &Stored<'_, M>, end: u64, sub: &mut SubscriptionState) {
+    let log = stored.log;
     if sub.tracker.in_flight() > 0 {
         return;
     }
     let mut events = log.events_since(Seq(sub.tracker.next()), end);
     loop {
         match events.next() {
-            Some(e) if sub.spec.matches(e.topic, e.severity) => return,
+            Some(e) if sub.wants(&e, stored.routes, log) => return,
             Some(e) => sub.tracker.skip_to(e.seq.0 + e.span as u64),
             None => {
                 sub.tracker

@@ -17,6 +17,7 @@ use crate::log::{self, AppendError, EventRef};
 use crate::metrics::{Counters, PublishOutcome};
 use crate::pmem::Medium;
 use crate::protocol::{self, ErrorCode, Event, Frame, ServerState, BATCH_EVENTS_MAX};
+use crate::routing::Routes;
 use crate::subscription::{SubscriptionSet, SubscriptionSpec, SubscriptionState};
 
 /// A subscribe that needs the log (to find or create a durable entry): handled after
@@ -66,6 +67,8 @@ pub struct Ingest<'a> {
     pub unix_now: u64,
     /// How long a publish may wait for room in a full ring (None: answer `full`).
     pub full_wait_ns: Option<u64>,
+    /// The routing rules each stored event is routed by.
+    pub routes: &'a Routes,
     /// Open producer and subscriber connections (a hello admits one more)...
     pub serving: &'a mut usize,
     /// ...of at most this many (`--connections-max`).
@@ -424,7 +427,7 @@ fn publish<S, M: Medium>(
     batch: &mut log::Batch<'_, M>,
     cx: &mut Ingest<'_>,
 ) -> Published {
-    let e = to_log_event(event, conn.name(), cx.unix_now);
+    let e = to_log_event(event, conn.name(), cx.unix_now, cx.routes);
     if let Some(seq) = cx.dedupe.lookup(e.source, e.key, e.timestamp_ns) {
         // A retry after a lost `Stored`: the original answer, nothing new. It waits
         // for the open group like any `Stored`, so it is never ahead of the original's.
@@ -493,7 +496,7 @@ fn publish_batch<S, M: Medium>(
     let mut resolved = [0u64; BATCH_EVENTS_MAX];
     let mut resolved_len = 0;
     for event in events.iter() {
-        let e = to_log_event(&event, conn.name(), cx.unix_now);
+        let e = to_log_event(&event, conn.name(), cx.unix_now, cx.routes);
         // A remembered or repeated key keeps its original number (PROTOCOL.md 10.1).
         let stored = match cx.dedupe.lookup(e.source, e.key, e.timestamp_ns) {
             Some(seq) => {
@@ -629,21 +632,28 @@ fn waits_for_room(full_since: &mut Option<u64>, now: u64, full_wait_ns: Option<u
     false
 }
 
-/// The log's view of a published event: an empty source is the client's name.
-fn to_log_event<'a>(e: &Event<'a>, connection_name: &'a [u8], unix_now: u64) -> EventRef<'a> {
+/// The log's view of a published event: an empty source is the client's name, and
+/// the prevailing routing rule is found now, once (it is stored with the event).
+fn to_log_event<'a>(
+    e: &Event<'a>,
+    connection_name: &'a [u8],
+    unix_now: u64,
+    routes: &Routes,
+) -> EventRef<'a> {
+    let source = if e.source.is_empty() {
+        connection_name
+    } else {
+        e.source.as_bytes()
+    };
     EventRef {
         topic: e.topic.as_bytes(),
         severity: e.severity,
-        source: if e.source.is_empty() {
-            connection_name
-        } else {
-            e.source.as_bytes()
-        },
+        source,
         flags: e.flags,
         key: e.key,
         payload: e.payload,
         timestamp_ns: unix_now,
-        route: 0,
+        route: routes.route(e.topic.as_bytes(), e.severity, source),
     }
 }
 

@@ -302,6 +302,18 @@ pub fn serve_notifying(
                 "a change of filters was cut by the crash; recovery kept the new filters"
             );
         }
+        if r.interrupted_rule_changes > 0 {
+            tracing::info!(
+                rules = r.interrupted_rule_changes,
+                "a routing rule change was cut by the crash; recovery kept the new version"
+            );
+        }
+        if !r.damaged_rules.is_empty() {
+            tracing::error!(
+                entries = ?r.damaged_rules,
+                "routing rule entries are damaged (run `herald inspect`); they route nothing, and events that name them go by each subscription's own filters"
+            );
+        }
         if r.corrupt_slots > 0 {
             tracing::error!(
                 corrupt_slots = r.corrupt_slots,

@@ -4,7 +4,7 @@
 
 use super::conn::Conn;
 use crate::log::EventView;
-use crate::protocol::{self, encode, encoded_len, Deliver, Event, Frame, Topic};
+use crate::protocol::{self, encode, encoded_len, Deliver, DeliverRule, Event, Frame, Topic};
 use crate::subscription::Sent;
 
 /// What became of one event offered to a sink.
@@ -25,8 +25,14 @@ pub trait Sink {
     fn accepts(&self) -> bool;
 
     /// Takes one event if it has room. `sent` is asked for the redelivery flag and
-    /// count only once the event is sure to go (it records the delivery).
-    fn offer(&mut self, event: &EventView<'_>, sent: &mut dyn FnMut() -> Sent) -> Offer;
+    /// count only once the event is sure to go (it records the delivery). `rule` is
+    /// the routing rule version that routed it, if one did and is still known.
+    fn offer(
+        &mut self,
+        event: &EventView<'_>,
+        rule: Option<DeliverRule>,
+        sent: &mut dyn FnMut() -> Sent,
+    ) -> Offer;
 
     /// Says that the replay of a recovering subscription is complete; false if there
     /// was no room (asked again next turn).
@@ -49,7 +55,12 @@ impl<S> Sink for ConnSink<'_, S> {
         self.0.open_for_io() && !self.0.close_after_flush
     }
 
-    fn offer(&mut self, e: &EventView<'_>, sent: &mut dyn FnMut() -> Sent) -> Offer {
+    fn offer(
+        &mut self,
+        e: &EventView<'_>,
+        rule: Option<DeliverRule>,
+        sent: &mut dyn FnMut() -> Sent,
+    ) -> Offer {
         let conn = &mut *self.0;
         let (Ok(topic), Ok(source)) = (Topic::new(e.topic), std::str::from_utf8(e.source)) else {
             return Offer::Undeliverable;
@@ -61,6 +72,7 @@ impl<S> Sink for ConnSink<'_, S> {
             delivery_count: 1,
             // Version 1 has no room for it (PROTOCOL.md section 13).
             origin: (conn.machine.version() >= Some(2)).then_some(e.origin),
+            rule: rule.filter(|_| conn.machine.version() >= Some(3)),
             event: Event {
                 topic,
                 severity: e.severity,

@@ -58,6 +58,8 @@ pub const BATCH_EVENTS_MAX: usize = 256;
 pub const DELIVER_FIXED_BYTES: usize = 8 + 8 + 2 + 2;
 /// `Deliver`'s origin block (version 2, delivery flags bit 1): node id, seq, timestamp.
 pub const DELIVER_ORIGIN_BYTES: usize = 8 + 8 + 8;
+/// Bytes of a `Deliver` frame's rule block (version 3): the routing rule's id and version.
+pub const DELIVER_RULE_BYTES: usize = 4 + 4;
 /// `Hello` body before the client name: magic, version range, role, name length.
 pub const HELLO_FIXED_BYTES: usize = 4 + 2 + 2 + 1 + 1;
 /// `Subscribe` body before the name: flags, window, ack deadline, max deliveries, min
@@ -140,7 +142,11 @@ const _: () =
 const _: () =
     assert!(FRAME_HEADER_BYTES + PUBLISH_BATCH_FIXED_BYTES + EVENT_BYTES_MAX <= FRAME_BYTES_MAX);
 const _: () = assert!(
-    FRAME_HEADER_BYTES + DELIVER_FIXED_BYTES + DELIVER_ORIGIN_BYTES + EVENT_BYTES_MAX
+    FRAME_HEADER_BYTES
+        + DELIVER_FIXED_BYTES
+        + DELIVER_ORIGIN_BYTES
+        + DELIVER_RULE_BYTES
+        + EVENT_BYTES_MAX
         <= FRAME_BYTES_MAX
 );
 // Fields whose length is carried in a u8, on the wire and in a slot header alike.

@@ -6,8 +6,9 @@
 use super::error::{DecodeError, FieldError};
 use super::event::{check_len, Event, EventBatch};
 use super::frame::{
-    Deliver, Frame, FrameType, Hello, HelloOk, Patterns, Role, Subscribe, DELIVER_FLAG_ORIGIN,
-    DELIVER_FLAG_REDELIVERED, SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY, SUBSCRIBE_FLAG_GROUP,
+    Deliver, DeliverRule, Frame, FrameType, Hello, HelloOk, Patterns, Role, Subscribe,
+    DELIVER_FLAG_ORIGIN, DELIVER_FLAG_REDELIVERED, DELIVER_FLAG_RULE,
+    SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY, SUBSCRIBE_FLAG_GROUP,
 };
 use super::version::HELLO_MAGIC;
 use super::ErrorCode;
@@ -282,7 +283,7 @@ fn read_deliver<'a>(reader: &mut Reader<'a>) -> Result<Deliver<'a>, DecodeError>
     let seq = reader.seq("deliver.seq")?;
     let timestamp_ns = reader.u64("deliver.timestamp_ns")?;
     let delivery_flags = reader.u16("deliver.delivery_flags")?;
-    if delivery_flags & !(DELIVER_FLAG_REDELIVERED | DELIVER_FLAG_ORIGIN) != 0 {
+    if delivery_flags & !(DELIVER_FLAG_REDELIVERED | DELIVER_FLAG_ORIGIN | DELIVER_FLAG_RULE) != 0 {
         return Err(FieldError::InvalidValue {
             field: "deliver.delivery_flags",
             value: u64::from(delivery_flags),
@@ -299,12 +300,21 @@ fn read_deliver<'a>(reader: &mut Reader<'a>) -> Result<Deliver<'a>, DecodeError>
     } else {
         None
     };
+    let rule = if delivery_flags & DELIVER_FLAG_RULE != 0 {
+        Some(DeliverRule {
+            id: reader.u32("deliver.rule_id")?,
+            version: reader.u32("deliver.rule_version")?,
+        })
+    } else {
+        None
+    };
     Ok(Deliver {
         seq,
         timestamp_ns,
         redelivered: delivery_flags & DELIVER_FLAG_REDELIVERED != 0,
         delivery_count,
         origin,
+        rule,
         event: read_event(reader)?,
     })
 }

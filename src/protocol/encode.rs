@@ -6,15 +6,15 @@
 use super::error::EncodeError;
 use super::event::Event;
 use super::frame::{
-    Frame, FrameType, Subscribe, DELIVER_FLAG_ORIGIN, DELIVER_FLAG_REDELIVERED,
+    Frame, FrameType, Subscribe, DELIVER_FLAG_ORIGIN, DELIVER_FLAG_REDELIVERED, DELIVER_FLAG_RULE,
     SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY, SUBSCRIBE_FLAG_GROUP,
 };
 use super::version::HELLO_MAGIC;
 use super::ErrorCode;
 use crate::event::limits::{
-    DELIVER_FIXED_BYTES, DELIVER_ORIGIN_BYTES, ERROR_FIXED_BYTES, ERROR_MESSAGE_BYTES_MAX,
-    FRAME_BYTES_MAX, FRAME_HEADER_BYTES, FRAME_LENGTH_BYTES, HELLO_FIXED_BYTES,
-    PUBLISH_BATCH_FIXED_BYTES, PUBLISH_FIXED_BYTES, SUBSCRIBE_FIXED_BYTES,
+    DELIVER_FIXED_BYTES, DELIVER_ORIGIN_BYTES, DELIVER_RULE_BYTES, ERROR_FIXED_BYTES,
+    ERROR_MESSAGE_BYTES_MAX, FRAME_BYTES_MAX, FRAME_HEADER_BYTES, FRAME_LENGTH_BYTES,
+    HELLO_FIXED_BYTES, PUBLISH_BATCH_FIXED_BYTES, PUBLISH_FIXED_BYTES, SUBSCRIBE_FIXED_BYTES,
 };
 
 /// Bytes `frame` occupies on the wire, length field included, after checking that it
@@ -159,6 +159,7 @@ fn body_len(frame: &Frame<'_>) -> usize {
         Frame::Deliver(deliver) => {
             DELIVER_FIXED_BYTES
                 + deliver.origin.map_or(0, |_| DELIVER_ORIGIN_BYTES)
+                + deliver.rule.map_or(0, |_| DELIVER_RULE_BYTES)
                 + deliver.event.encoded_len()
         }
         Frame::StatusReply { json } | Frame::Admin { json } => json.len(),
@@ -256,12 +257,19 @@ fn write_body(frame: &Frame<'_>, writer: &mut Writer<'_>) {
             if deliver.origin.is_some() {
                 flags |= DELIVER_FLAG_ORIGIN;
             }
+            if deliver.rule.is_some() {
+                flags |= DELIVER_FLAG_RULE;
+            }
             writer.u16(flags);
             writer.u16(deliver.delivery_count);
             if let Some(origin) = deliver.origin {
                 writer.u64(origin.node_id);
                 writer.u64(origin.seq);
                 writer.u64(origin.timestamp_ns);
+            }
+            if let Some(rule) = deliver.rule {
+                writer.u32(rule.id);
+                writer.u32(rule.version);
             }
             write_event(writer, &deliver.event);
         }

@@ -310,6 +310,17 @@ pub const DELIVER_FLAG_REDELIVERED: u16 = 1 << 0;
 /// `Deliver` delivery flags bit 1 (version 2): an origin block follows the delivery
 /// count.
 pub const DELIVER_FLAG_ORIGIN: u16 = 1 << 1;
+/// `Deliver` delivery flags bit 2 (version 3): a rule block follows the origin block.
+pub const DELIVER_FLAG_RULE: u16 = 1 << 2;
+
+/// The routing rule version that routed a delivered event (version 3).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct DeliverRule {
+    /// The rule's id.
+    pub id: u32,
+    /// Its version.
+    pub version: u32,
+}
 
 impl Subscribe<'_> {
     pub(crate) fn validate(&self) -> Result<(), FieldError> {
@@ -544,6 +555,9 @@ pub struct Deliver<'a> {
     /// Where the event was first stored (version 2; a relay's events name the first
     /// node, a local event this one). `None` on a version 1 connection.
     pub origin: Option<crate::event::Origin>,
+    /// The routing rule version that routed it (version 3; `None` when no rule did,
+    /// its version is no longer known, or on an older connection).
+    pub rule: Option<DeliverRule>,
     /// The event as stored; `source` is filled in.
     pub event: Event<'a>,
 }

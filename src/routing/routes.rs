@@ -119,6 +119,21 @@ impl Routes {
     /// The reference to store with an event (entry + 1 of the prevailing rule, 0 for
     /// none). O(active rules), no allocation.
     pub fn route(&self, topic: &[u8], severity: Severity, source: &[u8]) -> u8 {
+        // The log's table has at most 255 entries, so entry + 1 fits; `load` keeps no
+        // entry beyond (a table built by hand, as a benchmark does, may be larger).
+        self.prevailing(topic, severity, source)
+            .and_then(|e| u8::try_from(e.index + 1).ok())
+            .unwrap_or(0)
+    }
+
+    /// The active rule that prevails for an event, if any matches. O(active rules),
+    /// no allocation: what [`Routes::route`] does per event.
+    pub fn prevailing(
+        &self,
+        topic: &[u8],
+        severity: Severity,
+        source: &[u8],
+    ) -> Option<&RuleEntry> {
         let mut best: Option<&Version> = None;
         for &i in &self.active {
             let Some(v) = &self.versions[i as usize] else {
@@ -128,8 +143,7 @@ impl Routes {
                 best = Some(v);
             }
         }
-        // The table has at most 255 entries (the log checks it), so entry + 1 fits.
-        best.map_or(0, |v| (v.entry.index + 1) as u8)
+        best.map(|v| &v.entry)
     }
 
     fn version(&self, route: u8, seq: u64) -> Option<&Version> {

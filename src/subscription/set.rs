@@ -5,8 +5,9 @@
 
 use super::members::{JoinRefused, Members};
 use super::{Policy, SubscriptionSpec, Tracker};
-use crate::log::{self, Log, Seq, SubscriptionId, SubscriptionMode};
+use crate::log::{self, EventView, Log, Seq, SubscriptionId, SubscriptionMode};
 use crate::pmem::Medium;
+use crate::routing::Routes;
 use std::time::Duration;
 
 /// Defaults of the redelivery policy (a subscription may set its own deadline and
@@ -108,6 +109,21 @@ pub struct SubscriptionState {
 }
 
 impl SubscriptionState {
+    /// Whether a stored event is meant for this subscription: the rule that routed it
+    /// decides, or (no rule, or one that leaves it to them) its own filters.
+    pub fn wants<M: Medium>(&self, e: &EventView<'_>, routes: &Routes, log: &Log<M>) -> bool {
+        if e.route == 0 {
+            return self.spec.matches(e.topic, e.severity);
+        }
+        let name = self
+            .durable
+            .and_then(|id| log.subscription(id))
+            .map(|s| s.name());
+        routes
+            .decide(e.route, e.seq.0)
+            .wants(name, || self.spec.matches(e.topic, e.severity))
+    }
+
     /// A subscription not attached to anything.
     pub fn new(
         durable: Option<SubscriptionId>,
@@ -199,6 +215,7 @@ impl SubscriptionSet {
         redelivery: &RedeliveryConfig,
         recovered_tail: u64,
         previous_stop_clean: bool,
+        routes: &Routes,
     ) -> Result<(), log::LogError> {
         let mut loaded = Vec::new();
         for s in log.subscriptions() {
@@ -218,7 +235,7 @@ impl SubscriptionSet {
             // or the last run did not stop cleanly and events wait for it.
             let unsettled = log
                 .events_from(Seq(s.cursor))
-                .any(|e| spec.matches(e.topic, e.severity));
+                .any(|e| sub.wants(&e, routes, log));
             let recovering = s.mode == SubscriptionMode::Recovering
                 || s.damage.is_some()
                 || (!previous_stop_clean && unsettled);
@@ -406,12 +423,12 @@ impl SubscriptionSet {
     }
 
     /// Events meant for subscription `index` from its cursor to the tail.
-    pub fn pending<M: Medium>(&self, index: usize, log: &Log<M>) -> u64 {
+    pub fn pending<M: Medium>(&self, index: usize, log: &Log<M>, routes: &Routes) -> u64 {
         let Some(sub) = self.get(index) else {
             return 0;
         };
         log.events_from(Seq(sub.tracker.cursor()))
-            .filter(|e| sub.spec.matches(e.topic, e.severity))
+            .filter(|e| sub.wants(e, routes, log))
             .count() as u64
     }
 

@@ -187,6 +187,7 @@ pub fn delivery<'a>(seq: u64, topic: &'a str, payload: &'a [u8]) -> Deliver<'a> 
         redelivered: false,
         delivery_count: 1,
         origin: None,
+        rule: None,
         event: Event {
             topic: Topic::new(topic.as_bytes()).expect("valid topic"),
             severity: Severity::Warning,

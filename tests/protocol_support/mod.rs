@@ -131,6 +131,7 @@ pub fn one_of_each() -> Vec<Frame<'static>> {
             redelivered: true,
             delivery_count: 2,
             origin: None,
+            rule: Some(herald::protocol::DeliverRule { id: 3, version: 2 }),
             event: Event {
                 source: "fsd",
                 ..small_event()
@@ -161,7 +162,15 @@ pub fn all_samples() -> Vec<Frame<'static>> {
             timestamp_ns: 0,
             redelivered: false,
             delivery_count: u16::MAX,
-            origin: None,
+            origin: Some(herald::event::Origin {
+                node_id: u64::MAX,
+                seq: u64::MAX,
+                timestamp_ns: u64::MAX,
+            }),
+            rule: Some(herald::protocol::DeliverRule {
+                id: u32::MAX,
+                version: u32::MAX,
+            }),
             event: maximal_event(),
         }),
         Frame::Hello(Hello {

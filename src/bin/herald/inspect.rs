@@ -3,6 +3,7 @@
 use crate::output;
 use herald::log::{self, LiveEvents, SubscriptionMode};
 use herald::pmem::{MappedRegion, Medium, RegionOptions};
+use herald::routing::Routes;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,7 +65,20 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     }
     let damaged = analysis.report.corrupt_slots > 0
         || !analysis.report.subscription_problems.is_empty()
-        || !analysis.report.dead_letter_problems.is_empty();
+        || !analysis.report.dead_letter_problems.is_empty()
+        || !analysis.report.damaged_rules.is_empty();
+    let entries = analysis.rules.slots.iter().filter_map(|s| match s {
+        log::RuleSlot::Entry(e) => Some(e),
+        _ => None,
+    });
+    let (routes, _) = Routes::load(entries, analysis.geometry.rules.entry_count);
+    // What an event's rule reference says: the version that routed it, none, or one
+    // whose entry has been reused since (the event was released long ago).
+    let rule_of = |e: &log::EventView<'_>| match routes.rule_of(e.route, e.seq.0) {
+        Some(r) => serde_json::json!({ "id": r.id, "version": r.version }),
+        None if routes.forgotten(e.route, e.seq.0) => "forgotten".into(),
+        None => serde_json::Value::Null,
+    };
     let head = analysis.report.head;
     let tail = analysis.report.tail;
     let events = LiveEvents::new(region.bytes(), &analysis.geometry, head, tail)
@@ -82,6 +96,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
                 obj.insert("severity".into(), e.severity.name().into());
                 obj.insert("flags".into(), e.flags.into());
                 obj.insert("slots".into(), e.span.into());
+                obj.insert("rule".into(), rule_of(&e));
                 for (key, data) in [
                     ("topic", e.topic),
                     ("source", e.source),
@@ -99,18 +114,24 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         if args.events {
             writeln!(
                 out,
-                "\n{:>12}  {:<24}  {:<7}  {:<24}  {:<12}  payload",
-                "seq", "stored", "sev", "topic", "source"
+                "\n{:>12}  {:<24}  {:<7}  {:<24}  {:<12}  {:<7}  payload",
+                "seq", "stored", "sev", "topic", "source", "rule"
             )?;
             for e in events {
+                let rule = match rule_of(&e) {
+                    serde_json::Value::Object(r) => format!("{}v{}", r["id"], r["version"]),
+                    serde_json::Value::String(s) => s,
+                    _ => "-".into(),
+                };
                 writeln!(
                     out,
-                    "{:>12}  {:<24}  {:<7}  {:<24}  {:<12}  {}",
+                    "{:>12}  {:<24}  {:<7}  {:<24}  {:<12}  {:<7}  {}",
                     e.seq.0,
                     output::timestamp(e.timestamp_ns),
                     e.severity.name(),
                     output::printable(e.topic, 24),
                     output::printable(e.source, 12),
+                    rule,
                     output::printable(e.payload, 60)
                 )?;
             }
@@ -142,12 +163,22 @@ fn print_json(
             })
         })
         .collect();
+    let rules: Vec<&log::RuleEntry> = a
+        .rules
+        .slots
+        .iter()
+        .filter_map(|s| match s {
+            log::RuleSlot::Entry(e) => Some(e),
+            _ => None,
+        })
+        .collect();
     let value = serde_json::json!({
         "type": "region",
         "region": region.info(),
         "geometry": a.geometry,
         "recovery": a.report,
         "subscriptions": subscriptions,
+        "rules": rules,
     });
     writeln!(out, "{value}")?;
     Ok(())

@@ -25,6 +25,7 @@ mod output;
 mod parse;
 mod peers;
 mod publish;
+mod rules;
 mod sdnotify;
 mod serve;
 mod status;
@@ -84,7 +85,8 @@ enum Command {
     Publish(publish::PublishArgs),
     /// Print events as they are delivered, one per line, confirming each once printed.
     #[command(
-        after_help = "Examples:\n  herald subscribe                                      # every event, live-only\n  herald subscribe --name audit --filter 'fs.>' --min-severity warning\n  herald subscribe --filter 'fs.*.error' --count 10 --json | jq .\n\nHuman output: SEQ TIME SEVERITY TOPIC SOURCE PAYLOAD, then (redelivered) for an event\ndelivered before. --json: one object per line with seq, timestamp_ns, severity, topic,\nsource, key, payload (payload_hex when not UTF-8), flags, redelivered, delivery_count, and origin (node_id as 16 hex digits,
+        after_help = "Examples:\n  herald subscribe                                      # every event, live-only\n  herald subscribe --name audit --filter 'fs.>' --min-severity warning\n  herald subscribe --filter 'fs.*.error' --count 10 --json | jq .\n\nHuman output: SEQ TIME SEVERITY TOPIC SOURCE PAYLOAD, then (redelivered) for an event\ndelivered before. --json: one object per line with seq, timestamp_ns, severity, topic,\nsource, key, payload (payload_hex when not UTF-8), flags, redelivered, delivery_count, rule
+({id, version} of the routing rule that routed it, when one did), and origin (node_id as 16 hex digits,
 seq, timestamp_ns: where the event was first stored; a relay's events name the first
 node).\n\nThe socket is DIR/herald.sock (--data-dir, default ./herald-data).\nExit status: 0 done (--count reached, or output closed), 1 failure, 2 usage."
     )]
@@ -113,6 +115,12 @@ node).\n\nThe socket is DIR/herald.sock (--data-dir, default ./herald-data).\nEx
         after_help = "Examples:\n  herald subscriptions list\n  herald subscriptions create audit --filter 'fs.>' --min-severity warning --start first\n  herald subscriptions pause audit && herald subscriptions resume audit\n  herald subscriptions reset audit --to ago:1h    # deliver the last hour again\n  herald subscriptions reset audit --to new       # skip what waits\n  herald subscriptions delete audit\n\nA start is new (events stored from now), first (the oldest event the ring still\nholds: released events stay readable until their slots are reused), seq:N,\ntime:RFC3339 (2026-12-03T07:00:00Z) or ago:DURATION. One older than what the ring\nholds is refused, never silently moved. Delete and reset need the subscription\nwithout a consumer; pause does not. Every change is durable before it is answered.\nExit status: 0 done, 1 failure (daemon not running, unknown subscription, start no\nlonger held), 2 usage."
     )]
     Subscriptions(subscriptions::SubscriptionsArgs),
+    /// Routing rules: decide, when an event is stored, which durable subscriptions it
+    /// goes to (through the running daemon).
+    #[command(
+        after_help = "Examples:\n  herald rules add --topic 'fs.*.error' --severity emerg..err --deliver pager --deliver audit\n  herald rules add --topic 'fs.>' --severity debug --drop\n  herald rules add --topic 'fs.vol1.>' --source fsd --priority 5 --filters\n  herald rules list\n  herald rules set 3 --deliver audit         # a new version, for events stored from now\n  herald rules delete 3\n  herald rules explain --topic fs.vol1.error --severity err --source fsd\n\nWithout rules (or when none matches) an event goes to every durable subscription whose\nown filters match it. When several rules match, one prevails: the highest --priority,\nthen the most specific (more literal topic segments, a bounded topic, fewer '*', then\nthe same for the source, then the narrower severity range), then the lowest id. It\ndecides: --deliver NAME... (exactly those durable subscriptions), --drop (nobody), or\n--filters (each subscription's own filters). Live-only subscriptions always see what\ntheir filters match, unless it is dropped. Every stored event records the rule id and\nversion that routed it (herald subscribe --json: rule; herald inspect --events).\nChanges are durable before they are answered and apply to events stored afterwards.\nExit status: 0 done, 1 failure (daemon not running, unknown rule, table full), 2 usage."
+    )]
+    Rules(rules::RulesArgs),
     /// Check the daemon's configuration, or print an example configuration file.
     Config(config_command::ConfigArgs),
     /// Write the man pages into a directory (for packaging).
@@ -156,6 +164,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Dead(args) => dead::run(args),
         Command::Subscriptions(args) => subscriptions::run(args),
+        Command::Rules(args) => rules::run(args),
         Command::Config(args) => match &args.command {
             config_command::ConfigCommand::Check(check) => config_command::check(
                 check,

@@ -166,5 +166,11 @@ fn write_json(out: &mut impl Write, delivery: &Delivery<'_>) -> std::io::Result<
             }),
         );
     }
+    if let Some(r) = delivery.rule {
+        object.insert(
+            "rule".into(),
+            serde_json::json!({ "id": r.id, "version": r.version }),
+        );
+    }
     writeln!(out, "{}", serde_json::Value::Object(object))
 }

@@ -58,7 +58,10 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             .to_owned();
         let answer = match self.manage(&op, value.clone()) {
             Some(answer) => answer,
-            None => self.inspect_or_act(value),
+            None => match self.rules_op(&op, value.clone()) {
+                Some(answer) => answer,
+                None => self.inspect_or_act(value),
+            },
         };
         match answer {
             Ok(v) => v.to_string(),

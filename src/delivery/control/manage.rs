@@ -256,7 +256,7 @@ fn placed_json(p: Placed) -> Value {
 }
 
 /// The request's fields but `op`, which chose the type.
-fn parse<T: DeserializeOwned>(mut request: Value) -> Result<T, String> {
+pub(super) fn parse<T: DeserializeOwned>(mut request: Value) -> Result<T, String> {
     if let Some(fields) = request.as_object_mut() {
         fields.remove("op");
     }

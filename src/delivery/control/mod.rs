@@ -7,6 +7,7 @@
 
 mod admin;
 mod manage;
+mod rules;
 mod status;
 
 pub use status::SubscriptionRow;

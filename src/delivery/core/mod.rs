@@ -18,7 +18,7 @@
 
 mod completions;
 mod relay;
-mod start;
+pub(super) mod start;
 
 use super::access::Access;
 use super::commit::{CommitPipeline, Gate};
@@ -39,6 +39,7 @@ use crate::metrics::Counters;
 use crate::pmem::Medium;
 use crate::protocol::{self, ErrorCode};
 use crate::reactor::{Completion, ListenerId, Reactor};
+use crate::routing::Routes;
 use crate::subscription::{AttachError, SubscriptionSet};
 use std::time::Duration;
 
@@ -96,6 +97,8 @@ pub struct Core<R: Reactor, M: Medium> {
     pub(super) log: Log<M>,
     pub(super) conns: Connections<R::Socket>,
     pub(super) subs: SubscriptionSet,
+    /// The routing rules, decoded from the log's rule table (rebuilt at each change).
+    pub(super) routes: Routes,
     pub(super) pipeline: CommitPipeline,
     pub(super) dead: DeadQueue,
     pub(super) dedupe: DedupeWindow,
@@ -445,6 +448,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             reactor,
             access,
             upstreams,
+            routes,
             ..
         } = self;
         // Only while metrics are served is the clock read for a commit's duration.
@@ -465,6 +469,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             serving,
             serving_max: config.connections_max,
             access,
+            routes,
         };
         let mut batch = log.batch();
         let mut stop = Stop::Done;
@@ -485,7 +490,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         if stop != Stop::GroupFull {
             let group = cx.pipeline.open_group();
             for u in upstreams.iter_mut() {
-                match u.ingest(&mut batch, group, *now, *unix_now) {
+                match u.ingest(&mut batch, group, *now, *unix_now, routes) {
                     Ok(IngestStop::Done) => {}
                     Ok(IngestStop::GroupFull) => {
                         stop = Stop::GroupFull;
@@ -542,7 +547,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                 };
                 Reply::Subscribed {
                     mode,
-                    pending: self.subs.pending(index, &self.log),
+                    pending: self.subs.pending(index, &self.log, &self.routes),
                 }
             }
             Err(e) => {
@@ -576,14 +581,16 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             now,
             dead,
             forwarder,
+            routes,
             ..
         } = self;
+        let stored = fanout::Stored { log, routes };
         for (index, sub) in subs.iter_mut() {
             if sub.paused || sub.members.is_empty() {
                 // Paused: nothing is delivered, its in-flight events wait, and the
                 // events it is owed are held. Detached: held likewise.
                 if sub.durable.is_some() {
-                    fanout::hold(log, end, sub);
+                    fanout::hold(&stored, end, sub);
                 }
                 continue;
             }
@@ -595,12 +602,12 @@ impl<R: Reactor, M: Medium> Core<R, M> {
                 if sink.0 as usize >= conns.len() {
                     if let Some(f) = forwarder.as_deref_mut() {
                         let sink = &mut ForwardSink(f);
-                        fanout::pump(log, end, index, sub, m, sink, *now, dead);
+                        fanout::pump(&stored, end, index, sub, m, sink, *now, dead);
                     }
                 } else {
                     let conn = conns.get_mut(sink.0 as usize);
                     let sink = &mut ConnSink(conn);
-                    fanout::pump(log, end, index, sub, m, sink, *now, dead);
+                    fanout::pump(&stored, end, index, sub, m, sink, *now, dead);
                 }
             }
         }

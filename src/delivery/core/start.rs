@@ -19,11 +19,13 @@ impl<R: Reactor, M: Medium> Core<R, M> {
         let subscriptions = log.geometry().subscriptions.entry_count as usize + connections;
         let recovered_tail = log.tail().0;
         let mut subs = SubscriptionSet::new(subscriptions);
+        let routes = load_routes(&log);
         subs.load_durable(
             &mut log,
             &config.redelivery,
             recovered_tail,
             previous_stop_clean,
+            &routes,
         )
         .map_err(DaemonError::Log)?;
         if let Some(retention) = config.retention {
@@ -78,6 +80,7 @@ impl<R: Reactor, M: Medium> Core<R, M> {
             .collect();
         let replaying = count_replaying(&subs);
         Ok(Core {
+            routes,
             forwarder,
             upstreams,
             conns: Connections::new(connections),
@@ -263,4 +266,14 @@ fn check_retention(
         );
     }
     Ok(())
+}
+
+/// The rule table decoded; a version that does not decode (a newer herald's, or
+/// damaged) is logged and routes nothing, and events naming it go by filters.
+pub(in crate::delivery) fn load_routes<M: Medium>(log: &Log<M>) -> Routes {
+    let (routes, problems) = Routes::load(log.rule_entries(), log.rule_table_entries());
+    for (entry, error) in problems {
+        tracing::warn!(rule = entry.id, version = entry.version, %error, "routing rule unreadable; events it routed go by each subscription's own filters");
+    }
+    routes
 }

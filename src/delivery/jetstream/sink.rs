@@ -18,7 +18,12 @@ impl<S> Sink for ForwardSink<'_, S> {
         self.0.ready()
     }
 
-    fn offer(&mut self, e: &EventView<'_>, sent: &mut dyn FnMut() -> Sent) -> Offer {
+    fn offer(
+        &mut self,
+        e: &EventView<'_>,
+        _rule: Option<crate::protocol::DeliverRule>,
+        sent: &mut dyn FnMut() -> Sent,
+    ) -> Offer {
         let f = &mut *self.0;
         if Topic::new(e.topic).is_err() {
             return Offer::Undeliverable;

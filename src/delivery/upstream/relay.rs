@@ -10,6 +10,7 @@ use crate::event::Origin;
 use crate::log::{AppendError, Batch, EventRef, Log, LogError, Relayed, Seq};
 use crate::pmem::Medium;
 use crate::protocol::{decode, Frame};
+use crate::routing::Routes;
 
 /// Bytes a `Confirm` frame takes, with room to spare for the next.
 const CONFIRM_ROOM_BYTES: usize = 64;
@@ -90,6 +91,7 @@ impl<S> Upstream<S> {
         group: u64,
         now: u64,
         unix_now: u64,
+        routes: &Routes,
     ) -> Result<IngestStop, String> {
         self.waiting_for_room = false;
         // Taken out while frames borrow it; an empty box allocates nothing.
@@ -150,7 +152,12 @@ impl<S> Upstream<S> {
                 key: d.event.key,
                 payload: d.event.payload,
                 timestamp_ns: unix_now,
-                route: 0,
+                // Routed here by this node's rules, like a local event.
+                route: routes.route(
+                    d.event.topic.as_str().as_bytes(),
+                    d.event.severity,
+                    d.event.source.as_bytes(),
+                ),
             };
             let relayed = Relayed {
                 origin,

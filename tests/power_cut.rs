@@ -30,7 +30,7 @@ fn stored_events_survive_power_cut_at_every_fence_and_between() {
         }
     }
     println!(
-        "power-cut exploration: {} crash states checked ({} fence cut points, {} random cut points, {} operations, {} events acknowledged, {} dead letters made, {} clean stops, {} cursors moved back over released events, {} spec changes, {} restarts from crash images), seeds {base}..{}",
+        "power-cut exploration: {} crash states checked ({} fence cut points, {} random cut points, {} operations, {} events acknowledged, {} dead letters made, {} clean stops, {} cursors moved back over released events, {} spec changes, {} rule changes, {} events naming a rule, {} restarts from crash images), seeds {base}..{}",
         total.crash_states,
         total.fence_points,
         total.random_points,
@@ -40,6 +40,8 @@ fn stored_events_survive_power_cut_at_every_fence_and_between() {
         total.clean_stops,
         total.resets_back,
         total.spec_changes,
+        total.rule_changes,
+        total.routed_events,
         total.restarts,
         base + seeds
     );
@@ -52,7 +54,9 @@ fn stored_events_survive_power_cut_at_every_fence_and_between() {
         total.dead_letters > 100
             && total.clean_stops > 10
             && total.resets_back > 10
-            && total.spec_changes > 10,
+            && total.spec_changes > 10
+            && total.rule_changes > 50
+            && total.routed_events > 500,
         "{total:?}"
     );
 }

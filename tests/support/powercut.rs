@@ -23,6 +23,10 @@
 //! - a change of the checker's spec (which moves its table entry) finds the old spec
 //!   or the new one, exactly one entry of that name, and the cursor, mode, pause and
 //!   dead letters unchanged;
+//! - a routing rule change (add, a new version, delete; each a two-phase write, a
+//!   change also retiring the old version) finds the old active rules or the new
+//!   ones, and every recovered event still names the rule version it was stored with
+//!   (its one-byte reference resolves to the same id and version);
 //! - the previous stop reads `Clean` only once `close_clean` stored its word (and
 //!   always once it returned), `Unclean` otherwise, never `Unknown`.
 //!
@@ -41,9 +45,9 @@ use std::collections::BTreeMap;
 mod check;
 use check::check_image;
 
-/// Bytes of the simulated region: small, so the ring wraps often (256 ring slots) and
-/// the dead-letter area (64 slots) fills up.
-pub const REGION_BYTES: usize = 4096 * 6 + 256 * 64;
+/// Bytes of the simulated region: small, so the ring wraps often (256 ring slots), the
+/// dead-letter area (64 slots) fills up, and so does the rule table (4 entries).
+pub const REGION_BYTES: usize = 4096 * 8 + 256 * 64;
 
 /// What one exploration covered.
 #[derive(Debug, Default, Clone, Copy)]
@@ -68,6 +72,10 @@ pub struct Stats {
     pub resets_back: u64,
     /// Changes of the checker's spec (each moves its entry) that returned.
     pub spec_changes: u64,
+    /// Routing rule changes (add, new version, delete) that returned.
+    pub rule_changes: u64,
+    /// Events stored naming a rule version.
+    pub routed_events: u64,
 }
 
 impl Stats {
@@ -83,6 +91,8 @@ impl Stats {
         self.clean_stops += o.clean_stops;
         self.resets_back += o.resets_back;
         self.spec_changes += o.spec_changes;
+        self.rule_changes += o.rule_changes;
+        self.routed_events += o.routed_events;
     }
 }
 
@@ -94,7 +104,25 @@ struct ModelEvent {
     payload: Vec<u8>,
     flags: u16,
     timestamp_ns: u64,
+    /// The rule table entry + 1 it is stored with (0: none).
+    route: u8,
+    /// The (id, version) that reference resolves to.
+    rule: Option<(u32, u32)>,
 }
+
+impl ModelEvent {
+    /// The event as a dead letter copies it: no routing reference.
+    fn unrouted(&self) -> ModelEvent {
+        ModelEvent {
+            route: 0,
+            rule: None,
+            ..self.clone()
+        }
+    }
+}
+
+/// Active routing rules: id -> (version, spec).
+type Rules = BTreeMap<u32, (u32, Vec<u8>)>;
 
 /// A dead letter as the model knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,6 +153,8 @@ struct Model {
     released: BTreeMap<u64, ModelEvent>,
     /// Dead letters whose creation returned and that no returned purge removed.
     dead: BTreeMap<DeadLetterId, ModelDead>,
+    /// The active routing rules.
+    rules: Rules,
 }
 
 /// What the interrupted operation may or may not have done.
@@ -158,6 +188,8 @@ struct InFlight {
     dead_status: Option<(DeadLetterId, bool, u32)>,
     /// Op index of `close_clean`'s store of the run-state word.
     close_clean_store: Option<usize>,
+    /// A rule change: the active rules once it returned.
+    rules: Option<Rules>,
 }
 
 const EXTRA: &[u8] = b"extra";
@@ -170,13 +202,31 @@ fn config() -> LogConfig {
         subscription_entries: 8,
         payload_bytes_max: 600,
         dead_letter_slots: Some(64),
-        rule_entries: 0,
+        rule_entries: 4,
     }
 }
 
 const TOPICS: [&[u8]; 4] = [b"fs.disk.error", b"fs.quota", b"net.link.down", b"a"];
 
-fn random_event(rng: &mut SmallRng) -> ModelEvent {
+/// The active rules of `log` as the model keeps them.
+fn active_rules(log: &Log<SimMedium>) -> Rules {
+    log.rule_entries()
+        .filter(|e| e.is_active())
+        .map(|e| (e.id, (e.version, e.spec.clone())))
+        .collect()
+}
+
+/// A route for a new event: none, or one of the active rule versions.
+fn random_route(rng: &mut SmallRng, log: &Log<SimMedium>) -> (u8, Option<(u32, u32)>) {
+    let active: Vec<_> = log.rule_entries().filter(|e| e.is_active()).collect();
+    if active.is_empty() || rng.gen_bool(0.3) {
+        return (0, None);
+    }
+    let e = active[rng.gen_range(0..active.len())];
+    ((e.index + 1) as u8, Some((e.id, e.version)))
+}
+
+fn random_event(rng: &mut SmallRng, route: (u8, Option<(u32, u32)>)) -> ModelEvent {
     // Mostly small events, some that span many slots.
     let len = if rng.gen_bool(0.8) {
         rng.gen_range(0..100)
@@ -194,10 +244,18 @@ fn random_event(rng: &mut SmallRng) -> ModelEvent {
         payload: (0..len).map(|_| rng.gen()).collect(),
         flags: rng.gen(),
         timestamp_ns: rng.gen(),
+        route: route.0,
+        rule: route.1,
     }
 }
 
-fn model_of(e: &herald::log::EventView<'_>) -> ModelEvent {
+/// An event as recovered: its reference resolved against the recovered rule table.
+fn model_of(log: &Log<SimMedium>, e: &herald::log::EventView<'_>) -> ModelEvent {
+    let rule = e.route.checked_sub(1).and_then(|index| {
+        log.rule_entries()
+            .find(|r| r.index == index as u32 && r.routed(e.seq.0))
+            .map(|r| (r.id, r.version))
+    });
     ModelEvent {
         topic: e.topic.to_vec(),
         severity: e.severity,
@@ -205,6 +263,8 @@ fn model_of(e: &herald::log::EventView<'_>) -> ModelEvent {
         payload: e.payload.to_vec(),
         flags: e.flags,
         timestamp_ns: e.timestamp_ns,
+        route: e.route,
+        rule,
     }
 }
 
@@ -217,7 +277,7 @@ fn event_ref(e: &ModelEvent) -> EventRef<'_> {
         key: &e.key,
         payload: &e.payload,
         timestamp_ns: e.timestamp_ns,
-        route: 0,
+        route: e.route,
     }
 }
 
@@ -246,6 +306,7 @@ pub fn explore(
         spec: Vec::new(),
         released: BTreeMap::new(),
         dead: BTreeMap::new(),
+        rules: Rules::new(),
     };
 
     for step in 0..operations {
@@ -266,7 +327,10 @@ pub fn explore(
         if roll < 52 {
             // A group commit of 1..8 events; on `full`, the prefix is committed.
             let events: Vec<ModelEvent> = (0..rng.gen_range(1..=8))
-                .map(|_| random_event(&mut rng))
+                .map(|_| {
+                    let route = random_route(&mut rng, &log);
+                    random_event(&mut rng, route)
+                })
                 .collect();
             let abandon = rng.gen_bool(0.05);
             let mark_at = if rng.gen_bool(0.1) {
@@ -274,6 +338,9 @@ pub fn explore(
             } else {
                 None
             };
+            // The route of an event pushed after a rollback (rules do not change
+            // while the batch is open).
+            let late_route = random_route(&mut rng, &log);
             let mut batch = log.batch();
             let mut mark = None;
             for (i, e) in events.iter().enumerate() {
@@ -296,7 +363,7 @@ pub fn explore(
                     }
                 }
                 // Push one more after the rollback, reusing the undone positions.
-                let e = random_event(&mut rng);
+                let e = random_event(&mut rng, late_route);
                 // The undone version at the same position stays possible until the
                 // fence, so it stays in `rolled_back`.
                 if let Ok(seq) = batch.push(&event_ref(&e)) {
@@ -360,7 +427,7 @@ pub fn explore(
                         let m = ModelDead {
                             subscription_uid,
                             seq,
-                            event: model.acked[&seq].clone(),
+                            event: model.acked[&seq].unrouted(),
                             replay_requested: false,
                             delivery_count,
                         };
@@ -454,7 +521,42 @@ pub fn explore(
                     ));
                 }
             }
-        } else if roll < 84 {
+        } else if roll < 87 {
+            // A routing rule change: add one, give one a new version, or delete one.
+            // The table (4 entries) fills up; then only retired versions no event in
+            // the ring names are reused, and a change may find no entry.
+            let active: Vec<u32> = model.rules.keys().copied().collect();
+            let spec = format!("rule of step {step}").into_bytes();
+            let pick = |rng: &mut SmallRng| active[rng.gen_range(0..active.len())];
+            let mut after = model.rules.clone();
+            let choice = if active.is_empty() {
+                0
+            } else {
+                rng.gen_range(0..3)
+            };
+            let result = match choice {
+                0 => log.add_rule(&spec).map(|e| {
+                    after.insert(e.id, (e.version, spec.clone()));
+                }),
+                1 => {
+                    let id = pick(&mut rng);
+                    log.change_rule(id, &spec).map(|e| {
+                        after.insert(id, (e.version, spec.clone()));
+                    })
+                }
+                _ => {
+                    let id = pick(&mut rng);
+                    log.delete_rule(id).map(|_| {
+                        after.remove(&id);
+                    })
+                }
+            };
+            match result {
+                Ok(()) => inflight.rules = Some(after),
+                Err(herald::log::LogError::Rules(herald::log::RuleTableError::Full { .. })) => {}
+                Err(e) => return Err(fail(step, format!("rule change: {e}"))),
+            }
+        } else if roll < 89 {
             // A clean stop (the log is reopened below).
             closing = true;
             log.close_clean()
@@ -554,7 +656,7 @@ pub fn explore(
                     let m = ModelDead {
                         subscription_uid: d.subscription_uid,
                         seq: d.seq.0,
-                        event: model_of(&copy),
+                        event: model_of(&log, &copy),
                         replay_requested: d.replay_requested,
                         delivery_count: d.delivery_count,
                     };
@@ -567,15 +669,21 @@ pub fn explore(
             model.paused = checker.paused;
             model.spec = checker.spec().to_vec();
             model.extra = log.subscription_by_name(EXTRA).is_some();
+            model.rules = active_rules(&log);
             let (acked, released): (BTreeMap<u64, ModelEvent>, BTreeMap<u64, ModelEvent>) = log
                 .events_since(log.held_from(), log.tail().0)
-                .map(|e| (e.seq.0, model_of(&e)))
+                .map(|e| (e.seq.0, model_of(&log, &e)))
                 .partition(|(seq, _)| *seq >= model.cursor);
             model.acked = acked;
             model.released = released;
             continue;
         }
         stats.events_acked += acked_now.len() as u64;
+        stats.routed_events += acked_now.values().filter(|e| e.rule.is_some()).count() as u64;
+        if let Some(rules) = inflight.rules.take() {
+            stats.rule_changes += 1;
+            model.rules = rules;
+        }
         model.acked.extend(acked_now);
         if let Some(c) = inflight.cursor {
             model.cursor = c;

@@ -2,7 +2,7 @@
 //! cursor, mode, pause, spec, subscriptions, dead letters and the run-state word, each the
 //! state before the interrupted operation or, where it may have taken effect, after.
 
-use super::{model_of, InFlight, Model, ModelEvent, CHECKER, EXTRA};
+use super::{active_rules, model_of, InFlight, Model, ModelEvent, CHECKER, EXTRA};
 use herald::log::{DeadProblemKind, Log, PreviousStop, Seq};
 use herald::pmem::sim::SimMedium;
 use herald::pmem::Medium;
@@ -81,7 +81,7 @@ fn check_dead_and_stop(
         if d.seq.0 != m.seq
             || copy.seq.0 != m.seq
             || d.subscription_uid != m.subscription_uid
-            || model_of(&copy) != m.event
+            || model_of(log, &copy) != m.event
             || copy.source != b"powercut"
         {
             return Err(format!(
@@ -133,6 +133,24 @@ pub(super) fn check_image(
     check_dead_and_stop(&log, &report, before, inflight, point, finished)?;
     if report.corrupt_slots != 0 {
         return Err(format!("a power cut produced corrupt slots: {report:?}"));
+    }
+    if !report.damaged_rules.is_empty() {
+        return Err(format!(
+            "a power cut damaged rule entries {:?}",
+            report.damaged_rules
+        ));
+    }
+    let rules = active_rules(&log);
+    if !allowed(
+        rules.clone(),
+        before.rules.clone(),
+        inflight.rules.clone(),
+        finished,
+    ) {
+        return Err(format!(
+            "recovered active rules {rules:?}, model {:?} (changing to {:?}, finished {finished})",
+            before.rules, inflight.rules
+        ));
     }
     if !report.subscription_problems.is_empty() {
         return Err(format!(
@@ -200,7 +218,7 @@ pub(super) fn check_image(
     }
     let recovered: Vec<(u64, ModelEvent)> = log
         .events_from(Seq(cursor))
-        .map(|e| (e.seq.0, model_of(&e)))
+        .map(|e| (e.seq.0, model_of(&log, &e)))
         .collect();
     if recovered.windows(2).any(|w| w[0].0 >= w[1].0) {
         return Err("events recovered out of order".into());

@@ -45,6 +45,11 @@ fn acknowledged_events_survive_fifty_sigkills_of_the_daemon() {
                 s.handed_over > 0,
                 "no event went from one crew member to the other: {s:?}"
             );
+            assert_eq!(s.rule_changes, cycles + 1);
+            assert!(
+                s.routed_to_even > 0,
+                "no odd event reached even through a rule: {s:?}"
+            );
         }
         Err(m) => panic!("{m}"),
     }

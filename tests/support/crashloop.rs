@@ -4,6 +4,10 @@
 //! subscribers and a work-queue group of two, and SIGKILLs the daemon after a random
 //! number of acknowledged events.
 //! A final cycle without a kill drains everything.
+//! - Each lifetime begins with a routing rule change (rule 1: `crash.odd` delivered to
+//!   every subscription by name, or left to their filters, in turn), answered before
+//!   the producer starts: `even` is meant to get the odd events stored under the
+//!   first kind of version too, and only those.
 //!
 //! - The producer numbers its events and gives each the idempotency key of its number.
 //!   Publishes whose `stored` was not read before a kill are published again, with the
@@ -17,7 +21,9 @@
 //!   confirm everything they are given; what one held at a kill may come to the other.
 //!
 //! Checked afterwards:
-//! - every event that got `stored` was delivered to each subscriber it matches;
+//! - every event that got `stored` was delivered to each subscriber it matches (for
+//!   `even`, also the odd ones the rule version that routed them sent it), and `even`
+//!   got no odd event a version left to its filters;
 //! - no number was stored twice (the retries got their original sequence numbers);
 //! - for `all` and `even`, within each daemon lifetime, deliveries are in strictly
 //!   increasing order, and after each restart the events delivered again come first
@@ -110,15 +116,17 @@ impl Who {
         }
     }
 
-    fn wants(self, counter: u64) -> bool {
-        self != Who::Even || counter.is_multiple_of(2)
+    /// Whether event `counter` is meant for it, when the rule version that routed the
+    /// event delivered odd events to every subscription by name (`odd_to_all`).
+    fn wants(self, counter: u64, odd_to_all: bool) -> bool {
+        self != Who::Even || counter.is_multiple_of(2) || odd_to_all
     }
 
     /// The events this subscriber must have confirmed by the end (a crew member's are
     /// the group's: checked on the two together).
-    fn must_confirm(self, counter: u64) -> bool {
+    fn must_confirm(self, counter: u64, odd_to_all: bool) -> bool {
         !self.crew()
-            && self.wants(counter)
+            && self.wants(counter, odd_to_all)
             && (self != Who::Picky || treatment(counter).dead_reason().is_none())
     }
 
@@ -181,6 +189,10 @@ pub struct Summary {
     pub dead_letters: u64,
     /// Events both crew members were given (one held it at a kill, the other got it).
     pub handed_over: u64,
+    /// Routing rule changes made (one per lifetime).
+    pub rule_changes: u64,
+    /// Odd events `even` got because a rule version sent them.
+    pub routed_to_even: u64,
 }
 
 fn topic_for(counter: u64) -> &'static str {
@@ -445,6 +457,33 @@ fn wait_until_settled(socket: &std::path::Path, deadline: Instant) -> Result<(),
 }
 
 /// Runs `cycles` kill cycles and a final drain; `Err` says what broke, with the seed.
+/// Gives rule 1 its version for `lifetime` (created in lifetime 0): odd events to
+/// every subscription by name in even lifetimes, to their filters in odd ones.
+/// Returns (the first seq it routes, whether it sends odd events to all).
+fn route_lifetime(socket: &std::path::Path, lifetime: u64) -> Result<(u64, bool), String> {
+    let mut c = Client::connect(socket, Role::Control, "crash-rules").map_err(|e| e.to_string())?;
+    let to_all = lifetime.is_multiple_of(2);
+    let mut request = if lifetime == 0 {
+        serde_json::json!({ "op": "rules.add", "topic": "crash.odd" })
+    } else {
+        serde_json::json!({ "op": "rules.set", "id": 1 })
+    };
+    if to_all {
+        let names: Vec<&str> = Who::EVERY.iter().map(|w| w.durable()).collect();
+        request["action"] = "deliver".into();
+        request["to"] = serde_json::json!(names.into_iter().collect::<BTreeSet<_>>());
+    } else {
+        request["action"] = "filters".into();
+    }
+    let answer: serde_json::Value =
+        serde_json::from_str(&c.admin(&request.to_string()).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    let from = answer["rule"]["from_seq"]
+        .as_u64()
+        .ok_or_else(|| format!("rule change in lifetime {lifetime} refused: {answer}"))?;
+    Ok((from, to_all))
+}
+
 pub fn run(cycles: u64, seed: u64) -> Result<Summary, String> {
     let fail = |m: String| format!("seed {seed}: {m}");
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -454,6 +493,8 @@ pub fn run(cycles: u64, seed: u64) -> Result<Summary, String> {
     let mut seen: BTreeMap<&str, Vec<Seen>> = BTreeMap::new();
     let mut retry: VecDeque<u64> = VecDeque::new();
     let mut summary = Summary::default();
+    // Rule 1's versions: (first seq routed, odd events to all).
+    let mut versions: Vec<(u64, bool)> = Vec::new();
     for lifetime in 0..=cycles {
         let d = daemon::Daemon::start(dir.path(), &treatment::DAEMON_ARGS);
         let socket = d.socket();
@@ -477,6 +518,8 @@ pub fn run(cycles: u64, seed: u64) -> Result<Summary, String> {
                 ))
             })?;
         }
+        versions.push(route_lifetime(&socket, lifetime).map_err(fail)?);
+        summary.rule_changes += 1;
         if last {
             // Only the publishes whose answer a kill took are sent again, then
             // everything drains.
@@ -586,6 +629,14 @@ pub fn run(cycles: u64, seed: u64) -> Result<Summary, String> {
     }
     let stored = &ledger.stored;
     summary.stored = stored.len() as u64;
+    // Whether the version that routed `seq` sent odd events to all.
+    let odd_to_all = |seq: u64| {
+        versions
+            .iter()
+            .rev()
+            .find(|(from, _)| *from <= seq)
+            .is_some_and(|(_, to_all)| *to_all)
+    };
     for who in Who::EVERY {
         let name = who.name();
         let list = &seen[name];
@@ -597,10 +648,16 @@ pub fn run(cycles: u64, seed: u64) -> Result<Summary, String> {
                     s.seq, s.counter
                 )));
             }
+            if !who.wants(s.counter, odd_to_all(s.seq)) {
+                return Err(fail(format!(
+                    "{name}: delivered {} (number {}), which the rule that routed it did not send it",
+                    s.seq, s.counter
+                )));
+            }
         }
         let confirmed: BTreeSet<u64> = list.iter().filter(|s| s.confirmed).map(|s| s.seq).collect();
         for (seq, counter) in stored {
-            if who.must_confirm(*counter) && !confirmed.contains(seq) {
+            if who.must_confirm(*counter, odd_to_all(*seq)) && !confirmed.contains(seq) {
                 return Err(fail(format!(
                     "{name}: stored event {seq} (number {counter}) never confirmed"
                 )));
@@ -663,6 +720,10 @@ pub fn run(cycles: u64, seed: u64) -> Result<Summary, String> {
             "crew: stored event {seq} (number {counter}) confirmed by neither member"
         )));
     }
+    summary.routed_to_even = seen[Who::Even.name()]
+        .iter()
+        .filter(|s| s.counter % 2 == 1)
+        .count() as u64;
     summary.handed_over = crew(Who::Crew1).intersection(&crew(Who::Crew2)).count() as u64;
     Ok(summary)
 }

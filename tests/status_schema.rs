@@ -15,7 +15,10 @@ fn section_10_7() -> String {
     let start = doc
         .find("### 10.7 The status document")
         .expect("section 10.7");
-    let end = start + doc[start..].find("\n## ").expect("a next section");
+    // It ends where the next section or subsection begins.
+    let rest = &doc[start + 1..];
+    let next = [rest.find("\n## "), rest.find("\n### ")];
+    let end = start + 1 + next.into_iter().flatten().min().expect("a next section");
     doc[start..end].to_string()
 }
 

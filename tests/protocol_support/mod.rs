@@ -131,7 +131,7 @@ pub fn one_of_each() -> Vec<Frame<'static>> {
             redelivered: true,
             delivery_count: 2,
             origin: None,
-            rule: Some(herald::protocol::DeliverRule { id: 3, version: 2 }),
+            rule: None,
             event: Event {
                 source: "fsd",
                 ..small_event()

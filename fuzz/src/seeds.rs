@@ -125,6 +125,7 @@ fn frames() -> Vec<Seed> {
             redelivered: true,
             delivery_count: 2,
             origin: None,
+            rule: None,
             event: e,
         }),
         Frame::RecoveryDone,
@@ -146,7 +147,8 @@ fn frames() -> Vec<Seed> {
         "producer-conversation".into(),
         encoded(&[all[0], all[13], all[1], all[14], all[15], all[20], all[11]]),
     ));
-    // A relayed delivery (protocol version 2): the origin block follows the header.
+    // A relayed, rule-routed delivery (protocol version 3): the origin block and the
+    // rule block follow the header.
     seeds.push((
         "one-deliver-relayed".into(),
         encoded(&[Frame::Deliver(Deliver {
@@ -159,6 +161,7 @@ fn frames() -> Vec<Seed> {
                 seq: 77,
                 timestamp_ns: 3,
             }),
+            rule: Some(herald::protocol::DeliverRule { id: 1, version: 2 }),
             event: e,
         })]),
     ));
@@ -372,6 +375,7 @@ fn crash_images() -> Vec<Seed> {
                 key: if i == 2 { b"k" } else { b"" },
                 payload: &payload[..usize::from(i) * 30 + usize::from(round)],
                 timestamp_ns: u64::from(i),
+                route: 0,
             };
             batch.push(&event).expect("room");
         }

@@ -25,6 +25,7 @@ const MODULES: &[&str] = &[
     "pmem",
     "protocol",
     "subscription",
+    "routing",
     "delivery",
     "metrics",
     "nats",

@@ -112,7 +112,11 @@ pub fn scan(bytes: &[u8], g: &Geometry) -> RuleScan {
         .collect();
     let at =
         g.rules_data_offset as usize - SECTION_HEADER_PAGE_BYTES as usize + RULE_NEXT_ID_OFFSET;
-    let word = u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    // Inside the section (read_geometry checked it); 0 would only mean "no word".
+    let word = bytes
+        .get(at..at + 8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map_or(0, u64::from_le_bytes);
     let highest = slots
         .iter()
         .filter_map(|s| match s {
@@ -244,11 +248,12 @@ impl<M: Medium> Log<M> {
         let at = self.tail;
         retire(&mut self.medium, &self.geometry, old.index, at).map_err(|e| self.fail(e))?;
         self.mark_all_durable();
-        let RuleSlot::Entry(e) = &mut self.rules.slots[old.index as usize] else {
-            unreachable!("active_rule returned an entry");
+        let retired = RuleEntry {
+            retired_at: Some(at),
+            ..old
         };
-        e.retired_at = Some(at);
-        Ok(e.clone())
+        self.rules.slots[retired.index as usize] = RuleSlot::Entry(retired.clone());
+        Ok(retired)
     }
 
     fn active_rule(&self, id: u32) -> Result<RuleEntry, LogError> {

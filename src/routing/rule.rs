@@ -251,7 +251,7 @@ impl Rule {
         let severity = |b: u8| Severity::from_u8(b).ok_or(damaged("severity out of range"));
         let most_severe = severity(bytes[2])?;
         let least_severe = severity(bytes[3])?;
-        let priority = i32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
+        let priority = i32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
         let (topic_len, source_len, target_count) =
             (bytes[8] as usize, bytes[9] as usize, bytes[10] as usize);
         let mut at = SPEC_HEADER_BYTES;

@@ -18,7 +18,6 @@
 //! decided by specificity, and by id), so the check cannot pass vacuously.
 
 use herald::event::Severity;
-use herald::log::RuleEntry;
 use herald::routing::{Action, Routes, Rule, RULE_SPEC_BYTES_MAX};
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
@@ -122,20 +121,6 @@ fn random_event(rng: &mut SmallRng) -> Event {
     }
 }
 
-fn entry(index: u32, id: u32, rule: &Rule) -> RuleEntry {
-    let mut spec = Vec::new();
-    rule.encode(&mut spec);
-    RuleEntry {
-        index,
-        id,
-        version: 1,
-        first_seq: 1,
-        retired_at: None,
-        created_unix_ns: 0,
-        spec,
-    }
-}
-
 type Key = (i32, herald::routing::Specificity, Reverse<u32>);
 
 fn key(id: u32, rule: &Rule) -> Key {
@@ -181,10 +166,10 @@ fn check_table(seed: u64, coverage: &mut Coverage) {
         .map(|_| {
             let mut indices: Vec<u32> = (0..n as u32).collect();
             indices.shuffle(&mut rng);
-            let mut entries: Vec<RuleEntry> = rules
+            let mut entries: Vec<herald::log::RuleEntry> = rules
                 .iter()
                 .zip(&indices)
-                .map(|((id, rule), &index)| entry(index, *id, rule))
+                .map(|((id, rule), &index)| rule.first_version(index, *id))
                 .collect();
             entries.shuffle(&mut rng);
             let (routes, problems) = Routes::load(entries.iter(), n as u64);

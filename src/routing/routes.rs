@@ -258,17 +258,7 @@ mod tests {
     use super::*;
 
     fn entry(index: u32, id: u32, rule: &Rule) -> RuleEntry {
-        let mut spec = Vec::new();
-        rule.encode(&mut spec);
-        RuleEntry {
-            index,
-            id,
-            version: 1,
-            first_seq: 1,
-            retired_at: None,
-            created_unix_ns: 0,
-            spec,
-        }
+        rule.first_version(index, id)
     }
 
     fn rule(topic: &str, priority: i32, action: Action) -> Rule {

@@ -239,6 +239,23 @@ impl Rule {
         }
     }
 
+    /// The first version of this rule as table entry `index` holds it once added with
+    /// `id`: active, routing from position 1. What a table built by hand (a test, a
+    /// benchmark) gives [`super::Routes::load`]; the daemon's entries come from the log.
+    pub fn first_version(&self, index: u32, id: u32) -> crate::log::RuleEntry {
+        let mut spec = Vec::with_capacity(RULE_SPEC_BYTES_MAX);
+        self.encode(&mut spec);
+        crate::log::RuleEntry {
+            index,
+            id,
+            version: 1,
+            first_seq: 1,
+            retired_at: None,
+            created_unix_ns: 0,
+            spec,
+        }
+    }
+
     /// Reads a stored rule back, with every check [`Rule::validate`] makes.
     pub fn decode(bytes: &[u8]) -> Result<Rule, RuleError> {
         let damaged = RuleError::Damaged;

@@ -50,13 +50,37 @@ const SUBSCRIPTION_NAMES: [&str; 5] = ["ops", "", "audit", "a.b-c_9", "ops2"];
 const TOPICS: [&str; 5] = ["fs.disk.error", "fs.quota", "net.link", "a", "fs.disk.warn"];
 const PATTERNS: [&str; 7] = [">", "fs.>", "fs.*", "fs.disk.error", "*.*", "a", "net.>"];
 const KEYS: [&[u8]; 4] = [b"", b"k1", b"k2", b"k3"];
-const ADMIN_OPS: [&str; 6] = [
+const ADMIN_OPS: [&str; 17] = [
     "subscriptions",
     "dead.list",
     "dead.replay",
     "dead.purge",
     "dead.purge_unowned",
+    "subscriptions.create",
+    "subscriptions.delete",
+    "subscriptions.pause",
+    "subscriptions.resume",
+    "subscriptions.reset",
+    "subscriptions.set",
+    "rules.list",
+    "rules.add",
+    "rules.set",
+    "rules.delete",
+    "rules.explain",
     "bogus",
+];
+/// Severity names, with ones the daemon must refuse.
+const SEVERITY_NAMES: [&str; 6] = ["emerg", "err", "warning", "debug", "", "loud"];
+/// Start and reset positions, with ones the daemon must refuse.
+const POSITIONS: [&str; 8] = [
+    "new",
+    "first",
+    "seq:1",
+    "seq:0",
+    "seq:18446744073709551615",
+    "time:1970-01-01T00:00:00Z",
+    "time:",
+    "later",
 ];
 
 /// Payload bytes for events (their content does not matter; their size does).
@@ -593,8 +617,84 @@ fn admin_json(c: &mut Choices<'_>, seqs: &[u64]) -> String {
     if c.bool() {
         fields.push(format!("\"after_index\":{}", c.u8()));
     }
+    if c.bool() {
+        management_fields(c, &mut fields);
+    }
     if c.u8() < 16 {
         fields.push("\"unknown\":1".to_string());
     }
     format!("{{{}}}", fields.join(","))
+}
+
+/// The fields of subscription management (`subscriptions.*`) and of routing rules
+/// (`rules.*`): each present or not, with values the daemon must accept or refuse.
+fn management_fields(c: &mut Choices<'_>, fields: &mut Vec<String>) {
+    let quoted = |list: Vec<&str>| {
+        let items: Vec<String> = list.iter().map(|p| format!("\"{p}\"")).collect();
+        format!("[{}]", items.join(","))
+    };
+    if c.bool() {
+        let filter: Vec<&str> = (0..c.below(3)).map(|_| c.pick(&PATTERNS)).collect();
+        fields.push(format!("\"filter\":{}", quoted(filter)));
+    }
+    for name in ["min_severity", "most_severe", "least_severe"] {
+        if c.bool() {
+            fields.push(format!("\"{name}\":\"{}\"", c.pick(&SEVERITY_NAMES)));
+        }
+    }
+    if c.bool() {
+        fields.push(format!("\"start\":\"{}\"", c.pick(&POSITIONS)));
+    }
+    if c.bool() {
+        // A reset's position; a deliver rule's targets.
+        if c.bool() {
+            fields.push(format!("\"to\":\"{}\"", c.pick(&POSITIONS)));
+        } else {
+            let to: Vec<&str> = (0..c.below(8))
+                .map(|_| c.pick(&SUBSCRIPTION_NAMES))
+                .collect();
+            fields.push(format!("\"to\":{}", quoted(to)));
+        }
+    }
+    if c.bool() {
+        fields.push(format!(
+            "\"ack_deadline_ms\":{}",
+            c.pick(&[0u32, 1, 30_000, u32::MAX])
+        ));
+    }
+    if c.bool() {
+        fields.push(format!(
+            "\"max_deliveries\":{}",
+            c.pick(&[0u32, 1, 65_535, 65_536])
+        ));
+    }
+    if c.bool() {
+        fields.push(format!("\"keep_dead_letters\":{}", c.bool()));
+    }
+    if c.bool() {
+        fields.push(format!("\"id\":{}", c.pick(&[0u32, 1, 2, 3, u32::MAX])));
+    }
+    if c.bool() {
+        fields.push(format!(
+            "\"priority\":{}",
+            c.pick(&[0i64, 1, -1, 1 << 31, -(1 << 31) - 1])
+        ));
+    }
+    if c.bool() {
+        fields.push(format!("\"topic\":\"{}\"", c.pick(&PATTERNS)));
+    }
+    if c.bool() {
+        let source = c.pick(&["", "fsd", "fsd.>", "*", "bad..pattern"]);
+        fields.push(format!("\"source\":\"{source}\""));
+    }
+    if c.bool() {
+        let action = c.pick(&["deliver", "drop", "filters", "bounce"]);
+        fields.push(format!("\"action\":\"{action}\""));
+    }
+    if c.bool() {
+        fields.push(format!("\"all_versions\":{}", c.bool()));
+    }
+    if c.bool() {
+        fields.push(format!("\"severity\":\"{}\"", c.pick(&SEVERITY_NAMES)));
+    }
 }

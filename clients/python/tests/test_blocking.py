@@ -387,6 +387,28 @@ def test_settling_before_subscribing_is_unexpected_and_the_reason_survives_the_b
     assert raised.value.code_name == "unexpected" and client.closed
 
 
+def test_a_work_queue_group_gives_each_event_to_one_member(connect: Connect) -> None:
+    # A window of one each: a member holds one event until it confirms, so both must
+    # take part and no event can reach both.
+    members = [connect(Role.SUBSCRIBER, f"worker-{i}") for i in range(2)]
+    for member in members:
+        member.subscribe("jobs", ["jobs.>"], window_events=1, group=True)
+    with pytest.raises(ServerError) as raised:
+        connect(Role.SUBSCRIBER, "outsider").subscribe("jobs", ["jobs.>"])
+    assert raised.value.code_name == "name_in_use"
+    producer = connect(Role.PRODUCER, "boss")
+    seqs = [producer.publish("jobs.build", f"job {i}".encode()) for i in range(6)]
+    taken: list[int] = []
+    # Each round both members are full before either confirms, so each takes exactly
+    # one of the next two events, whichever the daemon picks.
+    for _ in range(len(seqs) // 2):
+        held = [receive(member, 1)[0].seq for member in members]
+        for member, seq in zip(members, held):
+            member.confirm(seq)
+        taken += held
+    assert sorted(taken) == seqs
+
+
 def test_a_durable_name_held_by_another_connection_is_name_in_use(connect: Connect) -> None:
     connect(Role.SUBSCRIBER, "a").subscribe("shared", [">"])
     with pytest.raises(ServerError) as raised:

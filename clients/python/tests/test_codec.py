@@ -379,6 +379,13 @@ def test_subscribe_encodes_its_fields_in_order() -> None:
     assert body[17:] == b"ops" + b"\x04fs.>" + b"\x07*.error"
 
 
+def test_subscribe_sets_the_group_flag_only_for_a_named_subscription() -> None:
+    frame = codec.encode_subscribe("jobs", [">"], group=True, automatic_recovery=True)
+    assert struct.unpack_from("<I", frame[6:])[0] == 0b11
+    with pytest.raises(EncodeError, match="durable subscription name"):
+        codec.encode_subscribe("", [">"], group=True)
+
+
 @pytest.mark.parametrize(
     ("name", "patterns", "options", "error", "problem"),
     [

@@ -228,6 +228,7 @@ class AsyncClient:
         ack_deadline_ms: int = 0,
         max_deliveries: int = 0,
         automatic_recovery: bool = False,
+        group: bool = False,
         timeout: TimeoutArg = DEFAULT,
     ) -> Subscribed:
         """Start this connection's subscription; wait for ``Subscribed``."""
@@ -239,6 +240,7 @@ class AsyncClient:
             ack_deadline_ms=ack_deadline_ms,
             max_deliveries=max_deliveries,
             automatic_recovery=automatic_recovery,
+            group=group,
         )
         await self._send(frame)
         return await self._wait_request(self._protocol.subscribe_result, timeout, "Subscribed")

@@ -258,6 +258,7 @@ class Client:
         ack_deadline_ms: int = 0,
         max_deliveries: int = 0,
         automatic_recovery: bool = False,
+        group: bool = False,
         timeout: TimeoutArg = DEFAULT,
     ) -> Subscribed:
         """Start this connection's subscription and wait for ``Subscribed``.
@@ -274,6 +275,8 @@ class Client:
                 0 = the daemon's default (``--max-deliveries``).
             automatic_recovery: leave recovery mode as soon as every replayed event is
                 settled, without :meth:`recovered` (PROTOCOL.md 10.4).
+            group: join the durable subscription's work-queue group (PROTOCOL.md
+                10.3): each event goes to one of the connections that subscribed so.
 
         Raises:
             ServerError: e.g. ``name_in_use`` (another connection holds the name) or
@@ -287,6 +290,7 @@ class Client:
             ack_deadline_ms=ack_deadline_ms,
             max_deliveries=max_deliveries,
             automatic_recovery=automatic_recovery,
+            group=group,
         )
         self._send(frame)
         return self._wait_request(

@@ -87,6 +87,7 @@ assert _BATCH_HEADER.size == limits.PUBLISH_BATCH_FIXED_BYTES
 
 DELIVERY_FLAG_REDELIVERED = 0x0001
 SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY = 0x0000_0001
+SUBSCRIBE_FLAG_GROUP = 0x0000_0002
 
 
 # --- encoding -------------------------------------------------------------------------
@@ -239,6 +240,7 @@ def encode_subscribe(
     ack_deadline_ms: int = 0,
     max_deliveries: int = 0,
     automatic_recovery: bool = False,
+    group: bool = False,
 ) -> bytes:
     """A ``Subscribe`` frame (section 4.2). An empty ``name`` is live-only."""
     encoded_name = _ascii(name, "subscription name")
@@ -264,7 +266,11 @@ def encode_subscribe(
             f"the subscription's patterns take {list_bytes} bytes with their length bytes;"
             f" the limit is {limits.SUBSCRIPTION_PATTERN_LIST_BYTES_MAX}"
         )
-    flags = SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY if automatic_recovery else 0
+    if group and not encoded_name:
+        raise EncodeError("a work-queue group needs a durable subscription name")
+    flags = (SUBSCRIBE_FLAG_AUTOMATIC_RECOVERY if automatic_recovery else 0) | (
+        SUBSCRIBE_FLAG_GROUP if group else 0
+    )
     header = _SUBSCRIBE.pack(
         flags,
         _uint(window_events, 1, limits.WINDOW_EVENTS_MAX, "window_events"),

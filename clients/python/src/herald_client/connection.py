@@ -207,6 +207,7 @@ class ProtocolState:
         ack_deadline_ms: int = 0,
         max_deliveries: int = 0,
         automatic_recovery: bool = False,
+        group: bool = False,
     ) -> bytes:
         """The ``Subscribe`` frame; moves to ``AwaitSubscribed``."""
         self._after_hello()
@@ -220,6 +221,7 @@ class ProtocolState:
             ack_deadline_ms=ack_deadline_ms,
             max_deliveries=max_deliveries,
             automatic_recovery=automatic_recovery,
+            group=group,
         )
         self.state = ClientState.AWAIT_SUBSCRIBED
         self._subscribe_failure = None

@@ -370,6 +370,12 @@ typedef struct herald_subscription {
     /* After a crash, leave recovery mode by itself once every replayed event is settled
      * (Subscribe flag bit 0), instead of waiting for herald_recovered(). Default false. */
     bool automatic_recovery;
+    /* Join the durable subscription's work-queue group (Subscribe flag bit 1, PROTOCOL.md
+     * 10.3): up to 16 connections that all subscribe so share it, each event going to one
+     * of them. Needs a name. Default false. (It sits in what was the struct's tail
+     * padding, so sizeof is unchanged; a caller that skips herald_subscription_init
+     * must zero it.) */
+    bool group;
 } herald_subscription;
 
 /* The daemon's answer to a subscribe (its Subscribed frame). */

@@ -496,6 +496,10 @@ size_t hc_encode_subscribe(uint8_t *out, size_t out_cap, uint32_t frame_bytes_ma
                 patterns_bytes, HERALD_SUBSCRIPTION_PATTERN_LIST_BYTES_MAX);
         return 0;
     }
+    if (s->group && name_len == 0) {
+        why_set(why, "a work-queue group (group = true) needs a durable subscription name");
+        return 0;
+    }
     if (s->window_events < 1 || s->window_events > HERALD_WINDOW_EVENTS_MAX) {
         why_set(why, "window_events %u is out of range 1..=4096 (herald_subscription_init sets 64)", s->window_events);
         return 0;
@@ -515,7 +519,8 @@ size_t hc_encode_subscribe(uint8_t *out, size_t out_cap, uint32_t frame_bytes_ma
     }
     put_header(out, HC_SUBSCRIBE, body);
     uint8_t *b = out + HERALD_FRAME_HEADER_BYTES;
-    hc_store_u32(b, s->automatic_recovery ? HC_SUBSCRIBE_AUTOMATIC_RECOVERY : 0u);
+    hc_store_u32(b, (s->automatic_recovery ? HC_SUBSCRIBE_AUTOMATIC_RECOVERY : 0u) |
+                        (s->group ? HC_SUBSCRIBE_GROUP : 0u));
     hc_store_u32(b + 4, s->window_events);
     hc_store_u32(b + 8, s->ack_deadline_ms);
     hc_store_u16(b + 12, s->max_deliveries);

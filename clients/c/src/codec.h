@@ -152,6 +152,7 @@ typedef struct hc_frame {
 #define HC_DELIVERY_REDELIVERED 0x0001u
 /* Subscribe flag bit 0 (section 4.2); the other bits are reserved. */
 #define HC_SUBSCRIBE_AUTOMATIC_RECOVERY 0x00000001u
+#define HC_SUBSCRIBE_GROUP 0x00000002u
 
 /* Little-endian loads and stores (section 1). */
 uint16_t hc_load_u16(const uint8_t *p);

@@ -160,9 +160,10 @@ static void subscribe_encodes_every_field_at_its_offset(void) {
     s.ack_deadline_ms = 1500;
     s.max_deliveries = 9;
     s.automatic_recovery = true;
+    s.group = true;
     frame_bytes *want = calloc(1, sizeof *want);
     fb_begin(want, 0x04);
-    fb_u32(want, 1);
+    fb_u32(want, 3);
     fb_u32(want, 300);
     fb_u32(want, 1500);
     fb_u16(want, 9);
@@ -520,6 +521,13 @@ static void subscription_limits_are_refused_one_past_the_edge(void) {
     s.patterns = long_pattern;
     CHECK_REFUSED(subscribe_of(&s, &why_));
     long_text[255] = 0;
+    CHECK(subscribe_of(&s, &why) > 0);
+
+    /* A group needs a durable name. */
+    s = base;
+    s.group = true;
+    CHECK(subscribe_of(&s, &why) == 0 && strstr(why.text, "name") != NULL);
+    s.name = "jobs";
     CHECK(subscribe_of(&s, &why) > 0);
 }
 

@@ -487,6 +487,61 @@ static void a_durable_name_is_attached_to_one_connection_at_a_time(void) {
     goodbye(first);
 }
 
+static void a_work_queue_group_gives_each_event_to_one_member(void) {
+    const char *patterns[] = {"wq.>"};
+    herald_subscription s;
+    herald_subscription_init(&s);
+    s.name = "wq";
+    s.patterns = patterns;
+    s.pattern_count = 1;
+    s.window_events = 1; /* a member holds one event until it confirms */
+    s.group = true;
+    herald_client *members[2];
+    for (int i = 0; i < 2; i++) {
+        members[i] = connect_as(&shared, HERALD_ROLE_SUBSCRIBER, i == 0 ? "wq-1" : "wq-2");
+        CHECK_STATUS(members[i], herald_subscribe(members[i], &s, NULL), HERALD_OK);
+    }
+    herald_client *outsider = connect_as(&shared, HERALD_ROLE_SUBSCRIBER, "wq-outsider");
+    s.group = false;
+    CHECK_STATUS(outsider, herald_subscribe(outsider, &s, NULL), HERALD_E_SERVER);
+    CHECK_EQ(herald_last_error(outsider)->server_code, HERALD_SERVER_NAME_IN_USE);
+    herald_close(outsider);
+    herald_client *pub = connect_as(&shared, HERALD_ROLE_PRODUCER, "wq-producer");
+    enum { EVENTS = 6 };
+    uint64_t first = 0;
+    for (int i = 0; i < EVENTS; i++) {
+        uint64_t seq = publish_text(pub, "wq.job", HERALD_SEVERITY_INFO, "job");
+        first = i == 0 ? seq : first;
+    }
+    /* Each round both members are full before either confirms, so each takes exactly
+     * one of the next two events. */
+    int seen[EVENTS] = {0};
+    for (int round = 0; round < EVENTS / 2; round++) {
+        herald_delivery d[2];
+        for (int i = 0; i < 2; i++) {
+            if (!expect_event(members[i], &d[i])) {
+                goodbye(members[0]);
+                goodbye(members[1]);
+                goodbye(pub);
+                return;
+            }
+            CHECK(d[i].seq >= first && d[i].seq < first + EVENTS);
+            if (d[i].seq >= first && d[i].seq < first + EVENTS) {
+                seen[d[i].seq - first]++;
+            }
+        }
+        for (int i = 0; i < 2; i++) {
+            CHECK_STATUS(members[i], herald_confirm(members[i], d[i].seq, d[i].seq), HERALD_OK);
+        }
+    }
+    for (int i = 0; i < EVENTS; i++) {
+        CHECK_EQ(seen[i], 1);
+    }
+    goodbye(members[0]);
+    goodbye(members[1]);
+    goodbye(pub);
+}
+
 static void live_only_subscription_sees_only_events_published_while_attached(void) {
     herald_client *pub = connect_as(&shared, HERALD_ROLE_PRODUCER, "live-producer");
     publish_text(pub, "live.before", HERALD_SEVERITY_INFO, "before");
@@ -936,6 +991,7 @@ int main(void) {
     RUN(idempotent_retry_gets_the_same_seq);
     RUN(durable_subscription_resumes_after_disconnect_with_redelivery_flagged);
     RUN(a_durable_name_is_attached_to_one_connection_at_a_time);
+    RUN(a_work_queue_group_gives_each_event_to_one_member);
     RUN(live_only_subscription_sees_only_events_published_while_attached);
     RUN(patterns_and_min_severity_select_the_events);
     RUN(nak_redelivers_with_the_flag_and_after_its_delay);

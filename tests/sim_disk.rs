@@ -372,3 +372,55 @@ fn an_operators_reset_or_pause_is_durable_on_a_disk_once_it_returns() {
     let to = log.reset_cursor(a, herald::log::Start::Seq(25)).unwrap();
     check(&log, &mut rng, to.0, true);
 }
+
+#[test]
+fn changed_filters_and_rule_changes_are_durable_on_a_disk_once_they_return() {
+    let mut rng = SmallRng::seed_from_u64(0x5e75);
+    let mut log = Log::format(SimDisk::new(1 << 20), &LogConfig::default(), 7).expect("format");
+    let encode = |spec: herald::subscription::SubscriptionSpec| {
+        let mut bytes = [0u8; herald::log::layout::SUBSCRIPTION_SPEC_BYTES_MAX];
+        let len = spec.encode(&mut bytes);
+        bytes[..len].to_vec()
+    };
+    let before = encode(herald::subscription::SubscriptionSpec::match_all());
+    let after = encode(herald::subscription::SubscriptionSpec::match_all().with_policy(5000, 3));
+    assert_ne!(before, after);
+    let a = log.create_subscription(b"a", &before).unwrap();
+    log.append(&herald::log::EventRef {
+        topic: b"fs.a",
+        severity: herald::log::Severity::Error,
+        source: b"s",
+        flags: 0,
+        key: b"",
+        payload: b"unsynced when the filters change",
+        timestamp_ns: 1,
+        route: 0,
+    })
+    .unwrap();
+    // Each is checked over many power-cut images of the moment it returned.
+    let check = |log: &Log<SimDisk>, rng: &mut SmallRng, spec: &[u8], rules: &[(u32, u32)]| {
+        for i in 0..30 {
+            let keep: f64 = rng.gen();
+            let opened = open_clean(log.medium().crash_image(rng, keep), &format!("image {i}"));
+            let s = opened.subscription_by_name(b"a").expect("a is durable");
+            assert_eq!(s.spec(), spec, "image {i}");
+            assert_eq!(s.cursor, 1, "image {i}");
+            let mut active: Vec<(u32, u32)> = opened
+                .rule_entries()
+                .filter(|e| e.is_active())
+                .map(|e| (e.id, e.version))
+                .collect();
+            active.sort();
+            assert_eq!(active, rules, "image {i}");
+        }
+    };
+    log.change_spec(a, &after).unwrap();
+    check(&log, &mut rng, &after, &[]);
+    let first = log.add_rule(b"rule one, version 1").unwrap();
+    check(&log, &mut rng, &after, &[(first.id, 1)]);
+    log.change_rule(first.id, b"rule one, version 2").unwrap();
+    let second = log.add_rule(b"rule two").unwrap();
+    check(&log, &mut rng, &after, &[(first.id, 2), (second.id, 1)]);
+    log.delete_rule(first.id).unwrap();
+    check(&log, &mut rng, &after, &[(second.id, 1)]);
+}

@@ -185,10 +185,9 @@ fn explain_names_exactly_the_subscriptions_each_event_reaches() {
             "fs.*.error",
             "--severity",
             "emerg..err",
+            // A comma list, as `--deliver pager --deliver fsops` would say.
             "--deliver",
-            "pager",
-            "--deliver",
-            "fsops",
+            "pager,fsops",
         ],
         &["--topic", "fs.>", "--severity", "debug", "--drop"],
         &[

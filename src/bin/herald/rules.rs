@@ -41,9 +41,9 @@ struct RuleSpec {
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     priority: Option<i32>,
     /// Deliver matching events to exactly these durable subscriptions (up to 6),
-    /// whatever their own filters say.
+    /// whatever their own filters say: repeat it, or separate the names with commas.
     #[arg(long = "deliver", value_name = "SUBSCRIPTION", value_parser = parse::subscription_name,
-          conflicts_with_all = ["drop", "filters"])]
+          value_delimiter = ',', conflicts_with_all = ["drop", "filters"])]
     deliver: Vec<String>,
     /// Store matching events but deliver them to nobody.
     #[arg(long, conflicts_with = "filters")]
